@@ -1,0 +1,327 @@
+"""Iterative baselines: plain SGD fine-tuning of every zoo network, vectorised over the network dimension.
+
+The metanetwork maps weights to fine-tuned weights in one shot; the poster compares it with SGD run for 25, 50,
+100 and 150 epochs from the same starting weights, on the same objective (:mod:`workbench.objective`):
+
+    theta_i <- SGD-with-momentum on  CE(u_{theta_i}(x), y) + lam * ||theta_i||_1,   independently for each network i
+
+:func:`sgd_finetune` trains all B networks at once. One autograd graph holds the batched parameters; the loss
+that is differentiated is the *sum* over networks of their own per-network losses, so network i receives exactly
+the gradient of its own loss (the other terms do not depend on its parameters) and its effective learning rate is
+``lr`` -- the same as training it alone. Every network sees the same shuffled minibatches (drawn from ``seed``).
+One pass trains to ``max(epochs)`` and snapshots the parameters after each budget, so the 25-epoch result is a
+prefix of the 150-epoch run.
+
+Timing: the poster reports seconds *per network*, measured one network at a time (and extrapolated from a
+30-epoch run). :func:`sgd_finetune` reports the wall time of the vectorised run for all networks and that time
+divided by B; :func:`time_one_at_a_time` measures the one-network-at-a-time figure with the same code path, so the
+two can be shown side by side.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .nets import NetSpec, Params, cat_params, check_params, n_networks, select
+from .objective import objective
+
+__all__ = [
+    "SGDResult",
+    "sgd_finetune",
+    "time_one_at_a_time",
+    "minibatch_order",
+    "default_device",
+]
+
+
+@dataclass
+class SGDResult:
+    """The state of an SGD run after ``epochs`` epochs.
+
+    Attributes:
+        epochs: epochs trained so far.
+        params: batched parameters after ``epochs`` epochs (detached, on CPU). Networks that diverged hold their
+            last parameters whose loss was finite.
+        seconds_total: cumulative wall time of the training steps for all B networks together.
+        seconds_per_network: ``seconds_total / B``.
+        diverged: (B,) bool, True for networks whose loss (or gradient) became non-finite at some step; they were
+            frozen from that step on.
+        train_loss: (B, epochs) mean training loss (CE + lam * L1) of each network over the minibatches of each
+            epoch, evaluated at the parameters before each step (a network that diverged keeps being evaluated at
+            its frozen parameters; a non-finite entry shows the epoch in which its loss broke).
+    """
+
+    epochs: int
+    params: Params
+    seconds_total: float
+    seconds_per_network: float
+    diverged: Tensor
+    train_loss: Tensor = field(repr=False)
+
+    @property
+    def n_diverged(self) -> int:
+        return int(self.diverged.sum())
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def minibatch_order(n_samples: int, batch_size: int, seed: int, n_epochs: int) -> Iterator[list[Tensor]]:
+    """Yield, per epoch, the list of index tensors of that epoch's minibatches (a fresh permutation per epoch,
+    drawn from one CPU generator seeded with ``seed``; the last batch may be smaller)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    generator = torch.Generator().manual_seed(int(seed))
+    for _ in range(n_epochs):
+        perm = torch.randperm(n_samples, generator=generator)
+        yield list(perm.split(batch_size))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _check_budgets(epochs: int | Sequence[int]) -> list[int]:
+    budgets = [int(epochs)] if isinstance(epochs, int) else sorted({int(e) for e in epochs})
+    if not budgets or budgets[0] < 1:
+        raise ValueError(f"epoch budgets must be positive integers, got {epochs!r}")
+    return budgets
+
+
+def _train_chunk(
+    spec: NetSpec,
+    params: Params,
+    x: Tensor,
+    y: Tensor,
+    budgets: list[int],
+    *,
+    lam: float,
+    lr: float | Tensor,
+    momentum: float,
+    batch_size: int,
+    seed: int,
+    amp: bool,
+    max_steps: int | None = None,
+    progress_bar=None,
+) -> list[SGDResult]:
+    """SGD with momentum on a batch of networks already on the training device; one result per budget."""
+    device = x.device
+    n_nets = n_networks(params)
+    leaves = [t.detach().clone().requires_grad_(True) for pair in params for t in pair]
+    buffers = [torch.zeros_like(t) for t in leaves]
+    previous = [t.detach().clone() for t in leaves]
+    if isinstance(lr, Tensor):  # one step size per network: (B,) broadcast over each parameter tensor
+        step_sizes = [lr.to(device=device, dtype=t.dtype).reshape(-1, *([1] * (t.dim() - 1))) for t in leaves]
+    else:
+        step_sizes = [float(lr)] * len(leaves)
+    active = torch.ones(n_nets, dtype=torch.bool, device=device)
+    diverged = torch.zeros(n_nets, dtype=torch.bool, device=device)
+    epoch_losses: list[Tensor] = []
+    results: list[SGDResult] = []
+    seconds = 0.0
+    steps = 0
+
+    def as_params() -> Params:
+        return [(leaves[2 * l], leaves[2 * l + 1]) for l in range(spec.n_layers)]
+
+    def per_net(mask: Tensor, t: Tensor) -> Tensor:  # broadcast a (B,) mask over a parameter tensor
+        return mask.reshape(-1, *([1] * (t.dim() - 1)))
+
+    for epoch, batches in enumerate(minibatch_order(x.shape[0], batch_size, seed, budgets[-1]), start=1):
+        _sync(device)
+        start = time.perf_counter()
+        loss_sum = torch.zeros(n_nets, dtype=torch.float64, device=device)
+        for idx in batches:
+            idx = idx.to(device)
+            xb, yb = x[idx], y[idx]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                losses = objective(spec, as_params(), xb, yb, lam)  # (B,)
+            loss_sum += losses.detach().double()
+            # Summing (not averaging) gives each network exactly the gradient of its own loss. Frozen and
+            # non-finite networks are masked out of the sum; their gradients are discarded below as well
+            # because 0 * inf in the backward pass could still produce NaN for them (and only for them).
+            total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+            grads = torch.autograd.grad(total, leaves)
+            with torch.no_grad():
+                loss_ok = torch.isfinite(losses)
+                # A non-finite loss means the current parameters are already bad: go back to the previous ones,
+                # whose loss was finite at the previous step.
+                for p, q in zip(leaves, previous):
+                    p.copy_(torch.where(per_net(active & ~loss_ok, p), q, p))
+                    q.copy_(p)
+                ok = active & loss_ok
+                for g in grads:
+                    ok &= torch.isfinite(g.reshape(n_nets, -1)).all(1)
+                new_values = []
+                for p, g, buf, step in zip(leaves, grads, buffers, step_sizes):
+                    upd = per_net(ok, p)
+                    g = torch.where(upd, g, torch.zeros_like(g))
+                    buf.copy_(torch.where(upd, momentum * buf + g, buf))
+                    new_values.append(p - step * buf)
+                # An update that overflows the parameters themselves also counts as divergence.
+                for v in new_values:
+                    ok &= torch.isfinite(v.reshape(n_nets, -1)).all(1)
+                for p, v in zip(leaves, new_values):
+                    p.copy_(torch.where(per_net(ok, p), v, p))
+                diverged |= active & ~ok
+                active &= ok
+            steps += 1
+            if max_steps is not None and steps >= max_steps:
+                break
+        _sync(device)
+        seconds += time.perf_counter() - start
+        epoch_losses.append((loss_sum / len(batches)).cpu())
+        if progress_bar is not None:
+            progress_bar.update(1)
+            progress_bar.set_postfix(diverged=int(diverged.sum()), refresh=False)
+        if epoch in budgets:
+            results.append(
+                SGDResult(
+                    epochs=epoch,
+                    params=[(w.detach().cpu().clone(), b.detach().cpu().clone()) for w, b in as_params()],
+                    seconds_total=seconds,
+                    seconds_per_network=seconds / n_nets,
+                    diverged=diverged.cpu().clone(),
+                    train_loss=torch.stack(epoch_losses, 1),
+                )
+            )
+        if max_steps is not None and steps >= max_steps:
+            break
+    return results
+
+
+def _prepare(spec, params, data, split, device, dtype):
+    check_params(spec, params, finite=True)
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or params[0][0].dtype
+    x, y = data.split(split) if hasattr(data, "split") else (getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+    x = x.to(device=device, dtype=dtype)
+    y = y.to(device=device, dtype=torch.long)
+    params = [(w.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)) for w, b in params]
+    return params, x, y, device
+
+
+def sgd_finetune(
+    spec: NetSpec,
+    params: Params,
+    data,
+    *,
+    epochs: int | Sequence[int] = (25, 50, 100, 150),
+    lam: float = 0.0,
+    lr: float | Tensor = 0.01,
+    momentum: float = 0.9,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    dtype: torch.dtype | None = None,
+    amp: bool | None = None,
+    net_chunk: int | None = None,
+    split: str = "train",
+) -> dict[int, SGDResult]:
+    """Fine-tune every network from its own weights with SGD + momentum, all networks at once.
+
+    The update is PyTorch's SGD with momentum (no dampening, no Nesterov, no weight decay):
+    ``buf <- momentum * buf + grad_i;  theta_i <- theta_i - lr * buf`` for each network i, where ``grad_i`` is the
+    gradient of network i's own loss ``objective(spec, theta_i, x_batch, y_batch, lam)``.
+
+    Args:
+        spec, params: the networks (B of them); params may be on any device, they are not modified.
+        data: a data set with ``split(name) -> (x, y)`` (or ``x_<split>``/``y_<split>`` attributes).
+        epochs: the budgets to snapshot; one run trains to ``max(epochs)``.
+        lam: L1 weight (0: cross-entropy fine-tuning; > 0: sparsity).
+        lr, momentum, batch_size, seed: SGD settings; ``seed`` fixes the minibatch order (shared by all networks).
+            ``lr`` may also be a (B,) tensor, one step size per network.
+        device: training device (default: CUDA when available, else CPU).
+        progress: show a tqdm bar over epochs.
+        dtype: parameter and input dtype during training (default: that of ``params``).
+        amp: bf16 autocast for the forward pass (default: on for CUDA, off otherwise; never on CPU by default).
+        net_chunk: train at most this many networks at a time (each chunk is an independent run with the same
+            minibatch order, so the result is the same; times add up). Default: all at once.
+        split: which split to train on.
+
+    Returns:
+        ``{budget: SGDResult}`` for every budget in ``epochs``. Networks whose loss or gradient became non-finite
+        are frozen at their last finite parameters and flagged in ``SGDResult.diverged`` -- never returned as NaN.
+        ``seconds_total`` is the wall time of the training steps (minibatch gathering, forward, backward, update;
+        with a CUDA synchronise around each epoch), excluding moving data to the device and taking snapshots.
+    """
+    budgets = _check_budgets(epochs)
+    params, x, y, device = _prepare(spec, params, data, split, device, dtype)
+    amp = device.type == "cuda" if amp is None else bool(amp)
+    n_nets = n_networks(params)
+    if isinstance(lr, Tensor) and lr.numel() != n_nets:
+        raise ValueError(f"a per-network lr needs {n_nets} entries (one per network), got shape {tuple(lr.shape)}")
+    chunk = n_nets if net_chunk is None else max(1, int(net_chunk))
+    starts = list(range(0, n_nets, chunk))
+    settings = dict(lam=lam, momentum=momentum, batch_size=batch_size, seed=seed, amp=amp)
+    bar = tqdm(total=budgets[-1] * len(starts), desc=f"SGD {spec.family} x{n_nets}", unit="epoch", disable=not progress)
+    per_chunk = []
+    try:
+        for s in starts:
+            part = select(params, slice(s, s + chunk))
+            step = lr.reshape(-1)[s:s + chunk] if isinstance(lr, Tensor) else lr
+            per_chunk.append(_train_chunk(spec, part, x, y, budgets, lr=step, progress_bar=bar, **settings))
+    finally:
+        bar.close()
+    out = {}
+    for i, budget in enumerate(budgets):
+        parts = [results[i] for results in per_chunk]
+        total = sum(r.seconds_total for r in parts)
+        out[budget] = SGDResult(
+            epochs=budget,
+            params=cat_params([r.params for r in parts]) if len(parts) > 1 else parts[0].params,
+            seconds_total=total,
+            seconds_per_network=total / n_nets,
+            diverged=torch.cat([r.diverged for r in parts]),
+            train_loss=torch.cat([r.train_loss for r in parts]),
+        )
+    return out
+
+
+def time_one_at_a_time(
+    spec: NetSpec,
+    params: Params,
+    data,
+    *,
+    epochs: int = 1,
+    sample: int = 4,
+    measure_epochs: int = 1,
+    lam: float = 0.0,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    amp: bool | None = None,
+    split: str = "train",
+) -> float:
+    """Seconds per network for an ``epochs``-epoch budget when networks are fine-tuned one at a time.
+
+    The first ``sample`` networks are each trained alone (B = 1, the same code path as :func:`sgd_finetune`)
+    for ``measure_epochs`` epochs after one untimed warm-up step; the mean per-network time per epoch is then
+    multiplied by ``epochs``. The figure is therefore *extrapolated* from the measured epochs -- as the poster's
+    SGD times were extrapolated from a 30-epoch run -- not measured over the full budget.
+    """
+    if sample < 1 or measure_epochs < 1 or epochs < 1:
+        raise ValueError(
+            f"sample, measure_epochs and epochs must be positive, got {sample}, {measure_epochs}, {epochs}"
+        )
+    params, x, y, device = _prepare(spec, params, data, split, device, dtype)
+    amp = device.type == "cuda" if amp is None else bool(amp)
+    settings = dict(lam=lam, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed, amp=amp)
+    n = min(sample, n_networks(params))
+    _train_chunk(spec, select(params, 0), x, y, [1], max_steps=1, **settings)  # warm-up: allocator, kernels
+    per_epoch = []
+    for i in range(n):
+        result = _train_chunk(spec, select(params, i), x, y, [measure_epochs], **settings)[-1]
+        per_epoch.append(result.seconds_total / measure_epochs)
+    return float(sum(per_epoch) / len(per_epoch) * epochs)

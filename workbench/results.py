@@ -1,0 +1,297 @@
+"""The poster's results table: one row per method, scored with the shared metrics of :mod:`workbench.objective`.
+
+Columns (:data:`COLUMNS`), per network family:
+
+* ``ce_avg_acc`` / ``ce_max_acc``: mean / best test accuracy (%) over networks after cross-entropy fine-tuning
+  (lambda = 0);
+* ``ce_time_per_net_s``: seconds per network of that fine-tuning;
+* ``l1_avg_acc``: mean test accuracy (%) after L1-regularised fine-tuning (lambda > 0);
+* ``l1_test_loss``: mean over networks of test CE + lambda * L1 of those parameters;
+* ``l1_time_per_net_s``: seconds per network of that fine-tuning;
+* ``l1_sparsity_pct``: the poster's "sparsity", the % reduction of the total L1 norm relative to the initial
+  networks (:func:`workbench.objective.l1_reduction`);
+* ``l1_near_zero_pct``: % of weights and biases with |w| < 1e-3 (:func:`workbench.objective.share_near_zero`).
+
+Nothing is filled in that was not measured: a missing time or method is NaN in the frame and "-" in markdown.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .io import atomic_write_text
+from .nets import NetSpec, Params, check_params
+from .objective import evaluate, l1_reduction, share_near_zero
+
+__all__ = [
+    "COLUMNS",
+    "COLUMN_LABELS",
+    "TableSchemaError",
+    "method_row",
+    "sgd_rows",
+    "results_table",
+    "check_table_schema",
+    "to_markdown",
+    "write_results",
+    "training_smoothness",
+    "spread",
+]
+
+COLUMNS = [
+    "method",
+    "ce_avg_acc",
+    "ce_max_acc",
+    "ce_time_per_net_s",
+    "l1_avg_acc",
+    "l1_test_loss",
+    "l1_time_per_net_s",
+    "l1_sparsity_pct",
+    "l1_near_zero_pct",
+]
+NUMERIC_COLUMNS = COLUMNS[1:]
+ACCURACY_COLUMNS = ["ce_avg_acc", "ce_max_acc", "l1_avg_acc"]
+TIME_COLUMNS = ["ce_time_per_net_s", "l1_time_per_net_s"]
+PERCENT_COLUMNS = ["l1_sparsity_pct", "l1_near_zero_pct"]
+
+COLUMN_LABELS = {
+    "method": "Method",
+    "ce_avg_acc": "CE avg acc (%)",
+    "ce_max_acc": "CE max acc (%)",
+    "ce_time_per_net_s": "CE time (s/net)",
+    "l1_avg_acc": "L1 avg acc (%)",
+    "l1_test_loss": "L1 test loss (CE+L1)",
+    "l1_time_per_net_s": "L1 time (s/net)",
+    "l1_sparsity_pct": "Sparsity (%)",
+    "l1_near_zero_pct": "|w| < 1e-3 (%)",
+}
+
+MISSING = "-"
+
+
+class TableSchemaError(ValueError):
+    """A results table does not have the poster's columns or rows."""
+
+
+# -- rows -------------------------------------------------------------------------------------------------------
+def _nan_if_none(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _on(params: Params, x: torch.Tensor) -> Params:
+    return [(w.to(device=x.device, dtype=x.dtype), b.to(device=x.device, dtype=x.dtype)) for w, b in params]
+
+
+def method_row(
+    name: str,
+    spec: NetSpec,
+    data,
+    *,
+    initial: Params,
+    ce_params: Params | None = None,
+    ce_seconds_per_net: float | None = None,
+    l1_params: Params | None = None,
+    l1_seconds_per_net: float | None = None,
+    lam: float,
+    split: str = "test",
+) -> dict:
+    """One table row: scores ``ce_params`` and ``l1_params`` (batched, the same networks as ``initial``) on ``split``.
+
+    For the "Initial" row pass ``ce_params=l1_params=initial`` and no times (its sparsity is then 0 by
+    construction). Any part not given stays NaN: nothing is estimated or carried over from another row.
+
+    Returns:
+        a dict with exactly :data:`COLUMNS` as keys.
+    """
+    x, y = data.split(split)
+    row = {"method": str(name), **{c: float("nan") for c in NUMERIC_COLUMNS}}
+    row["ce_time_per_net_s"] = _nan_if_none(ce_seconds_per_net)
+    row["l1_time_per_net_s"] = _nan_if_none(l1_seconds_per_net)
+    n_initial = check_params(spec, initial, finite=True)
+    if ce_params is not None:
+        n = check_params(spec, ce_params, finite=True)
+        metrics = evaluate(spec, _on(ce_params, x), x, y)
+        row["ce_avg_acc"] = 100.0 * float(metrics["acc"].double().mean())
+        row["ce_max_acc"] = 100.0 * float(metrics["acc"].max())
+    if l1_params is not None:
+        n = check_params(spec, l1_params, finite=True)
+        if n != n_initial:
+            raise ValueError(
+                f"{name}: l1_params holds {n} networks but initial holds {n_initial}; sparsity compares the same "
+                "networks before and after fine-tuning"
+            )
+        metrics = evaluate(spec, _on(l1_params, x), x, y, lam)
+        row["l1_avg_acc"] = 100.0 * float(metrics["acc"].double().mean())
+        row["l1_test_loss"] = float(metrics["loss"].double().mean())
+        row["l1_sparsity_pct"] = l1_reduction(_on(initial, x), _on(l1_params, x))
+        row["l1_near_zero_pct"] = share_near_zero(l1_params)
+    return row
+
+
+def sgd_rows(spec: NetSpec, data, *, initial: Params, ce_results: Mapping | None = None,
+             l1_results: Mapping | None = None, lam: float, split: str = "test",
+             label: str = "SGD ({epochs} epochs)") -> list[dict]:
+    """Rows for the SGD baselines, one per epoch budget found in either ``{epochs: SGDResult}`` mapping.
+
+    Times are the results' ``seconds_per_network`` (the vectorised figure); a budget present for only one
+    objective leaves the other objective's columns NaN.
+    """
+    ce_results, l1_results = dict(ce_results or {}), dict(l1_results or {})
+    rows = []
+    for epochs in sorted(set(ce_results) | set(l1_results)):
+        ce, l1 = ce_results.get(epochs), l1_results.get(epochs)
+        rows.append(method_row(
+            label.format(epochs=epochs), spec, data, initial=initial,
+            ce_params=ce.params if ce else None, ce_seconds_per_net=ce.seconds_per_network if ce else None,
+            l1_params=l1.params if l1 else None, l1_seconds_per_net=l1.seconds_per_network if l1 else None,
+            lam=lam, split=split,
+        ))
+    return rows
+
+
+# -- tables -----------------------------------------------------------------------------------------------------
+def results_table(rows: Sequence[Mapping]) -> pd.DataFrame:
+    """A frame with exactly :data:`COLUMNS`, one row per method, in the given order (missing values NaN)."""
+    for i, row in enumerate(rows):
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise TableSchemaError(f"row {i} ({row.get('method', '?')!r}) has unknown columns {sorted(unknown)}; "
+                                   f"the table columns are {COLUMNS}")
+        if not row.get("method"):
+            raise TableSchemaError(f"row {i} has no method name")
+    df = pd.DataFrame([{c: row.get(c) for c in COLUMNS} for row in rows], columns=COLUMNS)
+    df[NUMERIC_COLUMNS] = df[NUMERIC_COLUMNS].apply(lambda col: pd.to_numeric(col, errors="raise")).astype(float)
+    df["method"] = df["method"].astype(str)
+    return df
+
+
+def check_table_schema(df: pd.DataFrame, required_methods: Sequence[str] = ()) -> None:
+    """Raise :class:`TableSchemaError` unless ``df`` is a results table: exactly :data:`COLUMNS` in order, at least
+    one row, unique non-empty method names (including every name in ``required_methods``), numeric measurement
+    columns, accuracies within [0, 100] and non-negative times (NaN allowed everywhere for "not measured")."""
+    if not isinstance(df, pd.DataFrame):
+        raise TableSchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    columns = list(df.columns)
+    if columns != COLUMNS:
+        missing = [c for c in COLUMNS if c not in columns]
+        extra = [c for c in columns if c not in COLUMNS]
+        raise TableSchemaError(
+            f"results table columns are off: missing {missing}, unexpected {extra}"
+            + ("" if missing or extra else f", wrong order {columns}") + f"; expected exactly {COLUMNS}"
+        )
+    if len(df) == 0:
+        raise TableSchemaError("results table has no rows")
+    methods = df["method"]
+    if methods.isna().any() or (methods.astype(str).str.strip() == "").any():
+        raise TableSchemaError("every row needs a method name")
+    duplicated = sorted(set(methods[methods.duplicated()]))
+    if duplicated:
+        raise TableSchemaError(f"method names must be unique; repeated: {duplicated}")
+    absent = [m for m in required_methods if m not in set(methods)]
+    if absent:
+        raise TableSchemaError(f"results table lacks rows {absent}; it has {list(methods)}")
+    for c in NUMERIC_COLUMNS:
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            raise TableSchemaError(f"column {c!r} must be numeric (NaN for missing), got dtype {df[c].dtype}")
+    for c in ACCURACY_COLUMNS:
+        bad = df[c].notna() & ((df[c] < 0) | (df[c] > 100))
+        if bad.any():
+            raise TableSchemaError(f"column {c!r} holds accuracies outside [0, 100] % for {list(methods[bad])}")
+    for c in TIME_COLUMNS:
+        bad = df[c].notna() & (df[c] < 0)
+        if bad.any():
+            raise TableSchemaError(f"column {c!r} holds negative times for {list(methods[bad])}")
+
+
+def _format_time(seconds: float) -> str:
+    if seconds >= 1000:
+        return f"{seconds:.0f}"
+    return f"{seconds:.3g}"  # 357, 59.5, 0.055, 5.5e-05
+
+
+def _format_cell(column: str, value) -> str:
+    if column == "method":
+        return str(value).replace("|", "\\|")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    value = float(value)
+    if column in TIME_COLUMNS:
+        return _format_time(value)
+    if column == "l1_test_loss":
+        return f"{value:.3f}"
+    return f"{value:.1f}"  # accuracies and percentages
+
+
+def to_markdown(df: pd.DataFrame, title: str | None = None) -> str:
+    """A markdown table of ``df`` (poster formatting: accuracies and percentages to 1 decimal, loss to 3, times to
+    3 significant digits, "-" for anything not measured), preceded by ``## title`` when given."""
+    check_table_schema(df)
+    lines = [f"## {title}", ""] if title else []
+    lines.append("| " + " | ".join(COLUMN_LABELS[c] for c in COLUMNS) + " |")
+    lines.append("|" + "|".join([":---"] + ["---:"] * len(NUMERIC_COLUMNS)) + "|")
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(_format_cell(c, row[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(
+    tables: Mapping[str, pd.DataFrame], out_dir: str | os.PathLike, extra_md: str = ""
+) -> dict[str, Path]:
+    """Write ``results.md`` (one section per family, e.g. "## CNN (tanh)", then ``extra_md``) and ``results.csv``
+    (all families stacked, with a leading ``family`` column) into ``out_dir``, each atomically.
+
+    Returns:
+        ``{"md": path, "csv": path}``.
+    """
+    if not tables:
+        raise TableSchemaError("write_results needs at least one family table")
+    for family, df in tables.items():
+        try:
+            check_table_schema(df)
+        except TableSchemaError as err:
+            raise TableSchemaError(f"table for family {family!r}: {err}") from None
+    out_dir = Path(out_dir)
+    sections = [to_markdown(df, title=family) for family, df in tables.items()]
+    md = "# Results\n\n" + "\n".join(sections)
+    if extra_md:
+        md += "\n" + extra_md.rstrip("\n") + "\n"
+    stacked = pd.concat([df.assign(family=family) for family, df in tables.items()], ignore_index=True)
+    stacked = stacked[["family", *COLUMNS]]
+    paths = {
+        "md": atomic_write_text(out_dir / "results.md", md),
+        "csv": atomic_write_text(out_dir / "results.csv", stacked.to_csv(index=False)),
+    }
+    return paths
+
+
+# -- ablation helpers -------------------------------------------------------------------------------------------
+def training_smoothness(history: Sequence[float]) -> float:
+    """How jumpy a training curve is: the mean absolute change of the validation loss between consecutive epochs,
+    divided by the mean validation loss,
+
+        smoothness = mean_t |L_{t+1} - L_t| / mean_t L_t.
+
+    Lower is smoother; a flat curve gives 0. Dividing by the mean makes runs at different loss levels comparable.
+    A history holding NaN/inf gives NaN (a diverged run has no smoothness); fewer than two epochs is an error.
+    """
+    values = np.asarray(list(history), dtype=np.float64)
+    if values.ndim != 1 or values.size < 2:
+        raise ValueError(f"training_smoothness needs a 1-d history of at least two losses, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        return float("nan")
+    return float(np.abs(np.diff(values)).mean() / values.mean())
+
+
+def spread(values: Sequence[float]) -> tuple[float, float]:
+    """``(mean, std)`` of a metric across seeds; std is the sample standard deviation (ddof = 1), NaN for a
+    single value (one seed says nothing about the spread)."""
+    arr = np.asarray(list(values), dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"spread needs a non-empty 1-d sequence, got shape {arr.shape}")
+    std = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
+    return float(arr.mean()), std
