@@ -1,0 +1,187 @@
+"""ScaleGMN as a fully-amortized optimizer: network parameters in, improved network parameters out.
+
+Pipeline for B networks of one :class:`~workbench.nets.NetSpec`:
+
+1. ``to_graph`` (built directly with tensor ops on the model's device);
+2. feature initialisation -- bias-free linear maps of the (per-layer normalised) biases and weights, which commute
+   with scalars; node-type embeddings multiplied into hidden nodes (keeps equivariance) and added on input/output
+   nodes (they carry no symmetry); a learned per-layer multiplier on edge features;
+3. ``n_layers`` x :class:`~workbench.metanet.layers.ScaleGMNConv`;
+4. the weight-output head: a new bias per non-input node (equivariant, 1 channel) and a new weight/kernel per edge
+   (equivariant, ``edge_dim`` channels), each times a learnable per-layer output scale (initialised 0.01), added
+   to the input: ``theta' = theta + delta``.
+
+Per-layer normalisation constants are fixed scalars (fit once on the training zoo), so dividing by them commutes
+with every scaling symmetry.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..graphs import NODE_HIDDEN, from_graph, graph_layout, to_graph
+from ..nets import NetSpec, Params, SpecError, check_params
+from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon
+from .layers import ScaleGMNConv
+
+
+def default_symmetry(spec: NetSpec) -> str:
+    """The scaling group that preserves the function of ``spec``'s networks."""
+    return {"relu": "scale", "tanh": "sign"}[spec.activation]
+
+
+class ScaleGMN(nn.Module):
+    r"""Scale Equivariant Graph Metanetwork that maps networks to new networks in one forward pass.
+
+    Args:
+        spec: architecture of the networks it reads and writes (fixes node types and layer count).
+        hidden: feature size (default 128).
+        n_layers: message-passing layers (default 4).
+        bidirectional: add backward messages ("-B" variant; default True).
+        symmetry: ``"scale"`` (ReLU), ``"sign"`` (tanh) or ``"none"`` (symmetry-broken GMN ablation). ``None``
+            picks the group of ``spec``'s activation.
+        dropout: dropout inside the invariant MLPs.
+        out_scale_init: initial per-layer output scale of the residual update.
+
+    Shapes:
+        ``forward(params)``: batched params of B networks -> batched params of B networks.
+    """
+
+    def __init__(self, spec: NetSpec, hidden: int = 128, n_layers: int = 4, bidirectional: bool = True,
+                 symmetry: str | None = None, dropout: float = 0.0, out_scale_init: float = 0.01):
+        super().__init__()
+        symmetry = symmetry or default_symmetry(spec)
+        if symmetry not in SYMMETRIES:
+            raise ValueError(f"unknown symmetry {symmetry!r}; expected one of {SYMMETRIES}")
+        if symmetry == "sign" and spec.activation != "tanh":
+            raise ValueError(f"sign symmetry suits odd activations (tanh); {spec.family} networks are not odd")
+        if symmetry == "scale" and spec.activation != "relu":
+            raise ValueError(
+                f"positive-scale symmetry suits ReLU networks; {spec.family} networks only have sign symmetry"
+            )
+        self.spec, self.hidden, self.symmetry, self.bidirectional = spec, hidden, symmetry, bidirectional
+        self.config = dict(hidden=hidden, n_layers=n_layers, bidirectional=bidirectional, symmetry=symmetry,
+                           dropout=dropout, out_scale_init=out_scale_init)
+        layout = graph_layout(spec)
+        n_types, n_wlayers, d = layout.n_node_types, spec.n_layers, hidden
+        hidden_type = torch.zeros(n_types, dtype=torch.bool)
+        hidden_type[layout.node_type[layout.node_kind == NODE_HIDDEN].unique()] = True
+        self.register_buffer("hidden_type", hidden_type, persistent=False)
+        self.register_buffer("w_norm", torch.ones(n_wlayers))
+        self.register_buffer("b_norm", torch.ones(n_wlayers))
+
+        self.init_node = nn.Linear(1, d, bias=False)
+        self.init_edge = nn.Linear(spec.edge_dim, d, bias=False)
+        self.type_mul = nn.Parameter(torch.ones(n_types, d))
+        self.type_add = nn.Parameter(torch.zeros(n_types, d))
+        self.edge_mul = nn.Parameter(torch.ones(n_wlayers, d))
+        if bidirectional:
+            self.type_add_g = nn.Parameter(torch.zeros(n_types, d))
+        self.layers = nn.ModuleList(ScaleGMNConv(d, symmetry, bidirectional, dropout) for _ in range(n_layers))
+        n_side = 2 * d if bidirectional else 0
+        self.head_bias = ScaleEq(d, n_side // 2, 1, symmetry, d_hidden=d)
+        self.head_edge_w = nn.Linear(d, spec.edge_dim, bias=False) if symmetry != "none" else None
+        self.head_edge = ScaleInv(d, 0, spec.edge_dim, symmetry, d_hidden=d)
+        self.head_side_dst = nn.Linear(2 * d if bidirectional else d, d, bias=False)
+        self.head_side_src = nn.Linear(2 * d if bidirectional else d, d, bias=False)
+        self.out_scale_w = nn.Parameter(torch.full((n_wlayers,), float(out_scale_init)))
+        self.out_scale_b = nn.Parameter(torch.full((n_wlayers,), float(out_scale_init)))
+        self.reset_parameters()
+
+    @classmethod
+    def for_spec(cls, spec: NetSpec, hidden: int = 128, n_layers: int = 4, bidirectional: bool = True,
+                 symmetry: str | None = None, **kwargs) -> "ScaleGMN":
+        """A ScaleGMN for networks of ``spec``; ``symmetry`` defaults from the activation."""
+        return cls(spec, hidden=hidden, n_layers=n_layers, bidirectional=bidirectional, symmetry=symmetry, **kwargs)
+
+    def reset_parameters(self):
+        nn.init.normal_(self.type_add, std=1.0)
+        with torch.no_grad():
+            self.type_add[self.hidden_type] = 0.0  # hidden nodes get multiplicative embeddings only
+            self.type_mul.fill_(1.0)
+            self.edge_mul.fill_(1.0)
+        if self.bidirectional:
+            nn.init.normal_(self.type_add_g, std=1.0)
+            with torch.no_grad():
+                self.type_add_g[self.hidden_type] = 0.0
+
+    @torch.no_grad()
+    def fit_normalization(self, params: Params) -> "ScaleGMN":
+        """Set the per-layer weight and bias scales to their RMS over ``params`` (e.g. the training zoo).
+
+        These are fixed scalars, so dividing inputs by them (and multiplying outputs back) keeps equivariance.
+        """
+        check_params(self.spec, params)
+        for layer, (w, b) in enumerate(params):
+            w_rms = w.double().pow(2).mean().sqrt()
+            b_rms = b.double().pow(2).mean().sqrt()
+            w_rms = w_rms if w_rms > 0 else torch.tensor(1.0)
+            self.w_norm[layer] = w_rms
+            self.b_norm[layer] = b_rms if b_rms > 1e-8 else w_rms
+        return self
+
+    # -- the forward pass ------------------------------------------------------------------------------------
+    def deltas(self, params: Params) -> tuple[Tensor, Tensor]:
+        """Raw updates for B networks: node values ``(B*n,)`` (0 on input nodes) and edge values ``(B*E, F)``."""
+        graph = to_graph(self.spec, params, check=False)
+        node_type, node_kind, node_layer = graph.node_type, graph.node_kind, graph.node_layer
+        edge_layer, edge_index = graph.edge_layer, graph.edge_index
+        hidden = self.hidden_type[node_type][:, None]  # (N, 1) bool
+        has_bias = node_layer > 0
+        bias_layer = (node_layer - 1).clamp_min(0)
+        b = graph.x / self.b_norm[bias_layer][:, None].to(graph.x.dtype)  # (N, 1)
+        b = torch.where(has_bias[:, None], b, torch.zeros_like(b))
+        h = self.init_node(b)  # (N, d)
+        h = torch.where(hidden, h * self.type_mul[node_type], h + self.type_add[node_type])
+        e = graph.edge_attr / self.w_norm[edge_layer][:, None].to(graph.edge_attr.dtype)  # (E, F)
+        e = self.init_edge(e) * self.edge_mul[edge_layer]  # (E, d)
+        g = None
+        if self.bidirectional:
+            g = torch.where(hidden, torch.zeros_like(h), self.type_add_g[node_type].to(h.dtype))
+        for layer in self.layers:
+            h, g, e = layer(h, g, e, edge_index)
+
+        s = self.symmetry
+        node_side = canon(g, s) if self.bidirectional else None
+        db = self.head_bias(h, node_side).squeeze(-1)  # (N,)
+        db = db * (self.out_scale_b[bias_layer] * self.b_norm[bias_layer]).to(db.dtype)
+        db = torch.where(has_bias, db, torch.zeros_like(db))
+        src, dst = edge_index
+        side = torch.cat([canon(h, s), canon(g, s)], -1) if self.bidirectional else canon(h, s)  # (N, 2d) invariant
+        pre = self.head_side_dst(side)[dst] + self.head_side_src(side)[src]  # (E, d)
+        inv = self.head_edge(e, pre=pre)  # (E, F)
+        dw = inv if self.head_edge_w is None else self.head_edge_w(e) * inv
+        dw = dw * (self.out_scale_w[edge_layer] * self.w_norm[edge_layer]).to(dw.dtype)[:, None]
+        dw = dw * graph.edge_mask  # dense edges of a CNN only use their one slot
+        return db, dw
+
+    def forward(self, params: Params) -> Params:
+        """New parameters ``theta + delta`` for B networks (differentiable; used in training)."""
+        db, dw = self.deltas(params)
+        delta = from_graph(self.spec, (db, dw))
+        return [(w + dw_l.to(w.dtype), b + db_l.to(b.dtype)) for (w, b), (dw_l, db_l) in zip(params, delta)]
+
+    @torch.no_grad()
+    def optimize(self, spec: NetSpec, params: Params, batch_size: int | None = None) -> Params:
+        """One-shot optimization of any number of networks: no gradients, in eval mode, chunked by ``batch_size``.
+
+        Parameters are moved to the model's device and dtype; the result is returned there.
+        """
+        if spec != self.spec:
+            raise SpecError(f"this ScaleGMN was built for {self.spec.describe()}, not {spec.describe()}")
+        n_nets = check_params(spec, params, finite=True)
+        ref = next(self.parameters())
+        params = [(w.to(ref.device, ref.dtype), b.to(ref.device, ref.dtype)) for w, b in params]
+        was_training = self.training
+        self.eval()
+        try:
+            step = batch_size or n_nets
+            chunks = [self([(w[s:s + step], b[s:s + step]) for w, b in params]) for s in range(0, n_nets, step)]
+        finally:
+            self.train(was_training)
+        if len(chunks) == 1:
+            return chunks[0]
+        return [(torch.cat([c[l][0] for c in chunks]), torch.cat([c[l][1] for c in chunks])) for l in range(len(params))]
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec.family} {self.spec.widths}, symmetry={self.symmetry!r}"

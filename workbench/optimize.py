@@ -1,0 +1,329 @@
+"""Training the ScaleGMN meta-optimizer with the amortized objective.
+
+    L(phi) = mean over networks theta in a batch of [ lambda * ||f_phi(theta)||_1 + CE(u_{f_phi(theta)}(x), y) ]
+
+Gradients flow into the metanetwork only; the zoo networks are inputs. The loop: AdamW with linear warm-up and
+cosine decay, gradient clipping, bf16 autocast on CUDA, a guard against non-finite losses (the step is skipped
+and the learning rate halved, logged), validation every epoch with best-checkpoint selection, atomic
+checkpoints, exact resume after a kill (per-epoch seeding), tqdm progress and a JSON-lines metrics history.
+Under ``torchrun`` the same loop runs with DistributedDataParallel, each rank taking its shard of every batch
+of networks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .io import atomic_write_text
+from .metanet import ScaleGMN
+from .nets import NetSpec, Params, check_params, select
+from .objective import evaluate, l1_norm, objective
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one meta-optimizer training run.
+
+    Args:
+        lam: L1 weight (0 = cross-entropy only; > 0 = sparsity objective).
+        epochs: passes over the training networks.
+        batch_networks: networks per step (global, across DDP ranks).
+        batch_images: images per step (the same images for all networks of the step).
+        lr, weight_decay, warmup_steps, grad_clip: AdamW settings.
+        hidden, n_layers, bidirectional, symmetry, dropout: metanetwork settings (symmetry None = from the
+            activation; "none" = the symmetry-broken GMN ablation).
+        seed: seeds initialisation, batch order and dropout.
+        device: "auto" (CUDA when present), "cpu" or "cuda[:i]".
+        amp: bf16 autocast when on CUDA.
+        val_images: cap on validation images per evaluation (None = all).
+        val_networks: cap on validation networks per evaluation (None = all).
+    """
+
+    lam: float = 0.0
+    epochs: int = 20
+    batch_networks: int = 32
+    batch_images: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    grad_clip: float = 10.0
+    hidden: int = 64
+    n_layers: int = 4
+    bidirectional: bool = True
+    symmetry: str | None = None
+    dropout: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    val_images: int | None = None
+    val_networks: int | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; valid settings are {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    model: ScaleGMN
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_loss: float = math.inf
+    out_dir: Path | None = None
+    seconds: float = 0.0
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was requested but no CUDA device is available; use device='auto'")
+    return dev
+
+
+def _distributed() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _finite_model(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_model(spec: NetSpec, config: TrainConfig) -> ScaleGMN:
+    return ScaleGMN.for_spec(spec, hidden=config.hidden, n_layers=config.n_layers,
+                             bidirectional=config.bidirectional, symmetry=config.symmetry, dropout=config.dropout)
+
+
+@torch.no_grad()
+def validate(model: ScaleGMN, spec: NetSpec, params: Params, x: Tensor, y: Tensor, lam: float,
+             batch_size: int = 256) -> dict[str, float]:
+    """Mean metrics of the one-shot optimized ``params`` (summed across DDP ranks when distributed)."""
+    new = model.optimize(spec, params, batch_size=batch_size)
+    m = evaluate(spec, new, x, y, lam)
+    sums = torch.tensor([m["loss"].sum(), m["acc"].sum(), m["ce"].sum(), m["l1"].sum(), len(m["acc"])],
+                        dtype=torch.float64)
+    rank, world = _distributed()
+    if world > 1:
+        sums = sums.to(x.device)
+        dist.all_reduce(sums)
+        sums = sums.cpu()
+    n = float(sums[4])
+    return {"val_loss": float(sums[0] / n), "val_acc": float(sums[1] / n), "val_ce": float(sums[2] / n),
+            "val_l1": float(sums[3] / n)}
+
+
+def train(
+    spec: NetSpec,
+    train_params: Params,
+    val_params: Params,
+    data,
+    config: TrainConfig = TrainConfig(),
+    out_dir: str | os.PathLike | None = None,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
+    """Train a ScaleGMN on ``train_params`` (zoo networks) to minimise the amortized objective on ``data``.
+
+    Args:
+        data: a :class:`workbench.data.Dataset` (``x_train, y_train, x_val, y_val``).
+        out_dir: where ``checkpoint.pt`` (latest, for resume), ``best.pt`` (best validation loss) and
+            ``metrics.jsonl`` go; None keeps everything in memory.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists and was written by the same config.
+        stop_after_epoch: end early after this epoch (used to simulate a kill in tests).
+
+    Returns:
+        :class:`TrainResult` whose ``model`` holds the best-validation weights.
+    """
+    from tqdm.auto import tqdm
+
+    rank, world = _distributed()
+    device = resolve_device(config.device)
+    n_train = check_params(spec, train_params, finite=True)
+    check_params(spec, val_params, finite=True)
+    if config.batch_networks % world:
+        raise ValueError(f"batch_networks={config.batch_networks} must be divisible by the {world} DDP ranks")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(config.seed)
+    model = build_model(spec, config).fit_normalization(train_params).to(device)
+    train_params = [(w.to(device), b.to(device)) for w, b in train_params]
+    val_params = [(w.to(device), b.to(device)) for w, b in val_params]
+    if config.val_networks is not None:
+        val_params = select(val_params, slice(0, config.val_networks))
+    n_val = val_params[0][1].shape[0]
+    val_params = select(val_params, slice(rank, n_val, world))  # each rank validates its shard
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    if config.val_images is not None:
+        x_val, y_val = x_val[: config.val_images], y_val[: config.val_images]
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, n_train // config.batch_networks)
+    total_steps = steps_per_epoch * config.epochs
+    history: list[dict] = []
+    start_epoch, step, lr_scale = 0, 0, 1.0
+    best = {"epoch": -1, "val_loss": math.inf, "state": None}
+
+    ckpt_path = out / "checkpoint.pt" if out is not None else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt["config"] != config.to_dict() or ckpt["spec"] != spec.to_dict():
+            raise ValueError(
+                f"{ckpt_path} was written by a different configuration or architecture; "
+                "delete it or use another output folder to start afresh"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, step, lr_scale = ckpt["epoch"] + 1, ckpt["step"], ckpt["lr_scale"]
+        history = list(ckpt["history"])
+        best = {"epoch": ckpt["best_epoch"], "val_loss": ckpt["best_val_loss"], "state": ckpt["best_state"]}
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    use_amp = config.amp and device.type == "cuda"
+    local = config.batch_networks // world
+    t0 = time.perf_counter()
+    bar = tqdm(range(start_epoch, config.epochs), desc=f"train {spec.family} lam={config.lam:g}",
+               disable=not progress or rank != 0, initial=start_epoch, total=config.epochs)
+    for epoch in bar:
+        # per-epoch seeding: a resumed run sees exactly the batches and dropout masks of an uninterrupted one
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        torch.manual_seed(config.seed * 7919 + epoch)
+        order = torch.randperm(n_train, generator=gen)
+        model.train()
+        train_loss_sum, n_steps, events = 0.0, 0, []
+        epoch_t0 = time.perf_counter()
+        for s in range(steps_per_epoch):
+            idx = order[s * config.batch_networks:(s + 1) * config.batch_networks]
+            idx = idx[rank * local:(rank + 1) * local].to(device)
+            img = torch.randint(0, x_train.shape[0], (config.batch_images,), generator=gen).to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(config, step, total_steps) * lr_scale
+            batch = [(w[idx], b[idx]) for w, b in train_params]
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                new = net(batch)
+                loss = objective(spec, new, x_train[img], y_train[img], config.lam).mean()
+            finite = torch.isfinite(loss.detach()).to(torch.float32)
+            if world > 1:
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            optimizer.zero_grad(set_to_none=True)
+            if finite.item() < 1:
+                lr_scale *= 0.5
+                events.append({"step": step, "event": "non-finite loss: step skipped, lr halved",
+                               "lr_scale": lr_scale})
+                step += 1
+                continue
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            train_loss_sum += float(loss.detach())
+            n_steps += 1
+            step += 1
+        train_seconds = time.perf_counter() - epoch_t0
+        if not _finite_model(model):
+            # never carry a NaN model forward: go back to the best weights, halve the learning rate
+            lr_scale *= 0.5
+            events.append({"step": step, "event": "non-finite weights: restored best, lr halved", "lr_scale": lr_scale})
+            if best["state"] is not None:
+                model.load_state_dict(best["state"])
+            else:
+                torch.manual_seed(config.seed)
+                model.load_state_dict(build_model(spec, config).fit_normalization(
+                    [(w.cpu(), b.cpu()) for w, b in train_params]).state_dict())
+            optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        model.eval()
+        metrics = validate(model, spec, val_params, x_val, y_val, config.lam)
+        record = {"epoch": epoch, "step": step, "train_loss": train_loss_sum / max(1, n_steps),
+                  "lr": _lr_at(config, max(0, step - 1), total_steps) * lr_scale, "train_seconds": train_seconds,
+                  "train_graphs_per_s": n_steps * config.batch_networks / max(train_seconds, 1e-9), **metrics}
+        if events:
+            record["events"] = events
+        history.append(record)
+        if math.isfinite(metrics["val_loss"]) and metrics["val_loss"] < best["val_loss"]:
+            best = {"epoch": epoch, "val_loss": metrics["val_loss"],
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            if out is not None and rank == 0:
+                _atomic_save({"spec": spec.to_dict(), "config": config.to_dict(), "model": best["state"],
+                              "epoch": epoch, "val_loss": metrics["val_loss"]}, out / "best.pt")
+        if out is not None and rank == 0:
+            _atomic_save({"spec": spec.to_dict(), "config": config.to_dict(), "model": model.state_dict(),
+                          "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "lr_scale": lr_scale,
+                          "history": history, "best_epoch": best["epoch"], "best_val_loss": best["val_loss"],
+                          "best_state": best["state"]}, ckpt_path)
+            atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        bar.set_postfix(val_loss=f"{metrics['val_loss']:.3f}", val_acc=f"{metrics['val_acc']:.3f}")
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    if world > 1:
+        dist.barrier()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    return TrainResult(model, history, best["epoch"], best["val_loss"], out, time.perf_counter() - t0)
+
+
+def load_model(path: str | os.PathLike, map_location="cpu") -> ScaleGMN:
+    """A trained ScaleGMN from ``best.pt`` (or ``checkpoint.pt``); loads tensors only, never code."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no metanetwork checkpoint at {path}; train one first (notebook 04 or "
+                                "`python -m workbench train`)")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    spec = NetSpec.from_dict(ckpt["spec"])
+    model = build_model(spec, TrainConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def one_shot(model: ScaleGMN, spec: NetSpec, params: Params, batch_size: int = 256) -> tuple[Params, float]:
+    """Optimize ``params`` in one forward pass; returns the new params (on CPU) and the wall time in seconds."""
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    new = model.optimize(spec, params, batch_size=batch_size)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    return [(w.cpu(), b.cpu()) for w, b in new], seconds
+
+
+__all__ = ["TrainConfig", "TrainResult", "train", "validate", "load_model", "one_shot", "resolve_device",
+           "build_model", "l1_norm"]
