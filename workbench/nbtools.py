@@ -25,7 +25,7 @@ def strip_unchecked_outputs(path: str | Path) -> None:
             cell.execution_count = None
         else:
             # keep only stream/text outputs: they are what nbval compares
-            cell.outputs = [o for o in cell.outputs if o.get("output_type") in ("stream", "execute_result")]
+            cell.outputs = [o for o in cell.outputs if (o.get("output_type") == "stream" and o.get("name") == "stdout") or o.get("output_type") == "execute_result"]
     nbformat.write(nb, path)
 
 

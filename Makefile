@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh Linux machine with Python 3.11:
+#   make run    set up (once) and execute the notebook sequence on params/default.yaml into outputs/default/
+#   make test   set up (once) and run the whole test suite (pytest + nbval over notebooks/)
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PARAMS ?= params/default.yaml
+# The CPU build of torch; a bare `torch` would pull a multi-GB CUDA build. GPU users: TORCH_SPEC="torch==2.11.*"
+TORCH_SPEC ?= torch==2.13.0
+STAMP  := $(VENV)/.workbench-setup.stamp
+
+.PHONY: setup run test test-all smoke bench clean-outputs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name workbench --display-name "Python (workbench)" >/dev/null
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m workbench run $(PARAMS)
+
+test: setup
+	$(PY) -m pytest -q --nbval-lax tests notebooks
+
+test-all: setup
+	$(PY) -m pytest -q --nbval-lax -m "" tests notebooks
+
+smoke: setup
+	$(PY) -m workbench run params/smoke.yaml
+
+bench: setup
+	$(PY) bench/zoo_generation.py
+	$(PY) bench/metanet.py
+	$(PY) bench/amortization.py
+
+clean-outputs:
+	rm -rf outputs/*/
