@@ -145,3 +145,125 @@ def training_settings(values: dict) -> dict:
                "batch_networks": "batch_networks", "batch_images": "batch_images", "bidirectional": "bidirectional",
                "device": "device"}
     return {field: values[key] for key, field in mapping.items() if key in values}
+
+
+# -- ablation (notebook 05) -----------------------------------------------------------------------------------------
+METHOD_NAMES = {True: "ScaleGMN", False: "GMN (sym. broken)"}
+
+
+def method_label(symmetric: bool, bidirectional: bool) -> str:
+    return METHOD_NAMES[symmetric] + ("-B" if bidirectional else "")
+
+
+def test_networks(zoo: Zoo, limit: int | None = None) -> Zoo:
+    """The held-out networks every method is scored on (the first ``limit`` test entries when capped)."""
+    test = zoo.subset(split="test")
+    if limit is not None and limit < len(test):
+        mask = [i < limit for i in range(len(test))]
+        test = test.subset(mask=mask)
+    return test
+
+
+def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=OBJECTIVES, n_seeds: int = 3,
+                 seed: int = 0, lam: float = 1e-3, progress: bool = True, **settings):
+    """ScaleGMN vs the symmetry-broken GMN for every family x objective x seed (same architecture, budget and
+    seeds); trained runs are cached in ``output_dir/metanet``. Returns ``(runs, histories)``: a DataFrame with one
+    row per run and a dict of training histories keyed by run label."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .objective import evaluate, l1_reduction
+    from .optimize import one_shot
+    from .results import training_smoothness
+
+    jobs = [(f, o, sym, s) for f in zoos for o in objectives for sym in (True, False) for s in range(n_seeds)]
+    rows, histories = [], {}
+    bidirectional = settings.get("bidirectional", True)
+    for family, objective, symmetric, s in tqdm(jobs, desc="ablation runs", disable=not progress):
+        zoo = zoos[family]
+        result = train_metanet(output_dir, zoo, data, objective=objective, lam=lam,
+                               symmetry=None if symmetric else "none", seed=seed + s, progress=False, **settings)
+        test = test_networks(zoo)
+        new, seconds = one_shot(result.model, zoo.spec, test.params)
+        lam_eval = lam if objective == "l1" else 0.0
+        metrics = evaluate(zoo.spec, new, data.x_test, data.y_test, lam_eval)
+        method = method_label(symmetric, bidirectional)
+        val_losses = [h["val_loss"] for h in result.history]
+        rows.append({
+            "family": family, "objective": objective, "method": method, "seed": seed + s,
+            "avg_acc": 100 * float(metrics["acc"].double().mean()),
+            "max_acc": 100 * float(metrics["acc"].max()),
+            "test_loss": float(metrics["loss"].double().mean()),
+            "l1_reduction": l1_reduction(test.params, new),
+            "smoothness": training_smoothness(val_losses) if len(val_losses) > 1 else float("nan"),
+            "best_epoch": result.best_epoch, "train_seconds": result.seconds,
+            "seconds_per_net": seconds / len(test), "finite": all(bool(torch.isfinite(t).all()) for p in new for t in p),
+        })
+        histories[f"{family} {objective} {method} seed {s}"] = result.history
+    return pd.DataFrame(rows), histories
+
+
+def summarize_ablation(runs):
+    """Mean and sample std across seeds per family x objective x method."""
+    metrics = ["avg_acc", "max_acc", "test_loss", "l1_reduction", "smoothness"]
+    grouped = runs.groupby(["family", "objective", "method"], sort=False)[metrics]
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    out = mean.add_suffix("_mean").join(std.add_suffix("_std")).reset_index()
+    out["n_seeds"] = grouped.size().to_numpy()
+    return out
+
+
+# -- results table (notebook 06) ------------------------------------------------------------------------------------
+def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: float, seed: int = 0,
+                   sgd_epochs=(25, 50, 100, 150), sgd_lr: float = 0.01, sgd_networks: int | None = None,
+                   sequential_sample: int = 2, finetune_epochs: int = 5, progress: bool = True, **settings) -> dict:
+    """All rows of the poster's table for one family, measured now on the same held-out networks.
+
+    Rows: Initial; ScaleGMN-B and GMN-B (seed ``seed`` of the ablation runs, trained here when missing) for the
+    CE and the L1 objective; SGD at each budget (vectorised over networks); ScaleGMN-B followed by
+    ``finetune_epochs`` of SGD. Returns ``{"table", "points", "sgd_sequential_s_per_epoch", "n_networks"}``.
+    """
+    from .baselines import sgd_finetune, time_one_at_a_time
+    from .optimize import one_shot
+    from .results import method_row, results_table, sgd_rows
+
+    test = test_networks(zoo, sgd_networks)
+    spec, initial = zoo.spec, test.params
+    n = len(test)
+    bidirectional = settings.get("bidirectional", True)
+    rows = [method_row("Initial", spec, data, initial=initial, ce_params=initial, l1_params=initial, lam=lam)]
+    points = []
+    one_shot_ce = None
+    for symmetric in (True, False):
+        outs = {}
+        for objective in OBJECTIVES:
+            result = train_metanet(output_dir, zoo, data, objective=objective, lam=lam,
+                                   symmetry=None if symmetric else "none", seed=seed, progress=progress, **settings)
+            one_shot(result.model, spec, [(w[:1], b[:1]) for w, b in initial])  # warm-up, not timed
+            new, seconds = one_shot(result.model, spec, initial)
+            outs[objective] = (new, seconds / n)
+        if symmetric:
+            one_shot_ce = outs["ce"][0]
+        rows.append(method_row(method_label(symmetric, bidirectional), spec, data, initial=initial,
+                               ce_params=outs["ce"][0], ce_seconds_per_net=outs["ce"][1],
+                               l1_params=outs["l1"][0], l1_seconds_per_net=outs["l1"][1], lam=lam))
+    budgets = tuple(sorted(set(int(e) for e in sgd_epochs)))
+    ce_runs = sgd_finetune(spec, initial, data, epochs=budgets, lam=0.0, lr=sgd_lr, seed=seed, progress=progress)
+    l1_runs = sgd_finetune(spec, initial, data, epochs=budgets, lam=lam, lr=sgd_lr, seed=seed, progress=progress)
+    rows += sgd_rows(spec, data, initial=initial, ce_results=ce_runs, l1_results=l1_runs, lam=lam)
+    if finetune_epochs:
+        tuned = sgd_finetune(spec, one_shot_ce, data, epochs=(finetune_epochs,), lam=0.0, lr=sgd_lr, seed=seed,
+                             progress=False)[finetune_epochs]
+        first = rows[1]
+        row = method_row(f"{first['method']} + SGD ({finetune_epochs} epochs)", spec, data, initial=initial,
+                         ce_params=tuned.params, ce_seconds_per_net=first["ce_time_per_net_s"] + tuned.seconds_per_network,
+                         lam=lam)
+        rows.append(row)
+    sample = min(sequential_sample, n)
+    sequential = time_one_at_a_time(spec, initial, data, epochs=1, sample=sample, lr=sgd_lr, seed=seed) if sample else float("nan")
+    table = results_table(rows)
+    for _, r in table.iterrows():
+        if r["ce_time_per_net_s"] == r["ce_time_per_net_s"]:  # not NaN
+            points.append({"family": family, "method": r["method"], "seconds_per_net": float(r["ce_time_per_net_s"]),
+                           "avg_acc": float(r["ce_avg_acc"])})
+    return {"table": table, "points": points, "sgd_sequential_s_per_epoch": sequential, "n_networks": n}

@@ -33,6 +33,17 @@ def canon(x: Tensor, symmetry: str) -> Tensor:
     return x
 
 
+def squash(x: Tensor, symmetry: str) -> Tensor:
+    """Soft magnitude control ``x / (1 + rms(x))`` for features whose magnitude is invariant: under sign flips
+    (and in the symmetry-broken model) ``rms(x)`` does not change, so this keeps equivariance while stopping the
+    products of message passing from compounding into overflow. Under positive scaling the magnitude *is* the
+    group action, so ``"scale"`` features pass through unchanged.
+    """
+    if symmetry == "scale":
+        return x
+    return x / (1 + x.pow(2).mean(-1, keepdim=True).sqrt())
+
+
 def mlp(d_in: int, d_hidden: int, d_out: int, dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Linear(d_in, d_hidden), nn.SiLU()]
     if dropout:

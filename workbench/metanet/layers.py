@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from .blocks import ScaleEq, ScaleInv, canon
+from .blocks import ScaleEq, ScaleInv, canon, squash
 
 
 class ScaleGMNConv(MessagePassing):
@@ -74,17 +74,18 @@ class ScaleGMNConv(MessagePassing):
         if self.bidirectional:
             # reversed edges: the message from i travels to j; e_ji keeps its (q_i / q_j) transformation
             n = self.propagate(edge_index.flip(0), v=self.bmsg_g(g), e=e, direction="backward")  # (N, d) ~ 1/q_j
-            h_new = h + self.update_h(torch.cat([h, m], -1), torch.cat([canon(g, s), canon(n, s)], -1))
-            g_new = g + self.update_g(torch.cat([g, n], -1), torch.cat([canon(h, s), canon(m, s)], -1))
+            h_new = squash(h + self.update_h(torch.cat([h, m], -1), torch.cat([canon(g, s), canon(n, s)], -1)), s)
+            g_new = squash(g + self.update_g(torch.cat([g, n], -1), torch.cat([canon(h, s), canon(m, s)], -1)), s)
             side = torch.cat([canon(h_new, s), canon(g_new, s)], -1)  # (N, 2d) invariant
             e_new = self.edge_updater(edge_index, a=self.edge_side_dst(side), b=self.edge_side_src(side),
                                       p=self.edge_p(h_new), r=self.edge_r(g_new), e=e)
+            return h_new, g_new, squash(e_new, s)
         else:
-            h_new, g_new = h + self.update_h(torch.cat([h, m], -1)), None
+            h_new, g_new = squash(h + self.update_h(torch.cat([h, m], -1)), s), None
             side = canon(h_new, s)
             e_new = self.edge_updater(edge_index, a=self.edge_side_dst(side), b=self.edge_side_src(side),
                                       p=None, r=None, e=e)
-        return h_new, g_new, e_new
+        return h_new, g_new, squash(e_new, s)
 
     def message(self, v_j: Tensor, e: Tensor, direction: str) -> Tensor:
         if direction == "forward":

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..graphs import NODE_HIDDEN, from_graph, graph_layout, to_graph
 from ..nets import NetSpec, Params, SpecError, check_params
-from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon
+from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon, squash
 from .layers import ScaleGMNConv
 
 
@@ -138,6 +138,7 @@ class ScaleGMN(nn.Module):
         g = None
         if self.bidirectional:
             g = torch.where(hidden, torch.zeros_like(h), self.type_add_g[node_type].to(h.dtype))
+        h, e = squash(h, self.symmetry), squash(e, self.symmetry)
         for layer in self.layers:
             h, g, e = layer(h, g, e, edge_index)
 
