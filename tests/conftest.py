@@ -10,7 +10,7 @@ settings.register_profile(
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+import workbench  # noqa: F401,E402  (sets torch CPU threads, see workbench/__init__.py)
 
 
 def pytest_collection_modifyitems(config, items):

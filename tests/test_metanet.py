@@ -229,3 +229,22 @@ def test_initial_model_is_near_identity_and_output_masks_dense_slots():
     _, dw = model.deltas(params)
     graph = to_graph(spec, params)
     assert torch.all(dw[~graph.edge_mask] == 0)  # dense edges of a CNN only change their one slot
+
+
+@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize("symmetry", [None, "none"])
+def test_gradients_are_finite_with_zero_features(family, symmetry):
+    """Hidden backward features start at exactly 0 and zero biases give zero node features: the loss gradient
+    must still be finite everywhere (a NaN here silently wrecks training)."""
+    from workbench.objective import objective
+
+    spec = SPECS[family]
+    params = init_params(spec, 4, torch.Generator().manual_seed(0))
+    params = [(w, torch.zeros_like(b)) for w, b in params]
+    model = ScaleGMN.for_spec(spec, hidden=8, n_layers=3, symmetry=symmetry).fit_normalization(params)
+    size = (spec.image_size,) * 2 if spec.kind == "cnn" else ()
+    x = torch.randn(16, spec.widths[0], *size)
+    y = torch.randint(0, spec.n_classes, (16,))
+    objective(spec, model(params), x, y, lam=1e-3).mean().backward()
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad, f"non-finite gradients in {bad}"

@@ -251,7 +251,14 @@ def train(
                 step += 1
                 continue
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if not bool(torch.isfinite(grad_norm)):
+                optimizer.zero_grad(set_to_none=True)
+                lr_scale *= 0.5
+                events.append({"step": step, "event": "non-finite gradient: step skipped, lr halved",
+                               "lr_scale": lr_scale})
+                step += 1
+                continue
             optimizer.step()
             train_loss_sum += float(loss.detach())
             n_steps += 1

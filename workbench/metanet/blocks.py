@@ -41,7 +41,8 @@ def squash(x: Tensor, symmetry: str) -> Tensor:
     """
     if symmetry == "scale":
         return x
-    return x / (1 + x.pow(2).mean(-1, keepdim=True).sqrt())
+    # the 1e-12 keeps the gradient of sqrt finite at x = 0 (rows of zeros occur: hidden backward features start at 0)
+    return x / (1 + (x.pow(2).mean(-1, keepdim=True) + 1e-12).sqrt())
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int, dropout: float = 0.0) -> nn.Sequential:
