@@ -264,6 +264,10 @@ def train(
             n_steps += 1
             step += 1
         train_seconds = time.perf_counter() - epoch_t0
+        if world > 1:  # log the global mean loss, not rank 0's half of each batch
+            total = torch.tensor([train_loss_sum], dtype=torch.float64, device=device)
+            dist.all_reduce(total)
+            train_loss_sum = float(total) / world
         if not _finite_model(model):
             # never carry a NaN model forward: go back to the best weights, halve the learning rate
             lr_scale *= 0.5

@@ -1,0 +1,156 @@
+"""Meta-optimizer training: it learns, resumes exactly after a kill, guards against NaNs, and runs under DDP."""
+import json
+import os
+import socket
+import sys
+import types
+
+import pytest
+import torch
+
+from workbench.nets import NetSpec, init_params, select
+from workbench.objective import evaluate
+from workbench import optimize
+from workbench.optimize import TrainConfig, load_model, train
+
+SPEC = NetSpec.mlp((6, 5, 3), "tanh")
+
+
+def tiny_data(seed=0, n=96):
+    g = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(6, 3, generator=g)
+    def split(m):
+        x = torch.randn(m, 1, 1, 6, generator=g)
+        return x, (x.reshape(m, 6) @ teacher).argmax(1)
+    (xt, yt), (xv, yv), (xs, ys) = split(n), split(n // 2), split(n // 2)
+    return types.SimpleNamespace(name="tiny", x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
+
+
+def tiny_zoo(n=24, seed=0):
+    return init_params(SPEC, n, torch.Generator().manual_seed(seed), init_scale=2.0)
+
+
+CONFIG = TrainConfig(epochs=4, batch_networks=8, batch_images=32, hidden=8, n_layers=2, lr=0.01, warmup_steps=2,
+                     device="cpu")
+
+
+def state_equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_reduces_validation_loss_and_writes_artifacts(tmp_path):
+    data, zoo = tiny_data(), tiny_zoo(48)
+    config = TrainConfig(**{**CONFIG.to_dict(), "epochs": 8})
+    result = train(SPEC, select(zoo, slice(0, 32)), select(zoo, slice(32, 48)), data, config, tmp_path, progress=False)
+    losses = [h["val_loss"] for h in result.history]
+    assert min(losses) < losses[0] - 1e-3, losses
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "checkpoint.pt").exists()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == list(range(8))
+    reloaded = load_model(tmp_path / "best.pt")
+    assert state_equal(reloaded.state_dict(), result.model.state_dict())
+    # the returned model is the best-validation one
+    assert result.best_val_loss == pytest.approx(min(losses))
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
+    data, zoo = tiny_data(), tiny_zoo()
+    tr, va = select(zoo, slice(0, 16)), select(zoo, slice(16, 24))
+    full = train(SPEC, tr, va, data, CONFIG, tmp_path / "full", progress=False)
+    # "kill" after epoch 1: the checkpoint holds epochs 0-1 only
+    train(SPEC, tr, va, data, CONFIG, tmp_path / "resumed", progress=False, stop_after_epoch=1)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 1
+    resumed = train(SPEC, tr, va, data, CONFIG, tmp_path / "resumed", progress=False)
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
+    assert state_equal(resumed.model.state_dict(), full.model.state_dict())
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
+    data, zoo = tiny_data(), tiny_zoo()
+    tr, va = select(zoo, slice(0, 16)), select(zoo, slice(16, 24))
+    train(SPEC, tr, va, data, CONFIG, tmp_path, progress=False, stop_after_epoch=0)
+    other = TrainConfig(**{**CONFIG.to_dict(), "hidden": 12})
+    with pytest.raises(ValueError, match="different configuration"):
+        train(SPEC, tr, va, data, other, tmp_path, progress=False)
+
+
+def test_non_finite_loss_is_skipped_logged_and_never_saved(tmp_path, monkeypatch):
+    data, zoo = tiny_data(), tiny_zoo()
+    real = optimize.objective
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        out = real(*args, **kwargs)
+        return out * float("nan") if calls["n"] in (2, 3) else out
+
+    monkeypatch.setattr(optimize, "objective", flaky)
+    result = train(SPEC, select(zoo, slice(0, 16)), select(zoo, slice(16, 24)), data, CONFIG, tmp_path, progress=False)
+    events = [e for h in result.history for e in h.get("events", [])]
+    assert len(events) == 2 and all("non-finite" in e["event"] for e in events)
+    assert events[-1]["lr_scale"] == 0.25
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in best["model"].values())
+
+
+def test_checkpoints_load_without_code_execution(tmp_path):
+    evil = tmp_path / "best.pt"
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"spec": SPEC.to_dict(), "payload": Boom()}, evil)
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        load_model(evil)
+    with pytest.raises(FileNotFoundError, match="no metanetwork checkpoint"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_one_shot_improves_tiny_zoo():
+    data, zoo = tiny_data(), tiny_zoo(48)
+    config = TrainConfig(**{**CONFIG.to_dict(), "epochs": 10})
+    result = train(SPEC, select(zoo, slice(0, 32)), select(zoo, slice(32, 40)), data, config, progress=False)
+    test = select(zoo, slice(40, 48))
+    new, seconds = optimize.one_shot(result.model, SPEC, test)
+    before = evaluate(SPEC, test, data.x_test, data.y_test)["ce"].mean()
+    after = evaluate(SPEC, new, data.x_test, data.y_test)["ce"].mean()
+    assert after < before and seconds > 0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        data, zoo = tiny_data(), tiny_zoo()
+        result = train(SPEC, select(zoo, slice(0, 16)), select(zoo, slice(16, 24)), data, CONFIG,
+                       out_dir if rank == 0 else None, progress=False)
+        if rank == 0:
+            torch.save({"history": result.history, "state": result.model.state_dict()}, os.path.join(out_dir, "ddp.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one_process(tmp_path):
+    """Two gloo ranks, each taking half of every batch of networks, train the same model as one process."""
+    import torch.multiprocessing as mp
+
+    data, zoo = tiny_data(), tiny_zoo()
+    single = train(SPEC, select(zoo, slice(0, 16)), select(zoo, slice(16, 24)), data, CONFIG, progress=False)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    for a, b in zip(ddp["history"], single.history):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    for k, v in single.model.state_dict().items():
+        assert torch.allclose(ddp["state"][k], v, rtol=1e-4, atol=1e-5), k
