@@ -15,6 +15,7 @@ def strip_unchecked_outputs(path: str | Path) -> None:
     nb = nbformat.read(path, as_version=4)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)  # widget state (e.g. progress bars) is not an output nbval compares
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)

@@ -433,15 +433,19 @@ def from_module(module: nn.Module, image_size: int | None = None) -> tuple[NetSp
             )
     if not linears:
         raise SpecError("the module has no Linear or Conv2d layers")
-    if len(acts) != 1:
+    if len(acts) > 1 or (not acts and len(linears) > 1):
         raise SpecError(f"expected exactly one activation type (Tanh or ReLU) in the module, found {sorted(a.__name__ for a in acts)}")
+    # a single linear layer has no activation; its spec still needs one, and either gives the same function
     activation = "tanh" if acts == {nn.Tanh} else "relu"
-    convs = [m for m in linears if isinstance(m, nn.Conv2d)]
-    params = [(m.weight.detach().clone()[None], m.bias.detach().clone()[None]) for m in linears]
     if any(m.bias is None for m in linears):
         raise SpecError("every layer needs a bias (the graph view stores biases as node features)")
+    convs = [m for m in linears if isinstance(m, nn.Conv2d)]
+    params = [(m.weight.detach().clone()[None], m.bias.detach().clone()[None]) for m in linears]
     if not convs:
         widths = [linears[0].in_features] + [m.out_features for m in linears]
+        for i, m in enumerate(linears[1:], start=1):
+            if m.in_features != widths[i]:
+                raise SpecError(f"Linear layer {i} takes {m.in_features} inputs but the layer before gives {widths[i]}")
         return NetSpec.mlp(widths, activation), params
     k, s, p = convs[0].kernel_size, convs[0].stride, convs[0].padding
     for c in convs:
@@ -449,7 +453,16 @@ def from_module(module: nn.Module, image_size: int | None = None) -> tuple[NetSp
             raise SpecError("conv layers must share one square kernel size, stride and padding, with groups=1, dilation=1")
     if not (len(linears) == len(convs) + 1 and isinstance(linears[-1], nn.Linear) and linears[: len(convs)] == convs):
         raise SpecError("a CNN must be conv layers, then global average pooling, then exactly one Linear layer")
+    for m in flat:
+        if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1)):
+            raise SpecError(f"the pooling before the dense layer must be global (AdaptiveAvgPool2d(1)), got {m}")
     widths = [convs[0].in_channels] + [c.out_channels for c in convs] + [linears[-1].out_features]
+    for i, c in enumerate(convs[1:], start=1):
+        if c.in_channels != widths[i]:
+            raise SpecError(f"Conv2d layer {i} takes {c.in_channels} channels but the layer before gives {widths[i]}")
+    if linears[-1].in_features != widths[-2]:
+        raise SpecError(f"the dense layer takes {linears[-1].in_features} inputs but the last conv layer has "
+                        f"{widths[-2]} channels (global average pooling gives one input per channel)")
     spec = NetSpec.cnn(widths[0], widths[1:-1], widths[-1], k[0], s[0] if isinstance(s, tuple) else s,
                        p[0] if isinstance(p, tuple) else p, activation, image_size)
     return spec, params

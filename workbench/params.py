@@ -13,6 +13,7 @@ the notebook's default is an error that names the key, the notebook(s) and the v
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import json
@@ -75,9 +76,10 @@ def declared_parameters(notebook: Path) -> dict:
 
 
 def _literal(text: str):
+    """The Python value of a parameters-cell default (``None``, ``1e-3``, lists...); raw text if not a literal."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
         return text
 
 

@@ -43,18 +43,27 @@ def get_data(dataset: str = "digits", data_path: str | None = None, seed: int = 
     return load_dataset(dataset, data_path, seed=seed)
 
 
-def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset, *, n_networks: int, zoo_epochs: int,
-            seed: int = 0, zoo_path: str | None = None, device: str = "cpu", progress: bool = True) -> Zoo:
-    """The zoo of ``family``: the Small CNN Zoo at ``zoo_path`` when given (CNN families), else a zoo generated
-    on ``data`` (cached in ``output_dir/zoo/<family>``)."""
+ZOO_CHECKPOINTS = (0, 1, 2)  # plus the final epoch: the zoo spans untrained to trained networks
+ZOO_BATCH_SIZE = 32
+
+
+def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *, n_networks: int, zoo_epochs: int,
+            seed: int = 0, zoo_path: str | None = None, device: str = "cpu", progress: bool = True,
+            verbose: bool = True) -> Zoo:
+    """The zoo of ``family``: the Small CNN Zoo at ``zoo_path`` when given (CNN families; networks with NaN weights
+    are dropped and counted in ``zoo.info``), else a zoo generated on ``data`` and cached in
+    ``output_dir/zoo/<family>`` (regenerated only when the settings differ)."""
     check_families([family])
     kind, activation = family.split("-")
     if zoo_path and kind == "cnn":
-        return load_small_cnn_zoo(zoo_path, activation=activation)
+        return load_small_cnn_zoo(zoo_path, activation=activation, split_seed=seed, drop_nonfinite=True)
+    if data is None:
+        raise ValueError(f"generating the {family} zoo needs a data set")
     spec = default_spec(family, data.name)
-    checkpoints = sorted({0, 1, max(1, zoo_epochs // 4), max(1, zoo_epochs // 2)} - {zoo_epochs})
+    checkpoints = [c for c in ZOO_CHECKPOINTS if c < zoo_epochs]
     return load_or_generate(Path(output_dir) / "zoo" / family, spec, data, n_networks, epochs=zoo_epochs,
-                            checkpoints=checkpoints, seed=seed, device=device, progress=progress)
+                            checkpoints=checkpoints, seed=seed, batch_size=ZOO_BATCH_SIZE, device=device,
+                            progress=progress, verbose=verbose)
 
 
 def split_params(zoo: Zoo) -> dict[str, Params]:

@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from ..graphs import graph_layout, to_graph
 from ..nets import NetSpec, Params, check_params
+from .widgets import show_in
 
 EDGE_BINS = 6
 
@@ -133,7 +134,6 @@ def graph_explorer_widget(models: dict[str, tuple[NetSpec, Params]]):
     swallowed.
     """
     import ipywidgets as widgets
-    from IPython.display import display
 
     names = list(models)
     arch = widgets.Dropdown(options=names, value=names[0], description="network")
@@ -156,12 +156,13 @@ def graph_explorer_widget(models: dict[str, tuple[NetSpec, Params]]):
 
     arch.observe(on_arch, names="value")
 
+    view = widgets.Output()  # the figure lands here as widget state (see workbench.viz.widgets)
+
     def show(name, index, layer):
         spec, params = models[name]
         fig = network_graph_figure(spec, params, min(index, params[0][1].shape[0] - 1), None if layer < 0 else layer)
-        fig.show()
+        show_in(view, fig)
 
-    out = widgets.interactive_output(show, {"name": arch, "index": index, "layer": layer})
-    box = widgets.VBox([widgets.HBox([arch, index, layer]), out])
-    display(box)
+    errors = widgets.interactive_output(show, {"name": arch, "index": index, "layer": layer})  # shows exceptions
+    box = widgets.VBox([widgets.HBox([arch, index, layer]), view, errors])
     return box
