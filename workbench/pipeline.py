@@ -62,7 +62,7 @@ def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *,
     spec = default_spec(family, data.name)
     checkpoints = [c for c in ZOO_CHECKPOINTS if c < zoo_epochs]
     return load_or_generate(Path(output_dir) / "zoo" / family, spec, data, n_networks, epochs=zoo_epochs,
-                            checkpoints=checkpoints, seed=seed, batch_size=ZOO_BATCH_SIZE, device=device,
+                            checkpoints=checkpoints, seed=seed, batch_size=ZOO_BATCH_SIZE, device=resolve_device(device),
                             progress=progress, verbose=verbose)
 
 
