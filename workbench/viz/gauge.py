@@ -1,0 +1,204 @@
+"""Figures for the gauge-freedom notebook: pure ``compute_...`` / ``..._figure`` functions returning plotly figures
+(tested by pytest) and thin ipywidgets wrappers built with ``interactive_output``.
+"""
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import Tensor
+
+from ..gauge import conv_output_size, conv_to_toeplitz, conv_vs_dense_directions, distance_to_convolution
+from ..nets import NetSpec, Params, check_params, forward, select
+from ..symmetry import SymmetryError, act, unit_scaling
+from .widgets import show_in
+
+BEFORE, AFTER = "#1f77b4", "#ff7f0e"
+
+
+def _demo_scale(spec: NetSpec, log10_scale: float, sign_flip: bool, strict: bool) -> float:
+    if strict and spec.activation == "relu" and sign_flip:
+        raise SymmetryError("relu is not odd (relu(-x) != -relu(x)): a sign flip changes the function; "
+                            "pass strict=False to show it anyway")
+    if strict and spec.activation == "tanh" and log10_scale != 0:
+        raise SymmetryError("tanh is odd but not positively homogeneous: only sign flips preserve the function; "
+                            "pass strict=False to show what a positive scale does")
+    return (-1.0 if sign_flip else 1.0) * 10.0 ** log10_scale
+
+
+def compute_scaling_demo(
+    spec: NetSpec,
+    params: Params,
+    hidden_layer: int,
+    unit: int,
+    x: Tensor,
+    *,
+    log10_scale: float = 0.0,
+    sign_flip: bool = False,
+    network: int = 0,
+    n_examples: int = 8,
+    strict: bool = True,
+) -> tuple[go.Figure, float]:
+    """Scale one hidden neuron (MLP) or channel (CNN) of one network and show that the logits do not move.
+
+    The unit's bias and incoming weights are multiplied by ``q = (-1 if sign_flip) * 10**log10_scale`` and its
+    outgoing weights divided by ``q``.
+
+    Args:
+        hidden_layer: index among hidden layers (0 = ``spec.widths[1]``); ``unit``: neuron/channel inside it.
+        x: probe inputs for :func:`workbench.nets.forward`.
+        strict: refuse scales outside the activation's symmetry group (positive for ReLU, +-1 for tanh).
+
+    Returns:
+        the figure (incoming weights, outgoing weights, logits; before vs after) and ``max |delta logits|``
+        over all of ``x``.
+    """
+    check_params(spec, params)
+    scale = _demo_scale(spec, log10_scale, sign_flip, strict)
+    single = select(params, network)
+    g = unit_scaling(spec, hidden_layer, unit, scale, 1, dtype=single[0][0].dtype, device=single[0][0].device)
+    scaled = act(spec, g, single)
+    with torch.no_grad():
+        before = forward(spec, single, x)[0]  # (N, classes)
+        after = forward(spec, scaled, x)[0]
+    delta = float((after - before).abs().max())
+
+    def incoming(p):
+        w, b = p[hidden_layer]
+        return torch.cat([w[0, unit].reshape(-1), b[0, unit].reshape(1)])
+
+    def outgoing(p):
+        return p[hidden_layer + 1][0][0, :, unit].reshape(-1)
+
+    kind = "channel" if spec.kind == "cnn" else "neuron"
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(
+        f"into {kind} {unit} (weights, bias last)", f"out of {kind} {unit}", "logits",
+    ))
+    for col, fn in ((1, incoming), (2, outgoing)):
+        for name, p, color in (("before", single, BEFORE), ("after", scaled, AFTER)):
+            vals = fn(p).detach().cpu()
+            fig.add_trace(go.Bar(y=vals.tolist(), name=name, marker_color=color, legendgroup=name,
+                                 showlegend=col == 1), row=1, col=col)
+    shown_before = before[:n_examples].reshape(-1).detach().cpu().tolist()
+    shown_after = after[:n_examples].reshape(-1).detach().cpu().tolist()
+    fig.add_trace(go.Scatter(y=shown_before, mode="markers", name="logits before", legendgroup="before",
+                             marker=dict(color=BEFORE, size=12, symbol="circle-open", line=dict(width=2))), 1, 3)
+    fig.add_trace(go.Scatter(y=shown_after, mode="markers", name="logits after", legendgroup="after",
+                             marker=dict(color=AFTER, size=6)), 1, 3)
+    fig.update_xaxes(title_text="weight index", row=1, col=1)
+    fig.update_xaxes(title_text="weight index", row=1, col=2)
+    fig.update_xaxes(title_text="example x class", row=1, col=3)
+    fig.update_layout(
+        barmode="group", height=380,
+        title=f"{spec.family}: hidden layer {hidden_layer}, {kind} {unit} scaled by {scale:.3g}; "
+              f"max |delta logits| = {delta:.1e}",
+    )
+    return fig, delta
+
+
+def toeplitz_figure(
+    weight: Tensor,
+    in_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    *,
+    channel_scales: Tensor | None = None,
+    position_scales: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    scale_range: tuple[float, float] = (0.25, 4.0),
+) -> tuple[go.Figure, dict[str, float]]:
+    """The unrolled matrix of one conv layer, rescaled per output channel and per output neuron.
+
+    Args:
+        weight: ``(out, in, k, k)`` kernel of one network.
+        channel_scales: ``(out,)`` scales, constant over positions (random log-uniform if None).
+        position_scales: ``(out * H'W',)`` scales, one per output neuron (random log-uniform if None).
+
+    Returns:
+        the figure (three heatmaps) and the relative distances to the nearest convolution:
+        ``{"original", "per_channel", "per_position"}``.
+    """
+    n_out, n_in, k, _ = weight.shape
+    weight = weight.detach().to(torch.float64).cpu()
+    matrix = conv_to_toeplitz(weight, in_size, stride, padding)  # (out*P, in*Q)
+    n_pos = math.prod(conv_output_size(in_size, k, stride, padding))
+    low, high = math.log(scale_range[0]), math.log(scale_range[1])
+
+    def draw(n):
+        return torch.exp(low + torch.rand(n, generator=generator, dtype=torch.float64) * (high - low))
+
+    q_channel = draw(n_out) if channel_scales is None else channel_scales.to(torch.float64).cpu()
+    q_channel = q_channel.repeat_interleave(n_pos)  # constant over the positions of a channel
+    q_position = draw(n_out * n_pos) if position_scales is None else position_scales.to(torch.float64).cpu()
+    panels = {
+        "original": matrix,
+        "per_channel": q_channel[:, None] * matrix,
+        "per_position": q_position[:, None] * matrix,
+    }
+    dist = {name: distance_to_convolution(m, n_out, n_in, k, in_size, stride, padding) for name, m in panels.items()}
+    titles = (
+        f"conv as matrix ({matrix.shape[0]} x {matrix.shape[1]})",
+        f"per-channel scale: distance {dist['per_channel']:.2f}",
+        f"per-position scale: distance {dist['per_position']:.2f}",
+    )
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.04)
+    for col, m in enumerate(panels.values(), start=1):
+        bound = float(m.abs().max()) or 1.0
+        fig.add_trace(go.Heatmap(z=m.tolist(), colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
+                                 showscale=col == 3), row=1, col=col)
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_layout(height=420, title="Doubly-block-Toeplitz view: only per-channel scales stay convolutions "
+                                        "(distance = relative Frobenius distance to the nearest convolution)")
+    return fig, dist
+
+
+def directions_figure(spec: NetSpec) -> go.Figure:
+    """Bars per conv layer: scaling directions of the conv layer versus the dense layer with the same inputs and
+    outputs (log y axis)."""
+    table = conv_vs_dense_directions(spec)
+    fig = go.Figure([
+        go.Bar(x=[f"conv layer {i}" for i in table.index], y=table["conv scaling directions"].tolist(),
+               name="conv: one per channel"),
+        go.Bar(x=[f"conv layer {i}" for i in table.index], y=table["dense scaling directions"].tolist(),
+               name="dense: one per neuron"),
+    ])
+    fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="scaling directions", height=350,
+                      title=f"Scaling gauge freedom per layer: {spec.describe()}")
+    return fig
+
+
+def scaling_widget(spec: NetSpec, params: Params, x: Tensor, *, network: int = 0):
+    """Sliders for :func:`compute_scaling_demo`: hidden layer, unit, and log10 scale (ReLU) or a sign flip (tanh).
+
+    Built with ``ipywidgets.interactive_output`` so exceptions surface in the output area.
+    """
+    import ipywidgets as widgets
+
+    hidden = spec.hidden_widths
+    layer = widgets.IntSlider(value=0, min=0, max=max(len(hidden) - 1, 0), description="hidden layer")
+    unit = widgets.IntSlider(value=0, min=0, max=hidden[0] - 1, description="unit")
+    if spec.activation == "relu":
+        control = widgets.FloatSlider(value=1.0, min=-2.0, max=2.0, step=0.1, description="log10 scale")
+    else:
+        control = widgets.Checkbox(value=True, description="flip sign")
+
+    def on_layer(change):
+        unit.max = hidden[change["new"]] - 1
+
+    layer.observe(on_layer, names="value")
+
+    # figure as Output *state*, not captured display messages: see workbench.viz.widgets (headless runs hang)
+    view = widgets.Output()
+
+    def show(hidden_layer, unit_index, value):
+        kwargs = {"log10_scale": value} if spec.activation == "relu" else {"sign_flip": value}
+        fig, delta = compute_scaling_demo(spec, params, hidden_layer, unit_index, x, network=network, **kwargs)
+        show_in(view, fig, f"max |delta logits| = {delta:.1e}")
+
+    out = widgets.interactive_output(show, {"hidden_layer": layer, "unit_index": unit, "value": control})
+    return widgets.VBox([widgets.HBox([layer, unit, control]), view, out])
+
+
+__all__ = ["compute_scaling_demo", "toeplitz_figure", "directions_figure", "scaling_widget"]
