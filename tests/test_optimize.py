@@ -154,3 +154,33 @@ def test_ddp_two_processes_match_one_process(tmp_path):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
     for k, v in single.model.state_dict().items():
         assert torch.allclose(ddp["state"][k], v, rtol=1e-4, atol=1e-5), k
+
+
+def test_pipeline_never_reuses_a_run_trained_for_another_zoo(tmp_path):
+    """A cached metanet run is reused only for the same config, architecture and zoo (a stale model trained for
+    another architecture once broke notebooks 05/06)."""
+    import pandas as pd
+
+    from workbench import pipeline
+    from workbench.zoo import Zoo
+
+    data = tiny_data()
+
+    def make_zoo(spec, seed):
+        params = init_params(spec, 20, torch.Generator().manual_seed(seed))
+        meta = pd.DataFrame({"net_id": range(20), "epoch": 0, "split": ["train"] * 10 + ["val"] * 4 + ["test"] * 6})
+        for col in ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss", "lr", "init_scale",
+                    "l2", "dropout", "train_fraction", "batch_size"):
+            meta[col] = 0.0
+        meta["optimizer"] = "sgd"
+        return Zoo(spec, params, meta, "tiny", info={"generation": {"seed": seed, "widths": list(spec.widths)}})
+
+    settings = dict(epochs=1, batch_networks=4, batch_images=16, hidden=4, n_layers=1, device="cpu")
+    first = pipeline.train_metanet(tmp_path, make_zoo(SPEC, 0), data, objective="ce", lam=0.0, progress=False, **settings)
+    again = pipeline.train_metanet(tmp_path, make_zoo(SPEC, 0), data, objective="ce", lam=0.0, progress=False, **settings)
+    assert state_equal(first.model.state_dict(), again.model.state_dict())
+    wider = NetSpec.mlp((6, 7, 3), "tanh")
+    other = pipeline.train_metanet(tmp_path, make_zoo(wider, 0), data, objective="ce", lam=0.0, progress=False, **settings)
+    assert other.model.spec == wider
+    new_zoo = pipeline.train_metanet(tmp_path, make_zoo(SPEC, 1), data, objective="ce", lam=0.0, progress=False, **settings)
+    assert json.loads((new_zoo.out_dir / "run.json").read_text())["zoo"]["seed"] == 1

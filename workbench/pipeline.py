@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,15 +91,29 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
     """Train (or resume, or reload when finished) one metanetwork run; writes ``result.json`` when done."""
     config = make_config(zoo.spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **settings)
     folder = run_dir(output_dir, zoo.spec.family, objective, config.symmetry, seed)
+    identity = {"config": config.to_dict(), "spec": zoo.spec.to_dict(), "dataset": zoo.dataset,
+                "zoo": zoo.info.get("generation") or {"entries": len(zoo), "split_seed": zoo.split_seed,
+                                                       "source": zoo.info.get("source")}}
+    identity = json.loads(json.dumps(identity, default=str))
+    marker = folder / "run.json"
+    if folder.exists():
+        try:
+            same = json.loads(marker.read_text()) == identity
+        except (OSError, json.JSONDecodeError):
+            same = False
+        if not same or not resume:
+            # a run folder from another zoo, architecture or configuration: never reuse or resume it
+            shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps(identity, indent=1))
     done = folder / "result.json"
-    if resume and done.exists() and (folder / "best.pt").exists():
+    if done.exists() and (folder / "best.pt").exists():
         info = json.loads(done.read_text())
-        if info.get("config") == config.to_dict():
-            model = load_model(folder / "best.pt", map_location=resolve_device(config.device))
-            history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
-            return TrainResult(model, history, info["best_epoch"], info["best_val_loss"], folder, info["seconds"])
+        model = load_model(folder / "best.pt", map_location=resolve_device(config.device))
+        history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
+        return TrainResult(model, history, info["best_epoch"], info["best_val_loss"], folder, info["seconds"])
     splits = split_params(zoo)
-    result = train(zoo.spec, splits["train"], splits["val"], data, config, folder, resume=resume, progress=progress)
+    result = train(zoo.spec, splits["train"], splits["val"], data, config, folder, resume=True, progress=progress)
     atomic_write_text(done, json.dumps({"config": config.to_dict(), "best_epoch": result.best_epoch,
                                         "best_val_loss": result.best_val_loss, "seconds": result.seconds,
                                         "family": zoo.spec.family, "objective": objective}, indent=1))

@@ -80,7 +80,7 @@ def default_spec(family: str, dataset: str = "digits") -> NetSpec:
     """The workbench's network architecture for ``family`` (``"mlp-tanh"``, ``"mlp-relu"``, ``"cnn-tanh"``,
     ``"cnn-relu"``) on ``dataset`` (``"digits"`` or ``"cifar10-gs"``).
 
-    * digits MLP: 64-32-32-10 (3,466 parameters).
+    * digits MLP: 64-16-16-10 (1,482 parameters; small enough that the metanetwork trains on it in seconds on a CPU).
     * digits CNN: the Small CNN Zoo design scaled to 8x8 inputs: 3 x conv 8 channels 3x3, stride 2, padding 1
       (8 -> 4 -> 2 -> 1), global average pooling, dense 10 (1,338 parameters). Stride 2 as in the Small CNN Zoo;
       padding 1 keeps the third layer from vanishing. (Stride 1 'valid' (8 -> 6 -> 4 -> 2) trains a little better
@@ -92,7 +92,7 @@ def default_spec(family: str, dataset: str = "digits") -> NetSpec:
     kind, activation = family.split("-")
     if dataset == "digits":
         if kind == "mlp":
-            return NetSpec.mlp((64, 32, 32, 10), activation)
+            return NetSpec.mlp((64, 16, 16, 10), activation)
         return NetSpec.cnn(1, (8, 8, 8), 10, kernel_size=3, stride=2, padding=1, activation=activation, image_size=8)
     if dataset == "cifar10-gs":
         if kind == "mlp":
