@@ -72,8 +72,16 @@ def split_params(zoo: Zoo) -> dict[str, Params]:
     return {s: zoo.subset(split=s).params for s in ("train", "val", "test")}
 
 
-def run_dir(output_dir: str | os.PathLike, family: str, objective: str, symmetry: str, seed: int) -> Path:
-    return Path(output_dir) / "metanet" / family / f"{objective}-{symmetry}-s{seed}"
+def run_dir(output_dir: str | os.PathLike, family: str, objective: str, symmetry: str, seed: int,
+            config: TrainConfig | None = None) -> Path:
+    """``metanet/<family>/<objective>-<symmetry>-s<seed>[-<config digest>]``: runs with different settings (e.g.
+    notebook 04's bigger model and notebook 05's ablation runs) live side by side."""
+    name = f"{objective}-{symmetry}-s{seed}"
+    if config is not None:
+        import hashlib
+
+        name += "-" + hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(output_dir) / "metanet" / family / name
 
 
 def make_config(spec: NetSpec, *, objective: str, lam: float, symmetry: str | None = None, seed: int = 0,
@@ -90,7 +98,7 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
                   **settings) -> TrainResult:
     """Train (or resume, or reload when finished) one metanetwork run; writes ``result.json`` when done."""
     config = make_config(zoo.spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **settings)
-    folder = run_dir(output_dir, zoo.spec.family, objective, config.symmetry, seed)
+    folder = run_dir(output_dir, zoo.spec.family, objective, config.symmetry, seed, config)
     identity = {"config": config.to_dict(), "spec": zoo.spec.to_dict(), "dataset": zoo.dataset,
                 "zoo": zoo.info.get("generation") or {"entries": len(zoo), "split_seed": zoo.split_seed,
                                                        "source": zoo.info.get("source")}}
