@@ -10,16 +10,6 @@ from workbench.baselines import SGDResult, minibatch_order, sgd_finetune, time_o
 from workbench.nets import NetSpec, cat_params, init_params, select
 from workbench.objective import l1_norm, objective
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one intra-op thread is fastest, and two threads busy-wait badly on a loaded
-    machine (a 3-epoch CNN run measured 0.04 s on one thread against 6 s on two under load 5 on 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 MLP = NetSpec.mlp((16, 8, 6, 3), "tanh")
 CNN = NetSpec.cnn(1, (3, 4), 3, kernel_size=3, stride=1, padding=1, activation="relu", image_size=4)
 

@@ -28,14 +28,6 @@ SPEC = NetSpec.mlp((12, 6, 4), "relu")
 LAM = 0.01
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data():
     g = torch.Generator().manual_seed(0)
