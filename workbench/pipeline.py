@@ -104,7 +104,13 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
                                                        "source": zoo.info.get("source")}}
     identity = json.loads(json.dumps(identity, default=str))
     marker = folder / "run.json"
-    if folder.exists():
+    import torch.distributed as dist
+
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    if rank != 0:  # rank 0 alone prepares the folder (under torchrun every rank runs this function)
+        dist.barrier()
+    elif folder.exists():
         try:
             same = json.loads(marker.read_text()) == identity
         except (OSError, json.JSONDecodeError):
@@ -112,8 +118,11 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
         if not same or not resume:
             # a run folder from another zoo, architecture or configuration: never reuse or resume it
             shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(marker, json.dumps(identity, indent=1))
+    if rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(marker, json.dumps(identity, indent=1))
+        if distributed:
+            dist.barrier()
     done = folder / "result.json"
     if done.exists() and (folder / "best.pt").exists():
         info = json.loads(done.read_text())
@@ -122,9 +131,10 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
         return TrainResult(model, history, info["best_epoch"], info["best_val_loss"], folder, info["seconds"])
     splits = split_params(zoo)
     result = train(zoo.spec, splits["train"], splits["val"], data, config, folder, resume=True, progress=progress)
-    atomic_write_text(done, json.dumps({"config": config.to_dict(), "best_epoch": result.best_epoch,
-                                        "best_val_loss": result.best_val_loss, "seconds": result.seconds,
-                                        "family": zoo.spec.family, "objective": objective}, indent=1))
+    if rank == 0:
+        atomic_write_text(done, json.dumps({"config": config.to_dict(), "best_epoch": result.best_epoch,
+                                            "best_val_loss": result.best_val_loss, "seconds": result.seconds,
+                                            "family": zoo.spec.family, "objective": objective}, indent=1))
     return result
 
 
