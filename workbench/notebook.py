@@ -34,7 +34,13 @@ def save_figure(fig, output_dir: str | os.PathLike, name: str, png: bool | None 
     written = {}
     atomic_write_text(folder / f"{name}.json", json.dumps(fig.to_plotly_json(), cls=_PlotlyEncoder()))
     written["json"] = folder / f"{name}.json"
-    atomic_write_text(folder / f"{name}.html", fig.to_html(include_plotlyjs="cdn", full_html=True))
+    # plotly.min.js is written once beside the pages, so they render offline (a CDN link would not on a cluster)
+    bundle = folder / "plotly.min.js"
+    if not bundle.exists():
+        from plotly.offline import get_plotlyjs
+
+        atomic_write_text(bundle, get_plotlyjs())
+    atomic_write_text(folder / f"{name}.html", fig.to_html(include_plotlyjs="directory", full_html=True))
     written["html"] = folder / f"{name}.html"
     if png is None:
         png = os.environ.get("WORKBENCH_PNG", "0") == "1"
