@@ -98,13 +98,16 @@ def test_non_finite_loss_is_skipped_logged_and_never_saved(tmp_path, monkeypatch
 def test_checkpoints_load_without_code_execution(tmp_path):
     evil = tmp_path / "best.pt"
 
+    witness = tmp_path / "pwned"
+
     class Boom:
         def __reduce__(self):
-            return (os.system, ("echo pwned",))
+            return (os.system, (f"touch {witness}",))
 
     torch.save({"spec": SPEC.to_dict(), "payload": Boom()}, evil)
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         load_model(evil)
+    assert not witness.exists(), "loading a checkpoint ran code"
     with pytest.raises(FileNotFoundError, match="no metanetwork checkpoint"):
         load_model(tmp_path / "missing.pt")
 

@@ -244,24 +244,20 @@ def train(
             if world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             optimizer.zero_grad(set_to_none=True)
-            if finite.item() < 1:
-                lr_scale *= 0.5
-                events.append({"step": step, "event": "non-finite loss: step skipped, lr halved",
-                               "lr_scale": lr_scale})
-                step += 1
-                continue
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if not bool(torch.isfinite(grad_norm)):
+            problem = "loss" if finite.item() < 1 else None
+            if problem is None:
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                problem = None if bool(torch.isfinite(grad_norm)) else "gradient"
+            if problem is None:
+                optimizer.step()
+                train_loss_sum += float(loss.detach())
+                n_steps += 1
+            else:  # never step on NaN/inf: skip, halve the learning rate, log it
                 optimizer.zero_grad(set_to_none=True)
                 lr_scale *= 0.5
-                events.append({"step": step, "event": "non-finite gradient: step skipped, lr halved",
+                events.append({"step": step, "event": f"non-finite {problem}: step skipped, lr halved",
                                "lr_scale": lr_scale})
-                step += 1
-                continue
-            optimizer.step()
-            train_loss_sum += float(loss.detach())
-            n_steps += 1
             step += 1
         train_seconds = time.perf_counter() - epoch_t0
         if world > 1:  # log the global mean loss, not rank 0's half of each batch
