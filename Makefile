@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh Linux machine with Python 3.11:
 #   make run    set up (once) and execute the notebook sequence on params/default.yaml into outputs/default/
-#   make test   set up (once) and run the whole test suite (pytest + nbval over notebooks/)
+#   make test   set up (once) and run the whole test suite (pytest + nbval over notebooks/ + JupyterLab in
+#               headless Chromium; Chromium comes from apt when missing and we are root or have sudo)
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,11 @@ PARAMS ?= params/default.yaml
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.workbench-setup.stamp
 
-.PHONY: setup run test test-all smoke bench clean-outputs
+# what `make test` runs: everything but the slow and GPU tests (the browser tests included)
+TEST_MARKERS ?= not slow and not gpu
+CHROMIUM := $(firstword $(foreach b,chromium chromium-browser google-chrome,$(shell command -v $(b) 2>/dev/null)))
+
+.PHONY: setup browser run test test-all smoke bench clean-outputs
 
 setup: $(STAMP)
 
@@ -22,13 +27,22 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m ipykernel install --sys-prefix --name workbench --display-name "Python (workbench)" >/dev/null
 	touch $(STAMP)
 
+# Headless Chromium for tests/test_browser.py (Playwright drives the system browser; it downloads nothing).
+browser:
+ifeq ($(CHROMIUM),)
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+	  echo "note: no Chromium and no root: the browser tests will skip (install Debian's chromium to run them)"; exit 0; fi; \
+	echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+endif
+
 run: setup
 	$(PY) -m workbench run $(PARAMS)
 
-test: setup
-	$(PY) -m pytest -q --nbval-lax tests notebooks
+test: setup browser
+	$(PY) -m pytest -q --nbval-lax -m "$(TEST_MARKERS)" tests notebooks
 
-test-all: setup
+test-all: setup browser
 	$(PY) -m pytest -q --nbval-lax -m "" tests notebooks
 
 smoke: setup

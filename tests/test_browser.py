@@ -1,0 +1,257 @@
+"""JupyterLab in a real browser: the notebooks' widgets must work where researchers use them.
+
+Each test starts JupyterLab on loopback (isolated settings, a temporary copy of the notebooks), opens a notebook in
+headless Chromium driven by Playwright, runs all cells from the Run menu and then moves a widget control. The
+plotly figure that the browser *rendered* (the ``data`` the plotly.js graph div holds) must change, and for the
+symmetry sliders the printed ``max |delta logits|`` must stay at float rounding.
+
+Marker ``browser`` (excluded from a bare ``pytest``; ``make test`` and ``.ci/run`` include it and install Chromium
+first). Without Chromium or Playwright the tests skip, except under ``CI=true``, where that is a failure. On a
+failure a full-page screenshot and the server log land in ``outputs/test-artifacts/browser/`` (or
+``$WORKBENCH_ARTIFACTS``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+ARTIFACTS = Path(os.environ.get("WORKBENCH_ARTIFACTS", REPO / "outputs" / "test-artifacts")) / "browser"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+RUN_TIMEOUT_MS = 240_000  # one notebook, all cells, on a busy 2-core machine
+
+# the figure a plotly.js graph div actually drew: its traces' x/y (and z for heatmaps), as one JSON string
+FIGURE_STATE = "el => JSON.stringify((el.data || []).map(t => [t.type, t.x, t.y, t.z, t.marker && t.marker.color]))"
+DELTA = re.compile(r"max \|delta logits\| = ([-+0-9.eE]+)")
+
+
+def _missing(what: str):
+    message = f"{what}; `make test` installs it (Debian: apt-get install -y chromium; pip: playwright)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"browser test cannot run in CI: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = os.environ.get("WORKBENCH_CHROMIUM") or next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
+    if not path:
+        _missing(f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)}; or set WORKBENCH_CHROMIUM)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the Python package playwright is not installed")
+    with sync_playwright() as api:
+        yield api
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_lab_settings(settings: Path) -> None:
+    """Render every cell (no virtual scrolling: cells off screen would have no DOM) and ask nothing at start."""
+    overrides = {
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    }
+    for plugin, values in overrides.items():
+        file = settings / f"{plugin}.jupyterlab-settings"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(values))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 serving a scratch copy of notebooks/ (outputs go to the scratch dir)."""
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(NOTEBOOKS, root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    _write_lab_settings(root / "settings")
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(root / "settings"), JUPYTER_CONFIG_DIR=str(root / "config"),
+               JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"), JUPYTER_RUNTIME_DIR=str(root / "runtime"))
+    port, token = _free_port(), secrets.token_hex(16)
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # CI containers run as root
+    log_file = root / "server.log"
+    with open(log_file, "w") as log:
+        server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"JupyterLab exited with {server.returncode}:\n{log_file.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab did not answer within 120 s:\n{log_file.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield {"base": base, "token": token, "root": root, "log": log_file}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.fixture
+def page(request, lab, chromium, playwright_api):
+    browser = playwright_api.chromium.launch(
+        executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    try:
+        yield page
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / f"{request.node.name}.png"
+            try:
+                page.screenshot(path=str(shot), full_page=True)
+            except Exception as err:  # a crashed page cannot be photographed; say so instead
+                shot.with_suffix(".txt").write_text(f"screenshot failed: {err}\n")
+            shutil.copy(lab["log"], ARTIFACTS / f"{request.node.name}.server.log")
+            print(f"browser test failed: screenshot and server log in {ARTIFACTS}")
+        browser.close()
+
+
+def open_and_run_all(page, lab, notebook: str) -> None:
+    """Open ``notebooks/<notebook>`` in JupyterLab, wait for an idle kernel, Run > Run All Cells, wait until every
+    code cell has an execution count, and check that no cell raised."""
+    # ?reset: start from an empty workspace, so notebooks opened by an earlier test are not restored beside it
+    page.goto(f"{lab['base']}/lab/tree/notebooks/{notebook}?reset&token={lab['token']}")
+    n_code = sum(cell["cell_type"] == "code" for cell in json.loads((NOTEBOOKS / notebook).read_text())["cells"])
+    # "idle" alone is not enough: the indicator reads idle ("No Kernel") before the notebook and kernel load, and
+    # Run All clicked then executes nothing. Wait for the kernel's name with Idle, and for every cell.
+    page.wait_for_function(
+        """(n) => { const bar = document.querySelector('.jp-StatusBar-Widget');
+                    return bar && /Python \\(workbench\\) \\| Idle/.test(bar.textContent)
+                           && document.querySelectorAll('.jp-CodeCell').length === n; }""",
+        arg=n_code, timeout=120_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).first.click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).first.click()
+    page.wait_for_function(
+        """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
+                              .map(e => e.textContent.trim());
+                   return p.length > 0 && p.every(x => /^\\[\\d+\\]:$/.test(x)); }""",
+        timeout=RUN_TIMEOUT_MS)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, f"{notebook} raised in JupyterLab:\n" + "\n".join(errors.all_inner_texts())
+
+
+def widget_figures(page) -> list[str]:
+    plots = page.locator(".widget-output .js-plotly-plot")
+    plots.first.wait_for()
+    return plots.evaluate_all(f"els => els.map({FIGURE_STATE})")
+
+
+def wait_for_figure_change(page, index: int, before: str) -> str:
+    page.wait_for_function(
+        f"""([i, before]) => {{ const el = document.querySelectorAll('.widget-output .js-plotly-plot')[i];
+                               return el && ({FIGURE_STATE})(el) !== before; }}""",
+        arg=[index, before], timeout=60_000)
+    return widget_figures(page)[index]
+
+
+def printed_deltas(page) -> list[float]:
+    """Every ``max |delta logits| = ...`` the widgets printed, in page order."""
+    text = "\n".join(page.locator(".widget-output").all_inner_texts())
+    return [float(v) for v in DELTA.findall(text.replace("\u2212", "-"))]
+
+
+def set_readout(page, readout, value: str) -> None:
+    """Type a value into an ipywidgets slider's editable readout, as a user would."""
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+
+
+def test_gauge_sliders_change_the_figure_not_the_function(page, lab):
+    open_and_run_all(page, lab, "02_gauge_freedom.ipynb")
+    # two explorers: MLP-ReLU (layer, unit, log10 scale) and CNN-tanh (layer, unit, flip sign)
+    assert page.locator(".widget-slider").count() == 5
+    relu_before, tanh_before = widget_figures(page)
+    deltas = printed_deltas(page)
+    assert len(deltas) >= 2 and all(0 <= d < 1e-5 for d in deltas), deltas
+
+    # ReLU: scale hidden unit 0 by 10**-1.5 instead of 10
+    scale_readout = page.locator(".widget-readout").nth(2)
+    set_readout(page, scale_readout, "-1.5")
+    relu_after = wait_for_figure_change(page, 0, relu_before)
+    assert relu_after != relu_before
+    assert widget_figures(page)[1] == tanh_before, "moving the MLP slider redrew the CNN explorer"
+    text = "\n".join(page.locator(".widget-output").all_inner_texts())
+    assert "scaled by 0.0316" in text, text
+    deltas = printed_deltas(page)
+    assert len(deltas) >= 2 and all(0 <= d < 1e-5 for d in deltas), deltas
+
+    # tanh: the sign flip off (q = +1) and on again: the drawn weights change, the logits never do
+    flip = page.locator(".widget-checkbox input").first
+    flip.click()
+    tanh_unflipped = wait_for_figure_change(page, 1, tanh_before)
+    flip.click()
+    tanh_again = wait_for_figure_change(page, 1, tanh_unflipped)
+    assert tanh_again == tanh_before
+    assert all(d == 0.0 for d in printed_deltas(page)[-2:]), printed_deltas(page)
+
+    # the same unit moved to another hidden layer through the layer slider (keyboard, as a user would)
+    layer_handle = page.locator(".widget-slider").nth(0).locator(".noUi-handle")
+    layer_handle.focus()
+    page.keyboard.press("ArrowRight")
+    wait_for_figure_change(page, 0, relu_after)
+    assert page.locator(".widget-readout").nth(0).inner_text().strip() == "1"
+    deltas = printed_deltas(page)
+    assert all(0 <= d < 1e-5 for d in deltas), deltas
+
+
+def test_graph_explorer_layer_picker_redraws(page, lab):
+    open_and_run_all(page, lab, "01_weight_space_graphs.ipynb")
+    arch, layer = page.locator(".widget-dropdown select").nth(0), page.locator(".widget-dropdown select").nth(1)
+    (start,) = widget_figures(page)
+    labels = layer.locator("option").all_inner_texts()
+    assert labels[0] == "all" and len(labels) == 4, labels  # MLP [8, 6, 6, 4]: three layers
+
+    layer.select_option(label=labels[2])  # "1: dense 6->6"
+    highlighted = wait_for_figure_change(page, 0, start)
+    layer.select_option(label="all")
+    assert wait_for_figure_change(page, 0, highlighted) == start
+
+    arch.select_option(label="Small CNN Zoo CNN")
+    cnn = wait_for_figure_change(page, 0, start)
+    cnn_labels = layer.locator("option").all_inner_texts()
+    readable = [label.replace("\xa0", " ") for label in cnn_labels]  # ipywidgets renders spaces as &nbsp;
+    assert len(cnn_labels) == 5 and readable[1].startswith("0: conv") and readable[4].startswith("3: dense"), readable
+    layer.select_option(label=cnn_labels[4])  # the dense layer after global average pooling
+    assert wait_for_figure_change(page, 0, cnn) != cnn
