@@ -11,7 +11,10 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="execute the notebook sequence with papermill into outputs/<name>/")
     p_run.add_argument("params", help="params file, e.g. params/default.yaml")
     p_run.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, e.g. --only 01 03")
-    p_run.add_argument("--resume", action="store_true", help="skip notebooks already completed with the same params")
+    p_run.add_argument("--resume", action="store_true",
+                       help="skip the leading notebooks whose outputs are complete and intact; run the rest")
+    p_run.add_argument("--outputs", metavar="DIR", default=None,
+                       help="folder that receives <name>/ (default: the repository's outputs/)")
     p_val = sub.add_parser("validate", help="check a params file against the notebooks' parameters cells")
     p_val.add_argument("params")
     p_train = sub.add_parser("train", help="train the meta-optimizer for one family without Jupyter "
@@ -24,12 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from .params import ParamsError
+    from .runner import NotebookFailed
 
     try:
         if args.command == "run":
             from .runner import run
 
-            out = run(args.params, only=args.only, resume=args.resume)
+            from pathlib import Path
+
+            out = run(args.params, only=args.only, resume=args.resume,
+                      outputs=Path(args.outputs) if args.outputs else None)
             print(f"[workbench] outputs in {out}")
         elif args.command == "validate":
             from .params import load_params
@@ -45,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except NotebookFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,22 +1,34 @@
 """Run the notebook sequence headlessly with papermill, from one params file.
 
 ``python -m workbench run params/default.yaml [--only 01 03] [--resume]`` validates the params file against every
-selected notebook first, then executes them in order into ``outputs/<name>/notebooks/``. Each executed notebook is
-written to a temporary file and renamed only on success; a completion marker (with a digest of the parameters
-used) lets ``--resume`` skip notebooks that already finished with the same parameters.
+selected notebook first, then executes them in order into ``outputs/<name>/notebooks/``.
+
+Crash safety: each executed notebook is written to a hidden temporary and renamed only on success; every artifact
+the notebooks write goes through :mod:`workbench.io` (temporary + rename). After a notebook finishes, a completion
+marker ``notebooks/.<stem>.done.json`` records the digest of its parameters, the SHA-256 of the executed notebook
+and of every file under ``outputs/<name>/`` that no earlier completed notebook vouches for (what it wrote or
+reused). ``--resume`` trusts a notebook only if its
+marker, parameters and all those files still agree (:func:`plan`), skips the leading notebooks that do, and runs
+everything from the first that does not (later notebooks read what earlier ones wrote).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .io import atomic_write_text
+from .io import atomic_write_text, clean_stale_temps, crash_point
 from .params import ParamsError, RunParams, declared_parameters, list_notebooks, load_params, notebook_key
 
 KERNEL_NAME = "workbench"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MARKER_VERSION = 2
+# Widget cells get a deadline: nbclient can miss the execute reply of a cell that creates Output widgets and then
+# wait forever (nbclient #312, papermill #723); with a deadline its poll wakes up and finds the reply.
+WIDGET_CELL_TIMEOUT = 120
 
 
 class NotebookFailed(RuntimeError):
@@ -53,16 +65,91 @@ def _marker(out: Path, nb: Path) -> Path:
     return out / "notebooks" / f".{nb.stem}.done.json"
 
 
-def is_complete(out: Path, nb: Path, digest: str) -> bool:
-    marker = _marker(out, nb)
-    executed = out / "notebooks" / nb.name
-    if not (marker.exists() and executed.exists()):
-        return False
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _artifacts(out: Path) -> dict[str, str]:
+    """``relative path -> SHA-256`` of the visible artifacts under ``out`` (hidden files and folders excluded;
+    the executed notebooks and their markers are tracked separately)."""
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(out):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel_dir = Path(dirpath).relative_to(out)
+        if rel_dir.parts[:1] == ("notebooks",):
+            continue
+        for name in filenames:
+            if name.startswith(".") or (rel_dir == Path(".") and name == "params.json"):
+                continue
+            files[(rel_dir / name).as_posix()] = _sha256(Path(dirpath) / name)
+    return files
+
+
+@dataclass
+class NotebookState:
+    notebook: Path
+    complete: bool
+    reason: str  # why it is not complete ("" when it is)
+
+
+def _expected_hashes(out: Path, notebooks: list[Path]) -> dict[str, str]:
+    """The latest recorded hash of every artifact, over the markers in sequence order (a later notebook may
+    legitimately rewrite a file an earlier one wrote)."""
+    expected = {}
+    for nb in notebooks:
+        try:
+            expected.update(json.loads(_marker(out, nb).read_text()).get("artifacts", {}))
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+    return expected
+
+
+def notebook_state(out: Path, nb: Path, digest: str, expected: dict[str, str] | None = None) -> NotebookState:
+    """Is ``nb``'s run in ``out`` complete and intact? Checks the marker, the parameters digest, the executed
+    notebook's hash and the hashes of the artifacts it wrote."""
+    marker, executed = _marker(out, nb), out / "notebooks" / nb.name
+    state = lambda reason: NotebookState(nb, not reason, reason)  # noqa: E731
+    if not marker.exists():
+        return state("it never finished (no completion marker)")
     try:
         info = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
-        return False
-    return info.get("digest") == digest
+        return state(f"its completion marker {marker.name} is unreadable")
+    if not isinstance(info, dict) or info.get("version") != MARKER_VERSION:
+        return state(f"its completion marker {marker.name} is from an older workbench")
+    if info.get("digest") != digest:
+        return state("it ran with different parameters")
+    if not executed.exists():
+        return state(f"the executed notebook {executed.name} is missing")
+    if _sha256(executed) != info.get("notebook_sha256"):
+        return state(f"the executed notebook {executed.name} changed after it finished")
+    expected = expected if expected is not None else {}
+    for rel, digest_recorded in info.get("artifacts", {}).items():
+        file = out / rel
+        if not file.is_file():
+            return state(f"its output {rel} is missing")
+        if _sha256(file) != expected.get(rel, digest_recorded):
+            return state(f"its output {rel} changed or is corrupt")
+    return state("")
+
+
+def plan(params_path: str | os.PathLike, only: list[str] | None = None,
+         outputs: Path | None = None) -> list[NotebookState]:
+    """What ``--resume`` would do: for each selected notebook, whether its previous run is complete and why not.
+    Everything from the first incomplete notebook on is run again."""
+    notebooks = select_notebooks(only)
+    params = load_params(params_path, list_notebooks())
+    out = output_root(params, outputs)
+    expected = _expected_hashes(out, list_notebooks())
+    return [notebook_state(out, nb, params.digest(nb, declared_parameters(nb)), expected) for nb in notebooks]
+
+
+def _cell_timeout(cell) -> int | None:
+    return WIDGET_CELL_TIMEOUT if "_widget(" in cell.source else None
 
 
 def run(params_path: str | os.PathLike, only: list[str] | None = None, resume: bool = False,
@@ -75,35 +162,55 @@ def run(params_path: str | os.PathLike, only: list[str] | None = None, resume: b
     check_kernel(kernel_name)
     out = output_root(params, outputs)
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    removed = clean_stale_temps(out)
+    if removed:
+        log(f"[workbench] removed {len(removed)} temporary file(s) left by an interrupted run in {out}")
     atomic_write_text(out / "params.json", json.dumps({"source": str(params.path), "shared": params.shared,
                                                        "sections": params.sections}, indent=2, default=str))
+    skipping = resume
+    expected = _expected_hashes(out, list_notebooks()) if resume else {}
     for nb in notebooks:
         declared = declared_parameters(nb)
         digest = params.digest(nb, declared)
-        if resume and is_complete(out, nb, digest):
-            log(f"[workbench] {nb.name}: complete with the same parameters, skipped (--resume)")
-            continue
+        if skipping:
+            state = notebook_state(out, nb, digest, expected)
+            if state.complete:
+                log(f"[workbench] {nb.name}: complete and intact, skipped (--resume)")
+                continue
+            log(f"[workbench] {nb.name}: not complete ({state.reason}); running from here on")
+            skipping = False
         injected = params.for_notebook(nb, declared)
         if "output_dir" in declared:
             injected["output_dir"] = str(out)
         target = out / "notebooks" / nb.name
         tmp = target.with_name(f".{nb.stem}.running.ipynb")
         _marker(out, nb).unlink(missing_ok=True)
+        target.with_name(f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
         log(f"[workbench] running {nb.name} -> {target}")
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(tmp), parameters=injected, kernel_name=kernel_name,
-                                cwd=str(nb.parent), progress_bar=False, log_output=False)
+                                cwd=str(nb.parent), progress_bar=False, log_output=False,
+                                timeout_func=_cell_timeout)
         except Exception as err:
             failed = target.with_name(f"{nb.stem}.failed.ipynb")
             if tmp.exists():
                 os.replace(tmp, failed)
+            last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
             raise NotebookFailed(
-                f"{nb.name} failed ({type(err).__name__}): {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-                f"\nthe partially executed notebook is at {failed}; earlier outputs in {out} are intact"
+                f"{nb.name} failed ({type(err).__name__}): {last}\nthe partially executed notebook is at "
+                f"{failed}; earlier outputs in {out} are intact; fix the cause and rerun with --resume"
             ) from None
+        crash_point(f"before-rename:{nb.name}")
         os.replace(tmp, target)
         seconds = time.perf_counter() - t0
-        atomic_write_text(_marker(out, nb), json.dumps({"digest": digest, "seconds": round(seconds, 2)}))
+        crash_point(f"before-marker:{nb.stem}")
+        # this notebook vouches for every artifact that no earlier completed notebook vouches for as it is now
+        # (what it wrote, and what it reused from an interrupted earlier attempt)
+        earlier = _expected_hashes(out, [n for n in list_notebooks() if n.name < nb.name])
+        artifacts = {rel: sha for rel, sha in _artifacts(out).items() if earlier.get(rel) != sha}
+        atomic_write_text(_marker(out, nb), json.dumps({
+            "version": MARKER_VERSION, "digest": digest, "seconds": round(seconds, 2),
+            "notebook_sha256": _sha256(target), "artifacts": artifacts}, indent=1))
         log(f"[workbench] {nb.name} done in {seconds:.1f} s")
     return out

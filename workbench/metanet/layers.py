@@ -1,4 +1,4 @@
-"""One ScaleGMN message-passing layer, forward-only or bidirectional.
+r"""One ScaleGMN message-passing layer, forward-only or bidirectional.
 
 Every hidden node ``i`` carries a forward feature ``h_i`` that transforms with ``q_i`` and, in the bidirectional
 model, a backward feature ``g_i`` that transforms with ``1 / q_i`` (as a backpropagated signal does). An edge
