@@ -1,5 +1,4 @@
 """Model zoos: vectorised generation, storage round trips, atomic saves, the Small CNN Zoo import, figures."""
-import gzip
 import json
 import math
 
@@ -29,6 +28,9 @@ from workbench.zoo import (
     split_networks,
     train_networks,
 )
+
+from strategies import tf_shapes as _tf_shapes  # noqa: E402  (the Small CNN Zoo writer, shared with test_fuzz)
+from strategies import write_small_cnn_zoo  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -347,57 +349,6 @@ def test_load_or_generate(tmp_path, monkeypatch, digits):
 
 
 # -- the Small CNN Zoo format --------------------------------------------------------------------------------------
-LAYOUT_NAMES = ["sequential/conv2d", "sequential/conv2d_1", "sequential/conv2d_2", "sequential/dense"]
-
-
-def _tf_shapes(spec):
-    shapes = []
-    for layer in range(spec.n_layers):
-        out, inp = spec.widths[layer + 1], spec.widths[layer]
-        kernel = (3, 3, inp, out) if spec.is_conv(layer) else (inp, out)
-        shapes.append((f"{LAYOUT_NAMES[layer]}/bias:0", (out,)))
-        shapes.append((f"{LAYOUT_NAMES[layer]}/kernel:0", kernel))
-    return shapes
-
-
-def write_small_cnn_zoo(folder, n_networks=10, steps=(0, 86), seed=0, compress=True, shapes=None, n_columns=None):
-    """Files in the Small CNN Zoo format: one row per checkpoint, networks alternating tanh / relu."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    shapes = shapes or _tf_shapes(small_cnn_zoo_spec())
-    rows, start = [], 0
-    for name, shape in shapes:
-        size = math.prod(shape)
-        rows.append({"varname": name, "start_idx": start, "end_idx": start + size, "size": size, "shape": str(shape)})
-        start += size
-    pd.DataFrame(rows).to_csv(folder / "layout.csv", index=False)
-    n_rows = n_networks * len(steps)
-    weights = (rng.normal(size=(n_rows, n_columns or start)) * 0.3).astype(np.float32)
-    np.save(folder / "weights.npy", weights)
-    net = np.repeat(np.arange(n_networks), len(steps))
-    metrics = pd.DataFrame({
-        "modeldir": [f"run{i}" for i in net],
-        "step": np.tile(steps, n_networks),
-        "test_accuracy": rng.uniform(0.1, 0.5, n_rows),
-        "test_loss": rng.uniform(1.5, 2.3, n_rows),
-        "train_accuracy": rng.uniform(0.1, 0.6, n_rows),
-        "train_loss": rng.uniform(1.5, 2.3, n_rows),
-        "config.activation": np.where(net % 2 == 0, "tanh", "relu"),
-        "config.learning_rate": rng.uniform(1e-4, 1e-2, n_rows),
-        "config.l2reg": rng.uniform(1e-8, 1e-2, n_rows),
-        "config.dropout": rng.uniform(0, 0.7, n_rows),
-        "config.train_fraction": rng.uniform(0.1, 1.0, n_rows),
-        "config.optimizer": np.where(net % 3 == 0, "adam", "sgd"),
-        "config.init_std": rng.uniform(1e-3, 0.5, n_rows),
-    })
-    if compress:
-        with gzip.open(folder / "metrics.csv.gz", "wt") as fh:
-            metrics.to_csv(fh, index=False)
-    else:
-        metrics.to_csv(folder / "metrics.csv", index=False)
-    return weights, metrics
-
-
 def _tf_reference_logits(row, x_nhwc, activation):
     """Logits of one network computed directly from its raw TensorFlow-layout row: 'valid' stride-2 convs on NHWC."""
     act = np.tanh if activation == "tanh" else (lambda z: np.maximum(z, 0))

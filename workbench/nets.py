@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 ACTIVATIONS = ("tanh", "relu")
 KINDS = ("mlp", "cnn")
+MAX_PARAMS = 10**8  # per network: the workbench handles zoos of small networks; larger specs are corrupt or hostile
 
 Params = list[tuple[Tensor, Tensor]]
 
@@ -62,10 +64,21 @@ class NetSpec:
                 f"unknown activation {self.activation!r}; the workbench supports {ACTIVATIONS} "
                 "(their scaling symmetries are sign flips for tanh, positive scales for relu)"
             )
-        widths = tuple(int(w) for w in self.widths)
+        if isinstance(self.widths, (str, bytes, dict)) or not hasattr(self.widths, "__iter__"):
+            raise SpecError(f"widths must be a list of integers, got {type(self.widths).__name__} {self.widths!r:.80}")
+        widths = tuple(_as_int(w, "widths") for w in self.widths)
         object.__setattr__(self, "widths", widths)
+        for name in ("kernel_size", "stride", "padding"):
+            object.__setattr__(self, name, _as_int(getattr(self, name), name))
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", _as_int(self.image_size, "image_size"))
         if len(widths) < 2 or any(w < 1 for w in widths):
             raise SpecError(f"widths must list at least two positive sizes, got {self.widths!r}")
+        if self.n_params > MAX_PARAMS:
+            raise SpecError(
+                f"widths {widths} describe {self.n_params:,} parameters per network, more than the workbench's "
+                f"limit of {MAX_PARAMS:,} (zoos of small networks); is the spec corrupt?"
+            )
         if self.kind == "cnn":
             if len(widths) < 3:
                 raise SpecError(f"a CNN needs at least one conv layer: widths (c_in, c_1, ..., n_classes), got {widths}")
@@ -181,11 +194,26 @@ class NetSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetSpec":
+        if not isinstance(d, dict):
+            raise SpecError(f"a NetSpec description must be a dict of fields, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise SpecError(f"unknown NetSpec fields {sorted(unknown)}; valid fields are {sorted(known)}")
-        return cls(**{**d, "widths": tuple(d["widths"])})
+            raise SpecError(f"unknown NetSpec fields {sorted(map(str, unknown))}; valid fields are {sorted(known)}")
+        missing = [k for k in ("kind", "widths", "activation") if k not in d]
+        if missing:
+            raise SpecError(f"NetSpec description lacks the fields {missing}; it has {sorted(map(str, d))}")
+        return cls(**d)
+
+
+def _as_int(value, name: str) -> int:
+    """``value`` as an int (Python or numpy integers; not bools, floats or strings), else a SpecError."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise SpecError(f"NetSpec {name} must hold integers, got {type(value).__name__} {value!r:.80}")
 
 
 def small_cnn_zoo_spec(activation: str = "tanh") -> NetSpec:
@@ -213,6 +241,8 @@ def check_params(spec: NetSpec, params: Params, *, finite: bool = False) -> int:
         for name, t, shape in (("weight", weight, spec.weight_shape(layer)), ("bias", bias, spec.bias_shape(layer))):
             if not isinstance(t, Tensor):
                 raise SpecError(f"layer {layer} {name} must be a torch.Tensor, got {type(t).__name__}")
+            if not t.is_floating_point():
+                raise SpecError(f"layer {layer} {name} has dtype {t.dtype}; network parameters must be floating point")
             if tuple(t.shape[1:]) != shape or t.dim() != len(shape) + 1:
                 raise SpecError(
                     f"layer {layer} {name} has shape {tuple(t.shape)}; expected (B, {', '.join(map(str, shape))}) "

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .io import atomic_write_text
+from .io import atomic_path, atomic_write_text
 from .metanet import ScaleGMN
 from .nets import NetSpec, Params, check_params, select
 from .objective import evaluate, l1_norm, objective
@@ -116,9 +117,9 @@ def _finite_model(model: torch.nn.Module) -> bool:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to a hidden temporary, fsync, rename: a kill leaves the previous checkpoint or none."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def build_model(spec: NetSpec, config: TrainConfig) -> ScaleGMN:
@@ -298,6 +299,13 @@ def train(
         bar.set_postfix(val_loss=f"{metrics['val_loss']:.3f}", val_acc=f"{metrics['val_acc']:.3f}")
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
+    if out is not None and rank == 0:
+        # a run killed between its last checkpoint and the files after it resumes with no epoch left to run:
+        # bring metrics.jsonl and best.pt up to the checkpoint's state here
+        atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        if best["state"] is not None and not (out / "best.pt").exists():
+            _atomic_save({"spec": spec.to_dict(), "config": config.to_dict(), "model": best["state"],
+                          "epoch": best["epoch"], "val_loss": best["val_loss"]}, out / "best.pt")
     if world > 1:
         dist.barrier()
     if best["state"] is not None:
@@ -306,16 +314,75 @@ def train(
     return TrainResult(model, history, best["epoch"], best["val_loss"], out, time.perf_counter() - t0)
 
 
-def load_model(path: str | os.PathLike, map_location="cpu") -> ScaleGMN:
-    """A trained ScaleGMN from ``best.pt`` (or ``checkpoint.pt``); loads tensors only, never code."""
+class CheckpointError(ValueError):
+    """A metanetwork checkpoint is unreadable, unsafe, incomplete or for another architecture."""
+
+
+def _unpickling_refusal(err: Exception) -> str:
+    """The informative line of torch's weights-only refusal (it comes wrapped in a long generic notice)."""
+    lines = [l.strip() for l in str(err).splitlines() if l.strip()]
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation", "WeightsUnpickler")
+    detail = [l for l in lines if not l.startswith(boilerplate)]
+    return (detail[0] if detail else lines[0] if lines else type(err).__name__)[:200].rstrip(".")
+
+
+def load_model(path: str | os.PathLike, map_location="cpu", *, spec: NetSpec | None = None) -> ScaleGMN:
+    """A trained ScaleGMN from ``best.pt`` (or ``checkpoint.pt``); loads tensors only, never code.
+
+    ``spec``: the architecture the caller expects; a checkpoint trained for another one is an error. Raises
+    :class:`CheckpointError` naming the file for a truncated, corrupt, incomplete or mismatched checkpoint, or one
+    that holds anything but tensors and plain containers (which would need code to unpickle)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no metanetwork checkpoint at {path}; train one first (notebook 04 or "
                                 "`python -m workbench train`)")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    spec = NetSpec.from_dict(ckpt["spec"])
-    model = build_model(spec, TrainConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file; expected a checkpoint such as <run folder>/best.pt")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to unpickle non-tensor objects (loading with weights_only=True, which never runs "
+            f"code): {_unpickling_refusal(err)}. Only checkpoints written by the workbench can be loaded"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt: "
+                              f"{type(err).__name__}: {str(err)[:200]}); retrain or restore it") from None
+    missing = [k for k in ("spec", "config", "model") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        found = sorted(map(str, ckpt)) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a metanetwork checkpoint: it lacks {missing} (found {found})")
+    try:
+        found_spec = NetSpec.from_dict(ckpt["spec"])
+        config = TrainConfig.from_dict(ckpt["config"])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: invalid spec or config in the checkpoint: {err}") from None
+    if spec is not None and found_spec != spec:
+        raise CheckpointError(f"{path} was trained for {found_spec.describe()}; expected {spec.describe()}. Use the "
+                              "checkpoint of that architecture or retrain")
+    state = ckpt["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: 'model' must be a state dict of tensors")
+    # cheap shape checks before building: a forged spec could otherwise allocate an enormous graph
+    n_types = found_spec.widths[0] + found_spec.n_layers - 1 + found_spec.widths[-1]
+    for key, want in (("type_mul", (n_types, config.hidden)), ("edge_mul", (found_spec.n_layers, config.hidden))):
+        got = tuple(state[key].shape) if key in state else None
+        if got != want:
+            raise CheckpointError(f"{path}: its weights do not fit the architecture it names ({found_spec.describe()}, "
+                                  f"hidden {config.hidden}): {key} has shape {got}, expected {want}")
+    try:
+        model = build_model(found_spec, config)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: cannot build the metanetwork it describes: {err}") from None
+    expected = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" for k, v in state.items()
+             if k in expected and v.shape != expected[k].shape]
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if wrong or missing or unexpected:
+        raise CheckpointError(f"{path}: its weights do not fit the metanetwork for {found_spec.describe()} "
+                              f"(hidden {config.hidden}, {config.n_layers} layers): shape mismatches {wrong[:5]}, "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -332,5 +399,5 @@ def one_shot(model: ScaleGMN, spec: NetSpec, params: Params, batch_size: int = 2
     return [(w.cpu(), b.cpu()) for w, b in new], seconds
 
 
-__all__ = ["TrainConfig", "TrainResult", "train", "validate", "load_model", "one_shot", "resolve_device",
-           "build_model", "l1_norm"]
+__all__ = ["TrainConfig", "TrainResult", "CheckpointError", "train", "validate", "load_model", "one_shot",
+           "resolve_device", "build_model", "l1_norm"]

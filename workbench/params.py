@@ -17,6 +17,8 @@ import ast
 import difflib
 import hashlib
 import json
+import math
+import reprlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +28,13 @@ import yaml
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESERVED = {"name"}
 INJECTED = {"output_dir"}  # set by the runner, never by a params file
+MAX_ELEMENTS = 10_000  # per value: lists/mappings beyond this (e.g. YAML alias bombs) are refused
+MAX_INT = 2**63 - 1  # integers must fit torch's int64 (seeds, sizes)
+_repr = reprlib.Repr()  # bounded repr for error messages (Repr() takes no options before Python 3.12)
+_repr.maxstring = _repr.maxother = 80
+_repr.maxlist = _repr.maxdict = 5
+_repr.maxlevel = 3
+_short = _repr.repr
 
 
 class ParamsError(ValueError):
@@ -110,8 +119,28 @@ def _compatible(value, default) -> bool:
 
 
 def _suggest(key: str, valid) -> str:
-    close = difflib.get_close_matches(key, sorted(valid), n=1)
+    close = difflib.get_close_matches(str(key), sorted(valid), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_value(path, label: str, value) -> None:
+    """Refuse values no notebook could mean: NaN/inf, integers beyond int64, and containers with more than
+    :data:`MAX_ELEMENTS` elements (counted with repeats, so a YAML alias bomb is caught after that many steps)."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_ELEMENTS:
+            raise ParamsError(f"{label} in {path} holds more than {MAX_ELEMENTS:,} elements (nested lists or YAML "
+                              "aliases); params files hold settings, not data")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ParamsError(f"{label} in {path} is {item}; parameters must be finite numbers")
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+            raise ParamsError(f"{label} in {path} is the integer {_short(item)}, which does not fit in 64 bits")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
 
 
 def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunParams:
@@ -120,10 +149,22 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunPar
     if not path.exists():
         raise ParamsError(f"params file {path} does not exist; the ones shipped are in params/ "
                           "(default.yaml, smoke.yaml, gpu.yaml, cifar10gs.yaml)")
+    if not path.is_file():
+        raise ParamsError(f"params file {path} is not a file (a directory?); pass a .yaml file such as "
+                          "params/default.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"params file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                          "is it a binary file?") from None
+    except OSError as err:
+        raise ParamsError(f"params file {path} cannot be read: {err.strerror or err}") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ParamsError(f"params file {path} is not valid YAML: {err}") from None
+    except RecursionError:
+        raise ParamsError(f"params file {path} is nested too deeply to be a params file") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -135,7 +176,7 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunPar
     all_keys = set().union(*[set(d) for d in declared.values()]) - INJECTED
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise ParamsError(f"'name' in {path} must be a plain folder name, got {name!r}")
+        raise ParamsError(f"'name' in {path} must be a plain folder name, got {_short(name)}")
     shared, sections = {}, {}
     for key, value in raw.items():
         key = str(key)
@@ -147,11 +188,12 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunPar
                 raise ParamsError(f"section {key!r} in {path} must be a mapping of {nb.name}'s parameters")
             valid = set(declared[nb]) - INJECTED
             for sub, sub_value in value.items():
-                if sub not in valid:
+                if not isinstance(sub, str) or sub not in valid:
                     raise ParamsError(
-                        f"unknown key {sub!r} in section {key!r} of {path}{_suggest(sub, valid)}: notebook "
+                        f"unknown key {_short(sub)} in section {key!r} of {path}{_suggest(sub, valid)}: notebook "
                         f"{nb.name} declares {sorted(valid)}"
                     )
+                _check_value(path, f"{key}.{sub}", sub_value)
                 _check_type(path, f"{key}.{sub}", sub_value, {nb: declared[nb]}, sub)
             sections[key] = dict(value)
             continue
@@ -160,9 +202,10 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunPar
         if key not in all_keys:
             listing = "; ".join(f"{nb.name}: {sorted(set(d) - INJECTED)}" for nb, d in declared.items())
             raise ParamsError(
-                f"unknown key {key!r} in {path}{_suggest(key, all_keys)}: no notebook declares it. "
+                f"unknown key {_short(key)} in {path}{_suggest(key, all_keys)}: no notebook declares it. "
                 f"Valid keys by notebook -- {listing}"
             )
+        _check_value(path, key, value)
         _check_type(path, key, value, declared, key)
         shared[key] = value
     return RunParams(name=name, path=path, shared=shared, sections=sections)
@@ -175,6 +218,6 @@ def _check_type(path, label, value, declared: dict, key: str) -> None:
         default = _literal(params[key]["default"])
         if not _compatible(value, default):
             raise ParamsError(
-                f"{label} in {path} is {_type_name(value)} {value!r}, but notebook {nb.name} expects "
+                f"{label} in {path} is {_type_name(value)} {_short(value)}, but notebook {nb.name} expects "
                 f"{_type_name(default)} (its default is {params[key]['default']})"
             )

@@ -126,7 +126,7 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
     done = folder / "result.json"
     if done.exists() and (folder / "best.pt").exists():
         info = json.loads(done.read_text())
-        model = load_model(folder / "best.pt", map_location=resolve_device(config.device))
+        model = load_model(folder / "best.pt", map_location=resolve_device(config.device), spec=zoo.spec)
         history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
         return TrainResult(model, history, info["best_epoch"], info["best_val_loss"], folder, info["seconds"])
     splits = split_params(zoo)

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -39,12 +40,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .data import Dataset
-from .io import atomic_path
+from .io import atomic_path, crash_point
 from .nets import NetSpec, Params, SpecError, check_params, flatten_params, init_params, small_cnn_zoo_spec
 from .nets import unflatten_params
 from .objective import evaluate
@@ -683,6 +685,7 @@ class Zoo:
             tmp.mkdir()
             save_file(tensors, str(tmp / PARAMS_FILE))
             self.meta.to_csv(tmp / META_FILE, index=False)
+            crash_point("zoo-save:before-manifest")
             manifest = {
                 "format": FORMAT,
                 "version": FORMAT_VERSION,
@@ -710,18 +713,24 @@ class Zoo:
             what = "does not exist" if not path.exists() else f"has no {MANIFEST} manifest (an incomplete save?)"
             raise ZooError(f"{path} is not a complete zoo: it {what}")
         try:
-            manifest = json.loads(manifest_file.read_text())
-        except json.JSONDecodeError as err:
-            raise ZooError(f"{manifest_file} is not valid JSON: {err}") from err
-        if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
-            raise ZooError(f"{manifest_file}: unsupported format {manifest.get('format')!r} v{manifest.get('version')}")
+            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            raise ZooError(f"{manifest_file} is not valid JSON: {err or type(err).__name__}") from err
+        _check_manifest(manifest, manifest_file)
         for name, digest in manifest["files"].items():
             if not (path / name).is_file():
                 raise ZooError(f"{path}: {name} is missing")
             if verify and _sha256(path / name) != digest:
                 raise ZooError(f"{path / name} does not match the checksum in its manifest (modified or corrupt)")
-        spec = NetSpec.from_dict(manifest["spec"])
-        tensors = load_file(str(path / PARAMS_FILE))
+        try:
+            spec = NetSpec.from_dict(manifest["spec"])
+        except SpecError as err:
+            raise ZooError(f"{manifest_file}: invalid network spec: {err}") from err
+        try:
+            tensors = load_file(str(path / PARAMS_FILE))
+        except (SafetensorError, OSError) as err:
+            raise ZooError(f"{path / PARAMS_FILE} is truncated or not a safetensors file ({err}); regenerate or "
+                           "re-save the zoo") from err
         expected = {f"layer{l}.{k}" for l in range(spec.n_layers) for k in ("weight", "bias")}
         if set(tensors) != expected:
             raise ZooError(f"{path / PARAMS_FILE} holds {sorted(tensors)}; {spec.describe()} needs {sorted(expected)}")
@@ -731,16 +740,53 @@ class Zoo:
         except SpecError as err:
             raise ZooError(f"{path / PARAMS_FILE}: tensor shapes disagree with the spec: {err}") from err
         dtypes = manifest["meta_dtypes"]
-        meta = pd.read_csv(
-            path / META_FILE,
-            dtype={c: (str if d == "str" else d) for c, d in dtypes.items()},
-            keep_default_na=False,
-            na_values={c: ["", "NaN", "nan"] for c, d in dtypes.items() if d not in ("str", "bool")},
-            **_ROUND_TRIP_FLOATS,
-        )
+        try:
+            meta = pd.read_csv(
+                path / META_FILE,
+                dtype={c: (str if d == "str" else d) for c, d in dtypes.items()},
+                keep_default_na=False,
+                na_values={c: ["", "NaN", "nan"] for c, d in dtypes.items() if d not in ("str", "bool")},
+                **_ROUND_TRIP_FLOATS,
+            )
+        except (ValueError, TypeError, OverflowError, OSError) as err:  # pandas' parser and dtype errors
+            raise ZooError(f"{path / META_FILE} cannot be read with the column types of its manifest "
+                           f"({type(err).__name__}: {err})") from err
         if list(meta.columns) != list(dtypes):
             raise ZooError(f"{path / META_FILE} columns {list(meta.columns)} differ from the manifest {list(dtypes)}")
-        return cls(spec, params, meta, manifest["dataset"], manifest["split_seed"], manifest.get("info", {}))
+        try:
+            return cls(spec, params, meta, manifest["dataset"], manifest["split_seed"], manifest.get("info", {}))
+        except ZooError as err:
+            raise ZooError(f"{path}: {err}") from err
+
+
+_MANIFEST_FIELDS = {"format": str, "version": int, "spec": dict, "dataset": str, "split_seed": int,
+                    "meta_dtypes": dict, "files": dict}  # the fields Zoo.load reads
+_META_KINDS = ("bool", "str", *(f"{k}{n}" for k in ("int", "uint") for n in (8, 16, 32, 64)),
+               "float16", "float32", "float64")
+
+
+def _check_manifest(manifest, manifest_file: Path) -> None:
+    """The manifest's fields exist and have the types :meth:`Zoo.save` writes; it names exactly the zoo's files."""
+    if not isinstance(manifest, dict):
+        raise ZooError(f"{manifest_file} must hold a JSON object, not {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+        raise ZooError(f"{manifest_file}: unsupported format {manifest.get('format')!r} v{manifest.get('version')}; "
+                       f"expected {FORMAT!r} v{FORMAT_VERSION}")
+    missing = [k for k in _MANIFEST_FIELDS if k not in manifest]
+    if missing:
+        raise ZooError(f"{manifest_file} lacks the fields {missing} (an incomplete or hand-edited manifest?)")
+    for key, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(manifest[key], kind) or (kind is int and isinstance(manifest[key], bool)):
+            raise ZooError(f"{manifest_file}: {key!r} must be a {kind.__name__}, got {type(manifest[key]).__name__}")
+    if not isinstance(manifest.get("info", {}), dict):
+        raise ZooError(f"{manifest_file}: 'info' must be an object, got {type(manifest['info']).__name__}")
+    if sorted(manifest["files"]) != sorted((PARAMS_FILE, META_FILE)) or not all(
+            isinstance(d, str) for d in manifest["files"].values()):
+        raise ZooError(f"{manifest_file}: 'files' must map exactly {PARAMS_FILE} and {META_FILE} to their SHA-256, "
+                       f"got {sorted(manifest['files'])}")
+    bad = {c: d for c, d in manifest["meta_dtypes"].items() if d not in _META_KINDS}
+    if bad:
+        raise ZooError(f"{manifest_file}: unsupported meta column types {bad}; expected one of {_META_KINDS}")
 
 
 # pandas < 3 parses floats with a fast but not always exact routine unless asked; pandas 3 is exact by default
@@ -792,22 +838,87 @@ def _json_default(obj):
 # -- the Small CNN Zoo -----------------------------------------------------------------------------------------------
 SMALL_CNN_ZOO_REQUIRED = ("config.activation", "config.learning_rate", "config.l2reg", "config.dropout",
                           "config.train_fraction", "step", "test_accuracy")
+_SMALL_CNN_ZOO_NUMBERS = ("test_accuracy", "config.learning_rate", "config.l2reg", "config.dropout",
+                          "config.train_fraction", "train_accuracy", "train_loss", "test_loss", "config.init_std")
 _LAYOUT_COLUMNS = ("varname", "start_idx", "end_idx", "size", "shape")
+
+
+def _check_npy_header(file: Path) -> None:
+    """Read only the header of ``file`` and refuse, before any data is read or memory allocated, what is not a
+    complete 2-D float ``.npy`` array: a bad header, an object array (it could only be read by unpickling) or a
+    file shorter than its header declares (truncated, or a forged enormous shape)."""
+    try:
+        with open(file, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except Exception as err:  # a corrupt header: ValueError, SyntaxError, struct.error, tokenize.TokenError, ...
+        raise ZooError(f"{file} is truncated or not a .npy array (its header cannot be read: "
+                       f"{type(err).__name__}: {str(err)[:200]})") from err
+    if dtype.hasobject:
+        raise ZooError(f"{file} holds Python objects (dtype {dtype}), which only unpickling could read; refusing "
+                       "to load it (allow_pickle=False). Expected float32 weights (checkpoints, 4970)")
+    if len(shape) != 2 or dtype.kind != "f":
+        raise ZooError(f"{file} holds a {dtype} array of shape {shape}; expected float (checkpoints, 4970)")
+    needed = math.prod(shape) * dtype.itemsize
+    present = file.stat().st_size - offset
+    if present < needed:
+        raise ZooError(f"{file} is truncated: its header declares a {dtype} array of shape {shape} ({needed:,} "
+                       f"bytes) but only {present:,} bytes follow")
 
 
 def _parse_shape(text: str, where: str) -> tuple[int, ...]:
     try:
-        return tuple(int(p) for p in str(text).strip("()[] ").replace(" ", "").split(",") if p != "")
+        shape = tuple(int(p) for p in str(text).strip("()[] ").replace(" ", "").split(",") if p != "")
     except ValueError as err:
-        raise ZooError(f"{where}: cannot read the shape {text!r}") from err
+        raise ZooError(f"{where}: cannot read the shape {str(text)[:80]!r}; expected e.g. (3, 3, 1, 16)") from err
+    if not shape or min(shape) < 1:
+        raise ZooError(f"{where}: the shape {str(text)[:80]!r} must list one or more positive sizes")
+    return shape
+
+
+def _read_csv(file: Path, what: str) -> pd.DataFrame:
+    """A CSV file (optionally gzip-compressed) as a DataFrame, or a ZooError naming the file."""
+    try:
+        return pd.read_csv(file)
+    except (ValueError, OSError, EOFError, zlib.error) as err:  # parser, encoding, empty file, corrupt gzip
+        raise ZooError(f"{file} is not a readable {what} CSV file ({type(err).__name__}: {str(err)[:200]})") from err
+
+
+def _int_columns(frame: pd.DataFrame, columns: Sequence[str], file: Path) -> None:
+    """Convert ``columns`` of ``frame`` in place to int64; a ZooError names the first value that is not an
+    integer (text, empty, fractional or beyond 2**53)."""
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() | (values % 1 != 0) | (values.abs() > 2**53)
+        if bad.any():
+            first = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ZooError(f"{file}: column {col!r} must hold integers, found {str(frame[col].iloc[first])[:40]!r} "
+                           f"in row {first}")
+        frame[col] = values.astype(np.int64)
+
+
+def _float_columns(frame: pd.DataFrame, columns: Sequence[str], file: Path) -> None:
+    """Convert ``columns`` of ``frame`` in place to float64 (empty cells become NaN); other text is a ZooError."""
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() & frame[col].notna()
+        if bad.any():
+            first = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ZooError(f"{file}: column {col!r} must hold numbers, found {str(frame[col].iloc[first])[:40]!r} "
+                           f"in row {first}")
+        frame[col] = values.astype(np.float64)
 
 
 def _read_layout(file: Path, n_columns: int, spec: NetSpec) -> list[tuple[dict, dict]]:
     """Validate layout.csv and return per spec layer ``(kernel_entry, bias_entry)`` in the file's order."""
-    layout = pd.read_csv(file)
+    layout = _read_csv(file, "Small CNN Zoo layout")
     missing = [c for c in _LAYOUT_COLUMNS if c not in layout.columns]
     if missing:
         raise ZooError(f"{file}: missing columns {missing}; expected {_LAYOUT_COLUMNS}")
+    layout = layout.loc[:, list(_LAYOUT_COLUMNS)].copy()
+    _int_columns(layout, ("start_idx", "end_idx", "size"), file)
     entries = []
     for row in layout.sort_values("start_idx").itertuples(index=False):
         shape = _parse_shape(row.shape, f"{file} ({row.varname})")
@@ -881,6 +992,7 @@ def load_small_cnn_zoo(
         missing.append(str(path / "metrics.csv.gz (or metrics.csv)"))
     if missing:
         raise ZooError(f"Small CNN Zoo files missing: {', '.join(missing)}")
+    _check_npy_header(weights_file)
     try:
         weights = np.load(weights_file, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -891,12 +1003,16 @@ def load_small_cnn_zoo(
 
     probe = small_cnn_zoo_spec("tanh")
     layers = _read_layout(layout_file, weights.shape[1], probe)
-    metrics = pd.read_csv(metrics_file)
+    metrics = _read_csv(metrics_file, "Small CNN Zoo metrics")
     absent = [c for c in SMALL_CNN_ZOO_REQUIRED if c not in metrics.columns]
     if absent:
         raise ZooError(f"{metrics_file} lacks columns {absent}; required are {SMALL_CNN_ZOO_REQUIRED}")
     if len(metrics) != weights.shape[0]:
         raise ZooError(f"{metrics_file} has {len(metrics)} rows but {weights_file} has {weights.shape[0]}")
+    if len(metrics) == 0:
+        raise ZooError(f"{metrics_file} and {weights_file} hold no checkpoints")
+    _int_columns(metrics, ["step"], metrics_file)
+    _float_columns(metrics, [c for c in _SMALL_CNN_ZOO_NUMBERS if c in metrics.columns], metrics_file)
 
     steps = metrics["step"].to_numpy()
     target = int(steps.max()) if step is None else int(step)
