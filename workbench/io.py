@@ -12,6 +12,7 @@ The variable is inherited by notebook kernels, so a point inside a notebook's wo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -35,6 +36,15 @@ def crash_point(name: str) -> None:
         point, _, nth = entry.strip().partition("@")
         if point == name and count == int(nth or 1):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:

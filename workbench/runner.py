@@ -13,14 +13,13 @@ everything from the first that does not (later notebooks read what earlier ones 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import atomic_write_text, clean_stale_temps, crash_point
+from .io import atomic_write_text, clean_stale_temps, crash_point, sha256_file as _sha256
 from .params import ParamsError, RunParams, declared_parameters, list_notebooks, load_params, notebook_key
 
 KERNEL_NAME = "workbench"
@@ -64,13 +63,6 @@ def output_root(params: RunParams, outputs: Path | None = None) -> Path:
 def _marker(out: Path, nb: Path) -> Path:
     return out / "notebooks" / f".{nb.stem}.done.json"
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _artifacts(out: Path) -> dict[str, str]:

@@ -46,7 +46,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .data import Dataset
-from .io import atomic_path, crash_point
+from .io import atomic_path, crash_point, sha256_file as _sha256
 from .nets import NetSpec, Params, SpecError, check_params, flatten_params, init_params, small_cnn_zoo_spec
 from .nets import unflatten_params
 from .objective import evaluate
@@ -818,13 +818,6 @@ def _normalise_meta(meta: pd.DataFrame) -> pd.DataFrame:
             meta[col] = meta[col].fillna("").astype(str)
     return meta
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _json_default(obj):
