@@ -25,9 +25,10 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .io import atomic_path, atomic_write_text
-from .metanet import ScaleGMN
+from .metanet import ScaleGMN, default_symmetry
 from .nets import NetSpec, Params, check_params, select
-from .objective import evaluate, l1_norm, objective
+from .objective import evaluate, objective
+from .symmetry import act, random_element
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,18 @@ class TrainConfig:
         amp: bf16 autocast when on CUDA.
         val_images: cap on validation images per evaluation (None = all).
         val_networks: cap on validation networks per evaluation (None = all).
+        noise: weight-space augmentation: every training network of a step gets Gaussian noise of standard deviation
+            ``noise`` x (that network's RMS of that layer's weights, resp. biases) added to its input. The objective
+            is computed on the metanet's output for the noisy network, so a perturbed network is as valid a training
+            input as a zoo network (0 = off).
+        group_augment: apply a random element of the activation's symmetry group (hidden-neuron permutations and
+            sign flips, or positive scales log-uniform on ``augment_scales``) to every training network of a step.
+            Function-preserving; a no-op for the exactly equivariant ScaleGMN up to float rounding, it is what trains
+            the symmetry-broken GMN fairly ("GMN-B + symmetry augmentation").
+        augment_scales: range of the positive scales drawn by ``group_augment`` for ReLU networks.
+        patience: stop when the validation loss has not improved for this many epochs (None = run all epochs).
+        train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
+            same validation images), so the history shows the gap between seen and unseen networks (0 = off).
     """
 
     lam: float = 0.0
@@ -67,6 +80,11 @@ class TrainConfig:
     amp: bool = True
     val_images: int | None = None
     val_networks: int | None = None
+    noise: float = 0.0
+    group_augment: bool = False
+    augment_scales: tuple[float, float] = (0.25, 4.0)
+    patience: int | None = None
+    train_eval_networks: int = 128
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,6 +95,8 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; valid settings are {sorted(known)}")
+        if "augment_scales" in d:  # JSON and checkpoints store tuples as lists
+            d = {**d, "augment_scales": tuple(d["augment_scales"])}
         return cls(**d)
 
 
@@ -125,6 +145,24 @@ def _atomic_save(obj, path: Path) -> None:
 def build_model(spec: NetSpec, config: TrainConfig) -> ScaleGMN:
     return ScaleGMN.for_spec(spec, hidden=config.hidden, n_layers=config.n_layers,
                              bidirectional=config.bidirectional, symmetry=config.symmetry, dropout=config.dropout)
+
+
+def augment(spec: NetSpec, params: Params, config: TrainConfig, generator: torch.Generator) -> Params:
+    """The training batch as the metanet sees it: a random symmetry-group element per network
+    (``config.group_augment``), then per-layer relative Gaussian noise (``config.noise``); unchanged when both are
+    off. Draws come from ``generator`` (CPU), so a resumed run sees the same augmented networks."""
+    if config.group_augment:
+        group = "perm+" + default_symmetry(spec)
+        g = random_element(spec, params[0][1].shape[0], group, generator, scale_range=config.augment_scales,
+                           dtype=params[0][0].dtype, device=params[0][0].device)
+        params = act(spec, g, params)
+    if config.noise:
+        def noisy(t: Tensor) -> Tensor:
+            rms = t.reshape(t.shape[0], -1).pow(2).mean(1).sqrt().reshape(-1, *([1] * (t.dim() - 1)))  # (B, 1..)
+            eps = torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device)
+            return t + config.noise * rms * eps
+        params = [(noisy(w), noisy(b)) for w, b in params]
+    return params
 
 
 @torch.no_grad()
@@ -189,6 +227,10 @@ def train(
         val_params = select(val_params, slice(0, config.val_networks))
     n_val = val_params[0][1].shape[0]
     val_params = select(val_params, slice(rank, n_val, world))  # each rank validates its shard
+    # a fixed sample of training networks, scored like the validation networks: the generalisation gap per epoch
+    n_seen = min(config.train_eval_networks, n_train)
+    seen = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed))[:n_seen].sort().values
+    seen_params = select(select(train_params, seen.to(device)), slice(rank, n_seen, world)) if n_seen else None
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     if config.val_images is not None:
@@ -224,6 +266,8 @@ def train(
     bar = tqdm(range(start_epoch, config.epochs), desc=f"train {spec.family} lam={config.lam:g}",
                disable=not progress or rank != 0, initial=start_epoch, total=config.epochs)
     for epoch in bar:
+        if config.patience is not None and best["epoch"] >= 0 and epoch - 1 - best["epoch"] >= config.patience:
+            break  # early stopping: no validation improvement for `patience` epochs (checked here so resume agrees)
         # per-epoch seeding: a resumed run sees exactly the batches and dropout masks of an uninterrupted one
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         torch.manual_seed(config.seed * 7919 + epoch)
@@ -237,7 +281,7 @@ def train(
             img = torch.randint(0, x_train.shape[0], (config.batch_images,), generator=gen).to(device)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(config, step, total_steps) * lr_scale
-            batch = [(w[idx], b[idx]) for w, b in train_params]
+            batch = augment(spec, [(w[idx], b[idx]) for w, b in train_params], config, gen)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 new = net(batch)
                 loss = objective(spec, new, x_train[img], y_train[img], config.lam).mean()
@@ -278,6 +322,9 @@ def train(
             optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         model.eval()
         metrics = validate(model, spec, val_params, x_val, y_val, config.lam)
+        if seen_params is not None:
+            metrics.update({k.replace("val_", "seen_"): v
+                            for k, v in validate(model, spec, seen_params, x_val, y_val, config.lam).items()})
         record = {"epoch": epoch, "step": step, "train_loss": train_loss_sum / max(1, n_steps),
                   "lr": _lr_at(config, max(0, step - 1), total_steps) * lr_scale, "train_seconds": train_seconds,
                   "train_graphs_per_s": n_steps * config.batch_networks / max(train_seconds, 1e-9), **metrics}
@@ -400,4 +447,4 @@ def one_shot(model: ScaleGMN, spec: NetSpec, params: Params, batch_size: int = 2
 
 
 __all__ = ["TrainConfig", "TrainResult", "CheckpointError", "train", "validate", "load_model", "one_shot",
-           "resolve_device", "build_model", "l1_norm"]
+           "resolve_device", "build_model", "augment"]
