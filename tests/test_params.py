@@ -68,14 +68,14 @@ def test_valid_file_loads(tiny, write):
     path = write("""
         seed: 3
         lr: 0.5
-        families: [a, b]
+        families: [mlp-tanh, cnn-relu]
         "02":
           epochs: 7
     """, name="my_run.yaml")
     params = load_params(path, notebooks=tiny)
     assert params.name == "my_run"  # the file's stem
     assert params.path == path
-    assert params.shared == {"seed": 3, "lr": 0.5, "families": ["a", "b"]}
+    assert params.shared == {"seed": 3, "lr": 0.5, "families": ["mlp-tanh", "cnn-relu"]}
     assert params.sections == {"02": {"epochs": 7}}
 
 
@@ -212,12 +212,12 @@ def test_for_notebook_injects_declared_keys_and_own_section(tiny, write):
         seed: 5
         lr: 0.2
         "01":
-          families: [z]
+          families: [cnn-tanh]
         "02":
           epochs: 9
     """), notebooks=tiny)
     a, b = tiny
-    assert params.for_notebook(a, declared_parameters(a)) == {"seed": 5, "lr": 0.2, "families": ["z"]}
+    assert params.for_notebook(a, declared_parameters(a)) == {"seed": 5, "lr": 0.2, "families": ["cnn-tanh"]}
     assert params.for_notebook(b, declared_parameters(b)) == {"seed": 5, "epochs": 9}  # no lr: 02 lacks it
     # a section overrides a shared key for its notebook only
     params = load_params(write('seed: 5\n"02":\n  seed: 6\n'), notebooks=tiny)
@@ -250,7 +250,7 @@ def _cli(*args):
 
 def test_cli_validate(tmp_path):
     good = tmp_path / "good.yaml"
-    good.write_text("seed: 1\nn_networks: 2\n")
+    good.write_text("seed: 1\nn_networks: 4\n")
     result = _cli("validate", str(good))
     assert result.returncode == 0, result.stderr
     assert "is valid" in result.stdout and "'good'" in result.stdout

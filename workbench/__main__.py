@@ -1,60 +1,109 @@
-"""Command line: ``python -m workbench {run,validate,train} ...``."""
+"""Command line: ``python -m workbench {run,validate,train} ...``.
+
+Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchError`: a bad params file, a corrupt
+zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
+(2 for params files and usage, 1 otherwise); only real bugs show a traceback, or every error with ``--debug``.
+To add a command: a sub-parser in :func:`build_parser` and a branch in :func:`run_command`.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__)
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in the workbench's ``error: ...`` form (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n{self.format_usage()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback of every error (also WORKBENCH_DEBUG=1)")
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="execute the notebook sequence with papermill into outputs/<name>/")
+    p_run = sub.add_parser("run", parents=[common],
+                           help="execute the notebook sequence with papermill into outputs/<name>/")
     p_run.add_argument("params", help="params file, e.g. params/default.yaml")
     p_run.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, e.g. --only 01 03")
     p_run.add_argument("--resume", action="store_true",
                        help="skip the leading notebooks whose outputs are complete and intact; run the rest")
     p_run.add_argument("--outputs", metavar="DIR", default=None,
                        help="folder that receives <name>/ (default: the repository's outputs/)")
-    p_val = sub.add_parser("validate", help="check a params file against the notebooks' parameters cells")
+    p_val = sub.add_parser("validate", parents=[common],
+                           help="check a params file against the notebooks' parameters cells")
     p_val.add_argument("params")
-    p_train = sub.add_parser("train", help="train the meta-optimizer for one family without Jupyter "
-                                           "(works under torchrun for DistributedDataParallel)")
+    p_train = sub.add_parser("train", parents=[common],
+                             help="train the meta-optimizer for one family without Jupyter "
+                                  "(works under torchrun for DistributedDataParallel)")
     p_train.add_argument("params")
     p_train.add_argument("--family", required=True, help="mlp-tanh | mlp-relu | cnn-tanh | cnn-relu")
     p_train.add_argument("--objective", default="ce", choices=["ce", "l1"])
-    p_train.add_argument("--symmetry", default=None, help="override: scale | sign | none")
+    p_train.add_argument("--symmetry", default=None, choices=["scale", "sign", "none"],
+                         help="override: scale | sign | none")
     p_train.add_argument("--no-resume", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
 
-    from .params import ParamsError
-    from .runner import NotebookFailed
 
-    try:
-        if args.command == "run":
-            from .runner import run
+def run_command(args: argparse.Namespace) -> None:
+    """Carry out one parsed command; problems surface as WorkbenchErrors."""
+    from pathlib import Path
 
-            from pathlib import Path
+    if args.command == "run":
+        from .runner import run
 
-            out = run(args.params, only=args.only, resume=args.resume,
-                      outputs=Path(args.outputs) if args.outputs else None)
-            print(f"[workbench] outputs in {out}")
-        elif args.command == "validate":
-            from .params import load_params
+        out = run(args.params, only=args.only, resume=args.resume,
+                  outputs=Path(args.outputs) if args.outputs else None)
+        print(f"[workbench] outputs in {out}")
+    elif args.command == "validate":
+        from .params import load_params
 
-            params = load_params(args.params)
-            print(f"[workbench] {args.params} is valid: run name {params.name!r}, "
-                  f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
-        elif args.command == "train":
-            from .pipeline import train_from_params
+        params = load_params(args.params)
+        print(f"[workbench] {args.params} is valid: run name {params.name!r}, "
+              f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
+    elif args.command == "train":
+        from .errors import ConfigError
+        from .io import RunFolderError, run_lock
+        from .params import load_params
+        from .pipeline import train_from_params
+        from .ranges import PARAMS_RANGES
+        from .runner import output_root
 
+        why = PARAMS_RANGES["family"].problem(args.family)
+        if why:
+            raise ConfigError(f"--family {why}")
+        if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone holds the folder's lock
             train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
                               resume=not args.no_resume)
-    except ParamsError as err:
+            return
+        out = output_root(load_params(args.params))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError) as err:
+            raise RunFolderError(f"cannot create the output folder {out}: {getattr(err, 'strerror', None) or err}")
+        with run_lock(out, f"python -m workbench train {args.params} --family {args.family}"):
+            train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
+                              resume=not args.no_resume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
+
+    from .errors import WorkbenchError
+    from .params import ParamsError
+
+    try:
+        run_command(args)
+    except WorkbenchError as err:
+        if debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NotebookFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, ParamsError) else 1
     return 0
 
 

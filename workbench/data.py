@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +21,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import WorkbenchError
+
 DATASETS = ("digits", "cifar10-gs")
 SPLITS = ("train", "val", "test")
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch"
 CIFAR_EXPECTED = "expected data_batch_1..5 and test_batch from the CIFAR-10 python version (cifar-10-python.tar.gz)"
+# The published batches are 31,035,704 (data_batch_*) and 31,035,526 (test_batch) bytes; the archive holds 8 members.
+# Anything far beyond is not CIFAR-10 and is refused from the tar headers or file sizes, before it is read.
+CIFAR_MAX_BATCH_BYTES = 40_000_000
+CIFAR_MAX_MEMBERS = 100
 
 
-class DataError(ValueError):
+class DataError(WorkbenchError, ValueError):
     """A data set is missing, incomplete or not in the expected format."""
 
 
@@ -161,6 +168,35 @@ def _read_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
+def _cifar_members(tar: tarfile.TarFile, path: Path, names: tuple[str, ...]) -> dict[str, tarfile.TarInfo]:
+    """The archive members holding ``names``, checked from the tar headers alone (nothing is extracted): at most
+    :data:`CIFAR_MAX_MEMBERS` members, each batch a regular file of at most :data:`CIFAR_MAX_BATCH_BYTES` at
+    ``<name>`` or ``cifar-10-batches-py/<name>``, found once."""
+    found: dict[str, tarfile.TarInfo] = {}
+    for count, member in enumerate(iter(tar.next, None), start=1):
+        if count > CIFAR_MAX_MEMBERS:
+            raise DataError(f"{path}: the archive holds more than {CIFAR_MAX_MEMBERS} members; the CIFAR-10 python "
+                            f"version holds 8. {CIFAR_EXPECTED}")
+        parts = member.name.replace("\\", "/").strip("/").split("/")
+        if parts[-1] not in names:
+            continue
+        where = f"{path}: member {member.name[:200]!r}"
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "cifar-10-batches-py") or member.name.startswith("/"):
+            raise DataError(f"{where} is not at {parts[-1]} or cifar-10-batches-py/{parts[-1]}; {CIFAR_EXPECTED}")
+        if not member.isfile():
+            raise DataError(f"{where} is not a regular file (a link, folder or device entry); {CIFAR_EXPECTED}")
+        if member.size > CIFAR_MAX_BATCH_BYTES:
+            raise DataError(f"{where} declares {member.size:,} bytes; a CIFAR-10 batch is about 31,000,000 "
+                            f"(limit {CIFAR_MAX_BATCH_BYTES:,}). {CIFAR_EXPECTED}")
+        if parts[-1] in found:
+            raise DataError(f"{where}: the archive holds {parts[-1]} twice; {CIFAR_EXPECTED}")
+        found[parts[-1]] = member
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise DataError(f"{path}: archive lacks {missing}; {CIFAR_EXPECTED}")
+    return found
+
+
 def _cifar_raw_files(path: Path) -> dict[str, bytes]:
     names = (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
     if not path.exists():
@@ -168,17 +204,22 @@ def _cifar_raw_files(path: Path) -> dict[str, bytes]:
     if path.is_file():
         try:
             with tarfile.open(path, "r:*") as tar:
-                members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-                missing = [n for n in names if n not in members]
-                if missing:
-                    raise DataError(f"{path}: archive lacks {missing}; {CIFAR_EXPECTED}")
-                return {n: tar.extractfile(members[n]).read() for n in names}
-        except tarfile.TarError as err:
-            raise DataError(f"{path} is not a readable tar archive ({err}); {CIFAR_EXPECTED}") from err
+                members = _cifar_members(tar, path, names)
+                return {n: tar.extractfile(members[n]).read(CIFAR_MAX_BATCH_BYTES + 1) for n in names}
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:  # bad header, truncated or corrupt stream
+            raise DataError(f"{path} is not a readable tar archive ({type(err).__name__}: {str(err)[:200]}); "
+                            f"{CIFAR_EXPECTED}") from err
+    if not path.is_dir():
+        raise DataError(f"{path} is neither a file nor a folder (a pipe or device?); {CIFAR_EXPECTED}")
     folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         raise DataError(f"{folder}: missing {missing}; {CIFAR_EXPECTED}")
+    too_big = [f"{n} ({(folder / n).stat().st_size:,} bytes)" for n in names
+               if (folder / n).stat().st_size > CIFAR_MAX_BATCH_BYTES]
+    if too_big:
+        raise DataError(f"{folder}: {', '.join(too_big)} larger than a CIFAR-10 batch (about 31,000,000 bytes, limit "
+                        f"{CIFAR_MAX_BATCH_BYTES:,}); {CIFAR_EXPECTED}")
     return {n: (folder / n).read_bytes() for n in names}
 
 

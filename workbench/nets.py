@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import WorkbenchError
+
 ACTIVATIONS = ("tanh", "relu")
 KINDS = ("mlp", "cnn")
 MAX_PARAMS = 10**8  # per network: the workbench handles zoos of small networks; larger specs are corrupt or hostile
@@ -30,7 +32,7 @@ MAX_PARAMS = 10**8  # per network: the workbench handles zoos of small networks;
 Params = list[tuple[Tensor, Tensor]]
 
 
-class SpecError(ValueError):
+class SpecError(WorkbenchError, ValueError):
     """A network description or its parameters do not fit together."""
 
 
@@ -243,6 +245,9 @@ def check_params(spec: NetSpec, params: Params, *, finite: bool = False) -> int:
                 raise SpecError(f"layer {layer} {name} must be a torch.Tensor, got {type(t).__name__}")
             if not t.is_floating_point():
                 raise SpecError(f"layer {layer} {name} has dtype {t.dtype}; network parameters must be floating point")
+            if t.is_meta:
+                raise SpecError(f"layer {layer} {name} is on the meta device (shapes without data); load or "
+                                "initialise real parameters first")
             if tuple(t.shape[1:]) != shape or t.dim() != len(shape) + 1:
                 raise SpecError(
                     f"layer {layer} {name} has shape {tuple(t.shape)}; expected (B, {', '.join(map(str, shape))}) "

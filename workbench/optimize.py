@@ -24,9 +24,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .errors import WorkbenchError
 from .io import atomic_path, atomic_write_text
 from .metanet import ScaleGMN, default_symmetry
-from .nets import NetSpec, Params, check_params, select
+from .nets import NetSpec, Params, SpecError, check_params, select
 from .objective import evaluate, objective
 from .symmetry import act, random_element
 
@@ -85,6 +86,11 @@ class TrainConfig:
     augment_scales: tuple[float, float] = (0.25, 4.0)
     patience: int | None = None
     train_eval_networks: int = 128
+
+    def __post_init__(self):
+        from .ranges import check_train_config  # one range table for every setting (workbench/ranges.py)
+
+        check_train_config(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -212,7 +218,9 @@ def train(
     rank, world = _distributed()
     device = resolve_device(config.device)
     n_train = check_params(spec, train_params, finite=True)
-    check_params(spec, val_params, finite=True)
+    if not n_train or not check_params(spec, val_params, finite=True):
+        raise SpecError("training needs at least one training and one validation network; got "
+                        f"{n_train} and {val_params[0][1].shape[0]} (an empty split: a zoo of at least 4 networks)")
     if config.batch_networks % world:
         raise ValueError(f"batch_networks={config.batch_networks} must be divisible by the {world} DDP ranks")
     out = Path(out_dir) if out_dir is not None else None
@@ -245,12 +253,7 @@ def train(
 
     ckpt_path = out / "checkpoint.pt" if out is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt["config"] != config.to_dict() or ckpt["spec"] != spec.to_dict():
-            raise ValueError(
-                f"{ckpt_path} was written by a different configuration or architecture; "
-                "delete it or use another output folder to start afresh"
-            )
+        ckpt = _resume_checkpoint(ckpt_path, device, spec, config)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, step, lr_scale = ckpt["epoch"] + 1, ckpt["step"], ckpt["lr_scale"]
@@ -361,7 +364,7 @@ def train(
     return TrainResult(model, history, best["epoch"], best["val_loss"], out, time.perf_counter() - t0)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WorkbenchError, ValueError):
     """A metanetwork checkpoint is unreadable, unsafe, incomplete or for another architecture."""
 
 
@@ -433,8 +436,32 @@ def load_model(path: str | os.PathLike, map_location="cpu", *, spec: NetSpec | N
     return model.eval()
 
 
+_RESUME_FIELDS = {"optimizer": dict, "epoch": int, "step": int, "lr_scale": float, "history": list,
+                  "best_epoch": int, "best_val_loss": float}
+
+
+def _resume_checkpoint(path: Path, device, spec: NetSpec, config: TrainConfig) -> dict:
+    """``checkpoint.pt`` of an interrupted run, after the checks of :func:`load_model` (tensors only, a known spec
+    and config, weights that fit) and the resume fields' types; a CheckpointError names what is wrong."""
+    load_model(path, map_location="cpu")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if ckpt["config"] != config.to_dict() or ckpt["spec"] != spec.to_dict():
+        raise CheckpointError(f"{path} was written by a different configuration or architecture; "
+                              "delete it or use another output folder to start afresh")
+    for key, kind in _RESUME_FIELDS.items():
+        ok = isinstance(ckpt.get(key), kind) and not isinstance(ckpt.get(key), bool)
+        if not ok and not (kind is float and isinstance(ckpt.get(key), int)):
+            raise CheckpointError(f"{path} cannot be resumed: {key!r} must be a {kind.__name__}, got "
+                                  f"{type(ckpt.get(key)).__name__}; delete it to start the run afresh")
+    if ckpt.get("best_state") is not None and not isinstance(ckpt["best_state"], dict):
+        raise CheckpointError(f"{path} cannot be resumed: 'best_state' must be a state dict; delete it to start afresh")
+    return ckpt
+
+
 def one_shot(model: ScaleGMN, spec: NetSpec, params: Params, batch_size: int = 256) -> tuple[Params, float]:
     """Optimize ``params`` in one forward pass; returns the new params (on CPU) and the wall time in seconds."""
+    if not check_params(spec, params):
+        raise SpecError("one-shot optimization got 0 networks (an empty zoo split or subset?)")
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.synchronize(device)

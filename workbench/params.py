@@ -9,7 +9,11 @@ Layout (flat; validated against each notebook's ``parameters`` cell before anyth
       epochs: 30
 
 A key no notebook declares, a section key its notebook does not declare, or a value whose type does not match
-the notebook's default is an error that names the key, the notebook(s) and the valid keys.
+the notebook's default is an error that names the key, the notebook(s) and the valid keys. Values are then checked
+against their ranges (:data:`workbench.ranges.PARAMS_RANGES`: ``n_networks >= 1``, ``meta_lr > 0``, known
+families, a device such as "cpu" or "cuda:0" ...) and, per notebook, for what only makes sense together (enough
+networks for a train and a validation split; a zoo that fits this machine's memory). A duplicate key, a section
+number YAML reads as an integer (``04:`` without quotes) and a file over :data:`MAX_FILE_BYTES` are errors too.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import reprlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,11 +30,17 @@ from pathlib import Path
 
 import yaml
 
+from .errors import WorkbenchError
+from .ranges import PARAMS_RANGES, Rule
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESERVED = {"name"}
 INJECTED = {"output_dir"}  # set by the runner, never by a params file
 MAX_ELEMENTS = 10_000  # per value: lists/mappings beyond this (e.g. YAML alias bombs) are refused
 MAX_INT = 2**63 - 1  # integers must fit torch's int64 (seeds, sizes)
+MAX_FILE_BYTES = 1_000_000  # a params file holds settings; PyYAML needs seconds per MB, so larger files are refused
+MAX_NAME_BYTES = 100  # run names become folder names (and parts of temporary file names)
+MIN_SPLIT_NETWORKS = 4  # fewest zoo networks whose split (split_networks) has a train and a validation network
 _repr = reprlib.Repr()  # bounded repr for error messages (Repr() takes no options before Python 3.12)
 _repr.maxstring = _repr.maxother = 80
 _repr.maxlist = _repr.maxdict = 5
@@ -37,8 +48,33 @@ _repr.maxlevel = 3
 _short = _repr.repr
 
 
-class ParamsError(ValueError):
+class ParamsError(WorkbenchError, ValueError):
     """A params file is missing, malformed or does not fit the notebooks."""
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, second: int):
+        super().__init__(f"key {_short(key)} appears twice (lines {first} and {second})")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only, no tags that run code), except that a key repeated in one mapping
+    is an error: PyYAML would silently keep the last value, dropping e.g. a whole section."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` merges are overridden by design
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:
+                    continue  # an unhashable key: the base constructor reports it
+                if first != key_node.start_mark.line + 1:
+                    raise _DuplicateKey(key, first, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass(frozen=True)
@@ -143,8 +179,13 @@ def _check_value(path, label: str, value) -> None:
             stack.extend(item)
 
 
-def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunParams:
-    """Read and validate a params file against the notebooks' ``parameters`` cells."""
+def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
+                selected: list[Path] | None = None) -> RunParams:
+    """Read and validate a params file against the notebooks' ``parameters`` cells.
+
+    Every key is checked against all ``notebooks``; the checks that combine several settings of one notebook
+    (enough networks for its splits, a zoo that fits in memory) run for the ``selected`` notebooks (default: all),
+    so that ``--only 01`` is not refused for a setting only notebook 04 could not use."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"params file {path} does not exist; the ones shipped are in params/ "
@@ -153,14 +194,24 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunPar
         raise ParamsError(f"params file {path} is not a file (a directory?); pass a .yaml file such as "
                           "params/default.yaml")
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ParamsError(f"params file {path} is {size:,} bytes; params files hold settings and are limited to "
+                              f"{MAX_FILE_BYTES:,} bytes (is it the right file?)")
+        with open(path, "rb") as fh:
+            text = fh.read(MAX_FILE_BYTES + 1).decode("utf-8")
+        if len(text.encode()) > MAX_FILE_BYTES:  # grew since stat
+            raise ParamsError(f"params file {path} is larger than {MAX_FILE_BYTES:,} bytes")
     except UnicodeDecodeError as err:
         raise ParamsError(f"params file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
                           "is it a binary file?") from None
     except OSError as err:
         raise ParamsError(f"params file {path} cannot be read: {err.strerror or err}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as err:
+        raise ParamsError(f"params file {path}: {err}; PyYAML would keep only the last one. Remove one of them "
+                          "(merge two sections into one)") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"params file {path} is not valid YAML: {err}") from None
     except RecursionError:
@@ -175,10 +226,12 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunPar
     by_key = {notebook_key(nb): nb for nb in notebooks}
     all_keys = set().union(*[set(d) for d in declared.values()]) - INJECTED
     name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise ParamsError(f"'name' in {path} must be a plain folder name, got {_short(name)}")
+    _check_name(path, name, from_key="name" in raw)
     shared, sections = {}, {}
     for key, value in raw.items():
+        if isinstance(key, int) and not isinstance(key, bool) and f"{key:02d}" in by_key:
+            raise ParamsError(f"section {key} in {path} is read by YAML as the integer {key} (a leading 0 does not "
+                              f"make it text); quote it: \"{key:02d}\":")
         key = str(key)
         if key in RESERVED:
             continue
@@ -195,6 +248,7 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunPar
                     )
                 _check_value(path, f"{key}.{sub}", sub_value)
                 _check_type(path, f"{key}.{sub}", sub_value, {nb: declared[nb]}, sub)
+                _check_range(path, f"{key}.{sub}", sub, sub_value)
             sections[key] = dict(value)
             continue
         if key in INJECTED:
@@ -207,8 +261,90 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None) -> RunPar
             )
         _check_value(path, key, value)
         _check_type(path, key, value, declared, key)
+        _check_range(path, key, key, value)
         shared[key] = value
-    return RunParams(name=name, path=path, shared=shared, sections=sections)
+    params = RunParams(name=name, path=path, shared=shared, sections=sections)
+    for nb, params_declared in declared.items():
+        if selected is None or nb in selected:
+            _check_notebook_values(path, nb, params_declared, params)
+    return params
+
+
+def _check_name(path: Path, name, from_key: bool) -> None:
+    """The run name becomes a folder name: plain text, no path separators, no control characters, not hidden."""
+    where = f"'name' in {path}" if from_key else f"the run name (the file name's stem) of {path}"
+    if not isinstance(name, str) or not name.strip():
+        raise ParamsError(f"{where} must be a plain folder name, got {_short(name)}")
+    if any(c in name for c in "/\\") or name.startswith(".") or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ParamsError(f"{where} must be a plain folder name (no '/', '\\', control characters or NUL bytes, "
+                          f"not starting with '.'), got {_short(name)}")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ParamsError(f"{where} is {len(name.encode('utf-8'))} bytes long; run names become folder names and "
+                          f"are limited to {MAX_NAME_BYTES} bytes (set a shorter 'name:' in the params file)")
+
+
+def _check_range(path, label: str, key: str, value) -> None:
+    """The value's range from :data:`workbench.ranges.PARAMS_RANGES` (keys without a rule pass)."""
+    rule: Rule | None = PARAMS_RANGES.get(key)
+    why = rule.problem(value) if rule is not None else None
+    if why:
+        raise ParamsError(f"{label} in {path} {why}")
+
+
+def _check_notebook_values(path: Path, nb: Path, declared: dict, params: RunParams) -> None:
+    """Checks that need several settings of one notebook (its defaults overlaid with what the file injects)."""
+    if "n_networks" not in declared or not ({"families", "family"} & set(declared)):
+        return
+    values = {k: _literal(info["default"]) for k, info in declared.items()}
+    values.update(params.for_notebook(nb, declared))
+    families = values.get("families") or [values.get("family")]
+    if not isinstance(families, list) or not all(isinstance(f, str) for f in families):
+        return
+    if values.get("zoo_path"):  # CNN families come from the Small CNN Zoo on disk, not from n_networks
+        families = [f for f in families if not f.startswith("cnn")]
+    n = values.get("n_networks")
+    if not families or not isinstance(n, int) or isinstance(n, bool):
+        return
+    if "meta_epochs" in declared and n < MIN_SPLIT_NETWORKS:
+        raise ParamsError(f"n_networks in {path} is {n}, but notebook {nb.name} trains metanetworks on the zoo's "
+                          f"train split and validates on its val split: it needs n_networks >= {MIN_SPLIT_NETWORKS} "
+                          "(half of the networks are test networks, the rest split 80/20)")
+    need, family = max((_zoo_bytes(f, values, n), f) for f in families)
+    have = _memory_bytes()
+    if have and need > 0.8 * have:
+        raise ParamsError(f"n_networks in {path} is {n:,}: generating the {family} zoo of notebook {nb.name} needs "
+                          f"about {need / 2**30:,.1f} GiB (parameters, optimizer state, checkpoints, activations), "
+                          f"more than this machine's {have / 2**30:,.1f} GiB of memory; use fewer networks")
+
+
+def _zoo_bytes(family: str, values: dict, n_networks: int) -> float:
+    """A rough lower bound on the memory of generating a zoo of ``n_networks`` (all trained at once, float32):
+    parameters, two optimizer moments, the gradient and every kept checkpoint, plus forward/backward activations
+    of a 32-image minibatch per network."""
+    from .zoo import DEFAULT_BATCH_SIZE, default_spec
+
+    try:
+        spec = default_spec(family, values.get("dataset") or "digits")
+    except WorkbenchError:
+        return 0.0  # an unknown family or data set is reported by its own check
+    epochs = values.get("zoo_epochs") if isinstance(values.get("zoo_epochs"), int) else 1
+    kept = len({0, 1, 2, epochs} & set(range(epochs + 1)))
+    if spec.kind == "mlp":
+        activations = sum(spec.widths)
+    else:
+        sizes = spec.spatial_sizes()
+        activations = spec.widths[0] * sizes[0] ** 2 + sum(
+            c * s**2 for c, s in zip(spec.widths[1:-1], sizes[1:])) + spec.widths[-1]
+    per_network = spec.n_params * (4 + kept) + 3 * DEFAULT_BATCH_SIZE * activations
+    return 4.0 * per_network * n_networks
+
+
+def _memory_bytes() -> int:
+    """Physical memory of this machine (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def _check_type(path, label, value, declared: dict, key: str) -> None:

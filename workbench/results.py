@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import WorkbenchError
 from .io import atomic_write_text
 from .nets import NetSpec, Params, check_params
 from .objective import evaluate, l1_reduction, share_near_zero
@@ -74,7 +75,7 @@ COLUMN_LABELS = {
 MISSING = "-"
 
 
-class TableSchemaError(ValueError):
+class TableSchemaError(WorkbenchError, ValueError):
     """A results table does not have the poster's columns or rows."""
 
 

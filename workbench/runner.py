@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import atomic_write_text, clean_stale_temps, crash_point, sha256_file as _sha256
+from .errors import WorkbenchError
+from .io import RunFolderError, atomic_write_text, clean_stale_temps, crash_point, is_regular_file, run_lock
+from .io import sha256_file as _sha256
 from .params import ParamsError, RunParams, declared_parameters, list_notebooks, load_params, notebook_key
 
 KERNEL_NAME = "workbench"
@@ -30,15 +32,19 @@ MARKER_VERSION = 2
 WIDGET_CELL_TIMEOUT = 120
 
 
-class NotebookFailed(RuntimeError):
-    pass
+class NotebookFailed(WorkbenchError, RuntimeError):
+    """A notebook raised or its kernel died; the message names the notebook and where its partial copy is."""
+
+
+class SetupError(WorkbenchError, RuntimeError):
+    """The environment lacks something a run needs (the Jupyter kernel)."""
 
 
 def check_kernel(kernel_name: str = KERNEL_NAME) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
     if kernel_name not in KernelSpecManager().find_kernel_specs():
-        raise RuntimeError(
+        raise SetupError(
             f"Jupyter kernel {kernel_name!r} is not installed; run `make setup` or "
             f"`python -m ipykernel install --sys-prefix --name {kernel_name}` inside the project's environment"
         )
@@ -67,9 +73,11 @@ def _marker(out: Path, nb: Path) -> Path:
 
 def _artifacts(out: Path) -> dict[str, str]:
     """``relative path -> SHA-256`` of the visible artifacts under ``out`` (hidden files and folders excluded;
-    the executed notebooks and their markers are tracked separately)."""
+    the executed notebooks and their markers are tracked separately). Only regular files count: the workbench
+    writes nothing else, and a FIFO, socket or device could block or never end; symlinks (to files or folders)
+    are not followed, so a link to a huge file costs nothing."""
     files = {}
-    for dirpath, dirnames, filenames in os.walk(out):
+    for dirpath, dirnames, filenames in os.walk(out):  # followlinks=False
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel_dir = Path(dirpath).relative_to(out)
         if rel_dir.parts[:1] == ("notebooks",):
@@ -77,8 +85,18 @@ def _artifacts(out: Path) -> dict[str, str]:
         for name in filenames:
             if name.startswith(".") or (rel_dir == Path(".") and name == "params.json"):
                 continue
-            files[(rel_dir / name).as_posix()] = _sha256(Path(dirpath) / name)
+            if is_regular_file(Path(dirpath) / name):
+                files[(rel_dir / name).as_posix()] = _sha256(Path(dirpath) / name)
     return files
+
+
+def _recorded_artifacts(info) -> dict[str, str] | None:
+    """The ``artifacts`` of a completion marker if well formed (relative path -> hex SHA-256), else None."""
+    artifacts = info.get("artifacts") if isinstance(info, dict) else None
+    if not isinstance(artifacts, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in artifacts.items()):
+        return None
+    return artifacts
 
 
 @dataclass
@@ -94,9 +112,10 @@ def _expected_hashes(out: Path, notebooks: list[Path]) -> dict[str, str]:
     expected = {}
     for nb in notebooks:
         try:
-            expected.update(json.loads(_marker(out, nb).read_text()).get("artifacts", {}))
-        except (OSError, json.JSONDecodeError, AttributeError):
+            recorded = _recorded_artifacts(json.loads(_marker(out, nb).read_text(encoding="utf-8")))
+        except (OSError, ValueError, RecursionError):  # missing, unreadable, not JSON, not UTF-8
             continue
+        expected.update(recorded or {})
     return expected
 
 
@@ -108,22 +127,26 @@ def notebook_state(out: Path, nb: Path, digest: str, expected: dict[str, str] | 
     if not marker.exists():
         return state("it never finished (no completion marker)")
     try:
-        info = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return state(f"its completion marker {marker.name} is unreadable")
     if not isinstance(info, dict) or info.get("version") != MARKER_VERSION:
         return state(f"its completion marker {marker.name} is from an older workbench")
     if info.get("digest") != digest:
         return state("it ran with different parameters")
-    if not executed.exists():
+    recorded = _recorded_artifacts(info)
+    if recorded is None:
+        return state(f"its completion marker {marker.name} is malformed ('artifacts' is not a map of files to "
+                     "checksums)")
+    if not is_regular_file(executed):
         return state(f"the executed notebook {executed.name} is missing")
     if _sha256(executed) != info.get("notebook_sha256"):
         return state(f"the executed notebook {executed.name} changed after it finished")
     expected = expected if expected is not None else {}
-    for rel, digest_recorded in info.get("artifacts", {}).items():
+    for rel, digest_recorded in recorded.items():
         file = out / rel
-        if not file.is_file():
-            return state(f"its output {rel} is missing")
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not is_regular_file(file):
+            return state(f"its output {rel[:200]} is missing")
         if _sha256(file) != expected.get(rel, digest_recorded):
             return state(f"its output {rel} changed or is corrupt")
     return state("")
@@ -134,7 +157,7 @@ def plan(params_path: str | os.PathLike, only: list[str] | None = None,
     """What ``--resume`` would do: for each selected notebook, whether its previous run is complete and why not.
     Everything from the first incomplete notebook on is run again."""
     notebooks = select_notebooks(only)
-    params = load_params(params_path, list_notebooks())
+    params = load_params(params_path, list_notebooks(), selected=notebooks)
     out = output_root(params, outputs)
     expected = _expected_hashes(out, list_notebooks())
     return [notebook_state(out, nb, params.digest(nb, declared_parameters(nb)), expected) for nb in notebooks]
@@ -146,14 +169,29 @@ def _cell_timeout(cell) -> int | None:
 
 def run(params_path: str | os.PathLike, only: list[str] | None = None, resume: bool = False,
         outputs: Path | None = None, kernel_name: str = KERNEL_NAME, log=print) -> Path:
-    """Validate, then execute the selected notebooks in order; returns ``outputs/<name>``."""
-    import papermill as pm
-
+    """Validate, then execute the selected notebooks in order; returns ``outputs/<name>``. The output folder is
+    locked for the run (:func:`workbench.io.run_lock`): a second run into it fails at once."""
     notebooks = select_notebooks(only)
-    params = load_params(params_path, list_notebooks())  # validate against ALL notebooks before running any
+    # validate against ALL notebooks before running any (combined settings: those that will run)
+    params = load_params(params_path, list_notebooks(), selected=notebooks)
     check_kernel(kernel_name)
     out = output_root(params, outputs)
-    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as err:  # a file in the way, a read-only mount, no permission, a NUL byte
+        raise RunFolderError(f"cannot create the output folder {out}: {getattr(err, 'strerror', None) or err}; "
+                             "pass --outputs a writable folder (or give the run another name)") from None
+    command = f"python -m workbench run {params.path}" + (f" --only {' '.join(only)}" if only else "")
+    with run_lock(out, command) as stale:
+        if stale:
+            log(f"[workbench] the previous run in {out} ({stale}) ended without releasing it (killed?)")
+        return _run_locked(params, notebooks, out, resume, kernel_name, log)
+
+
+def _run_locked(params: RunParams, notebooks: list[Path], out: Path, resume: bool, kernel_name: str, log) -> Path:
+    """The body of :func:`run`, while this process holds the output folder's lock."""
+    import papermill as pm
+
     removed = clean_stale_temps(out)
     if removed:
         log(f"[workbench] removed {len(removed)} temporary file(s) left by an interrupted run in {out}")

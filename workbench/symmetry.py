@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
+from .errors import WorkbenchError
 from .graphs import graph_layout
 from .nets import NetSpec, Params, SpecError, check_params, forward
 
@@ -36,7 +37,7 @@ DEFAULT_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, t
 _TINY = 1e-30
 
 
-class SymmetryError(ValueError):
+class SymmetryError(WorkbenchError, ValueError):
     """A group element, a group name and a network description do not fit together."""
 
 
@@ -119,6 +120,8 @@ def identity_element(
     spec: NetSpec, batch_size: int, *, dtype: torch.dtype = torch.float32, device=None
 ) -> GroupElement:
     """The identity for ``batch_size`` networks of ``spec``."""
+    if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or batch_size < 0:
+        raise SymmetryError(f"batch_size must be a non-negative integer, got {batch_size!r:.80}")
     widths = spec.hidden_widths
     perms = [torch.arange(w, device=device).expand(batch_size, w).clone() for w in widths]
     scales = [torch.ones(batch_size, w, dtype=dtype, device=device) for w in widths]

@@ -46,6 +46,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .data import Dataset
+from .errors import WorkbenchError
 from .io import atomic_path, crash_point, sha256_file as _sha256
 from .nets import NetSpec, Params, SpecError, check_params, flatten_params, init_params, small_cnn_zoo_spec
 from .nets import unflatten_params
@@ -68,12 +69,13 @@ FORMAT_VERSION = 1
 MANIFEST = "zoo.json"
 PARAMS_FILE = "params.safetensors"
 META_FILE = "meta.csv"
+SPLITS = ("train", "val", "test")
 SGD_MOMENTUM = 0.9
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
 
-class ZooError(ValueError):
+class ZooError(WorkbenchError, ValueError):
     """A zoo (generated or on disk) is missing, incomplete or inconsistent."""
 
 
@@ -601,6 +603,10 @@ class Zoo:
         missing = [c for c in META_COLUMNS if c not in self.meta.columns]
         if missing:
             raise ZooError(f"zoo meta lacks columns {missing}")
+        unknown = sorted(set(self.meta["split"].astype(str)) - set(SPLITS))
+        if unknown:
+            raise ZooError(f"meta column 'split' holds {[u[:40] for u in unknown[:5]]}; every entry must be one of "
+                           f"{list(SPLITS)} (lower case)")
         splits = self.meta.groupby("net_id")["split"].nunique()
         if (splits > 1).any():
             raise ZooError(f"networks {splits[splits > 1].index.tolist()[:10]} have checkpoints in several splits")
@@ -674,6 +680,9 @@ class Zoo:
         is replaced; any other existing file or non-empty directory is an error.
         """
         path = Path(path)
+        if path.is_symlink():
+            raise ZooError(f"refusing to save a zoo onto {path}: it is a symbolic link (to {os.readlink(path)[:200]}); "
+                           "save to the link's target itself or remove the link")
         if path.exists() and not (path / MANIFEST).is_file() and (not path.is_dir() or any(path.iterdir())):
             raise ZooError(f"refusing to overwrite {path}: it exists and is not a zoo (no {MANIFEST})")
         dtypes = _column_kinds(self.meta)
@@ -709,6 +718,7 @@ class Zoo:
         ``verify`` checks the files' SHA-256 against the manifest."""
         path = Path(path)
         manifest_file = path / MANIFEST
+        _own_file(path, MANIFEST)
         if not manifest_file.is_file():
             what = "does not exist" if not path.exists() else f"has no {MANIFEST} manifest (an incomplete save?)"
             raise ZooError(f"{path} is not a complete zoo: it {what}")
@@ -718,6 +728,7 @@ class Zoo:
             raise ZooError(f"{manifest_file} is not valid JSON: {err or type(err).__name__}") from err
         _check_manifest(manifest, manifest_file)
         for name, digest in manifest["files"].items():
+            _own_file(path, name)
             if not (path / name).is_file():
                 raise ZooError(f"{path}: {name} is missing")
             if verify and _sha256(path / name) != digest:
@@ -757,6 +768,17 @@ class Zoo:
             return cls(spec, params, meta, manifest["dataset"], manifest["split_seed"], manifest.get("info", {}))
         except ZooError as err:
             raise ZooError(f"{path}: {err}") from err
+
+
+def _own_file(folder: Path, name: str) -> None:
+    """A zoo's files are its folder's own: a symbolic link (e.g. to another zoo's params.safetensors, whose
+    checksum a tampered manifest could carry), a FIFO or a device is refused before anything is read."""
+    file = folder / name
+    if file.is_symlink():
+        raise ZooError(f"{file} is a symbolic link (to {os.readlink(file)[:200]}); a zoo folder must hold its own "
+                       "files. Copy the zoo instead of linking its files")
+    if file.exists() and not file.is_file():
+        raise ZooError(f"{file} is not a regular file (a folder, pipe or device)")
 
 
 _MANIFEST_FIELDS = {"format": str, "version": int, "spec": dict, "dataset": str, "split_seed": int,
@@ -904,6 +926,20 @@ def _float_columns(frame: pd.DataFrame, columns: Sequence[str], file: Path) -> N
         frame[col] = values.astype(np.float64)
 
 
+def _check_accuracies(metrics: pd.DataFrame, file: Path) -> None:
+    """Accuracies are fractions: a value outside [0, 1] means a corrupt or foreign metrics file (NaN is allowed
+    here; networks without a test accuracy are dropped and counted by the caller)."""
+    for col in ("test_accuracy", "train_accuracy"):
+        if col not in metrics.columns:
+            continue
+        values = metrics[col].to_numpy(dtype=np.float64)
+        bad = np.flatnonzero((values < 0) | (values > 1) | np.isinf(values))
+        if len(bad):
+            shown = ", ".join(f"row {r}: {values[r]:g}" for r in bad[:10])
+            raise ZooError(f"{file}: column {col!r} must hold accuracies in [0, 1]; {len(bad)} rows do not "
+                           f"({shown}{' ...' if len(bad) > 10 else ''})")
+
+
 def _read_layout(file: Path, n_columns: int, spec: NetSpec) -> list[tuple[dict, dict]]:
     """Validate layout.csv and return per spec layer ``(kernel_entry, bias_entry)`` in the file's order."""
     layout = _read_csv(file, "Small CNN Zoo layout")
@@ -1006,6 +1042,7 @@ def load_small_cnn_zoo(
         raise ZooError(f"{metrics_file} and {weights_file} hold no checkpoints")
     _int_columns(metrics, ["step"], metrics_file)
     _float_columns(metrics, [c for c in _SMALL_CNN_ZOO_NUMBERS if c in metrics.columns], metrics_file)
+    _check_accuracies(metrics, metrics_file)
 
     steps = metrics["step"].to_numpy()
     target = int(steps.max()) if step is None else int(step)
@@ -1026,6 +1063,13 @@ def load_small_cnn_zoo(
     chosen = acts == activation
     rows, split = rows[chosen], split[chosen]
 
+    known = metrics["test_accuracy"].to_numpy()[rows] == metrics["test_accuracy"].to_numpy()[rows]  # not NaN
+    n_nan_accuracy = int((~known).sum())
+    if n_nan_accuracy:
+        log.warning("dropping %d networks without a test accuracy (NaN) from %s", n_nan_accuracy, metrics_file)
+        rows, split = rows[known], split[known]
+    if len(rows) == 0:
+        raise ZooError(f"{metrics_file}: none of the selected networks has a test accuracy")
     flat = np.asarray(weights[rows], dtype=np.float32)  # reads only the kept rows of a memory map
     finite = np.isfinite(flat).all(axis=1)
     if not finite.all():
@@ -1069,5 +1113,5 @@ def load_small_cnn_zoo(
     extra = original.drop(columns=[c for c in original.columns if c in meta.columns])
     meta = pd.concat([meta, extra], axis=1)
     info = {"source": "small-cnn-zoo", "path": str(path), "step": target, "activation": activation,
-            "dropped_nonfinite": int((~finite).sum())}
+            "dropped_nonfinite": int((~finite).sum()), "dropped_nan_accuracy": n_nan_accuracy}
     return Zoo(spec, params, meta, dataset, split_seed=split_seed, info=info)
