@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .data import Dataset, load_dataset
-from .io import atomic_write_text
+from .io import atomic_write_text, run_result_readable
 from .metanet import default_symmetry
 from .nets import NetSpec, Params
 from .optimize import TrainConfig, TrainResult, load_model, resolve_device, train
@@ -124,7 +124,7 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
         if distributed:
             dist.barrier()
     done = folder / "result.json"
-    if done.exists() and (folder / "best.pt").exists():
+    if done.exists() and (folder / "best.pt").exists() and run_result_readable(folder):
         info = json.loads(done.read_text())
         model = load_model(folder / "best.pt", map_location=resolve_device(config.device), spec=zoo.spec)
         history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
