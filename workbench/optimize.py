@@ -451,7 +451,7 @@ def _resume_checkpoint(path: Path, device, spec: NetSpec, config: TrainConfig) -
     for key, kind in _RESUME_FIELDS.items():
         ok = isinstance(ckpt.get(key), kind) and not isinstance(ckpt.get(key), bool)
         if not ok and not (kind is float and isinstance(ckpt.get(key), int)):
-            raise CheckpointError(f"{path} cannot be resumed: {key!r} must be a {kind.__name__}, got "
+            raise CheckpointError(f"{path} cannot be resumed: {key!r} must be of type {kind.__name__}, got "
                                   f"{type(ckpt.get(key)).__name__}; delete it to start the run afresh")
     if ckpt.get("best_state") is not None and not isinstance(ckpt["best_state"], dict):
         raise CheckpointError(f"{path} cannot be resumed: 'best_state' must be a state dict; delete it to start afresh")
