@@ -10,15 +10,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import torch.nn.functional as F
+
 from workbench.nets import (
     ACTIVATIONS,
+    ROUTES,
     NetSpec,
     SpecError,
     check_params,
+    conv_route,
     flatten_params,
     forward,
     from_module,
+    im2col,
     init_params,
+    prepare_inputs,
+    select,
     small_cnn_zoo_spec,
     to_module,
     unflatten_params,
@@ -181,6 +188,113 @@ def test_forward_rejects_wrong_inputs():
     cparams = init_params(CNN, 2)
     with pytest.raises(SpecError, match=r"inputs of shape \(3, 1, 5, 5\) do not fit"):
         forward(CNN, cparams, torch.randn(3, 1, 5, 5))
+
+
+# -- the routes of the one forward pass ---------------------------------------------------------------------------
+def _conv2d_reference(spec, params, x_per_net):
+    """Logits (B, N, classes) with plain ``F.conv2d`` per network, network b on its own inputs ``x_per_net[b]``."""
+    act = torch.tanh if spec.activation == "tanh" else torch.relu
+    out = []
+    for b, x in enumerate(x_per_net):
+        h = x
+        for layer in range(spec.n_conv):
+            w, bias = params[layer]
+            h = act(F.conv2d(h, w[b], bias[b], stride=spec.stride, padding=spec.padding))
+        w, bias = params[-1]
+        out.append(h.mean(dim=(2, 3)) @ w[b].T + bias[b])
+    return torch.stack(out)
+
+
+@settings(max_examples=30)
+@given(spec=net_specs(kinds=("cnn",)), seed=st.integers(0, 2**16), n_nets=st.integers(1, 4),
+       n_inputs=st.integers(1, 4))
+def test_every_conv_route_matches_conv2d_in_float64(spec, seed, n_nets, n_inputs):
+    """Both routes, shared and per-network inputs, images and precomputed patches: the logits of plain
+    per-network convolutions, to float64 rounding, on random architectures (kernel, stride, padding, depth)."""
+    gen = torch.Generator().manual_seed(seed)
+    params = init_params(spec, n_nets, gen, dtype=torch.float64)
+    shared = inputs(spec, n_inputs, gen, torch.float64)
+    own = torch.randn(n_nets, *shared.shape, generator=gen, dtype=torch.float64)
+    expected_shared = _conv2d_reference(spec, params, shared.expand(n_nets, *shared.shape))
+    expected_own = _conv2d_reference(spec, params, own)
+    for route in ROUTES:
+        torch.testing.assert_close(forward(spec, params, shared, route=route), expected_shared, atol=1e-12, rtol=0)
+        torch.testing.assert_close(forward(spec, params, own, per_network=True, route=route), expected_own,
+                                   atol=1e-12, rtol=0)
+    torch.testing.assert_close(forward(spec, params, im2col(spec, shared), patches=True), expected_shared,
+                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(forward(spec, params, im2col(spec, own), per_network=True, patches=True),
+                               expected_own, atol=1e-12, rtol=0)
+
+
+@settings(max_examples=15)
+@given(spec=net_specs(kinds=("mlp",)), seed=st.integers(0, 2**16), n_nets=st.integers(1, 4))
+def test_per_network_inputs_mlp(spec, seed, n_nets):
+    gen = torch.Generator().manual_seed(seed)
+    params = init_params(spec, n_nets, gen, dtype=torch.float64)
+    own = torch.randn(n_nets, 3, spec.widths[0], generator=gen, dtype=torch.float64)
+    expected = torch.stack([forward(spec, select(params, b), own[b])[0] for b in range(n_nets)])
+    torch.testing.assert_close(forward(spec, params, own, per_network=True), expected, atol=1e-12, rtol=0)
+
+
+def test_conv_route_follows_the_cost_of_dense_matrices():
+    digits = NetSpec.cnn(1, (8, 8, 8), 10, kernel_size=3, stride=2, padding=1, image_size=8)
+    assert conv_route(digits) == "dense"  # 8 -> 4 -> 2 -> 1: dense matrices cost 1.5x the convolutions
+    assert conv_route(small_cnn_zoo_spec()) == "grouped"  # 32 -> 15 -> 7 -> 3: 22x
+    assert conv_route(NetSpec.cnn(1, (8, 8, 8), 10, kernel_size=3, image_size=8)) == "grouped"  # stride 1: 3.6x
+    assert conv_route(digits, image_size=32) == "grouped"  # the same network on larger images
+    assert conv_route(NetSpec.cnn(1, (4,), 2, image_size=30)) == "dense"  # one conv layer: only patches
+    cols, kw = prepare_inputs(digits, torch.zeros(5, 1, 8, 8))
+    assert kw == {"patches": True} and cols.shape == (5, 16, 9)
+    x, kw = prepare_inputs(small_cnn_zoo_spec(), torch.zeros(5, 1, 32, 32))
+    assert kw == {} and x.shape == (5, 1, 32, 32)
+    with pytest.raises(SpecError, match="MLP"):
+        conv_route(MLP)
+
+
+def test_dropout_per_network_rates():
+    """A rate of 0 leaves a network exactly as without dropout; other rates change it; a zero-rate tensor draws
+    masks but changes nothing; both routes keep networks apart."""
+    for spec in (MLP, CNN, NetSpec.cnn(1, (3, 3), 2, kernel_size=3, stride=2, padding=1, image_size=8)):
+        gen = torch.Generator().manual_seed(0)
+        params = init_params(spec, 3, gen, dtype=torch.float64)
+        x = inputs(spec, 6, gen, torch.float64)
+        plain = forward(spec, params, x)
+        routes = ROUTES if spec.kind == "cnn" else (None,)
+        for route in routes:
+            rates = torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64)
+            out = forward(spec, params, x, dropout=rates, generator=torch.Generator().manual_seed(1), route=route)
+            torch.testing.assert_close(out[[0, 2]], plain[[0, 2]], atol=1e-12, rtol=0)
+            assert not torch.allclose(out[1], plain[1])
+            zeros = forward(spec, params, x, dropout=torch.zeros(3), generator=torch.Generator(), route=route)
+            torch.testing.assert_close(zeros, plain, atol=1e-12, rtol=0)
+    with pytest.raises(SpecError, match="one rate per network"):
+        forward(MLP, init_params(MLP, 2), torch.zeros(1, 5), dropout=torch.ones(3) * 0.1)
+
+
+def test_dropout_is_inverted_and_at_its_rate():
+    spec = NetSpec.mlp((1, 2000, 1), "relu")
+    w0 = torch.zeros(1, 2000, 1)
+    b0 = torch.ones(1, 2000)
+    w1, b1 = torch.ones(1, 1, 2000) / 2000, torch.zeros(1, 1)
+    out = forward(spec, [(w0, b0), (w1, b1)], torch.zeros(50, 1), dropout=0.3,
+                  generator=torch.Generator().manual_seed(0))
+    assert abs(float(out.mean()) - 1.0) < 0.01  # E[mask / keep] = 1
+
+
+def test_forward_rejects_wrong_route_and_input_layouts():
+    params = init_params(CNN, 2)
+    with pytest.raises(SpecError, match="unknown conv route 'toeplitz'"):
+        forward(CNN, params, torch.randn(3, 2, 5, 5), route="toeplitz")
+    with pytest.raises(SpecError, match="leading dimension of 2 networks"):
+        forward(CNN, params, torch.randn(3, 4, 2, 5, 5), per_network=True)
+    with pytest.raises(SpecError, match="patches=True applies to CNNs only"):
+        forward(MLP, init_params(MLP, 2), torch.randn(3, 5), patches=True)
+    with pytest.raises(SpecError, match=r"patches of shape \(3, 7, 18\) do not fit"):
+        forward(CNN, params, torch.randn(3, 7, 18), patches=True)
+    with pytest.raises(SpecError, match="shrinks to nothing"):
+        forward(NetSpec.cnn(1, (2, 2), 2, kernel_size=3), init_params(NetSpec.cnn(1, (2, 2), 2, kernel_size=3), 1),
+                torch.randn(2, 1, 4, 4))
 
 
 # -- nn.Module interop ---------------------------------------------------------------------------------------------

@@ -130,30 +130,8 @@ def test_cnn_zoo_generation(cnn_zoo, digits):
     np.testing.assert_allclose(final.meta["test_acc"].to_numpy(), acc, atol=1e-6)
 
 
-@pytest.mark.parametrize("spec", [
-    default_spec("mlp-relu"),
-    default_spec("cnn-tanh"),
-    NetSpec.cnn(1, (8, 8, 8), 10, kernel_size=3, stride=1, padding=0, activation="relu", image_size=8),
-    NetSpec.cnn(2, (4, 6), 5, kernel_size=3, stride=1, padding=1, activation="tanh", image_size=7),
-    small_cnn_zoo_spec("relu"),
-], ids=lambda spec: spec.describe().split(",")[0])
-def test_training_forward_passes_match_nets_forward(spec):
-    """Each network on its own minibatch: the training forward passes compute what nets.forward computes."""
-    params = init_params(spec, 3, torch.Generator().manual_seed(0))
-    shape = (spec.widths[0], spec.image_size, spec.image_size) if spec.kind == "cnn" else (spec.widths[0],)
-    xb = torch.randn(3, 5, *shape, generator=torch.Generator().manual_seed(1))
-    expected = torch.stack([forward(spec, select(params, b), xb[b])[0] for b in range(3)])
-    if spec.kind == "mlp":
-        outputs = [zoo_mod._forward_mlp(spec, params, xb, None, None)]
-    else:
-        outputs = [zoo_mod._forward_cnn(spec, params, xb, None, None),
-                   zoo_mod._forward_cnn_dense(spec, params, zoo_mod._im2col(spec, xb), None, None)]
-    for out in outputs:
-        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-
-
 def test_generate_on_cifar_shaped_data():
-    """The cifar10-gs architectures train too (grouped-convolution engine for the Small CNN Zoo CNN)."""
+    """The cifar10-gs architectures train too (the grouped-convolution route for the Small CNN Zoo CNN)."""
     g = torch.Generator().manual_seed(0)
     x = lambda n: torch.randn(n, 1, 32, 32, generator=g)
     y = lambda n: torch.arange(n) % 10
@@ -162,11 +140,6 @@ def test_generate_on_cifar_shaped_data():
         zoo = generate(default_spec(family, "cifar10-gs"), data, 3, epochs=1, progress=False)
         assert zoo.dataset == "cifar10-gs" and len(zoo) == 6
         assert torch.isfinite(flatten_params(zoo.params)).all()
-
-
-def test_cnn_engine_choice():
-    assert zoo_mod.cnn_engine(default_spec("cnn-relu")) == "dense"  # 8x8 digits: small feature maps
-    assert zoo_mod.cnn_engine(small_cnn_zoo_spec()) == "grouped"  # 15x15 maps: dense matrices would be 25x the work
 
 
 def test_zoo_spans_weak_to_strong(digits):

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .nets import NetSpec, Params, cat_params, check_params, n_networks, select
+from .nets import NetSpec, Params, cat_params, check_params, flatten_params, n_networks, prepare_inputs, select
+from .nets import unflatten_params
 from .objective import objective
 
 __all__ = [
@@ -108,31 +109,30 @@ def _train_chunk(
     batch_size: int,
     seed: int,
     amp: bool,
+    forward_kw: dict | None = None,
     max_steps: int | None = None,
     progress_bar=None,
 ) -> list[SGDResult]:
-    """SGD with momentum on a batch of networks already on the training device; one result per budget."""
+    """SGD with momentum on a batch of networks already on the training device; one result per budget.
+
+    ``x`` is what :func:`workbench.nets.prepare_inputs` returned for the training inputs (images, or the layer-0
+    patches of the dense CNN route) and ``forward_kw`` the keyword arguments it returned. The parameters live in
+    one flat ``(B, n_params)`` tensor; each step differentiates through one leaf per weight/bias that is a view
+    into it, so the update, the divergence checks and the restore run as a few ops on one tensor.
+    """
     device = x.device
     n_nets = n_networks(params)
-    leaves = [t.detach().clone().requires_grad_(True) for pair in params for t in pair]
-    buffers = [torch.zeros_like(t) for t in leaves]
-    previous = [t.detach().clone() for t in leaves]
-    if isinstance(lr, Tensor):  # one step size per network: (B,) broadcast over each parameter tensor
-        step_sizes = [lr.to(device=device, dtype=t.dtype).reshape(-1, *([1] * (t.dim() - 1))) for t in leaves]
-    else:
-        step_sizes = [float(lr)] * len(leaves)
+    forward_kw = forward_kw or {}
+    theta = flatten_params([(w.detach(), b.detach()) for w, b in params]).clone()  # (B, n_params)
+    buf = torch.zeros_like(theta)
+    previous = theta.clone()  # the parameters of the step before (two buffers that swap roles every step)
+    step_size = lr.to(device=device, dtype=theta.dtype).reshape(-1, 1) if isinstance(lr, Tensor) else float(lr)
     active = torch.ones(n_nets, dtype=torch.bool, device=device)
     diverged = torch.zeros(n_nets, dtype=torch.bool, device=device)
     epoch_losses: list[Tensor] = []
     results: list[SGDResult] = []
     seconds = 0.0
     steps = 0
-
-    def as_params() -> Params:
-        return [(leaves[2 * l], leaves[2 * l + 1]) for l in range(spec.n_layers)]
-
-    def per_net(mask: Tensor, t: Tensor) -> Tensor:  # broadcast a (B,) mask over a parameter tensor
-        return mask.reshape(-1, *([1] * (t.dim() - 1)))
 
     for epoch, batches in enumerate(minibatch_order(x.shape[0], batch_size, seed, budgets[-1]), start=1):
         _sync(device)
@@ -141,35 +141,37 @@ def _train_chunk(
         for idx in batches:
             idx = idx.to(device)
             xb, yb = x[idx], y[idx]
+            leaves = [t.detach().requires_grad_(True) for pair in unflatten_params(spec, theta) for t in pair]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                losses = objective(spec, as_params(), xb, yb, lam)  # (B,)
+                losses = objective(spec, _pairs(leaves), xb, yb, lam, **forward_kw)  # (B,)
             loss_sum += losses.detach().double()
             # Summing (not averaging) gives each network exactly the gradient of its own loss. Frozen and
             # non-finite networks are masked out of the sum; their gradients are discarded below as well
             # because 0 * inf in the backward pass could still produce NaN for them (and only for them).
             total = torch.where(active, losses, torch.zeros_like(losses)).sum()
-            grads = torch.autograd.grad(total, leaves)
+            grad = torch.cat([g.reshape(n_nets, -1) for g in torch.autograd.grad(total, leaves)], dim=1)
             with torch.no_grad():
-                loss_ok = torch.isfinite(losses)
+                loss_ok = torch.isfinite(losses.detach())
                 # A non-finite loss means the current parameters are already bad: go back to the previous ones,
                 # whose loss was finite at the previous step.
-                for p, q in zip(leaves, previous):
-                    p.copy_(torch.where(per_net(active & ~loss_ok, p), q, p))
-                    q.copy_(p)
-                ok = active & loss_ok
-                for g in grads:
-                    ok &= torch.isfinite(g.reshape(n_nets, -1)).all(1)
-                new_values = []
-                for p, g, buf, step in zip(leaves, grads, buffers, step_sizes):
-                    upd = per_net(ok, p)
-                    g = torch.where(upd, g, torch.zeros_like(g))
-                    buf.copy_(torch.where(upd, momentum * buf + g, buf))
-                    new_values.append(p - step * buf)
+                restore = active & ~loss_ok
+                if bool(restore.any()):
+                    theta.copy_(torch.where(restore[:, None], previous, theta))
+                # one sum per network finds a NaN/inf anywhere in its row (or a sum so large it overflows, which
+                # only an exploding network reaches)
+                ok = active & loss_ok & torch.isfinite(grad.sum(1))
+                if not bool(ok.all()):
+                    grad = torch.where(ok[:, None], grad, torch.zeros_like(grad))
+                    buf.copy_(torch.where(ok[:, None], momentum * buf + grad, buf))
+                else:  # the common case: every network steps, no masks
+                    buf.mul_(momentum).add_(grad)
+                # the new parameters go into the other buffer, which then becomes theta: no copy of the old ones
+                new = torch.sub(theta, step_size * buf, out=previous)
                 # An update that overflows the parameters themselves also counts as divergence.
-                for v in new_values:
-                    ok &= torch.isfinite(v.reshape(n_nets, -1)).all(1)
-                for p, v in zip(leaves, new_values):
-                    p.copy_(torch.where(per_net(ok, p), v, p))
+                ok &= torch.isfinite(new.sum(1))
+                if not bool(ok.all()):
+                    new.copy_(torch.where(ok[:, None], new, theta))
+                theta, previous = new, theta
                 diverged |= active & ~ok
                 active &= ok
             steps += 1
@@ -185,7 +187,7 @@ def _train_chunk(
             results.append(
                 SGDResult(
                     epochs=epoch,
-                    params=[(w.detach().cpu().clone(), b.detach().cpu().clone()) for w, b in as_params()],
+                    params=[(w.cpu().clone(), b.cpu().clone()) for w, b in unflatten_params(spec, theta)],
                     seconds_total=seconds,
                     seconds_per_network=seconds / n_nets,
                     diverged=diverged.cpu().clone(),
@@ -197,15 +199,19 @@ def _train_chunk(
     return results
 
 
+def _pairs(leaves: list[Tensor]) -> Params:
+    return [(leaves[i], leaves[i + 1]) for i in range(0, len(leaves), 2)]
+
+
 def _prepare(spec, params, data, split, device, dtype):
     check_params(spec, params, finite=True)
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or params[0][0].dtype
     x, y = data.split(split) if hasattr(data, "split") else (getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
-    x = x.to(device=device, dtype=dtype)
+    x, forward_kw = prepare_inputs(spec, x.to(device=device, dtype=dtype))  # the dense CNN route: patches, once
     y = y.to(device=device, dtype=torch.long)
     params = [(w.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)) for w, b in params]
-    return params, x, y, device
+    return params, x, y, device, forward_kw
 
 
 def sgd_finetune(
@@ -254,14 +260,14 @@ def sgd_finetune(
         with a CUDA synchronise around each epoch), excluding moving data to the device and taking snapshots.
     """
     budgets = _check_budgets(epochs)
-    params, x, y, device = _prepare(spec, params, data, split, device, dtype)
+    params, x, y, device, forward_kw = _prepare(spec, params, data, split, device, dtype)
     amp = device.type == "cuda" if amp is None else bool(amp)
     n_nets = n_networks(params)
     if isinstance(lr, Tensor) and lr.numel() != n_nets:
         raise ValueError(f"a per-network lr needs {n_nets} entries (one per network), got shape {tuple(lr.shape)}")
     chunk = n_nets if net_chunk is None else max(1, int(net_chunk))
     starts = list(range(0, n_nets, chunk))
-    settings = dict(lam=lam, momentum=momentum, batch_size=batch_size, seed=seed, amp=amp)
+    settings = dict(lam=lam, momentum=momentum, batch_size=batch_size, seed=seed, amp=amp, forward_kw=forward_kw)
     bar = tqdm(total=budgets[-1] * len(starts), desc=f"SGD {spec.family} x{n_nets}", unit="epoch", disable=not progress)
     per_chunk = []
     try:
@@ -315,9 +321,10 @@ def time_one_at_a_time(
         raise ValueError(
             f"sample, measure_epochs and epochs must be positive, got {sample}, {measure_epochs}, {epochs}"
         )
-    params, x, y, device = _prepare(spec, params, data, split, device, dtype)
+    params, x, y, device, forward_kw = _prepare(spec, params, data, split, device, dtype)
     amp = device.type == "cuda" if amp is None else bool(amp)
-    settings = dict(lam=lam, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed, amp=amp)
+    settings = dict(lam=lam, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed, amp=amp,
+                    forward_kw=forward_kw)
     n = min(sample, n_networks(params))
     _train_chunk(spec, select(params, 0), x, y, [1], max_steps=1, **settings)  # warm-up: allocator, kernels
     per_epoch = []
