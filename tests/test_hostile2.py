@@ -108,6 +108,9 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
     ('"04": {family: mlp-gelu}\n', r"04.family in .* is 'mlp-gelu', but must be one of"),
     ("n_networks: 2\n", r"n_networks in .* is 2, but notebook 04_train_meta_optimizer.ipynb trains metanetworks .* "
                         r"n_networks >= 4"),
+    ("data_path: 5\n", r"data_path in .* is int 5, but must be a str"),
+    ("dataset: cifar10-gs\n", r"dataset in .* is 'cifar10-gs', which notebook 03_model_zoo.ipynb reads from disk: "
+                              r"set data_path"),
 ], ids=lambda v: v.strip()[:32] if isinstance(v, str) and v.endswith("\n") else "")
 def test_params_values_out_of_range_are_refused_before_anything_runs(tmp_path, text, match):
     with pytest.raises(ParamsError, match=match):
@@ -308,6 +311,12 @@ def test_zoo_save_onto_a_symlinked_folder_is_refused_and_changes_nothing(tmp_pat
     with pytest.raises(ZooError, match=r"refusing to save a zoo onto .*link: it is a symbolic link"):
         _tiny_zoo(4).save(tmp_path / "link")
     assert (tmp_path / "link").is_symlink() and wio.sha256_file(tmp_path / "real" / "params.safetensors") == before
+
+
+def test_zoo_save_under_a_file_is_a_zoo_error(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ZooError, match=r"cannot save a zoo to .*a-file/zoo: its folder .*a-file cannot be created"):
+        _tiny_zoo().save(tmp_path / "a-file" / "zoo")
 
 
 def test_zoo_split_values_must_be_known(tmp_path):

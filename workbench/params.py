@@ -293,10 +293,13 @@ def _check_range(path, label: str, key: str, value) -> None:
 
 def _check_notebook_values(path: Path, nb: Path, declared: dict, params: RunParams) -> None:
     """Checks that need several settings of one notebook (its defaults overlaid with what the file injects)."""
-    if "n_networks" not in declared or not ({"families", "family"} & set(declared)):
-        return
     values = {k: _literal(info["default"]) for k, info in declared.items()}
     values.update(params.for_notebook(nb, declared))
+    if values.get("dataset") == "cifar10-gs" and "data_path" in declared and not values.get("data_path"):
+        raise ParamsError(f"dataset in {path} is 'cifar10-gs', which notebook {nb.name} reads from disk: set data_path "
+                          "to your copy of the CIFAR-10 python version (nothing is downloaded)")
+    if "n_networks" not in declared or not ({"families", "family"} & set(declared)):
+        return
     families = values.get("families") or [values.get("family")]
     if not isinstance(families, list) or not all(isinstance(f, str) for f in families):
         return

@@ -140,6 +140,8 @@ PARAMS_RANGES: dict[str, Rule] = {
     "objectives": Rule(choices=("ce", "l1"), nonempty=True),
     "objective": Rule(choices=("ce", "l1")),
     "dataset": Rule(choices=_datasets),
+    "data_path": Rule(kind="str", note="a local path"),
+    "zoo_path": Rule(kind="str", note="a local path"),
     "cnn_activation": Rule(choices=("tanh", "relu")),
     "device": DEVICE,
     "lam": NON_NEGATIVE,
@@ -166,6 +168,19 @@ PARAMS_RANGES: dict[str, Rule] = {
     "stride": Rule(low=1, high=1_000),
     "padding": Rule(low=0, high=1_000),
     "n_probe": Rule(low=1, high=10**7),
+    "eval_networks": POSITIVE_INT,
+    "workers": Rule(low=1, high=1024),
+    "methods": Rule(choices=("scalegmn", "gmn", "gmn-aug"), nonempty=True),
+    "table_methods": Rule(choices=("scalegmn", "gmn", "gmn-aug"), nonempty=True),
+    "ablation_families": Rule(choices=_families, nonempty=True),
+    "scaling_families": Rule(choices=_families, nonempty=True),
+    "scaling_sizes": Rule(low=4, high=10**7, nonempty=True, note="a zoo needs 4 networks for its splits"),
+    "scaling_seeds": Rule(low=0, high=MAX_SEED, nonempty=True),
+    "scaling_steps": POSITIVE_INT,
+    "lam_family": Rule(choices=_families),
+    "lam_values": Rule(low=0, nonempty=True),
+    "lam_sgd_epochs": Rule(low=1, nonempty=True),
+    "max_acc_drop": Rule(low=0, high=100, note="accuracy points"),
 }
 
 # TrainConfig field -> Rule (every field has one: kinds are checked too)
