@@ -15,16 +15,14 @@ hyperparameters the network was trained with). Zoos come from two places:
 Zoos are stored as a directory (safetensors + CSV + JSON manifest, never pickle), written atomically.
 
 Vectorised training: every network gets its own minibatch ``(B, N, ...)``; gradients of all networks come from one
-backward pass and one optimizer step updates all of them with per-network learning rates and update rules. MLP
-layers run as batched matrix products. CNN layers run as grouped convolutions with one group per network, or, for
-CNNs with small feature maps such as the digits CNN, as batched matrix products too (im2col for the first layer,
-each later conv layer as its dense matrix), which on a 2-core CPU roughly doubled the training throughput over
-grouped convolutions (see :func:`cnn_engine` and bench/README.md).
+backward pass and one optimizer step updates all of them with per-network learning rates and update rules. The
+forward pass is :func:`workbench.nets.forward` with per-network inputs: batched matrix products for MLPs and, for
+CNNs with small feature maps such as the digits CNN, for conv layers too (the patches of the train split are
+computed once), grouped convolutions for larger maps (see :func:`workbench.nets.conv_route` and bench/README.md).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -48,8 +46,8 @@ from tqdm.auto import tqdm
 from .data import Dataset
 from .errors import WorkbenchError
 from .io import atomic_path, crash_point, sha256_file as _sha256
-from .nets import NetSpec, Params, SpecError, check_params, flatten_params, init_params, small_cnn_zoo_spec
-from .nets import unflatten_params
+from .nets import NetSpec, Params, SpecError, check_params, flatten_params, forward, init_params, prepare_inputs
+from .nets import small_cnn_zoo_spec, unflatten_params
 from .objective import evaluate
 
 log = logging.getLogger(__name__)
@@ -187,132 +185,6 @@ def _resolve_hparams(hparams, n: int, seed: int) -> pd.DataFrame:
     return hp
 
 
-# -- vectorised forward passes with one minibatch per network -------------------------------------------------------
-def _dropout(h: Tensor, keep: Tensor, generator) -> Tensor:
-    """Inverted dropout on ``(B, ...)`` with a per-network keep probability ``keep (B,)``."""
-    shape = (-1,) + (1,) * (h.dim() - 1)
-    mask = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype) < keep.reshape(shape)
-    return h * mask / keep.reshape(shape)
-
-
-def _forward_mlp(spec: NetSpec, params: Params, xb: Tensor, keep: Tensor | None, generator) -> Tensor:
-    """Logits ``(B, N, classes)`` of B MLPs, network b on its own inputs ``xb[b]`` (``xb``: (B, N, ...))."""
-    act = torch.tanh if spec.activation == "tanh" else torch.relu
-    n_nets, n = xb.shape[:2]
-    h = xb.reshape(n_nets, n, -1)  # (B, N, d_in), flattened like nets.forward
-    for layer, (w, b) in enumerate(params):
-        if layer:
-            h = act(h)
-            if keep is not None:
-                h = _dropout(h, keep, generator)
-        h = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))  # (B, N, out)
-    return h
-
-
-def _forward_cnn(spec: NetSpec, params: Params, xb: Tensor, keep: Tensor | None, generator) -> Tensor:
-    """Like :func:`_forward_mlp` for CNNs: grouped convolutions, one group per network, already in layer 0."""
-    act = torch.tanh if spec.activation == "tanh" else torch.relu
-    n_nets, n = xb.shape[:2]
-    h = xb.transpose(0, 1).reshape(n, n_nets * spec.widths[0], *xb.shape[-2:])  # (N, B*C_0, H, W)
-    for layer in range(spec.n_conv):
-        w, b = params[layer]  # (B, out, in, k, k)
-        h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), b.reshape(-1), stride=spec.stride, padding=spec.padding,
-                     groups=n_nets)  # (N, B*out, H', W')
-        h = act(h)
-        if keep is not None:
-            per_channel = keep.repeat_interleave(h.shape[1] // n_nets).reshape(1, -1, 1, 1)
-            mask = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype) < per_channel
-            h = h * mask / per_channel
-    pooled = h.mean(dim=(2, 3)).reshape(n, n_nets, -1).transpose(0, 1)  # (B, N, c_L)
-    w, b = params[-1]
-    return torch.baddbmm(b[:, None, :], pooled, w.transpose(1, 2))  # (B, N, classes)
-
-
-def _conv_taps(spec: NetSpec, layer: int) -> np.ndarray:
-    """(P_out, k*k): flat input pixel read by each kernel tap at each output pixel of conv ``layer``; ``P_in`` (one
-    past the last pixel, a zero slot) where the tap falls on padding."""
-    k, s, p = spec.kernel_size, spec.stride, spec.padding
-    h_in, h_out = spec.spatial_sizes()[layer:layer + 2]
-    i, j, a, b = np.meshgrid(*(np.arange(n) for n in (h_out, h_out, k, k)), indexing="ij")
-    ii, jj = i * s + a - p, j * s + b - p
-    inside = (ii >= 0) & (ii < h_in) & (jj >= 0) & (jj < h_in)
-    return np.where(inside, ii * h_in + jj, h_in * h_in).reshape(h_out * h_out, k * k)
-
-
-@functools.lru_cache(maxsize=64)
-def _conv_index(spec: NetSpec, layer: int, device: str) -> tuple[Tensor, Tensor]:
-    """``taps`` (P_out, k*k) as above and ``basis`` (k*k, P_in * P_out): basis[t, q * P_out + p] = 1 when tap t
-    links input pixel q to output pixel p, so ``kernel (.., k*k) @ basis`` spreads a kernel over its dense matrix."""
-    taps = _conv_taps(spec, layer)
-    n_out, n_taps = taps.shape
-    n_in = spec.spatial_sizes()[layer] ** 2
-    basis = np.zeros((n_taps, n_in + 1, n_out), dtype=np.float32)
-    basis[np.arange(n_taps)[None, :], taps, np.arange(n_out)[:, None]] = 1.0
-    basis = basis[:, :n_in].reshape(n_taps, n_in * n_out)
-    return torch.from_numpy(taps).to(device), torch.from_numpy(basis).to(device)
-
-
-def _dense_conv_ratio(spec: NetSpec) -> float:
-    """Multiply-adds of conv layers 1.. as dense matrices over those as convolutions (per sample)."""
-    sizes = spec.spatial_sizes()
-    dense = conv = 0
-    for layer in range(1, spec.n_conv):
-        c_in, c_out = spec.widths[layer], spec.widths[layer + 1]
-        dense += sizes[layer] ** 2 * c_in * sizes[layer + 1] ** 2 * c_out
-        conv += sizes[layer + 1] ** 2 * c_out * c_in * spec.kernel_size**2
-    return dense / conv if conv else 1.0
-
-
-def cnn_engine(spec: NetSpec) -> str:
-    """How :func:`train_networks` runs a CNN: ``"dense"`` (:func:`_forward_cnn_dense`) when the dense form of conv
-    layers 1.. costs at most 4x their convolutions (small feature maps, like the digits CNN), else ``"grouped"``."""
-    if spec.image_size is None:
-        raise ZooError("training a CNN needs spec.image_size (the input side length)")
-    return "dense" if _dense_conv_ratio(spec) <= 4 else "grouped"
-
-
-def _im2col(spec: NetSpec, x: Tensor) -> Tensor:
-    """Input patches of conv layer 0: images ``(..., C, H, W)`` -> ``(..., P_1, C * k * k)`` (zeros for padding)."""
-    lead = x.shape[:-3]
-    flat = x.reshape(*lead, spec.widths[0], -1)
-    flat = torch.cat([flat, flat.new_zeros(*lead, spec.widths[0], 1)], dim=-1)  # + the zero slot of padding taps
-    taps, _ = _conv_index(spec, 0, str(x.device))
-    cols = flat[..., taps]  # (..., C, P_1, k*k)
-    return cols.transpose(-3, -2).reshape(*lead, taps.shape[0], -1)
-
-
-def _forward_cnn_dense(spec: NetSpec, params: Params, cols: Tensor, keep: Tensor | None, generator) -> Tensor:
-    """Like :func:`_forward_cnn`, as batched matrix products only (faster on CPUs for small feature maps).
-
-    Takes each network's layer-0 input patches ``cols (B, N, P_1, C_0 k k)`` (:func:`_im2col`; the inputs need no
-    gradient, so the patches of a data set are computed once) and multiplies them with the kernels; each later conv
-    layer is applied as its dense matrix, built from the kernel by one matmul with a fixed 0/1 basis. Features are
-    kept position-major, ``(B, N, P * C)``.
-    """
-    act = torch.tanh if spec.activation == "tanh" else torch.relu
-    n_nets, n, n_pos = cols.shape[:3]
-    sizes = spec.spatial_sizes()
-    w, b = params[0]
-    kernels = w.reshape(n_nets, w.shape[1], -1).transpose(1, 2)  # (B, C_0*k*k, C_1)
-    h = torch.baddbmm(b[:, None, :], cols.reshape(n_nets, n * n_pos, -1), kernels)  # (B, N*P_1, C_1)
-    h = act(h).reshape(n_nets, n, -1)  # (B, N, P_1 * C_1)
-    if keep is not None:
-        h = _dropout(h, keep, generator)
-    for layer in range(1, spec.n_conv):
-        w, b = params[layer]  # (B, out, in, k, k)
-        c_out, c_in = w.shape[1], w.shape[2]
-        p_in, p_out = sizes[layer] ** 2, sizes[layer + 1] ** 2
-        _, basis = _conv_index(spec, layer, str(cols.device))
-        dense = (w.reshape(-1, basis.shape[0]) @ basis).view(n_nets, c_out, c_in, p_in, p_out)
-        dense = dense.permute(0, 3, 2, 4, 1).reshape(n_nets, p_in * c_in, p_out * c_out)  # rows (q, c), cols (p, o)
-        h = act(torch.baddbmm(b.repeat(1, p_out)[:, None, :], h, dense))  # (B, N, P_out * C_out)
-        if keep is not None:
-            h = _dropout(h, keep, generator)
-    pooled = h.view(n_nets, n, sizes[-1] ** 2, -1).mean(2)  # global average pooling: (B, N, c_L)
-    w, b = params[-1]
-    return torch.baddbmm(b[:, None, :], pooled, w.transpose(1, 2))
-
-
 # -- vectorised training --------------------------------------------------------------------------------------------
 def train_networks(
     spec: NetSpec,
@@ -366,17 +238,14 @@ def train_networks(
 
     as_col = lambda col: torch.tensor(hp[col].to_numpy(dtype=np.float64), dtype=theta.dtype, device=device)
     lr, l2, dropout = as_col("lr")[:, None], as_col("l2")[:, None], as_col("dropout")
-    keep = (1 - dropout) if bool((dropout > 0).any()) else None
+    dropout = dropout if bool((dropout > 0).any()) else None  # a tensor draws masks; None: no dropout at all
     is_adam = torch.tensor((hp["optimizer"] == "adam").to_numpy(dtype=bool), device=device)[:, None]
     # SGD with momentum and Adam share one first-moment update m <- m_decay * m + m_gain * g
     m_decay = torch.where(is_adam, ADAM_BETAS[0], SGD_MOMENTUM).to(theta.dtype)
     m_gain = torch.where(is_adam, 1 - ADAM_BETAS[0], 1.0).to(theta.dtype)
-    if spec.kind == "mlp":
-        forward = _forward_mlp
-    elif cnn_engine(spec) == "dense":
-        forward, x_train = _forward_cnn_dense, _im2col(spec, x_train)  # patches of every train image, once
-    else:
-        forward = _forward_cnn
+    if spec.kind == "cnn" and spec.image_size is None:
+        raise ZooError("training a CNN needs spec.image_size (the input side length)")
+    x_train, forward_kw = prepare_inputs(spec, x_train)  # the dense CNN route: patches of every train image, once
     # network b's subset: the first subset[b] entries of its own random order of the train split
     order = torch.argsort(torch.rand(n_nets, n_train, generator=gen), dim=1)  # (B, n_train)
 
@@ -399,7 +268,8 @@ def train_networks(
             # one leaf per weight/bias, each a view into theta: no parameter copies, no zero-filled flat gradient
             leaves = [t_.detach().requires_grad_(True) for pair in unflatten_params(spec, theta[:na]) for t_ in pair]
             params_ = [(leaves[i], leaves[i + 1]) for i in range(0, len(leaves), 2)]
-            logits = forward(spec, params_, xb, None if keep is None else keep[:na], drop_gen)
+            logits = forward(spec, params_, xb, per_network=True, dropout=0.0 if dropout is None else dropout[:na],
+                             generator=drop_gen, **forward_kw)
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none")
             loss = ce.reshape(na, -1).mean(1).detach()  # (na,)
             grads = torch.autograd.grad(ce.sum() / yb.shape[1], leaves)  # each network's own gradient
