@@ -200,6 +200,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     stop_after_epoch: int | None = None,
+    monitor: dict[str, Params] | None = None,
 ) -> TrainResult:
     """Train a ScaleGMN on ``train_params`` (zoo networks) to minimise the amortized objective on ``data``.
 
@@ -209,6 +210,9 @@ def train(
             ``metrics.jsonl`` go; None keeps everything in memory.
         resume: continue from ``out_dir/checkpoint.pt`` when it exists and was written by the same config.
         stop_after_epoch: end early after this epoch (used to simulate a kill in tests).
+        monitor: extra named network sets scored every epoch like the validation networks (history keys
+            ``<name>_loss``, ``<name>_acc``, ...) for plots such as held-out gain vs training steps; never used to
+            select anything.
 
     Returns:
         :class:`TrainResult` whose ``model`` holds the best-validation weights.
@@ -328,6 +332,10 @@ def train(
         if seen_params is not None:
             metrics.update({k.replace("val_", "seen_"): v
                             for k, v in validate(model, spec, seen_params, x_val, y_val, config.lam).items()})
+        for name, watched in (monitor or {}).items():
+            watched = [(w.to(device), b.to(device)) for w, b in watched]
+            metrics.update({k.replace("val_", f"{name}_"): v
+                            for k, v in validate(model, spec, watched, x_val, y_val, config.lam).items()})
         record = {"epoch": epoch, "step": step, "train_loss": train_loss_sum / max(1, n_steps),
                   "lr": _lr_at(config, max(0, step - 1), total_steps) * lr_scale, "train_seconds": train_seconds,
                   "train_graphs_per_s": n_steps * config.batch_networks / max(train_seconds, 1e-9), **metrics}

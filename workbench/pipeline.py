@@ -19,6 +19,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .data import Dataset, load_dataset
@@ -184,70 +185,158 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
 def training_settings(values: dict) -> dict:
     """Map notebook parameters (``meta_*``) to :class:`TrainConfig` fields."""
     mapping = {"meta_epochs": "epochs", "meta_hidden": "hidden", "meta_layers": "n_layers", "meta_lr": "lr",
-               "batch_networks": "batch_networks", "batch_images": "batch_images", "bidirectional": "bidirectional",
-               "device": "device"}
+               "meta_dropout": "dropout", "meta_weight_decay": "weight_decay", "meta_noise": "noise",
+               "meta_patience": "patience", "batch_networks": "batch_networks", "batch_images": "batch_images",
+               "bidirectional": "bidirectional", "device": "device"}
     return {field: values[key] for key, field in mapping.items() if key in values}
 
 
+# -- many trainings at once ------------------------------------------------------------------------------------------
+def _train_job(job: dict) -> dict:
+    """Worker side of :func:`prefetch_runs`: load the data and zoo the caller used, train one run to disk."""
+    data = get_data(**job["data"])
+    zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
+    result = train_method(job["output_dir"], zoo, data, job["method"], objective=job["objective"], lam=job["lam"],
+                          seed=job["seed"], progress=False, **job["settings"])
+    return {"family": job["family"], "method": job["method"], "objective": job["objective"], "seed": job["seed"],
+            "seconds": result.seconds, "best_epoch": result.best_epoch}
+
+
+def prefetch_runs(output_dir, runs, *, data: dict, zoo: dict, lam: float, workers: int | None = None,
+                  progress: bool = True, **settings) -> list[dict]:
+    """Train the metanetwork runs ``runs`` -- tuples ``(family, method, objective, seed)``, or with a fifth entry,
+    the run's own L1 weight instead of ``lam`` -- in parallel processes,
+    each written to its run folder, so that the notebook's own calls (:func:`train_method`, :func:`run_ablation`,
+    :func:`family_results`) then reload them instead of training one after the other.
+
+    ``data``: keyword arguments of :func:`get_data`; ``zoo``: those of :func:`get_zoo` (the zoos must exist, e.g.
+    from notebook 03 -- they are loaded, not regenerated, by each worker). Runs already finished cost nothing.
+    """
+    from .parallel import run_parallel
+
+    runs = list(dict.fromkeys(tuple(r) + (() if len(r) == 5 else (lam,)) for r in runs))  # one process per folder
+    jobs = [{"output_dir": str(output_dir), "family": f, "method": m, "objective": o, "seed": s, "lam": run_lam,
+             "data": dict(data), "zoo": dict(zoo), "settings": dict(settings)} for f, m, o, s, run_lam in runs]
+    return run_parallel(_train_job, jobs, workers=workers, desc="metanet runs", progress=progress,
+                        label=lambda j: f"{j['family']} {j['method']} {j['objective']} seed {j['seed']}")
+
+
 # -- ablation (notebook 05) -----------------------------------------------------------------------------------------
-METHOD_NAMES = {True: "ScaleGMN", False: "GMN (sym. broken)"}
+#: the metanetworks compared: key -> (label stem, symmetry override, symmetry-group augmentation of the training nets)
+METHODS = {
+    "scalegmn": ("ScaleGMN", None, False),
+    "gmn": ("GMN (sym. broken)", "none", False),
+    "gmn-aug": ("GMN + sym. aug.", "none", True),
+}
 
 
-def method_label(symmetric: bool, bidirectional: bool) -> str:
-    return METHOD_NAMES[symmetric] + ("-B" if bidirectional else "")
+def method_label(method: str | bool, bidirectional: bool) -> str:
+    """"ScaleGMN-B", "GMN (sym. broken)-B", "GMN + sym. aug.-B" ("-B" = bidirectional); ``True``/``False`` are
+    accepted for "scalegmn"/"gmn"."""
+    key = {True: "scalegmn", False: "gmn"}.get(method, method) if isinstance(method, bool) else method
+    if key not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
+    stem = METHODS[key][0]
+    if not bidirectional:
+        return stem
+    return stem.replace("ScaleGMN", "ScaleGMN-B").replace("GMN (", "GMN-B (").replace("GMN +", "GMN-B +")
+
+
+def train_method(output_dir, zoo: Zoo, data: Dataset, method: str, *, objective: str, lam: float, seed: int,
+                 progress: bool = True, **settings) -> TrainResult:
+    """Train (or reload) the metanetwork of ``method`` (a key of :data:`METHODS`)."""
+    _, symmetry, group_augment = METHODS[method]
+    if group_augment:
+        settings = {**settings, "group_augment": True}
+    return train_metanet(output_dir, zoo, data, objective=objective, lam=lam, symmetry=symmetry, seed=seed,
+                         progress=progress, **settings)
 
 
 def test_networks(zoo: Zoo, limit: int | None = None) -> Zoo:
-    """The held-out networks every method is scored on (the first ``limit`` test entries when capped)."""
+    """The held-out networks every method is scored on, with all their checkpoints: the test-split networks, or the
+    first ``limit`` of them (by ``net_id``) when capped. Notebooks 04, 05 and 06 all score on this same set."""
     test = zoo.subset(split="test")
-    if limit is not None and limit < len(test):
-        mask = [i < limit for i in range(len(test))]
-        test = test.subset(mask=mask)
+    if limit is not None:
+        ids = np.sort(test.meta["net_id"].unique())[:limit]
+        test = test.subset(mask=test.meta["net_id"].isin(ids).to_numpy())
     return test
 
 
+def trained_mask(zoo: Zoo) -> np.ndarray:
+    """(len(zoo),) bool: entries that are trained checkpoints (epoch >= 1), where the targets are measured."""
+    return (zoo.meta["epoch"].to_numpy() >= 1)
+
+
+def gain_by_checkpoint(zoo: Zoo, before, after) -> "pd.DataFrame":
+    """Average test accuracy (%) before/after per checkpoint epoch of ``zoo``'s entries, plus the rows "trained"
+    (epoch >= 1) and "all"; ``before``/``after`` are (len(zoo),) accuracies in [0, 1]."""
+    import pandas as pd
+
+    before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    epochs = zoo.meta["epoch"].to_numpy()
+    groups = [(str(int(e)), epochs == e) for e in sorted(set(epochs.tolist()))]
+    groups += [("trained", epochs >= 1), ("all", np.ones_like(epochs, dtype=bool))]
+    rows = [{"checkpoint": name, "entries": int(m.sum()), "before": 100 * before[m].mean() if m.any() else np.nan,
+             "after": 100 * after[m].mean() if m.any() else np.nan} for name, m in groups]
+    frame = pd.DataFrame(rows)
+    frame["gain"] = frame["after"] - frame["before"]
+    return frame
+
+
 def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=OBJECTIVES, n_seeds: int = 3,
-                 seed: int = 0, lam: float = 1e-3, progress: bool = True, **settings):
-    """ScaleGMN vs the symmetry-broken GMN for every family x objective x seed (same architecture, budget and
-    seeds); trained runs are cached in ``output_dir/metanet``. Returns ``(runs, histories)``: a DataFrame with one
-    row per run and a dict of training histories keyed by run label."""
+                 seed: int = 0, lam: float = 1e-3, methods=("scalegmn", "gmn", "gmn-aug"), eval_networks: int | None = None,
+                 progress: bool = True, **settings):
+    """The metanetworks of ``methods`` (ScaleGMN, the symmetry-broken GMN, the GMN trained on randomly
+    permuted/scaled copies of its training networks) for every family x objective x seed, with the same
+    architecture, budget and seeds; trained runs are cached in ``output_dir/metanet``.
+
+    Every run is scored on the same held-out networks (:func:`test_networks` with ``eval_networks``). Returns
+    ``(runs, histories)``: a DataFrame with one row per run (accuracy over all and over trained checkpoints, the
+    objective's test loss, L1 reduction, near-zero share, ``collapsed`` = accuracy on trained checkpoints at chance
+    level) and a dict ``{(family, objective, method label, seed): history}``."""
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .objective import evaluate, l1_reduction
+    from .objective import evaluate, l1_reduction, share_near_zero
     from .optimize import one_shot
     from .results import training_smoothness
 
-    jobs = [(f, o, sym, s) for f in zoos for o in objectives for sym in (True, False) for s in range(n_seeds)]
+    jobs = [(f, o, m, s) for f in zoos for o in objectives for m in methods for s in range(n_seeds)]
     rows, histories = [], {}
     bidirectional = settings.get("bidirectional", True)
-    for family, objective, symmetric, s in tqdm(jobs, desc="ablation runs", disable=not progress):
-        zoo = zoos[family]
-        result = train_metanet(output_dir, zoo, data, objective=objective, lam=lam,
-                               symmetry=None if symmetric else "none", seed=seed + s, progress=False, **settings)
-        test = test_networks(zoo)
+    tests = {f: test_networks(z, eval_networks) for f, z in zoos.items()}
+    for family, objective, method, s in tqdm(jobs, desc="ablation runs", disable=not progress):
+        zoo, test = zoos[family], tests[family]
+        result = train_method(output_dir, zoo, data, method, objective=objective, lam=lam, seed=seed + s,
+                              progress=False, **settings)
         new, seconds = one_shot(result.model, zoo.spec, test.params)
         lam_eval = lam if objective == "l1" else 0.0
         metrics = evaluate(zoo.spec, new, data.x_test, data.y_test, lam_eval)
-        method = method_label(symmetric, bidirectional)
+        trained = torch.as_tensor(trained_mask(test))
+        label = method_label(method, bidirectional)
         val_losses = [h["val_loss"] for h in result.history]
+        acc_trained = 100 * float(metrics["acc"][trained].double().mean())
         rows.append({
-            "family": family, "objective": objective, "method": method, "seed": seed + s,
+            "family": family, "objective": objective, "method": label, "seed": seed + s,
             "avg_acc": 100 * float(metrics["acc"].double().mean()),
+            "avg_acc_trained": acc_trained,
             "max_acc": 100 * float(metrics["acc"].max()),
             "test_loss": float(metrics["loss"].double().mean()),
             "l1_reduction": l1_reduction(test.params, new),
+            "near_zero": share_near_zero(new),
             "smoothness": training_smoothness(val_losses) if len(val_losses) > 1 else float("nan"),
             "best_epoch": result.best_epoch, "train_seconds": result.seconds,
             "seconds_per_net": seconds / len(test), "finite": all(bool(torch.isfinite(t).all()) for p in new for t in p),
+            "collapsed": acc_trained < 100 * (1.5 / zoo.spec.n_classes),
+            "n_test_entries": len(test),
         })
-        histories[f"{family} {objective} {method} seed {s}"] = result.history
+        histories[(family, objective, label, seed + s)] = result.history
     return pd.DataFrame(rows), histories
 
 
 def summarize_ablation(runs):
     """Mean and sample std across seeds per family x objective x method."""
-    metrics = ["avg_acc", "max_acc", "test_loss", "l1_reduction", "smoothness"]
+    metrics = ["avg_acc", "avg_acc_trained", "max_acc", "test_loss", "l1_reduction", "near_zero", "smoothness"]
     grouped = runs.groupby(["family", "objective", "method"], sort=False)[metrics]
     mean, std = grouped.mean(), grouped.std(ddof=1)
     out = mean.add_suffix("_mean").join(std.add_suffix("_std")).reset_index()
@@ -258,49 +347,63 @@ def summarize_ablation(runs):
 # -- results table (notebook 06) ------------------------------------------------------------------------------------
 def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: float, seed: int = 0,
                    sgd_epochs=(25, 50, 100, 150), sgd_lr: float = 0.01, sgd_networks: int | None = None,
-                   sequential_sample: int = 2, finetune_epochs: int = 5, progress: bool = True, **settings) -> dict:
-    """All rows of the poster's table for one family, measured now on the same held-out networks.
+                   sequential_sample: int = 2, finetune_epochs: int = 5, methods=("scalegmn", "gmn"),
+                   progress: bool = True, **settings) -> dict:
+    """All rows of the poster's table for one family, measured now on the same held-out networks
+    (:func:`test_networks` with ``sgd_networks`` networks, all their checkpoints).
 
-    Rows: Initial; ScaleGMN-B and GMN-B (seed ``seed`` of the ablation runs, trained here when missing) for the
-    CE and the L1 objective; SGD at each budget (vectorised over networks); ScaleGMN-B followed by
-    ``finetune_epochs`` of SGD. Returns ``{"table", "points", "sgd_sequential_s_per_epoch", "n_networks"}``.
+    Rows: Initial; the all-zero network (an L1 reference: CE + lam * L1 = ln(classes) at chance accuracy); the
+    metanetworks of ``methods`` (seed ``seed`` of the ablation runs, trained here when missing) for the CE and the L1
+    objective; SGD at each budget (vectorised over networks); the first method followed by ``finetune_epochs`` of
+    SGD. Returns ``{"table", "points", "sgd_sequential_s_per_epoch", "n_networks", "by_checkpoint"}``, where
+    ``by_checkpoint`` is :func:`gain_by_checkpoint` of the first method's CE one shot.
     """
     from .baselines import sgd_finetune, time_one_at_a_time
+    from .objective import evaluate
     from .optimize import one_shot
     from .results import method_row, results_table, sgd_rows
 
     test = test_networks(zoo, sgd_networks)
     spec, initial = zoo.spec, test.params
     n = len(test)
+    trained = trained_mask(test)
     bidirectional = settings.get("bidirectional", True)
-    rows = [method_row("Initial", spec, data, initial=initial, ce_params=initial, l1_params=initial, lam=lam)]
+    rows = [method_row("Initial", spec, data, initial=initial, ce_params=initial, l1_params=initial, lam=lam,
+                       trained=trained)]
+    zeros = [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in initial]
+    rows.append(method_row("All-zero network", spec, data, initial=initial, l1_params=zeros, lam=lam, trained=trained))
     points = []
-    one_shot_ce = None
-    for symmetric in (True, False):
+    one_shot_ce, by_checkpoint = None, None
+    first_label = None
+    for method in methods:
         outs = {}
         for objective in OBJECTIVES:
-            result = train_metanet(output_dir, zoo, data, objective=objective, lam=lam,
-                                   symmetry=None if symmetric else "none", seed=seed, progress=progress, **settings)
+            result = train_method(output_dir, zoo, data, method, objective=objective, lam=lam, seed=seed,
+                                  progress=progress, **settings)
             one_shot(result.model, spec, [(w[:1], b[:1]) for w, b in initial])  # warm-up, not timed
             new, seconds = one_shot(result.model, spec, initial)
             outs[objective] = (new, seconds / n)
-        if symmetric:
-            one_shot_ce = outs["ce"][0]
-        rows.append(method_row(method_label(symmetric, bidirectional), spec, data, initial=initial,
+        label = method_label(method, bidirectional)
+        if one_shot_ce is None:
+            one_shot_ce, first_label = outs["ce"][0], label
+            x, y = data.split("test")
+            by_checkpoint = gain_by_checkpoint(test, evaluate(spec, initial, x, y)["acc"],
+                                               evaluate(spec, one_shot_ce, x, y)["acc"])
+        rows.append(method_row(label, spec, data, initial=initial,
                                ce_params=outs["ce"][0], ce_seconds_per_net=outs["ce"][1],
-                               l1_params=outs["l1"][0], l1_seconds_per_net=outs["l1"][1], lam=lam))
+                               l1_params=outs["l1"][0], l1_seconds_per_net=outs["l1"][1], lam=lam, trained=trained))
     budgets = tuple(sorted(set(int(e) for e in sgd_epochs)))
     ce_runs = sgd_finetune(spec, initial, data, epochs=budgets, lam=0.0, lr=sgd_lr, seed=seed, progress=progress)
     l1_runs = sgd_finetune(spec, initial, data, epochs=budgets, lam=lam, lr=sgd_lr, seed=seed, progress=progress)
-    rows += sgd_rows(spec, data, initial=initial, ce_results=ce_runs, l1_results=l1_runs, lam=lam)
-    if finetune_epochs:
+    rows += sgd_rows(spec, data, initial=initial, ce_results=ce_runs, l1_results=l1_runs, lam=lam, trained=trained)
+    if finetune_epochs and one_shot_ce is not None:
         tuned = sgd_finetune(spec, one_shot_ce, data, epochs=(finetune_epochs,), lam=0.0, lr=sgd_lr, seed=seed,
                              progress=False)[finetune_epochs]
-        first = rows[1]
-        row = method_row(f"{first['method']} + SGD ({finetune_epochs} epochs)", spec, data, initial=initial,
-                         ce_params=tuned.params, ce_seconds_per_net=first["ce_time_per_net_s"] + tuned.seconds_per_network,
-                         lam=lam)
-        rows.append(row)
+        first = next(r for r in rows if r["method"] == first_label)
+        rows.append(method_row(f"{first_label} + SGD ({finetune_epochs} epochs)", spec, data, initial=initial,
+                               ce_params=tuned.params,
+                               ce_seconds_per_net=first["ce_time_per_net_s"] + tuned.seconds_per_network,
+                               lam=lam, trained=trained))
     sample = min(sequential_sample, n)
     sequential = time_one_at_a_time(spec, initial, data, epochs=1, sample=sample, lr=sgd_lr, seed=seed) if sample else float("nan")
     table = results_table(rows)
@@ -308,4 +411,210 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
         if r["ce_time_per_net_s"] == r["ce_time_per_net_s"]:  # not NaN
             points.append({"family": family, "method": r["method"], "seconds_per_net": float(r["ce_time_per_net_s"]),
                            "avg_acc": float(r["ce_avg_acc"])})
-    return {"table": table, "points": points, "sgd_sequential_s_per_epoch": sequential, "n_networks": n}
+    return {"table": table, "points": points, "sgd_sequential_s_per_epoch": sequential, "n_networks": n,
+            "by_checkpoint": by_checkpoint}
+
+
+# -- scaling study (notebook 07) ------------------------------------------------------------------------------------
+def subsample_train(zoo: Zoo, n_train_networks: int, seed: int = 0) -> Zoo:
+    """``zoo`` with only ``n_train_networks`` of its training networks (all their checkpoints), drawn at random by
+    ``seed``; validation and test networks are kept, so every size is scored on the same held-out networks."""
+    ids = np.sort(zoo.meta.loc[zoo.meta["split"] == "train", "net_id"].unique())
+    if not 1 <= n_train_networks <= len(ids):
+        raise ValueError(f"n_train_networks must lie in [1, {len(ids)}] (the zoo's training networks), "
+                         f"got {n_train_networks}")
+    keep = np.random.RandomState(seed).permutation(ids)[:n_train_networks]
+    mask = (zoo.meta["split"] != "train").to_numpy() | zoo.meta["net_id"].isin(keep).to_numpy()
+    sub = zoo.subset(mask=mask)
+    sub.info = {**sub.info, "train_subsample": {"n_train_networks": int(n_train_networks), "seed": int(seed)}}
+    return sub
+
+
+def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
+    """Worker side of :func:`scaling_study`: one (size, seed) point."""
+    from .objective import evaluate
+    from .optimize import one_shot
+
+    data = get_data(**job["data"])
+    zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
+    n, s, settings = job["size"], job["seed"], job["settings"]
+    test = test_networks(zoo, job["eval_networks"])
+    (x, y), (xv, yv) = data.split("test"), data.split("val")
+    before = evaluate(zoo.spec, test.params, x, y)["acc"].double()
+    before_val = float(evaluate(zoo.spec, test.params, xv, yv)["acc"].double().mean())
+    trained = torch.as_tensor(trained_mask(test))
+    sub = subsample_train(zoo, n, seed=s)
+    splits = split_params(sub)
+    n_entries = splits["train"][0][1].shape[0]
+    steps_per_epoch = max(1, n_entries // settings.get("batch_networks", TrainConfig().batch_networks))
+    epochs = max(1, round(job["steps"] / steps_per_epoch))
+    config = make_config(zoo.spec, objective="ce", lam=0.0, seed=s, **{**settings, "epochs": epochs})
+    result = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False,
+                   monitor={"test": test.params})
+    new, _ = one_shot(result.model, zoo.spec, test.params)
+    after = evaluate(zoo.spec, new, x, y)["acc"].double()
+    best = result.history[result.best_epoch] if result.best_epoch >= 0 else {}
+    row = {
+        "family": zoo.spec.family, "train_networks": n, "train_entries": n_entries, "seed": s, "epochs": epochs,
+        "steps": result.history[-1]["step"] if result.history else 0, "best_epoch": result.best_epoch,
+        "gain_all": 100 * float(after.mean() - before.mean()),
+        "gain_trained": 100 * float(after[trained].mean() - before[trained].mean()),
+        "seen_minus_val_loss": best.get("seen_loss", float("nan")) - best.get("val_loss", float("nan")),
+        "train_seconds": result.seconds,
+    }
+    curve = [{"family": zoo.spec.family, "train_networks": n, "seed": s, "epoch": h["epoch"], "step": h["step"],
+              "val_loss": h["val_loss"], "seen_loss": h.get("seen_loss"),
+              "test_gain_val_images": 100 * (h["test_acc"] - before_val)} for h in result.history]
+    return row, curve
+
+
+def scaling_study(output_dir, family: str, *, data: dict, zoo: dict, sizes, seeds=(0, 1), steps: int,
+                  eval_networks: int | None = None, workers: int | None = None, progress: bool = True, **settings):
+    """Held-out one-shot gain (CE objective, ScaleGMN) vs the number of training networks and vs training steps.
+
+    For every size in ``sizes`` (training networks of the zoo of ``family``, each with all its checkpoints, drawn
+    by :func:`subsample_train`) and seed, a ScaleGMN is trained for the same number of optimizer ``steps`` (so sizes
+    differ in data, not in compute), its best epoch picked on the validation networks, and its one shot scored on
+    the held-out test networks (:func:`test_networks`). Per epoch the held-out networks are also scored on the
+    validation images (``test_gain_val_images``) for the gain-vs-steps curve; nothing is selected by them.
+    ``data``/``zoo``: keyword arguments of :func:`get_data`/:func:`get_zoo` (the zoo must exist); the points run in
+    ``workers`` processes.
+
+    Returns ``(runs, curves)``: one row per (size, seed) with gains over all and over trained checkpoints, the best
+    epoch and the generalisation gap (training-network minus validation-network loss at the best epoch); one row
+    per (size, seed, epoch) with steps and the held-out gain.
+    """
+    import pandas as pd
+
+    from .parallel import run_parallel
+
+    jobs = [{"output_dir": str(output_dir), "family": family, "data": dict(data), "zoo": dict(zoo), "size": int(n),
+             "seed": int(s), "steps": int(steps), "eval_networks": eval_networks, "settings": dict(settings)}
+            for n in sizes for s in seeds]
+    results = run_parallel(_scaling_job, jobs, workers=workers, desc=f"scaling study {family}", progress=progress,
+                           label=lambda j: f"{j['size']} networks, seed {j['seed']}")
+    return (pd.DataFrame([r for r, _ in results]), pd.DataFrame([c for _, cs in results for c in cs]))
+
+
+# -- ablation verdicts (notebook 05) ----------------------------------------------------------------------------------
+#: each objective's own metric: (column of run_ablation's frame, +1 when higher is better)
+OBJECTIVE_METRIC = {"ce": ("avg_acc_trained", +1), "l1": ("test_loss", -1)}
+
+
+def initial_scores(data: Dataset, zoos: dict[str, Zoo], *, lam: float, eval_networks: int | None = None):
+    """The held-out networks as they are (no optimization), per family: the reference level of the ablation."""
+    import pandas as pd
+
+    from .objective import evaluate
+
+    rows = []
+    for family, zoo in zoos.items():
+        test = test_networks(zoo, eval_networks)
+        m = evaluate(zoo.spec, test.params, data.x_test, data.y_test, lam)
+        trained = torch.as_tensor(trained_mask(test))
+        rows.append({"family": family, "avg_acc": 100 * float(m["acc"].double().mean()),
+                     "avg_acc_trained": 100 * float(m["acc"][trained].double().mean()),
+                     "ce_loss": float(m["ce"].double().mean()), "l1_test_loss": float(m["loss"].double().mean())})
+    return pd.DataFrame(rows)
+
+
+def ablation_verdict(runs, *, acc_margin: float = 0.5, loss_margin: float = 0.01):
+    """ScaleGMN against each symmetry-broken method, per family x objective, on the objective's own metric.
+
+    ``effect`` = (ScaleGMN - other) signed so that positive means the equivariant model is better; it counts as a
+    win or loss only when it exceeds both the margin (``acc_margin`` points of accuracy, ``loss_margin`` of loss)
+    and twice the standard error of the difference over seeds, else "tie". ``smoother``: ScaleGMN's mean
+    smoothness (validation-loss jumpiness, lower = smoother) is below the other's."""
+    import pandas as pd
+
+    rows = []
+    for (family, objective), sub in runs.groupby(["family", "objective"], sort=False):
+        metric, sign = OBJECTIVE_METRIC[objective]
+        by = {m: g for m, g in sub.groupby("method", sort=False)}
+        sym = next((m for m in by if m.startswith("ScaleGMN")), None)
+        if sym is None:
+            continue
+        for other in (m for m in by if m != sym):
+            a, b = by[sym][metric].to_numpy(float), by[other][metric].to_numpy(float)
+            effect = sign * (a.mean() - b.mean())
+            se = np.sqrt((a.var(ddof=1) / len(a) if len(a) > 1 else 0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0))
+            margin = max(acc_margin if objective == "ce" else loss_margin, 2 * se)
+            outcome = "win" if effect > margin else "loss" if effect < -margin else "tie"
+            rows.append({"family": family, "kind": family.split("-")[0], "objective": objective, "metric": metric,
+                         "scalegmn": a.mean(), "other_method": other, "other": b.mean(), "effect": effect,
+                         "margin": margin, "outcome": outcome,
+                         "smoother": bool(by[sym]["smoothness"].mean() < by[other]["smoothness"].mean())})
+    return pd.DataFrame(rows)
+
+
+def ablation_conclusions(verdict) -> list[str]:
+    """Plain sentences, each computed from :func:`ablation_verdict`'s frame."""
+    lines = []
+    for r in verdict.itertuples():
+        unit = "points" if r.objective == "ce" else "(loss)"
+        lines.append(f"{r.family} {r.objective}: ScaleGMN vs {r.other_method}: effect {r.effect:+.3f} {unit} "
+                     f"(margin {r.margin:.3f}) -> {r.outcome}; smoother: {r.smoother}")
+    for objective, sub in verdict.groupby("objective", sort=False):
+        broken = sub[sub["other_method"].str.contains("sym. broken")]
+        kinds = broken.groupby("kind")["effect"].mean()
+        if {"mlp", "cnn"} <= set(kinds.index):
+            lines.append(f"{objective}: mean effect of symmetry (vs the plain symmetry-broken GMN) MLP {kinds['mlp']:+.3f}, "
+                         f"CNN {kinds['cnn']:+.3f} -> larger for MLPs than for CNNs (the poster's claim): "
+                         f"{bool(kinds['mlp'] > kinds['cnn'])}")
+        wins = (sub["outcome"] == "win").sum()
+        lines.append(f"{objective}: ScaleGMN wins {wins}, ties {(sub['outcome'] == 'tie').sum()}, loses "
+                     f"{(sub['outcome'] == 'loss').sum()} of {len(sub)} comparisons")
+    return lines
+
+
+# -- choosing lambda for the L1 objective (notebook 07) ---------------------------------------------------------------
+def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_epochs=(5,), sgd_lr: float = 0.01,
+              eval_networks: int | None = None, max_acc_drop: float = 5.0, progress: bool = True, **settings):
+    """The accuracy-vs-sparsity trade-off of the L1 objective for every ``lam``, on the *validation* networks (the
+    choice of lambda must not look at the test networks).
+
+    Points: the initial networks, the all-zero network, the L1 ScaleGMN one shot for each ``lam`` (runs cached like
+    every other run; train them in parallel first with :func:`prefetch_runs`), and SGD on CE + lam L1 for each
+    budget in ``sgd_epochs`` and each ``lam``. ``chosen`` (one row flagged) is the largest ``lam`` whose one shot
+    keeps the accuracy on trained checkpoints within ``max_acc_drop`` points of the initial networks'.
+
+    Returns a DataFrame: method, lam, acc_trained (%), l1_reduction (%), near_zero (%), loss (CE + lam L1), chosen.
+    """
+    import pandas as pd
+
+    from .baselines import sgd_finetune
+    from .objective import evaluate, l1_reduction, share_near_zero
+    from .optimize import one_shot
+
+    val = zoo.subset(split="val")
+    if eval_networks is not None:
+        ids = np.sort(val.meta["net_id"].unique())[:eval_networks]
+        val = val.subset(mask=val.meta["net_id"].isin(ids).to_numpy())
+    x, y = data.split("val")
+    trained = torch.as_tensor(trained_mask(val))
+    spec = zoo.spec
+
+    def point(method, lam, params):
+        m = evaluate(spec, params, x, y, lam)
+        return {"method": method, "lam": lam, "acc_trained": 100 * float(m["acc"][trained].double().mean()),
+                "l1_reduction": l1_reduction(val.params, params), "near_zero": share_near_zero(params),
+                "loss": float(m["loss"].double().mean())}
+
+    rows = []
+    for lam in lams:
+        rows.append(point("Initial", lam, val.params))
+        rows.append(point("All-zero network", lam, [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in val.params]))
+        result = train_method(output_dir, zoo, data, "scalegmn", objective="l1", lam=lam, seed=seed, progress=progress,
+                              **settings)
+        new, _ = one_shot(result.model, spec, val.params)
+        rows.append(point("ScaleGMN one shot", lam, new))
+        runs = sgd_finetune(spec, val.params, data, epochs=tuple(sgd_epochs), lam=lam, lr=sgd_lr, seed=seed,
+                            progress=False)
+        rows += [point(f"SGD ({e} epochs)", lam, r.params) for e, r in runs.items()]
+    frame = pd.DataFrame(rows)
+    frame["chosen"] = False
+    initial_acc = frame.loc[frame["method"] == "Initial", "acc_trained"].iloc[0]
+    ok = frame[(frame["method"] == "ScaleGMN one shot") & (frame["acc_trained"] >= initial_acc - max_acc_drop)]
+    if len(ok):
+        frame.loc[ok["lam"].idxmax(), "chosen"] = True
+    return frame

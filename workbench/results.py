@@ -4,12 +4,15 @@ Columns (:data:`COLUMNS`), per network family:
 
 * ``ce_avg_acc`` / ``ce_max_acc``: mean / best test accuracy (%) over networks after cross-entropy fine-tuning
   (lambda = 0);
+* ``ce_avg_acc_trained``: the same mean over the trained checkpoints only (checkpoint epoch >= 1; the untrained
+  epoch-0 networks, which no map from weights alone can turn into classifiers, are left out);
 * ``ce_time_per_net_s``: seconds per network of that fine-tuning;
-* ``l1_avg_acc``: mean test accuracy (%) after L1-regularised fine-tuning (lambda > 0);
+* ``l1_avg_acc`` / ``l1_avg_acc_trained``: mean test accuracy (%) after L1-regularised fine-tuning (lambda > 0),
+  over all / over the trained checkpoints;
 * ``l1_test_loss``: mean over networks of test CE + lambda * L1 of those parameters;
 * ``l1_time_per_net_s``: seconds per network of that fine-tuning;
-* ``l1_sparsity_pct``: the poster's "sparsity", the % reduction of the total L1 norm relative to the initial
-  networks (:func:`workbench.objective.l1_reduction`);
+* ``l1_sparsity_pct``: the poster's "sparsity", which is really the % reduction of the total L1 norm relative to
+  the initial networks (:func:`workbench.objective.l1_reduction`), labelled "L1-norm reduction (%)";
 * ``l1_near_zero_pct``: % of weights and biases with |w| < 1e-3 (:func:`workbench.objective.share_near_zero`).
 
 Nothing is filled in that was not measured: a missing time or method is NaN in the frame and "-" in markdown.
@@ -47,29 +50,33 @@ __all__ = [
 COLUMNS = [
     "method",
     "ce_avg_acc",
+    "ce_avg_acc_trained",
     "ce_max_acc",
     "ce_time_per_net_s",
     "l1_avg_acc",
+    "l1_avg_acc_trained",
     "l1_test_loss",
     "l1_time_per_net_s",
     "l1_sparsity_pct",
     "l1_near_zero_pct",
 ]
 NUMERIC_COLUMNS = COLUMNS[1:]
-ACCURACY_COLUMNS = ["ce_avg_acc", "ce_max_acc", "l1_avg_acc"]
+ACCURACY_COLUMNS = ["ce_avg_acc", "ce_avg_acc_trained", "ce_max_acc", "l1_avg_acc", "l1_avg_acc_trained"]
 TIME_COLUMNS = ["ce_time_per_net_s", "l1_time_per_net_s"]
 PERCENT_COLUMNS = ["l1_sparsity_pct", "l1_near_zero_pct"]
 
 COLUMN_LABELS = {
     "method": "Method",
     "ce_avg_acc": "CE avg acc (%)",
+    "ce_avg_acc_trained": "CE avg acc, trained ckpts (%)",
     "ce_max_acc": "CE max acc (%)",
     "ce_time_per_net_s": "CE time (s/net)",
     "l1_avg_acc": "L1 avg acc (%)",
+    "l1_avg_acc_trained": "L1 avg acc, trained ckpts (%)",
     "l1_test_loss": "L1 test loss (CE+L1)",
     "l1_time_per_net_s": "L1 time (s/net)",
-    "l1_sparsity_pct": "Sparsity (%)",
-    "l1_near_zero_pct": "Weights below 1e-3 (%)",
+    "l1_sparsity_pct": "L1-norm reduction (%)",
+    "l1_near_zero_pct": "Near-zero weights, |w|<1e-3 (%)",
 }
 
 MISSING = "-"
@@ -100,11 +107,14 @@ def method_row(
     l1_seconds_per_net: float | None = None,
     lam: float,
     split: str = "test",
+    trained: Sequence[bool] | torch.Tensor | None = None,
 ) -> dict:
     """One table row: scores ``ce_params`` and ``l1_params`` (batched, the same networks as ``initial``) on ``split``.
 
     For the "Initial" row pass ``ce_params=l1_params=initial`` and no times (its sparsity is then 0 by
     construction). Any part not given stays NaN: nothing is estimated or carried over from another row.
+    ``trained``: (B,) mask of the networks that are trained checkpoints (epoch >= 1); the ``*_trained`` columns
+    average over those (NaN when not given or empty).
 
     Returns:
         a dict with exactly :data:`COLUMNS` as keys.
@@ -114,10 +124,20 @@ def method_row(
     row["ce_time_per_net_s"] = _nan_if_none(ce_seconds_per_net)
     row["l1_time_per_net_s"] = _nan_if_none(l1_seconds_per_net)
     n_initial = check_params(spec, initial, finite=True)
+    mask = None
+    if trained is not None:
+        mask = torch.as_tensor(np.asarray(trained, dtype=bool))
+        if mask.shape != (n_initial,):
+            raise ValueError(f"{name}: trained mask has shape {tuple(mask.shape)}, expected ({n_initial},)")
+
+    def trained_mean(acc: torch.Tensor) -> float:
+        return 100.0 * float(acc[mask].double().mean()) if mask is not None and bool(mask.any()) else float("nan")
+
     if ce_params is not None:
         n = check_params(spec, ce_params, finite=True)
         metrics = evaluate(spec, _on(ce_params, x), x, y)
         row["ce_avg_acc"] = 100.0 * float(metrics["acc"].double().mean())
+        row["ce_avg_acc_trained"] = trained_mean(metrics["acc"])
         row["ce_max_acc"] = 100.0 * float(metrics["acc"].max())
     if l1_params is not None:
         n = check_params(spec, l1_params, finite=True)
@@ -128,6 +148,7 @@ def method_row(
             )
         metrics = evaluate(spec, _on(l1_params, x), x, y, lam)
         row["l1_avg_acc"] = 100.0 * float(metrics["acc"].double().mean())
+        row["l1_avg_acc_trained"] = trained_mean(metrics["acc"])
         row["l1_test_loss"] = float(metrics["loss"].double().mean())
         row["l1_sparsity_pct"] = l1_reduction(_on(initial, x), _on(l1_params, x))
         row["l1_near_zero_pct"] = share_near_zero(l1_params)
@@ -136,7 +157,7 @@ def method_row(
 
 def sgd_rows(spec: NetSpec, data, *, initial: Params, ce_results: Mapping | None = None,
              l1_results: Mapping | None = None, lam: float, split: str = "test",
-             label: str = "SGD ({epochs} epochs)") -> list[dict]:
+             label: str = "SGD ({epochs} epochs)", trained=None) -> list[dict]:
     """Rows for the SGD baselines, one per epoch budget found in either ``{epochs: SGDResult}`` mapping.
 
     Times are the results' ``seconds_per_network`` (the vectorised figure); a budget present for only one
@@ -150,7 +171,7 @@ def sgd_rows(spec: NetSpec, data, *, initial: Params, ce_results: Mapping | None
             label.format(epochs=epochs), spec, data, initial=initial,
             ce_params=ce.params if ce else None, ce_seconds_per_net=ce.seconds_per_network if ce else None,
             l1_params=l1.params if l1 else None, l1_seconds_per_net=l1.seconds_per_network if l1 else None,
-            lam=lam, split=split,
+            lam=lam, split=split, trained=trained,
         ))
     return rows
 
@@ -296,3 +317,66 @@ def spread(values: Sequence[float]) -> tuple[float, float]:
         raise ValueError(f"spread needs a non-empty 1-d sequence, got shape {arr.shape}")
     std = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
     return float(arr.mean()), std
+
+
+# -- presentation and verdicts (notebook 06) -------------------------------------------------------------------
+def styled(df: pd.DataFrame):
+    """A results table as a pandas Styler with the poster's labels and number formats ("-" for not measured),
+    for HTML display in notebooks (no wrapping of raw markdown)."""
+    check_table_schema(df)
+    shown = df.rename(columns=COLUMN_LABELS)
+    formats = {COLUMN_LABELS[c]: (lambda v, c=c: _format_cell(c, v)) for c in NUMERIC_COLUMNS}
+    return shown.style.format(formats).hide(axis="index")
+
+
+#: the targets of the default run, on held-out trained checkpoints (the generalisation issue)
+TARGETS = {"ce_gain_tanh": 8.0, "ce_gain_any": 3.0, "l1_reduction": 70.0, "l1_max_acc_drop": 5.0}
+
+
+def verdicts(tables: Mapping[str, pd.DataFrame], method: str = "ScaleGMN-B") -> pd.DataFrame:
+    """Per family, the one-shot method's numbers against the targets and the poster's claims, each verdict computed
+    from the table with its threshold stated in the row."""
+    rows = []
+    for family, df in tables.items():
+        t = df.set_index("method")
+        if method not in t.index or "Initial" not in t.index:
+            continue
+        init, one = t.loc["Initial"], t.loc[method]
+        gain = one["ce_avg_acc_trained"] - init["ce_avg_acc_trained"]
+        need = TARGETS["ce_gain_tanh"] if family.endswith("tanh") else TARGETS["ce_gain_any"]
+        rows.append({"family": family, "claim": "CE one shot: gain on trained checkpoints (points)",
+                     "value": gain, "threshold": f">= {need:g}", "holds": bool(gain >= need)})
+        drop = init["l1_avg_acc_trained"] - one["l1_avg_acc_trained"]
+        red = one["l1_sparsity_pct"]
+        rows.append({"family": family, "claim": "L1 one shot: L1-norm reduction (%)", "value": red,
+                     "threshold": f">= {TARGETS['l1_reduction']:g}", "holds": bool(red >= TARGETS["l1_reduction"])})
+        rows.append({"family": family, "claim": "L1 one shot: accuracy drop on trained checkpoints (points)",
+                     "value": drop, "threshold": f"<= {TARGETS['l1_max_acc_drop']:g}",
+                     "holds": bool(drop <= TARGETS["l1_max_acc_drop"])})
+        if "All-zero network" in t.index:
+            zero = t.loc["All-zero network", "l1_test_loss"]
+            rows.append({"family": family, "claim": "L1 one shot beats the all-zero network on CE + lambda L1",
+                         "value": one["l1_test_loss"] - zero, "threshold": "< 0",
+                         "holds": bool(one["l1_test_loss"] < zero)})
+        sgd = [m for m in t.index if m.startswith("SGD (")]
+        if sgd:
+            cheapest = min(sgd, key=lambda m: t.loc[m, "ce_time_per_net_s"])
+            diff = one["ce_avg_acc"] - t.loc[cheapest, "ce_avg_acc"]
+            rows.append({"family": family, "claim": f"CE one shot beats {cheapest} (poster: beats 150 epochs)",
+                         "value": diff, "threshold": "> 0", "holds": bool(diff > 0)})
+            faster = t.loc[cheapest, "ce_time_per_net_s"] / one["ce_time_per_net_s"]
+            rows.append({"family": family, "claim": f"one shot is faster per network than {cheapest} (x)",
+                         "value": faster, "threshold": "> 1", "holds": bool(faster > 1)})
+    return pd.DataFrame(rows)
+
+
+def markdown_table(df: pd.DataFrame, digits: int = 2) -> str:
+    """Any small frame as a markdown table (numbers rounded to ``digits``), without the optional tabulate package."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return MISSING if math.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "|".join(["---"] * len(df.columns)) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

@@ -100,3 +100,183 @@ def ablation_bar_figure(frame, metric: str = "avg_acc", title: str = "ScaleGMN-B
                              marker_color=PALETTE[i % len(PALETTE)]))
     fig.update_layout(barmode="group", title=title, yaxis_title=metric, template="plotly_white", height=400)
     return fig
+
+
+def generalisation_figure(history: Sequence[dict], title: str = "Seen vs unseen networks") -> go.Figure:
+    """Per epoch: the one-shot objective on a fixed sample of *training* networks (seen) and on the validation
+    networks (unseen), both on the validation images and in eval mode, plus the training loss as optimised (with
+    dropout/augmentation), and the validation accuracy; the best (selected) epoch is marked."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["one-shot objective", "validation accuracy (%)"])
+    epochs = [h["epoch"] for h in history]
+    series = [("train_loss", "training loss (as optimised)", "#7f7f7f", "dot"),
+              ("seen_loss", "training networks (seen)", PALETTE[0], "solid"),
+              ("val_loss", "validation networks (unseen)", PALETTE[1], "solid")]
+    for key, name, color, dash in series:
+        if all(key in h for h in history):
+            fig.add_trace(go.Scatter(x=epochs, y=[h[key] for h in history], mode="lines+markers", name=name,
+                                     line=dict(color=color, dash=dash), marker=dict(size=5)), row=1, col=1)
+    fig.add_trace(go.Scatter(x=epochs, y=[100 * h["val_acc"] for h in history], mode="lines+markers",
+                             name="validation accuracy", line=dict(color=PALETTE[1]), showlegend=False), row=1, col=2)
+    finite = [(h["val_loss"], h["epoch"]) for h in history if np.isfinite(h["val_loss"])]
+    if finite:
+        best = min(finite)[1]
+        for col in (1, 2):
+            fig.add_vline(x=best, line=dict(color="black", dash="dash", width=1), row=1, col=col)
+        fig.add_annotation(x=best, y=1.02, yref="paper", text=f"best epoch {best}", showarrow=False, xanchor="left")
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(title=title, template="plotly_white", height=400, margin=dict(l=50, r=20, t=80, b=40),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def overfitting_summary(history: Sequence[dict]) -> dict:
+    """Where a run starts to overfit, computed from its history: the best validation epoch, the gap between the
+    training-network and validation-network objective there, and the first epoch after which the validation loss
+    rose while the training-network loss kept falling (None when it never did)."""
+    if not history:
+        raise ValueError("empty training history")
+    val = [h["val_loss"] for h in history]
+    best = int(np.nanargmin(val))
+    gap = history[best].get("seen_loss", float("nan")) - val[best]
+    onset = None
+    for i in range(1, len(history)):
+        seen_now, seen_before = history[i].get("seen_loss"), history[i - 1].get("seen_loss")
+        if seen_now is None or seen_before is None:
+            break
+        if val[i] > min(val[:i]) and seen_now < seen_before:
+            onset = history[i]["epoch"]
+            break
+    return {"best_epoch": history[best]["epoch"], "epochs_run": len(history), "best_val_loss": val[best],
+            "seen_minus_val_at_best": gap, "overfitting_from_epoch": onset,
+            "final_seen_minus_val": history[-1].get("seen_loss", float("nan")) - val[-1]}
+
+
+def checkpoint_gain_figure(by_checkpoint, title: str = "Held-out networks by checkpoint epoch") -> go.Figure:
+    """Average test accuracy before/after per checkpoint epoch (bars), from :func:`workbench.pipeline.gain_by_checkpoint`;
+    the gain is written above each pair."""
+    frame = by_checkpoint
+    labels = [f"epoch {c}" if c not in ("trained", "all") else ("epochs >= 1" if c == "trained" else "all")
+              for c in frame["checkpoint"]]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=labels, y=frame["before"], name="initial", marker_color="#9e9e9e"))
+    fig.add_trace(go.Bar(x=labels, y=frame["after"], name="after one shot", marker_color=PALETTE[0],
+                         text=[f"{g:+.1f}" for g in frame["gain"]], textposition="outside"))
+    fig.update_layout(barmode="group", title=title, yaxis_title="average test accuracy (%)", template="plotly_white",
+                      height=400, yaxis=dict(range=[0, 105]))
+    return fig
+
+
+def training_curves_grid(histories: Mapping[tuple, Sequence[dict]], families: Sequence[str],
+                         objectives: Sequence[str], key: str = "val_loss",
+                         title: str = "Validation loss per epoch") -> go.Figure:
+    """Small multiples: one panel per family x objective, one colour per method, one line per seed.
+
+    ``histories``: ``{(family, objective, method, seed): history}`` as returned by
+    :func:`workbench.pipeline.run_ablation`."""
+    families, objectives = list(families), list(objectives)
+    fig = make_subplots(rows=len(families), cols=len(objectives), shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=[f"{f} / {o}" for f in families for o in objectives])
+    methods = list(dict.fromkeys(k[2] for k in histories))
+    shown = set()
+    for (family, objective, method, seed), hist in histories.items():
+        if family not in families or objective not in objectives:
+            continue
+        color = PALETTE[methods.index(method) % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=[h["epoch"] for h in hist], y=[h[key] for h in hist], mode="lines",
+                                 line=dict(color=color, width=1.5), name=method, legendgroup=method,
+                                 showlegend=method not in shown, opacity=0.8,
+                                 hovertemplate=f"{method} seed {seed}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"),
+                      row=families.index(family) + 1, col=objectives.index(objective) + 1)
+        shown.add(method)
+    fig.update_xaxes(title_text="epoch", row=len(families))
+    fig.update_layout(title=title, template="plotly_white", height=260 * len(families) + 80,
+                      legend=dict(orientation="h", y=-0.08), margin=dict(l=50, r=20, t=80, b=60))
+    return fig
+
+
+def ablation_points_figure(runs, initial, title: str = "Ablation: each objective by its own metric") -> go.Figure:
+    """Two panels: CE -> held-out accuracy on trained checkpoints (%), L1 -> held-out test loss CE + lambda L1.
+    One marker per seed (methods side by side per family), the initial networks' level as a dashed line."""
+    panels = [("ce", "avg_acc_trained", "CE: accuracy on trained checkpoints (%)", "avg_acc_trained"),
+              ("l1", "test_loss", "L1: test loss CE + lambda L1 (lower is better)", "l1_test_loss")]
+    panels = [p for p in panels if (runs["objective"] == p[0]).any()]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[2] for p in panels], horizontal_spacing=0.1)
+    methods = list(dict.fromkeys(runs["method"]))
+    families = list(dict.fromkeys(runs["family"]))
+    for col, (objective, metric, _, init_key) in enumerate(panels, start=1):
+        sub = runs[runs["objective"] == objective]
+        for i, method in enumerate(methods):
+            m = sub[sub["method"] == method]
+            x = [families.index(f) + (i - (len(methods) - 1) / 2) * 0.22 for f in m["family"]]
+            fig.add_trace(go.Scatter(x=x, y=m[metric], mode="markers", name=method, legendgroup=method,
+                                     showlegend=col == 1, marker=dict(size=9, color=PALETTE[i % len(PALETTE)],
+                                                                      line=dict(width=1, color="white")),
+                                     text=[f"seed {s}" for s in m["seed"]]), row=1, col=col)
+        for j, family in enumerate(families):
+            level = initial.loc[initial["family"] == family, init_key]
+            if len(level):
+                fig.add_trace(go.Scatter(x=[j - 0.45, j + 0.45], y=[float(level.iloc[0])] * 2, mode="lines",
+                                         line=dict(color="black", dash="dash", width=1), name="initial networks",
+                                         legendgroup="initial", showlegend=col == 1 and j == 0), row=1, col=col)
+        fig.update_xaxes(tickvals=list(range(len(families))), ticktext=families, row=1, col=col)
+    fig.update_layout(title=title, template="plotly_white", height=430, legend=dict(orientation="h", y=-0.15),
+                      margin=dict(l=50, r=20, t=80, b=60))
+    return fig
+
+
+def lam_pareto_figure(sweep, title: str = "L1 objective: accuracy vs L1-norm reduction (validation networks)") -> go.Figure:
+    """Accuracy on trained checkpoints against L1-norm reduction: one marker per (method, lam) of
+    :func:`workbench.pipeline.lam_sweep`; the one-shot points of the lambdas are joined, SGD budgets joined per
+    budget, the initial and the all-zero network as reference points; the chosen lambda is circled."""
+    fig = go.Figure()
+    one = sweep[sweep["method"] == "ScaleGMN one shot"].sort_values("lam")
+    fig.add_trace(go.Scatter(x=one["l1_reduction"], y=one["acc_trained"], mode="lines+markers+text",
+                             text=[f"lam={v:g}" for v in one["lam"]], textposition="top center", name="ScaleGMN one shot",
+                             marker=dict(size=10, color=PALETTE[0]), line=dict(color=PALETTE[0])))
+    for i, (method, sub) in enumerate((m, g) for m, g in sweep.groupby("method", sort=False) if m.startswith("SGD")):
+        sub = sub.sort_values("lam")
+        fig.add_trace(go.Scatter(x=sub["l1_reduction"], y=sub["acc_trained"], mode="lines+markers", name=method,
+                                 text=[f"lam={v:g}" for v in sub["lam"]], marker=dict(size=8, symbol="square",
+                                 color=PALETTE[(i + 2) % len(PALETTE)]), line=dict(dash="dot")))
+    for method, symbol in (("Initial", "diamond"), ("All-zero network", "x")):
+        ref = sweep[sweep["method"] == method].iloc[:1]
+        fig.add_trace(go.Scatter(x=ref["l1_reduction"], y=ref["acc_trained"], mode="markers", name=method,
+                                 marker=dict(size=12, symbol=symbol, color="black")))
+    chosen = sweep[sweep["chosen"]]
+    if len(chosen):
+        fig.add_trace(go.Scatter(x=chosen["l1_reduction"], y=chosen["acc_trained"], mode="markers",
+                                 name=f"chosen lam = {chosen['lam'].iloc[0]:g}",
+                                 marker=dict(size=22, symbol="circle-open", color="black", line=dict(width=2))))
+    fig.update_layout(title=title, xaxis_title="L1-norm reduction (%)", yaxis_title="accuracy on trained checkpoints (%)",
+                      template="plotly_white", height=480, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def scaling_figure(runs, curves, title: str = "Held-out one-shot gain vs training networks and steps") -> go.Figure:
+    """Left: held-out gain on trained checkpoints vs number of training networks (log x; one marker per seed, the
+    mean joined). Right: held-out gain (validation images) vs optimizer steps, one line per size and seed."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["gain vs training networks", "gain vs training steps"],
+                        horizontal_spacing=0.1)
+    families = list(dict.fromkeys(runs["family"]))
+    for i, family in enumerate(families):
+        color = PALETTE[i % len(PALETTE)]
+        sub = runs[runs["family"] == family]
+        fig.add_trace(go.Scatter(x=sub["train_networks"], y=sub["gain_trained"], mode="markers", name=f"{family} (seeds)",
+                                 marker=dict(size=8, color=color, opacity=0.6), legendgroup=family), row=1, col=1)
+        mean = sub.groupby("train_networks")["gain_trained"].mean()
+        fig.add_trace(go.Scatter(x=mean.index, y=mean.values, mode="lines", name=f"{family} (mean)",
+                                 line=dict(color=color), legendgroup=family), row=1, col=1)
+        sizes = sorted(sub["train_networks"].unique())
+        for (n, seed), c in curves[curves["family"] == family].groupby(["train_networks", "seed"]):
+            shade = 0.35 + 0.65 * (sizes.index(n) + 1) / len(sizes)
+            fig.add_trace(go.Scatter(x=c["step"], y=c["test_gain_val_images"], mode="lines", opacity=shade,
+                                     line=dict(color=color, width=1 + 2 * sizes.index(n) / max(1, len(sizes) - 1)),
+                                     name=f"{family}: {n} networks", legendgroup=family, showlegend=False,
+                                     hovertemplate=f"{family}, {n} networks, seed {seed}<br>step %{{x}}: %{{y:.2f}}<extra></extra>"),
+                          row=1, col=2)
+    fig.update_xaxes(type="log", title_text="training networks (log scale)", row=1, col=1)
+    fig.update_xaxes(title_text="optimizer steps", row=1, col=2)
+    fig.update_yaxes(title_text="gain on trained checkpoints (points)", row=1, col=1)
+    fig.update_yaxes(title_text="gain, all checkpoints, val images (points)", row=1, col=2)
+    fig.update_layout(title=title, template="plotly_white", height=450, legend=dict(orientation="h", y=-0.2))
+    return fig

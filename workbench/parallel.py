@@ -1,0 +1,66 @@
+"""Independent jobs (metanetwork trainings) on several CPU cores at once.
+
+Each metanetwork training runs on one torch thread (small kernels scale badly across threads, see the README's
+Troubleshooting), so a machine with two cores trains two runs in the time of one when they run in separate
+processes. Workers are started with ``spawn`` (safe under Jupyter kernels and with torch's thread pools), each with
+one torch thread; a job is a picklable description, its function a module-level function, and its result comes
+back to the caller. A failing job raises in the caller with the job named.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from typing import Callable, Sequence
+
+__all__ = ["default_workers", "run_parallel"]
+
+
+def default_workers(requested: int | None = None) -> int:
+    """``requested`` when given (>= 1), else the number of usable CPU cores (``WORKBENCH_WORKERS`` overrides)."""
+    if requested is not None:
+        if int(requested) < 1:
+            raise ValueError(f"workers must be >= 1, got {requested}")
+        return int(requested)
+    env = os.environ.get("WORKBENCH_WORKERS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("WORKBENCH_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["WORKBENCH_THREADS"]))
+
+
+def run_parallel(fn: Callable, jobs: Sequence, *, workers: int | None = None, desc: str = "jobs",
+                 progress: bool = True, label: Callable = str) -> list:
+    """``[fn(job) for job in jobs]``, computed by ``workers`` processes (in order of ``jobs``).
+
+    With one worker or one job everything runs in this process (no start-up cost, easy to debug).
+    """
+    from tqdm.auto import tqdm
+
+    workers = min(default_workers(workers), max(1, len(jobs)))
+    if workers == 1:
+        return [fn(job) for job in tqdm(jobs, desc=desc, disable=not progress)]
+    results = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+        futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+        bar = tqdm(total=len(jobs), desc=f"{desc} ({workers} processes)", disable=not progress)
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                results[i] = future.result()
+            except Exception as err:
+                for other in futures:
+                    other.cancel()
+                raise RuntimeError(f"{desc}: job {label(jobs[i])} failed: {type(err).__name__}: {err}") from err
+            bar.update(1)
+        bar.close()
+    return results
