@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {run,validate,train} ...``.
+"""Command line: ``python -m workbench {run,validate,train,zoo,optimize} ...``.
 
 Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchError`: a bad params file, a corrupt
 zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
@@ -46,6 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--symmetry", default=None, choices=["scale", "sign", "none"],
                          help="override: scale | sign | none")
     p_train.add_argument("--no-resume", action="store_true")
+    p_zoo = sub.add_parser("zoo", parents=[common],
+                           help="generate the zoo of one family with a params file's zoo settings (as notebook 03)")
+    p_zoo.add_argument("params")
+    p_zoo.add_argument("--family", required=True, help="mlp-tanh | mlp-relu | cnn-tanh | cnn-relu")
+    p_zoo.add_argument("--seed", type=int, default=None, help="override the params file's seed")
+    p_zoo.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder (or a zoo, replaced)")
+    p_opt = sub.add_parser("optimize", parents=[common],
+                           help="apply a trained meta-optimizer to every network of a zoo folder")
+    p_opt.add_argument("model", help="metanetwork checkpoint, e.g. <run folder>/best.pt")
+    p_opt.add_argument("zoo_dir", metavar="ZOO_DIR", help="a workbench zoo folder or a Small CNN Zoo folder")
+    p_opt.add_argument("--out", required=True, metavar="DIR", help="new folder for the optimized zoo (same format)")
+    p_opt.add_argument("--evaluate", action="store_true",
+                       help="print average/max test accuracy before -> after on the zoo's data set")
+    p_opt.add_argument("--data-path", default=None, metavar="P", help="CIFAR-10 for cifar10-gs zoos")
+    p_opt.add_argument("--batch-size", type=int, default=256, metavar="N", help="networks per forward pass")
+    p_opt.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
     return parser
 
 
@@ -88,6 +104,22 @@ def run_command(args: argparse.Namespace) -> None:
         with run_lock(out, f"python -m workbench train {args.params} --family {args.family}"):
             train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
                               resume=not args.no_resume)
+    elif args.command == "zoo":
+        from .tools import generate_zoo
+
+        zoo = generate_zoo(args.params, args.family, args.out, seed=args.seed)
+        print(f"[workbench] {args.family} zoo written to {args.out}: {zoo.meta['net_id'].nunique()} networks, "
+              f"{len(zoo)} entries (checkpoints), {zoo.spec.describe()}")
+    elif args.command == "optimize":
+        from .tools import optimize_zoo
+
+        s = optimize_zoo(args.model, args.zoo_dir, args.out, evaluate=args.evaluate, data_path=args.data_path,
+                         batch_size=args.batch_size, device=args.device)
+        print(f"[workbench] optimized {s['n_networks']} networks ({s['format']} format) in "
+              f"{s['ms_per_network']:.3f} ms per network; written to {args.out}")
+        if args.evaluate:
+            print(f"[workbench] test accuracy on {s['dataset']}: average {s['avg_acc_before']:.2f} -> "
+                  f"{s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> {s['max_acc_after']:.2f} %")
 
 
 def main(argv: list[str] | None = None) -> int:
