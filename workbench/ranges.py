@@ -174,7 +174,7 @@ PARAMS_RANGES: dict[str, Rule] = {
     "table_methods": Rule(choices=("scalegmn", "gmn", "gmn-aug"), nonempty=True),
     "ablation_families": Rule(choices=_families, nonempty=True),
     "scaling_families": Rule(choices=_families, nonempty=True),
-    "scaling_sizes": Rule(low=4, high=10**7, nonempty=True, note="a zoo needs 4 networks for its splits"),
+    "scaling_sizes": Rule(low=1, high=10**7, nonempty=True),
     "scaling_seeds": Rule(low=0, high=MAX_SEED, nonempty=True),
     "scaling_steps": POSITIVE_INT,
     "lam_family": Rule(choices=_families),
