@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.workbench-setup.stamp
 TEST_MARKERS ?= not slow and not gpu
 CHROMIUM := $(firstword $(foreach b,chromium chromium-browser google-chrome,$(shell command -v $(b) 2>/dev/null)))
 
-.PHONY: setup browser run test test-all smoke bench clean-outputs
+.PHONY: setup browser run test test-all smoke bench bench-gpu clean-outputs
 
 setup: $(STAMP)
 
@@ -50,8 +50,13 @@ smoke: setup
 
 bench: setup
 	$(PY) bench/zoo_generation.py
+	$(PY) bench/sgd_baselines.py
 	$(PY) bench/metanet.py
 	$(PY) bench/amortization.py
+
+# the GPU numbers (needs CUDA; fails at once without it): JSON lines + markdown under outputs/bench/gpu-<date-time>/
+bench-gpu: setup
+	PYTHON=$(PY) bench/gpu.sh
 
 clean-outputs:
 	rm -rf outputs/*/

@@ -1,28 +1,44 @@
 """Single-shot optimization speed and training throughput of the ScaleGMN meta-optimizer.
 
-Measures, for the Small CNN Zoo architecture (1x32x32, 3 x conv 16 3x3 s2, GAP, dense 10) and a metanet of hidden
-size 128, 4 layers, bidirectional, end to end (batched params in, new params out, graph building included):
+Everything is end to end: batched params in, graph built with tensor ops, new params out; a training step is
+metanet forward + zoo-network forward on 128 images + backward + gradient clipping + AdamW.
 
-* batch-1 latency (ms),
-* large-batch throughput (networks/s),
-* training throughput (graphs/s: metanet forward + zoo-network forward on 128 images + backward + AdamW step).
+**CPU (default)**: eager fp32 -- what training runs today -- side by side with the candidate faster paths, each
+timed interleaved with eager in one run, with the ratio:
 
-Runs on the CPU always and on CUDA when present (bf16 autocast for training there). CPU rows use smaller batches
-(printed) so the script finishes in a couple of minutes on 2 cores.
+* ``bf16``: bf16 autocast (``torch.autocast("cpu", torch.bfloat16)``; pays only on CPUs with native bf16 units);
+* ``compile``: ``torch.compile`` of every message-passing layer (``--compile``; compile time counted and printed
+  separately; falls back to eager with a message when compilation fails).
 
-    python bench/metanet.py [--hidden 128] [--layers 4] [--repeats 5]
+Sizes: the default notebook metanet (ScaleGMN-B hidden 32, 3 layers, digits CNN-tanh networks, 32 graphs x 128
+images, one shot on 64 networks) and hidden 128 / 4 layers.
+
+**CUDA** (``--gpu``, what ``bench/gpu.sh`` runs): the Small CNN Zoo architecture, hidden 128, 4 layers: one-shot
+latency at batch 1, one-shot throughput at batch 1,024 in fp32 / TF32 / bf16, training throughput at batch 256
+(fp32 and bf16 autocast). ``--tiny`` shrinks every size so the same code runs on a CPU in seconds (the dry run).
+
+    python bench/metanet.py [--sizes default large] [--compile] [--repeats 5]
+    python bench/metanet.py --gpu [--json results.jsonl] [--tiny --device cpu]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import platform
 import statistics
 import time
 
 import torch
 
+import workbench  # noqa: F401  (one CPU thread)
 from workbench.metanet import ScaleGMN
 from workbench.nets import init_params, small_cnn_zoo_spec
 from workbench.objective import objective
+from workbench.zoo import default_spec
+
+SIZES = {"default": (32, 3), "large": (128, 4)}  # hidden, layers
 
 
 def _sync(device):
@@ -30,74 +46,181 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device, repeats):
-    fn()  # warm-up
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def interleaved(fns: dict, device, repeats: int) -> dict:
+    """Median seconds per call of each function, taken in turn (so load changes hit all alike), after a warm-up."""
+    for fn in fns.values():
         fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    _sync(device)
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_device(device, hidden, layers, repeats, big_batch, train_batch):
-    spec = small_cnn_zoo_spec("tanh")
-    torch.manual_seed(0)
-    model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True).to(device)
-    rows = []
-    one = init_params(spec, 1, torch.Generator().manual_seed(0), device=device)
-    t = timed(lambda: model.optimize(spec, one), device, repeats)
-    rows.append(("one-shot latency, batch 1", 1, f"{t * 1e3:.2f} ms", f"{1 / t:,.0f} nets/s"))
-    many = init_params(spec, big_batch, torch.Generator().manual_seed(1), device=device)
-    t = timed(lambda: model.optimize(spec, many), device, repeats)
-    rows.append((f"one-shot throughput, batch {big_batch}", big_batch, f"{t * 1e3:.1f} ms",
-                 f"{big_batch / t:,.0f} nets/s"))
-    if device.type == "cuda":
-        def amp_shot():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                model.optimize(spec, many)
-        t = timed(amp_shot, device, repeats)
-        rows.append((f"one-shot throughput bf16, batch {big_batch}", big_batch, f"{t * 1e3:.1f} ms",
-                     f"{big_batch / t:,.0f} nets/s"))
-    zoo = init_params(spec, train_batch, torch.Generator().manual_seed(2), device=device)
-    x = torch.randn(128, 1, 32, 32, device=device)
-    y = torch.randint(0, 10, (128,), device=device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
+def make_step(model, net, spec, zoo, x, y, *, amp_dtype=None):
+    """One training step of ``model`` (called through ``net``, e.g. a compiled wrapper) with AdamW."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    device = x.device
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = objective(spec, model(zoo), x, y).mean()
+        with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            loss = objective(spec, net(zoo), x, y).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
+    return step
 
-    t = timed(step, device, max(2, repeats // 2))
-    rows.append((f"training step, batch {train_batch} graphs x 128 images", train_batch, f"{t * 1e3:.1f} ms",
-                 f"{train_batch / t:,.0f} graphs/s"))
+
+def make_shot(model, spec, params, *, amp_dtype=None):
+    device = params[0][0].device
+
+    def shot():
+        with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            model.optimize(spec, params)
+    return shot
+
+
+def compiled_copy(model):
+    """A copy of ``model`` whose message-passing layers run through torch.compile; (copy, error or None)."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    try:
+        for layer in twin.layers:
+            layer.forward = torch.compile(layer.forward, dynamic=False)
+        return twin, None
+    except Exception as err:  # noqa: BLE001  (any failure means: run eager)
+        return model, f"{type(err).__name__}: {err}"
+
+
+def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=64):
+    device = torch.device("cpu")
+    spec = default_spec("cnn-tanh")
+    zoo = init_params(spec, n_graphs, torch.Generator().manual_seed(2))
+    shot_params = init_params(spec, n_shot, torch.Generator().manual_seed(1))
+    x = torch.randn(n_images, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    y = torch.randint(0, 10, (n_images,), generator=torch.Generator().manual_seed(4))
+    rows = []
+    for size in sizes:
+        hidden, layers = SIZES[size]
+        torch.manual_seed(0)
+        model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True)
+        eager_model = model
+        variants = {"eager fp32": (eager_model, eager_model, None), "bf16 autocast": (model, model, torch.bfloat16)}
+        if use_compile:
+            twin, error = compiled_copy(model)
+            start = time.perf_counter()
+            try:
+                make_step(twin, twin, spec, zoo, x, y)()
+                make_shot(twin, spec, shot_params)()
+                variants["torch.compile"] = (twin, twin, None)
+                rows.append({"size": size, "measurement": "torch.compile: compile time (first step + first shot)",
+                             "seconds": time.perf_counter() - start})
+            except Exception as err:  # noqa: BLE001
+                error = f"{type(err).__name__}: {err}"
+            if error:
+                print(f"# torch.compile failed, eager only: {error[:300]}")
+        label = f"hidden {hidden}, {layers} layers"
+        steps = {k: make_step(m, net, spec, zoo, x, y, amp_dtype=amp) for k, (m, net, amp) in variants.items()}
+        t = interleaved(steps, device, repeats)
+        for k, sec in t.items():
+            rows.append({"size": size, "label": label, "measurement": f"training step, {n_graphs} graphs x "
+                         f"{n_images} images", "variant": k, "seconds": sec, "rate": n_graphs / sec,
+                         "unit": "graphs/s", "ratio": t["eager fp32"] / sec})
+        shots = {k: make_shot(m, spec, shot_params, amp_dtype=amp) for k, (m, _, amp) in variants.items()}
+        t = interleaved(shots, device, repeats)
+        for k, sec in t.items():
+            rows.append({"size": size, "label": label, "measurement": f"one shot, batch {n_shot}", "variant": k,
+                         "seconds": sec, "rate": n_shot / sec, "unit": "nets/s", "ratio": t["eager fp32"] / sec})
     return rows
 
 
-def main():
+@contextlib.contextmanager
+def tf32(enabled: bool):
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def gpu_rows(device, *, tiny=False, repeats=5):
+    """The GPU targets of issue 14 item 3 (metanet part) as JSON-ready records."""
+    spec = small_cnn_zoo_spec("tanh")
+    hidden, layers, big, train_batch, n_images = (128, 4, 1024, 256, 128) if not tiny else (8, 1, 4, 2, 8)
+    repeats = 1 if tiny else repeats
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    torch.manual_seed(0)
+    model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True).to(device)
+    rows = []
+
+    def record(measurement, precision, seconds, n, unit):
+        rows.append({"bench": "metanet", "device": name, "measurement": measurement, "precision": precision,
+                     "batch": n, "seconds": seconds, "rate": n / seconds, "unit": unit, "hidden": hidden,
+                     "layers": layers})
+
+    one = init_params(spec, 1, torch.Generator().manual_seed(0), device=device)
+    with tf32(False):
+        record("one-shot latency", "fp32", interleaved({"s": make_shot(model, spec, one)}, device, repeats)["s"],
+               1, "nets/s")
+    many = init_params(spec, big, torch.Generator().manual_seed(1), device=device)
+    for precision, allow_tf32, amp in (("fp32", False, None), ("tf32", True, None), ("bf16", True, torch.bfloat16)):
+        with tf32(allow_tf32):
+            sec = interleaved({"s": make_shot(model, spec, many, amp_dtype=amp)}, device, repeats)["s"]
+        record("one-shot throughput", precision, sec, big, "nets/s")
+    zoo = init_params(spec, train_batch, torch.Generator().manual_seed(2), device=device)
+    x = torch.randn(n_images, 1, 32, 32, device=device)
+    y = torch.randint(0, 10, (n_images,), device=device)
+    model.train()
+    for precision, amp in (("tf32", None), ("bf16", torch.bfloat16)):
+        with tf32(True):
+            sec = interleaved({"s": make_step(model, model, spec, zoo, x, y, amp_dtype=amp)}, device,
+                              max(1, repeats // 2))["s"]
+        record(f"training step ({n_images} images)", precision, sec, train_batch, "graphs/s")
+    return rows
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"ScaleGMN-B, Small CNN Zoo architecture, hidden {args.hidden}, {args.layers} layers; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
-    print(f"| device | measurement | time | rate |\n|---|---|---|---|")
-    for device in devices:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-        big, train_b = (1024, 256) if device.type == "cuda" else (64, 16)
-        for label, _, t, rate in bench_device(device, args.hidden, args.layers, args.repeats, big, train_b):
-            print(f"| {name} | {label} | {t} | {rate} |", flush=True)
-    if len(devices) == 1:
-        print("(no CUDA device here: GPU rows not measured)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd layers (slow to compile)")
+    parser.add_argument("--gpu", action="store_true", help="the CUDA measurements of bench/gpu.sh")
+    parser.add_argument("--device", default="cuda", help="device of --gpu (cpu only with --tiny)")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes: a dry run of --gpu in seconds")
+    parser.add_argument("--json", help="append one JSON line per measurement to this file")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), {os.cpu_count()} CPUs, "
+          f"load average {load:.2f}")
+    if args.gpu:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("error: --gpu needs a CUDA device and torch.cuda.is_available() is False")
+        rows = gpu_rows(device, tiny=args.tiny, repeats=args.repeats)
+        print("| device | measurement | precision | batch | time (ms) | rate |\n|---|---|---|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['device']} | {r['measurement']} | {r['precision']} | {r['batch']} | "
+                  f"{r['seconds'] * 1e3:.2f} | {r['rate']:,.0f} {r['unit']} |")
+    else:
+        rows = cpu_compare(args.sizes, args.repeats, args.compile)
+        print("| metanet | measurement | variant | time (ms) | rate | vs eager fp32 |\n|---|---|---|---:|---:|---:|")
+        for r in rows:
+            if "variant" not in r:
+                print(f"| {r['size']} | {r['measurement']} | | {r['seconds'] * 1e3:.0f} | | |")
+                continue
+            print(f"| {r['label']} | {r['measurement']} | {r['variant']} | {r['seconds'] * 1e3:.1f} | "
+                  f"{r['rate']:,.0f} {r['unit']} | **{r['ratio']:.2f}x** |", flush=True)
+    if args.json:
+        with open(args.json, "a") as f:
+            for r in rows:
+                f.write(json.dumps({"bench": "metanet", **r}) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
@@ -143,6 +144,7 @@ def main(argv=None):
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}),
                         help="torch thread counts to time both sides with (default: 1 and all CPUs)")
+    parser.add_argument("--json", help="append the rows as JSON lines to this file")
     args = parser.parse_args(argv)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -154,6 +156,11 @@ def main(argv=None):
         print(f"# CUDA: {torch.cuda.get_device_name()}")
     rows = run(args.families, args.networks, args.loop_networks, args.epochs, args.batch_size, devices, args.threads)
     print(format_table(rows))
+    if args.json:
+        name = torch.cuda.get_device_name() if "cuda" in devices else platform.processor() or "cpu"
+        with open(args.json, "a") as f:
+            for r in rows:
+                f.write(json.dumps({"bench": "zoo_generation", "device_name": name, **r}) + "\n")
     if load:
         print(f"# load average after: {os.getloadavg()[0]:.2f}")
 

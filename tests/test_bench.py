@@ -1,0 +1,71 @@
+"""bench/gpu.sh: fails fast and clearly without CUDA, and its dry run (tiny sizes, CPU) writes the JSON lines and the
+markdown table the GPU run would write."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+import gpu  # noqa: E402  (bench/gpu.py)
+
+
+def run_gpu_script(*args, timeout=600):
+    return subprocess.run([str(ROOT / "bench" / "gpu.sh"), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_gpu_script_fails_fast_without_cuda(tmp_path):
+    done = run_gpu_script("--out", str(tmp_path / "run"), timeout=120)
+    assert done.returncode == 2
+    assert "needs a CUDA GPU" in done.stderr and "--dry-run" in done.stderr
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def _check_outputs(folder: Path, benches):
+    records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    assert {r["bench"] for r in records} == set(benches)
+    assert not [r for r in records if "error" in r]
+    table = (folder / "results.md").read_text()
+    for bench in benches:
+        assert f"### {bench}" in table
+    return records
+
+
+def test_gpu_script_dry_run_metanet(tmp_path):
+    done = run_gpu_script("--dry-run", "--only", "metanet", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = _check_outputs(tmp_path, ["metanet"])
+    measured = {(r["measurement"], r["precision"]) for r in records}
+    assert measured == {("one-shot latency", "fp32"), ("one-shot throughput", "fp32"),
+                        ("one-shot throughput", "tf32"), ("one-shot throughput", "bf16"),
+                        ("training step (8 images)", "tf32"), ("training step (8 images)", "bf16")}
+    assert all(r["seconds"] > 0 and r["rate"] > 0 for r in records)
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run_all_steps(tmp_path):
+    done = run_gpu_script("--dry-run", "--out", str(tmp_path), timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_outputs(tmp_path, gpu.STEPS)
+
+
+def test_markdown_table_has_one_section_per_bench():
+    records = [{"bench": "a", "x": 1.23456, "y": "u"}, {"bench": "b", "z": None}, {"bench": "a", "x": 2.0}]
+    text = gpu.markdown(records)
+    assert text.count("### ") == 2
+    assert "| x | y |" in text and "| 1.235 | u |" in text and "| 2 |  |" in text
+
+
+def test_failed_step_is_recorded_and_fails_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu, "steps", lambda *a: [("metanet", [sys.executable, "-c", "raise SystemExit(3)"], 60)])
+    assert gpu.main(["--dry-run", "--out", str(tmp_path)]) == 1
+    (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert record["bench"] == "metanet" and "exit status 3" in record["error"]
