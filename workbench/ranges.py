@@ -146,6 +146,7 @@ PARAMS_RANGES: dict[str, Rule] = {
     "device": DEVICE,
     "lam": NON_NEGATIVE,
     "meta_epochs": Rule(low=1, high=1_000_000),
+    "mlp_meta_epochs": Rule(low=1, high=1_000_000),
     "meta_hidden": Rule(low=1, high=65_536),
     "meta_layers": Rule(low=1, high=1_000),
     "meta_lr": POSITIVE,
