@@ -358,15 +358,11 @@ def test_run_parallel_returns_results_in_job_order_and_names_a_failing_job():
     assert [r[1] for r in run_parallel(slow_first, [1, 2], workers=1, progress=False)] == [os.getpid()] * 2
 
 
-@pytest.mark.xfail(strict=True, reason="run_parallel names a failing job only when it runs in worker processes; with "
-                                       "one worker (or one job) the job's own exception escapes without its name")
 def test_run_parallel_names_a_failing_job_in_process_too():
     with pytest.raises(RuntimeError, match="job job-boom failed"):
         run_parallel(slow_first, [1, "boom"], workers=1, progress=False, label=lambda j: f"job-{j}")
 
 
-@pytest.mark.xfail(strict=True, reason="TrainConfig accepts augment_scales that are not a (low, high) pair; "
-                                       "a 3-tuple fails only inside training, a reversed pair is taken as is")
 @pytest.mark.parametrize("scales", [(0.5, 1.0, 2.0), (4.0, 0.25)])
 def test_augment_scales_must_be_a_low_high_pair(scales):
     from workbench.errors import ConfigError

@@ -563,7 +563,7 @@ CASES = [
     (params_directory, ParamsError, r"is not a file \(a directory\?\)"),
     (params_does_not_exist, ParamsError, r"does not exist; the ones shipped are in params/"),
     # checkpoints
-    (ckpt_does_not_exist, FileNotFoundError, r"no metanetwork checkpoint at .*; train one first"),
+    (ckpt_does_not_exist, CheckpointError, r"no metanetwork checkpoint at .*; train one first"),
     (ckpt_truncated, CheckpointError, r"is not a readable PyTorch checkpoint \(truncated or corrupt"),
     (ckpt_empty, CheckpointError, r"is not a readable PyTorch checkpoint \(truncated or corrupt: EOFError"),
     (ckpt_runs_code, CheckpointError, r"refused to unpickle non-tensor objects \(loading with weights_only=True, "

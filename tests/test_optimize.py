@@ -11,7 +11,7 @@ import torch
 from workbench.nets import NetSpec, init_params, select
 from workbench.objective import evaluate
 from workbench import optimize
-from workbench.optimize import TrainConfig, load_model, train
+from workbench.optimize import CheckpointError, TrainConfig, load_model, train
 
 SPEC = NetSpec.mlp((6, 5, 3), "tanh")
 
@@ -108,7 +108,7 @@ def test_checkpoints_load_without_code_execution(tmp_path):
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         load_model(evil)
     assert not witness.exists(), "loading a checkpoint ran code"
-    with pytest.raises(FileNotFoundError, match="no metanetwork checkpoint"):
+    with pytest.raises(CheckpointError, match="no metanetwork checkpoint"):
         load_model(tmp_path / "missing.pt")
 
 

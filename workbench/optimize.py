@@ -91,6 +91,11 @@ class TrainConfig:
         from .ranges import check_train_config  # one range table for every setting (workbench/ranges.py)
 
         check_train_config(self)
+        scales = self.augment_scales
+        if len(scales) != 2 or not scales[0] <= scales[1]:
+            from .errors import ConfigError
+
+            raise ConfigError(f"augment_scales must be a (low, high) pair with 0 < low <= high, got {scales!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -392,7 +397,7 @@ def load_model(path: str | os.PathLike, map_location="cpu", *, spec: NetSpec | N
     that holds anything but tensors and plain containers (which would need code to unpickle)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no metanetwork checkpoint at {path}; train one first (notebook 04 or "
+        raise CheckpointError(f"no metanetwork checkpoint at {path}; train one first (notebook 04 or "
                                 "`python -m workbench train`)")
     if not path.is_file():
         raise CheckpointError(f"{path} is not a file; expected a checkpoint such as <run folder>/best.pt")

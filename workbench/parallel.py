@@ -48,7 +48,13 @@ def run_parallel(fn: Callable, jobs: Sequence, *, workers: int | None = None, de
 
     workers = min(default_workers(workers), max(1, len(jobs)))
     if workers == 1:
-        return [fn(job) for job in tqdm(jobs, desc=desc, disable=not progress)]
+        results = []
+        for job in tqdm(jobs, desc=desc, disable=not progress):
+            try:
+                results.append(fn(job))
+            except Exception as err:
+                raise RuntimeError(f"{desc}: job {label(job)} failed: {type(err).__name__}: {err}") from err
+        return results
     results = [None] * len(jobs)
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
         futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
