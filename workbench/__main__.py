@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {run,validate,train,zoo,optimize} ...``.
+"""Command line: ``python -m workbench {run,validate,train,zoo,optimize,report} ...``.
 
 Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchError`: a bad params file, a corrupt
 zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_opt.add_argument("--data-path", default=None, metavar="P", help="CIFAR-10 for cifar10-gs zoos")
     p_opt.add_argument("--batch-size", type=int, default=256, metavar="N", help="networks per forward pass")
     p_opt.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
+    p_rep = sub.add_parser("report", parents=[common],
+                           help="snapshot a finished run's results into the repository and render them (README block)")
+    p_rep.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
+    p_rep.add_argument("--snapshot", required=True, metavar="DEST", help="e.g. docs/results/default")
+    p_rep.add_argument("--readme", default=None, metavar="README",
+                       help="also replace this file's <!-- BEGIN RESULTS NAME --> block (NAME = DEST's folder name)")
     return parser
 
 
@@ -120,6 +126,14 @@ def run_command(args: argparse.Namespace) -> None:
         if args.evaluate:
             print(f"[workbench] test accuracy on {s['dataset']}: average {s['avg_acc_before']:.2f} -> "
                   f"{s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> {s['max_acc_after']:.2f} %")
+    elif args.command == "report":
+        from .report import render, snapshot, update_readme
+
+        dest = snapshot(args.run_dir, args.snapshot)
+        print(render(dest))
+        if args.readme:
+            update_readme(args.readme, dest)
+            print(f"[workbench] {args.readme}: block {dest.name} regenerated from {dest}")
 
 
 def main(argv: list[str] | None = None) -> int:
