@@ -275,7 +275,7 @@ def _check_smoke_artifacts(out: Path) -> None:
         assert (out / "notebooks" / f".{nb.stem}.done.json").exists(), nb.name
     assert not list((out / "notebooks").glob("*.failed.ipynb"))
     assert not list((out / "notebooks").glob(".*.running.ipynb"))
-    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_"):
+    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_", "07_"):
         names = {p.suffix for p in (out / "figures").glob(prefix + "*")}
         assert {".json", ".html"} <= names, prefix
 
@@ -287,16 +287,23 @@ def _check_smoke_artifacts(out: Path) -> None:
         frame = frame.drop(columns="family").reset_index(drop=True)
         check_table_schema(frame)
         methods = list(frame["method"])
-        assert methods[:3] == ["Initial", "ScaleGMN-B", "GMN (sym. broken)-B"]
-        assert [f"SGD ({e} epochs)" for e in params["sgd_epochs"]] == methods[3:3 + len(params["sgd_epochs"])]
-        # every measured row is filled: no invented and no missing numbers in the first rows
-        assert frame.iloc[1:3].drop(columns="method").notna().all(axis=None)
+        assert methods[:4] == ["Initial", "All-zero network", "ScaleGMN-B", "GMN-B (sym. broken)"]
+        assert [f"SGD ({e} epochs)" for e in params["sgd_epochs"]] == methods[4:4 + len(params["sgd_epochs"])]
+        # every measured row is filled: no invented and no missing numbers in the one-shot rows
+        assert frame.iloc[2:4].drop(columns="method").notna().all(axis=None)
         assert frame.iloc[0][["ce_avg_acc", "l1_test_loss"]].notna().all()
+        zero = frame.iloc[1]
+        assert zero["l1_sparsity_pct"] == 100.0 and zero[["ce_avg_acc", "ce_time_per_net_s"]].isna().all()
         assert f"## {family}" in md
 
     runs = pd.read_csv(out / "results" / "ablation_runs.csv")
-    assert len(runs) == len(params["families"]) * len(params["objectives"]) * 2 * params["n_seeds"]
+    assert len(runs) == (len(params["ablation_families"]) * len(params["objectives"]) * len(params["methods"])
+                         * params["n_seeds"])
     assert runs["finite"].all()
+    scaling = pd.read_csv(out / "results" / "scaling.csv")
+    assert len(scaling) == len(params["scaling_families"]) * len(params["scaling_sizes"]) * len(params["scaling_seeds"])
+    sweep = pd.read_csv(out / "results" / "lam_sweep.csv")
+    assert sorted(sweep["lam"].unique()) == sorted(params["lam_values"])
 
 
 @pytest.mark.notebooks
