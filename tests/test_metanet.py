@@ -248,3 +248,51 @@ def test_gradients_are_finite_with_zero_features(family, symmetry):
     objective(spec, model(params), x, y, lam=1e-3).mean().backward()
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     assert not bad, f"non-finite gradients in {bad}"
+
+
+# -- the gated (multiplicative) update -------------------------------------------------------------------------------
+def make_gated(spec, dtype, symmetry=None, seed=0):
+    torch.manual_seed(seed)
+    model = ScaleGMN.for_spec(spec, hidden=8, n_layers=2, symmetry=symmetry, gate=True).to(dtype).eval()
+    with torch.no_grad():  # only the gate contributes, at full size: a sensitive target
+        model.out_scale_w.zero_()
+        model.out_scale_b.zero_()
+        model.gate_scale_w.fill_(1.0)
+        model.gate_scale_b.fill_(1.0)
+    return model
+
+
+@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gated_update_is_equivariant(family, dtype):
+    spec = SPECS[family]
+    model = make_gated(spec, dtype)
+    params = init_params(spec, 3, torch.Generator().manual_seed(1), dtype=dtype)
+    rtol = 1e-3 if dtype == torch.float32 else None
+    assert_equivariant(deltas_only(model), spec, params, group_of(spec), n_elements=3,
+                       generator=torch.Generator().manual_seed(2), rtol=rtol)
+    # the gate really acts: the update is nonzero and proportional to the input weights entrywise
+    delta = deltas_only(model)(params)
+    assert all(float(dw.abs().max()) > 0 for dw, _ in delta)
+
+
+def test_gated_update_of_the_broken_model_is_not_scale_equivariant():
+    spec = SPECS["mlp-relu"]
+    model = make_gated(spec, torch.float64, symmetry="none")
+    params = init_params(spec, 3, torch.Generator().manual_seed(1), dtype=torch.float64)
+    err = max_equivariance_error(deltas_only(model), spec, params, "scale", n_elements=3,
+                                 generator=torch.Generator().manual_seed(3))
+    assert err > 1e-3
+
+
+def test_gate_can_zero_a_weight_exactly():
+    """gamma = -1 / s_l prunes: with the additive part off and the gate's output forced to -1, theta' = 0."""
+    spec = SPECS["cnn-tanh"]
+    model = make_gated(spec, torch.float64)
+    with torch.no_grad():
+        for head in (model.head_gate_w, model.head_gate_b):
+            head.out.weight.zero_()
+            head.out.bias.fill_(-1.0)
+    params = init_params(spec, 2, torch.Generator().manual_seed(1), dtype=torch.float64)
+    new = model(params)
+    assert all(float(w.abs().max()) < 1e-12 and float(b.abs().max()) < 1e-12 for w, b in new)

@@ -61,6 +61,8 @@ class TrainConfig:
         patience: stop when the validation loss has not improved for this many epochs (None = run all epochs).
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
+        gate: the metanet also outputs an invariant multiplicative gate per weight and bias (see
+            :class:`~workbench.metanet.ScaleGMN`), so it can shrink or prune weights directly.
     """
 
     lam: float = 0.0
@@ -86,6 +88,7 @@ class TrainConfig:
     augment_scales: tuple[float, float] = (0.25, 4.0)
     patience: int | None = None
     train_eval_networks: int = 128
+    gate: bool = True
 
     def __post_init__(self):
         from .ranges import check_train_config  # one range table for every setting (workbench/ranges.py)
@@ -155,7 +158,8 @@ def _atomic_save(obj, path: Path) -> None:
 
 def build_model(spec: NetSpec, config: TrainConfig) -> ScaleGMN:
     return ScaleGMN.for_spec(spec, hidden=config.hidden, n_layers=config.n_layers,
-                             bidirectional=config.bidirectional, symmetry=config.symmetry, dropout=config.dropout)
+                             bidirectional=config.bidirectional, symmetry=config.symmetry, dropout=config.dropout,
+                             gate=config.gate)
 
 
 def augment(spec: NetSpec, params: Params, config: TrainConfig, generator: torch.Generator) -> Params:

@@ -42,13 +42,18 @@ class ScaleGMN(nn.Module):
             picks the group of ``spec``'s activation.
         dropout: dropout inside the invariant MLPs.
         out_scale_init: initial per-layer output scale of the residual update.
+        gate: add a multiplicative update ``theta' = theta + delta + s_l * gamma(G, theta) * theta`` with ``gamma``
+            *invariant* per weight/bias (an invariant times ``theta`` transforms like ``theta``, so equivariance is
+            kept) and ``s_l`` a per-layer scale initialised at ``out_scale_init``: shrinking, pruning (gamma = -1
+            gives exactly 0) or rescaling a weight is then one output away instead of a large additive delta.
 
     Shapes:
         ``forward(params)``: batched params of B networks -> batched params of B networks.
     """
 
     def __init__(self, spec: NetSpec, hidden: int = 128, n_layers: int = 4, bidirectional: bool = True,
-                 symmetry: str | None = None, dropout: float = 0.0, out_scale_init: float = 0.01):
+                 symmetry: str | None = None, dropout: float = 0.0, out_scale_init: float = 0.01,
+                 gate: bool = False):
         super().__init__()
         symmetry = symmetry or default_symmetry(spec)
         if symmetry not in SYMMETRIES:
@@ -61,7 +66,8 @@ class ScaleGMN(nn.Module):
             )
         self.spec, self.hidden, self.symmetry, self.bidirectional = spec, hidden, symmetry, bidirectional
         self.config = dict(hidden=hidden, n_layers=n_layers, bidirectional=bidirectional, symmetry=symmetry,
-                           dropout=dropout, out_scale_init=out_scale_init)
+                           dropout=dropout, out_scale_init=out_scale_init, gate=gate)
+        self.gate = gate
         layout = graph_layout(spec)
         n_types, n_wlayers, d = layout.n_node_types, spec.n_layers, hidden
         hidden_type = torch.zeros(n_types, dtype=torch.bool)
@@ -86,6 +92,11 @@ class ScaleGMN(nn.Module):
         self.head_side_src = nn.Linear(2 * d if bidirectional else d, d, bias=False)
         self.out_scale_w = nn.Parameter(torch.full((n_wlayers,), float(out_scale_init)))
         self.out_scale_b = nn.Parameter(torch.full((n_wlayers,), float(out_scale_init)))
+        if gate:
+            self.head_gate_b = ScaleInv(d, n_side // 2, 1, symmetry, d_hidden=d)
+            self.head_gate_w = ScaleInv(d, 0, spec.edge_dim, symmetry, d_hidden=d)
+            self.gate_scale_w = nn.Parameter(torch.full((n_wlayers,), float(out_scale_init)))
+            self.gate_scale_b = nn.Parameter(torch.full((n_wlayers,), float(out_scale_init)))
         self.reset_parameters()
 
     @classmethod
@@ -122,7 +133,9 @@ class ScaleGMN(nn.Module):
 
     # -- the forward pass ------------------------------------------------------------------------------------
     def deltas(self, params: Params) -> tuple[Tensor, Tensor]:
-        """Raw updates for B networks: node values ``(B*n,)`` (0 on input nodes) and edge values ``(B*E, F)``."""
+        """Raw updates for B networks: node values ``(B*n,)`` (0 on input nodes) and edge values ``(B*E, F)``.
+
+        With ``gate`` the multiplicative part ``s_l * gamma * theta`` is included (it needs the input values)."""
         graph = to_graph(self.spec, params, check=False)
         node_type, node_kind, node_layer = graph.node_type, graph.node_kind, graph.node_layer
         edge_layer, edge_index = graph.edge_layer, graph.edge_index
@@ -153,6 +166,11 @@ class ScaleGMN(nn.Module):
         inv = self.head_edge(e, pre=pre)  # (E, F)
         dw = inv if self.head_edge_w is None else self.head_edge_w(e) * inv
         dw = dw * (self.out_scale_w[edge_layer] * self.w_norm[edge_layer]).to(dw.dtype)[:, None]
+        if self.gate:  # invariant gates times the input values: equivariant, and 0 at gamma = -1 / s_l
+            gb = self.head_gate_b(h, node_side).squeeze(-1) * self.gate_scale_b[bias_layer].to(h.dtype)  # (N,)
+            db = db + torch.where(has_bias, gb * graph.x.squeeze(-1).to(db.dtype), torch.zeros_like(db))
+            gw = self.head_gate_w(e, pre=pre) * self.gate_scale_w[edge_layer].to(e.dtype)[:, None]  # (E, F)
+            dw = dw + gw * graph.edge_attr.to(dw.dtype)
         dw = dw * graph.edge_mask  # dense edges of a CNN only use their one slot
         return db, dw
 
