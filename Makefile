@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.workbench-setup.stamp
 TEST_MARKERS ?= not slow and not gpu
 CHROMIUM := $(firstword $(foreach b,chromium chromium-browser google-chrome,$(shell command -v $(b) 2>/dev/null)))
 
-.PHONY: setup browser run test test-all smoke bench bench-gpu clean-outputs
+.PHONY: setup browser run test test-all smoke study bench bench-gpu clean-outputs
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ test-all: setup browser
 
 smoke: setup
 	$(PY) -m workbench run params/smoke.yaml
+
+# the complete study (about 90 minutes on 2 cores)
+study: setup
+	$(PY) -m workbench run params/study.yaml
 
 bench: setup
 	$(PY) bench/zoo_generation.py

@@ -48,7 +48,8 @@ class TrainConfig:
         device: "auto" (CUDA when present), "cpu" or "cuda[:i]".
         amp: bf16 autocast when on CUDA.
         val_images: cap on validation images per evaluation (None = all).
-        val_networks: cap on validation networks per evaluation (None = all).
+        val_networks: cap on the validation entries scored per evaluation, taken in zoo order (whole networks with all
+            their checkpoints first; None = all). Scoring costs a one-shot pass per epoch, not training.
         noise: weight-space augmentation: every training network of a step gets Gaussian noise of standard deviation
             ``noise`` x (that network's RMS of that layer's weights, resp. biases) added to its input. The objective
             is computed on the metanet's output for the noisy network, so a perturbed network is as valid a training

@@ -206,7 +206,8 @@ def training_settings(values: dict) -> dict:
     """Map notebook parameters (``meta_*``) to :class:`TrainConfig` fields."""
     mapping = {"meta_epochs": "epochs", "mlp_meta_epochs": "mlp_epochs", "meta_hidden": "hidden", "meta_layers": "n_layers", "meta_lr": "lr",
                "meta_dropout": "dropout", "meta_weight_decay": "weight_decay", "meta_noise": "noise",
-               "meta_patience": "patience", "batch_networks": "batch_networks", "batch_images": "batch_images",
+               "meta_patience": "patience", "meta_val_entries": "val_networks",
+               "batch_networks": "batch_networks", "batch_images": "batch_images",
                "bidirectional": "bidirectional", "device": "device"}
     return {field: values[key] for key, field in mapping.items() if key in values}
 
