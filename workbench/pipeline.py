@@ -51,7 +51,7 @@ ZOO_BATCH_SIZE = 32
 
 def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *, n_networks: int, zoo_epochs: int,
             seed: int = 0, zoo_path: str | None = None, device: str = "cpu", progress: bool = True,
-            verbose: bool = True) -> Zoo:
+            verbose: bool = True, test_fraction: float = 0.5) -> Zoo:
     """The zoo of ``family``: the Small CNN Zoo at ``zoo_path`` when given (CNN families; networks with NaN weights
     are dropped and counted in ``zoo.info``), else a zoo generated on ``data`` and cached in
     ``output_dir/zoo/<family>`` (regenerated only when the settings differ)."""
@@ -65,7 +65,7 @@ def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *,
     checkpoints = [c for c in ZOO_CHECKPOINTS if c < zoo_epochs]
     return load_or_generate(Path(output_dir) / "zoo" / family, spec, data, n_networks, epochs=zoo_epochs,
                             checkpoints=checkpoints, seed=seed, batch_size=ZOO_BATCH_SIZE, device=resolve_device(device),
-                            progress=progress, verbose=verbose)
+                            progress=progress, verbose=verbose, test_fraction=test_fraction)
 
 
 def _zoo_job(job: dict) -> str:
@@ -189,7 +189,8 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
     try:
         data = get_data(values["dataset"], values.get("data_path"), values["seed"])
         zoo = get_zoo(out, family, data, n_networks=values["n_networks"], zoo_epochs=values["zoo_epochs"],
-                      seed=values["seed"], zoo_path=values.get("zoo_path"))
+                      seed=values["seed"], zoo_path=values.get("zoo_path"),
+                      test_fraction=values.get("zoo_test_fraction", 0.5))
         settings = training_settings(values)
         result = train_metanet(out, zoo, data, objective=objective, lam=values["lam"], symmetry=symmetry,
                                seed=values["seed"], resume=resume, **settings)

@@ -147,6 +147,7 @@ PARAMS_RANGES: dict[str, Rule] = {
     "lam": NON_NEGATIVE,
     "meta_epochs": Rule(low=1, high=1_000_000),
     "mlp_meta_epochs": Rule(low=1, high=1_000_000),
+    "zoo_test_fraction": Rule(low=0, high=1, low_open=True, high_open=True),
     "meta_val_entries": Rule(low=1, high=10_000_000),
     "meta_hidden": Rule(low=1, high=65_536),
     "meta_layers": Rule(low=1, high=1_000),

@@ -71,7 +71,8 @@ def generate_zoo(params_path: str | os.PathLike, family: str, out: str | os.Path
     checkpoints = [c for c in pipeline.ZOO_CHECKPOINTS if c < zoo_epochs]
     zoo = generate(default_spec(family, data.name), data, int(values["n_networks"]), epochs=zoo_epochs,
                    checkpoints=checkpoints, seed=seed, batch_size=pipeline.ZOO_BATCH_SIZE,
-                   device=_device(values.get("device", "cpu")), progress=progress)
+                   device=_device(values.get("device", "cpu")), progress=progress,
+                   test_fraction=float(values.get("zoo_test_fraction", 0.5)))
     zoo.save(out)
     return zoo
 
