@@ -264,6 +264,16 @@ def method_label(method: str | bool, bidirectional: bool) -> str:
     return stem.replace("ScaleGMN", "ScaleGMN-B").replace("GMN (", "GMN-B (").replace("GMN +", "GMN-B +")
 
 
+def run_exists(output_dir, zoo: Zoo, method: str, *, objective: str, lam: float, seed: int, **settings) -> bool:
+    """Whether the run :func:`train_method` would use is finished on disk (so it would be reloaded, not trained)."""
+    _, symmetry, group_augment = METHODS[method]
+    if group_augment:
+        settings = {**settings, "group_augment": True}
+    config = make_config(zoo.spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **settings)
+    folder = run_dir(output_dir, zoo.spec.family, objective, config.symmetry, seed, config)
+    return (folder / "result.json").is_file() and (folder / "best.pt").is_file()
+
+
 def train_method(output_dir, zoo: Zoo, data: Dataset, method: str, *, objective: str, lam: float, seed: int,
                  progress: bool = True, **settings) -> TrainResult:
     """Train (or reload) the metanetwork of ``method`` (a key of :data:`METHODS`)."""
@@ -370,14 +380,16 @@ def summarize_ablation(runs):
 def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: float, seed: int = 0,
                    sgd_epochs=(25, 50, 100, 150), sgd_lr: float = 0.01, sgd_networks: int | None = None,
                    sequential_sample: int = 2, finetune_epochs: int = 5, methods=("scalegmn", "gmn"),
-                   progress: bool = True, **settings) -> dict:
+                   reuse_only=(), progress: bool = True, **settings) -> dict:
     """All rows of the poster's table for one family, measured now on the same held-out networks
     (:func:`test_networks` with ``sgd_networks`` networks, all their checkpoints).
 
     Rows: Initial; the all-zero network (an L1 reference: CE + lam * L1 = ln(classes) at chance accuracy); the
     metanetworks of ``methods`` (seed ``seed`` of the ablation runs, trained here when missing) for the CE and the L1
     objective; SGD at each budget (vectorised over networks); the first method followed by ``finetune_epochs`` of
-    SGD. Returns ``{"table", "points", "sgd_sequential_s_per_epoch", "n_networks", "by_checkpoint"}``, where
+    SGD. Methods in ``reuse_only`` are never trained here: their rows show the objectives whose runs already exist
+    (e.g. notebook 05's CE runs), the others stay NaN ("-").
+    Returns ``{"table", "points", "sgd_sequential_s_per_epoch", "n_networks", "by_checkpoint"}``, where
     ``by_checkpoint`` is :func:`gain_by_checkpoint` of the first method's CE one shot.
     """
     from .baselines import sgd_finetune, time_one_at_a_time
@@ -400,13 +412,20 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     for method in methods:
         outs = {}
         for objective in OBJECTIVES:
+            if method in reuse_only and not run_exists(output_dir, zoo, method, objective=objective, lam=lam,
+                                                       seed=seed, **settings):
+                continue
             result = train_method(output_dir, zoo, data, method, objective=objective, lam=lam, seed=seed,
                                   progress=progress, **settings)
             one_shot(result.model, spec, [(w[:1], b[:1]) for w, b in initial])  # warm-up, not timed
             new, seconds = one_shot(result.model, spec, initial)
             outs[objective] = (new, seconds / n)
+        if not outs:
+            continue
+        outs.setdefault("ce", (None, None))
+        outs.setdefault("l1", (None, None))
         label = method_label(method, bidirectional)
-        if one_shot_ce is None:
+        if one_shot_ce is None and outs["ce"][0] is not None:
             one_shot_ce, first_label = outs["ce"][0], label
             x, y = data.split("test")
             by_checkpoint = gain_by_checkpoint(test, evaluate(spec, initial, x, y)["acc"],
