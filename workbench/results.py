@@ -76,7 +76,7 @@ COLUMN_LABELS = {
     "l1_test_loss": "L1 test loss (CE+L1)",
     "l1_time_per_net_s": "L1 time (s/net)",
     "l1_sparsity_pct": "L1-norm reduction (%)",
-    "l1_near_zero_pct": "Near-zero weights, |w|<1e-3 (%)",
+    "l1_near_zero_pct": "Near-zero weights, abs < 1e-3 (%)",
 }
 
 MISSING = "-"
