@@ -14,6 +14,7 @@ Folder layout under ``output_dir``::
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import replace
@@ -488,7 +489,7 @@ def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     splits = split_params(sub)
     n_entries = splits["train"][0][1].shape[0]
     steps_per_epoch = max(1, n_entries // settings.get("batch_networks", TrainConfig().batch_networks))
-    epochs = max(1, round(job["steps"] / steps_per_epoch))
+    epochs = max(1, math.ceil(job["steps"] / steps_per_epoch))  # at least the requested steps for every size
     config = make_config(zoo.spec, objective="ce", lam=0.0, seed=s, **{**settings, "epochs": epochs})
     result = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False,
                    monitor={"test": test.params})
