@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -203,7 +204,9 @@ def test_runner_killed_at_named_points_then_resumed(tmp_path):
     # 2. resume runs 03; 04's kernel dies while writing the metanetwork's first checkpoint
     proc = _workbench_run(tmp_path, "--resume", crash="before-rename:checkpoint.pt")
     assert proc.returncode == 1, proc.stderr
-    assert "removed 1 temporary file(s)" in proc.stdout  # the half-saved zoo of step 1
+    # the half-saved zoo(s) of step 1: notebook 03 generates zoos in 2 processes, and the crash point may hit one or
+    # both before the failed pool is torn down
+    assert re.search(r"removed [12] temporary file\(s\)", proc.stdout), proc.stdout
     assert "03_model_zoo.ipynb: not complete (it never finished" in proc.stdout
     assert "04_train_meta_optimizer.ipynb failed" in proc.stderr
     assert not (out / "notebooks" / "03_model_zoo.failed.ipynb").exists()
