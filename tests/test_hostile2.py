@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import stat
 import pickle
 import re
 import resource
@@ -576,3 +577,22 @@ def test_random_element_with_a_negative_batch_size():
         random_element(SPEC, -1, "perm")
     assert random_element(SPEC, 0, "perm").perms[0].shape == (0, 3)
 
+
+
+def test_written_files_and_folders_get_default_modes(tmp_path):
+    """Results, figures and zoos are readable like the notebooks beside them, not private 0600/0700 temporaries."""
+    from workbench.io import atomic_path, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        f = atomic_write_text(tmp_path / "results.md", "x")
+        with atomic_path(tmp_path / "zoo") as d:
+            d.mkdir()
+            (d / "a.txt").write_text("y")
+        with atomic_path(tmp_path / "ckpt.pt") as t:
+            t.write_bytes(b"z")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "zoo").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "ckpt.pt").stat().st_mode) == 0o644

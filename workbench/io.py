@@ -88,6 +88,18 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _give_default_mode(path: Path, directory: bool) -> None:
+    """Temporaries are created private (mkstemp 0600, mkdtemp 0700); what is renamed into place gets the mode a
+    plain ``open``/``mkdir`` would have given it (0644 / 0755 under the usual umask), like the executed notebooks."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +109,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        _give_default_mode(Path(tmp), directory=False)
         crash_point(f"before-rename:{path.name}")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -126,6 +139,8 @@ def atomic_path(path: str | os.PathLike):
         for file in ([target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())):
             with open(file, "rb") as fh:
                 os.fsync(fh.fileno())
+        if target.exists():
+            _give_default_mode(target, directory=target.is_dir())
         crash_point(f"before-rename:{path.name}")
         if path.is_dir() and not path.is_symlink():
             old = path.with_name(f".{path.name}{TEMP_TOKEN}old-{os.getpid()}")

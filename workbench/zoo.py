@@ -442,7 +442,7 @@ def split_networks(n: int, seed: int = 0, test_fraction: float = 0.5) -> np.ndar
     """The reference split of the ScaleGMN paper for ``n`` networks (in their given order): a fixed permutation by
     ``seed``; its last ``test_fraction`` (the reference: the second half) is test, the rest is split 80/20 into
     train/val. A generated zoo need not spend half its networks on a held-out set: ``test_fraction`` 0.1 keeps the
-    same training networks for ~0.55x the generation cost. Returns split names (n,)."""
+    same number of training networks with about half the networks to generate. Returns split names (n,)."""
     if not 0 < test_fraction < 1:
         raise ZooError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     perm = np.random.RandomState(seed).permutation(n)
