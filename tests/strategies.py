@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import gzip
 import math
+import types
 
 import numpy as np
+import torch
 import pandas as pd
 from hypothesis import strategies as st
 
@@ -88,3 +90,16 @@ def write_small_cnn_zoo(folder, n_networks=10, steps=(0, 86), seed=0, compress=T
     else:
         metrics.to_csv(folder / "metrics.csv", index=False)
     return weights, metrics
+
+
+def tiny_data(seed=0, n=96):
+    """A tiny 6-feature, 3-class data set with a linear teacher (train/val/test splits, ``split(name)``)."""
+    g = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(6, 3, generator=g)
+
+    def split(m):
+        x = torch.randn(m, 1, 1, 6, generator=g)
+        return x, (x.reshape(m, 6) @ teacher).argmax(1)
+    (xt, yt), (xv, yv), (xs, ys) = split(n), split(n // 2), split(n // 2)
+    return types.SimpleNamespace(name="tiny", x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
+                                 split=lambda s: {"train": (xt, yt), "val": (xv, yv), "test": (xs, ys)}[s])

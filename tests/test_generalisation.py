@@ -112,16 +112,7 @@ def test_new_settings_round_trip_through_json_and_a_checkpoint(tmp_path):
 
 
 # -- the training loop: seen and monitored networks, early stopping --------------------------------------------
-def tiny_data(seed=0, n=96):
-    g = torch.Generator().manual_seed(seed)
-    teacher = torch.randn(6, 3, generator=g)
-
-    def split(m):
-        x = torch.randn(m, 1, 1, 6, generator=g)
-        return x, (x.reshape(m, 6) @ teacher).argmax(1)
-    (xt, yt), (xv, yv), (xs, ys) = split(n), split(n // 2), split(n // 2)
-    return types.SimpleNamespace(name="tiny", x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
-                                 split=lambda s: {"train": (xt, yt), "val": (xv, yv), "test": (xs, ys)}[s])
+from strategies import tiny_data  # noqa: E402  (shared with test_optimize)
 
 
 TINY = TrainConfig(epochs=3, batch_networks=8, batch_images=32, hidden=4, n_layers=1, lr=0.01, warmup_steps=1,

@@ -13,17 +13,11 @@ from workbench.objective import evaluate
 from workbench import optimize
 from workbench.optimize import CheckpointError, TrainConfig, load_model, train
 
+from strategies import tiny_data  # noqa: E402
+
 SPEC = NetSpec.mlp((6, 5, 3), "tanh")
 
 
-def tiny_data(seed=0, n=96):
-    g = torch.Generator().manual_seed(seed)
-    teacher = torch.randn(6, 3, generator=g)
-    def split(m):
-        x = torch.randn(m, 1, 1, 6, generator=g)
-        return x, (x.reshape(m, 6) @ teacher).argmax(1)
-    (xt, yt), (xv, yv), (xs, ys) = split(n), split(n // 2), split(n // 2)
-    return types.SimpleNamespace(name="tiny", x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys)
 
 
 def tiny_zoo(n=24, seed=0):

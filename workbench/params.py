@@ -360,3 +360,15 @@ def _check_type(path, label, value, declared: dict, key: str) -> None:
                 f"{label} in {path} is {_type_name(value)} {_short(value)}, but notebook {nb.name} expects "
                 f"{_type_name(default)} (its default is {params[key]['default']})"
             )
+
+
+def notebook_values(params_path: str | Path, key: str) -> tuple[RunParams, dict]:
+    """What notebook ``key`` (e.g. ``"03"``) would run with for a params file: its declared defaults, then the
+    file's shared keys it declares and its own section. Returns ``(params, values)``."""
+    notebooks = list_notebooks()
+    params = load_params(params_path, notebooks)
+    nb = next(nb for nb in notebooks if notebook_key(nb) == key)
+    declared = declared_parameters(nb)
+    values = {k: _literal(v["default"]) for k, v in declared.items()}
+    values.update(params.for_notebook(nb, declared))
+    return params, values

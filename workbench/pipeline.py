@@ -169,17 +169,10 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
     """
     import torch.distributed as dist
 
-    from .params import declared_parameters, list_notebooks, load_params, notebook_key
+    from .params import notebook_values
     from .runner import output_root
 
-    notebooks = list_notebooks()
-    params = load_params(params_path, notebooks)
-    nb04 = next(nb for nb in notebooks if notebook_key(nb) == "04")
-    declared = declared_parameters(nb04)
-    from .params import _literal
-
-    values = {k: _literal(v["default"]) for k, v in declared.items()}
-    values.update(params.for_notebook(nb04, declared))
+    params, values = notebook_values(params_path, "04")
     out = output_root(params)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():

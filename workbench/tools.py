@@ -28,15 +28,9 @@ __all__ = ["generate_zoo", "optimize_zoo", "zoo_format", "zoo_settings"]
 def zoo_settings(params_path: str | os.PathLike) -> dict:
     """The zoo settings notebook 03 would run with for a params file: its declared defaults, the file's shared keys
     and its ``"03"`` section (``dataset``, ``data_path``, ``n_networks``, ``zoo_epochs``, ``seed``, ``device``)."""
-    from .params import _literal, declared_parameters, list_notebooks, load_params, notebook_key
+    from .params import notebook_values
 
-    notebooks = list_notebooks()
-    params = load_params(params_path, notebooks)
-    nb03 = next(nb for nb in notebooks if notebook_key(nb) == "03")
-    declared = declared_parameters(nb03)
-    values = {k: _literal(v["default"]) for k, v in declared.items()}
-    values.update(params.for_notebook(nb03, declared))
-    return values
+    return notebook_values(params_path, "03")[1]
 
 
 def _check_zoo_target(out: Path) -> None:
