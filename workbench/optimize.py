@@ -199,6 +199,15 @@ def validate(model: ScaleGMN, spec: NetSpec, params: Params, x: Tensor, y: Tenso
             "val_l1": float(sums[3] / n)}
 
 
+def _adamw(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over ``model``; the fused kernel where torch has one for the parameters' device (CPU and CUDA): one
+    kernel for all ~90 small parameter tensors instead of ~10 ops each, about 10 % of a default training step on a
+    2-core CPU (bench/README.md). Same update rule; results differ from the per-tensor loop by float rounding."""
+    params = list(model.parameters())
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+
+
 def train(
     spec: NetSpec,
     train_params: Params,
@@ -258,7 +267,7 @@ def train(
     if config.val_images is not None:
         x_val, y_val = x_val[: config.val_images], y_val[: config.val_images]
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = _adamw(model, config)
     steps_per_epoch = max(1, n_train // config.batch_networks)
     total_steps = steps_per_epoch * config.epochs
     history: list[dict] = []
@@ -336,7 +345,7 @@ def train(
                 torch.manual_seed(config.seed)
                 model.load_state_dict(build_model(spec, config).fit_normalization(
                     [(w.cpu(), b.cpu()) for w, b in train_params]).state_dict())
-            optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+            optimizer = _adamw(model, config)
         model.eval()
         metrics = validate(model, spec, val_params, x_val, y_val, config.lam)
         if seen_params is not None:

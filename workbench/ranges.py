@@ -178,6 +178,7 @@ PARAMS_RANGES: dict[str, Rule] = {
     "ablation_families": Rule(choices=_families, nonempty=True),
     "scaling_families": Rule(choices=_families, nonempty=True),
     "scaling_sizes": Rule(low=1, high=10**7, nonempty=True),
+    "scaling_n_networks": Rule(low=1, high=10**7, note="zoo size of the scaling families (None: n_networks)"),
     "scaling_seeds": Rule(low=0, high=MAX_SEED, nonempty=True),
     "scaling_steps": POSITIVE_INT,
     "lam_family": Rule(choices=_families),
