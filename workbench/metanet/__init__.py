@@ -1,6 +1,9 @@
-"""ScaleGMN: permutation- and scale/sign-equivariant graph metanetwork that outputs new network weights."""
+"""Metanetworks that output new network weights: ScaleGMN (permutation- and scale/sign-equivariant graph
+metanetwork) and NFN (permutation-equivariant neural functional network, the peer baseline)."""
 from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon
 from .layers import ScaleGMNConv
 from .model import ScaleGMN, default_symmetry
+from .nfn import NFN, NPLinear, count_parameters, rescale_response
 
-__all__ = ["SYMMETRIES", "ScaleEq", "ScaleInv", "canon", "ScaleGMNConv", "ScaleGMN", "default_symmetry"]
+__all__ = ["SYMMETRIES", "ScaleEq", "ScaleInv", "canon", "ScaleGMNConv", "ScaleGMN", "default_symmetry", "NFN",
+           "NPLinear", "count_parameters", "rescale_response"]
