@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .errors import WorkbenchError
 from .io import atomic_path, atomic_write_text
-from .metanet import ScaleGMN, default_symmetry
+from .metanet import NFN, ScaleGMN, default_symmetry
 from .nets import NetSpec, Params, SpecError, check_params, select
 from .objective import evaluate, objective
 from .symmetry import act, random_element
@@ -64,6 +64,11 @@ class TrainConfig:
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
         gate: the metanet also outputs an invariant multiplicative gate per weight and bias (see
             :class:`~workbench.metanet.ScaleGMN`), so it can shrink or prune weights directly.
+        model: the metanetwork: ``"scalegmn"`` (:class:`~workbench.metanet.ScaleGMN`, or the GMN ablation with
+            symmetry "none") or ``"nfn"`` (:class:`~workbench.metanet.NFN`, permutation-equivariant NP layers; it
+            uses ``hidden``, ``n_layers``, ``dropout`` and ``gate``, has no scaling symmetry -- ``symmetry`` must be
+            None or "none" -- and ignores ``bidirectional``). Left out of :meth:`to_dict` at its default, so the
+            run folders and checkpoints of ScaleGMN/GMN runs are those of before the field existed.
     """
 
     lam: float = 0.0
@@ -90,11 +95,17 @@ class TrainConfig:
     patience: int | None = None
     train_eval_networks: int = 128
     gate: bool = True
+    model: str = "scalegmn"
 
     def __post_init__(self):
         from .ranges import check_train_config  # one range table for every setting (workbench/ranges.py)
 
         check_train_config(self)
+        if self.model == "nfn" and self.symmetry not in (None, "none"):
+            from .errors import ConfigError
+
+            raise ConfigError(f"TrainConfig.symmetry is {self.symmetry!r}, but the NFN (model='nfn') has no scaling "
+                              "symmetry: leave symmetry None or set it to 'none'")
         scales = self.augment_scales
         if len(scales) != 2 or not scales[0] <= scales[1]:
             from .errors import ConfigError
@@ -102,7 +113,10 @@ class TrainConfig:
             raise ConfigError(f"augment_scales must be a (low, high) pair with 0 < low <= high, got {scales!r}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["model"] == "scalegmn":  # the default: the digests of runs from before the field stay the same
+            del d["model"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -117,7 +131,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    model: ScaleGMN
+    model: ScaleGMN | NFN
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
     best_val_loss: float = math.inf
@@ -157,7 +171,11 @@ def _atomic_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def build_model(spec: NetSpec, config: TrainConfig) -> ScaleGMN:
+def build_model(spec: NetSpec, config: TrainConfig) -> ScaleGMN | NFN:
+    """The (untrained) metanetwork ``config`` describes for networks of ``spec``."""
+    if config.model == "nfn":
+        return NFN.for_spec(spec, hidden=config.hidden, n_layers=config.n_layers, dropout=config.dropout,
+                            gate=config.gate)
     return ScaleGMN.for_spec(spec, hidden=config.hidden, n_layers=config.n_layers,
                              bidirectional=config.bidirectional, symmetry=config.symmetry, dropout=config.dropout,
                              gate=config.gate)
@@ -182,7 +200,7 @@ def augment(spec: NetSpec, params: Params, config: TrainConfig, generator: torch
 
 
 @torch.no_grad()
-def validate(model: ScaleGMN, spec: NetSpec, params: Params, x: Tensor, y: Tensor, lam: float,
+def validate(model: ScaleGMN | NFN, spec: NetSpec, params: Params, x: Tensor, y: Tensor, lam: float,
              batch_size: int = 256) -> dict[str, float]:
     """Mean metrics of the one-shot optimized ``params`` (summed across DDP ranks when distributed)."""
     new = model.optimize(spec, params, batch_size=batch_size)
@@ -236,7 +254,7 @@ def train(
     Returns:
         :class:`TrainResult` whose ``model`` holds the best-validation weights.
     """
-    from tqdm.auto import tqdm
+    from .notebook import progress_bar as tqdm  # plain text lines in batch runs (workbench.notebook)
 
     rank, world = _distributed()
     device = resolve_device(config.device)
@@ -403,8 +421,9 @@ def _unpickling_refusal(err: Exception) -> str:
     return (detail[0] if detail else lines[0] if lines else type(err).__name__)[:200].rstrip(".")
 
 
-def load_model(path: str | os.PathLike, map_location="cpu", *, spec: NetSpec | None = None) -> ScaleGMN:
-    """A trained ScaleGMN from ``best.pt`` (or ``checkpoint.pt``); loads tensors only, never code.
+def load_model(path: str | os.PathLike, map_location="cpu", *, spec: NetSpec | None = None) -> ScaleGMN | NFN:
+    """A trained ScaleGMN (or NFN, as its config says) from ``best.pt`` (or ``checkpoint.pt``); loads tensors only,
+    never code.
 
     ``spec``: the architecture the caller expects; a checkpoint trained for another one is an error. Raises
     :class:`CheckpointError` naming the file for a truncated, corrupt, incomplete or mismatched checkpoint, or one
@@ -442,7 +461,10 @@ def load_model(path: str | os.PathLike, map_location="cpu", *, spec: NetSpec | N
         raise CheckpointError(f"{path}: 'model' must be a state dict of tensors")
     # cheap shape checks before building: a forged spec could otherwise allocate an enormous graph
     n_types = found_spec.widths[0] + found_spec.n_layers - 1 + found_spec.widths[-1]
-    for key, want in (("type_mul", (n_types, config.hidden)), ("edge_mul", (found_spec.n_layers, config.hidden))):
+    cheap = (("type_mul", (n_types, config.hidden)), ("edge_mul", (found_spec.n_layers, config.hidden)))
+    if config.model == "nfn":
+        cheap = (("emb_in", (found_spec.widths[0], config.hidden)), ("w_norm", (found_spec.n_layers,)))
+    for key, want in cheap:
         got = tuple(state[key].shape) if key in state else None
         if got != want:
             raise CheckpointError(f"{path}: its weights do not fit the architecture it names ({found_spec.describe()}, "
@@ -485,7 +507,7 @@ def _resume_checkpoint(path: Path, device, spec: NetSpec, config: TrainConfig) -
     return ckpt
 
 
-def one_shot(model: ScaleGMN, spec: NetSpec, params: Params, batch_size: int = 256) -> tuple[Params, float]:
+def one_shot(model: ScaleGMN | NFN, spec: NetSpec, params: Params, batch_size: int = 256) -> tuple[Params, float]:
     """Optimize ``params`` in one forward pass; returns the new params (on CPU) and the wall time in seconds."""
     if not check_params(spec, params):
         raise SpecError("one-shot optimization got 0 networks (an empty zoo split or subset?)")

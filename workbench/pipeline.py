@@ -238,31 +238,47 @@ def prefetch_runs(output_dir, runs, *, data: dict, zoo: dict, lam: float, worker
 
 
 # -- ablation (notebook 05) -----------------------------------------------------------------------------------------
-#: the metanetworks compared: key -> (label stem, symmetry override, symmetry-group augmentation of the training nets)
+#: the metanetworks compared: key -> (label stem, symmetry override, symmetry-group augmentation of the training
+#: nets, TrainConfig.model). "nfn": the permutation-equivariant Neural Functional Network (Zhou et al. 2023), the
+#: peer baseline that knows no scaling symmetry; "nfn-aug" trains it on randomly rescaled/sign-flipped copies.
 METHODS = {
-    "scalegmn": ("ScaleGMN", None, False),
-    "gmn": ("GMN (sym. broken)", "none", False),
-    "gmn-aug": ("GMN + sym. aug.", "none", True),
+    "scalegmn": ("ScaleGMN", None, False, "scalegmn"),
+    "gmn": ("GMN (sym. broken)", "none", False, "scalegmn"),
+    "gmn-aug": ("GMN + sym. aug.", "none", True, "scalegmn"),
+    "nfn": ("NFN (perm. only)", "none", False, "nfn"),
+    "nfn-aug": ("NFN + sym. aug.", "none", True, "nfn"),
 }
 
 
 def method_label(method: str | bool, bidirectional: bool) -> str:
-    """"ScaleGMN-B", "GMN (sym. broken)-B", "GMN + sym. aug.-B" ("-B" = bidirectional); ``True``/``False`` are
+    """"ScaleGMN-B", "GMN-B (sym. broken)", "GMN-B + sym. aug." ("-B" = bidirectional); "NFN (perm. only)" and
+    "NFN + sym. aug." whatever ``bidirectional`` (the NFN has no message directions); ``True``/``False`` are
     accepted for "scalegmn"/"gmn"."""
     key = {True: "scalegmn", False: "gmn"}.get(method, method) if isinstance(method, bool) else method
     if key not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
     stem = METHODS[key][0]
-    if not bidirectional:
+    if not bidirectional or METHODS[key][3] != "scalegmn":
         return stem
     return stem.replace("ScaleGMN", "ScaleGMN-B").replace("GMN (", "GMN-B (").replace("GMN +", "GMN-B +")
 
 
-def run_exists(output_dir, zoo: Zoo, method: str, *, objective: str, lam: float, seed: int, **settings) -> bool:
-    """Whether the run :func:`train_method` would use is finished on disk (so it would be reloaded, not trained)."""
-    _, symmetry, group_augment = METHODS[method]
+def _method_settings(method: str, settings: dict) -> tuple[str | None, dict]:
+    """``method``'s symmetry override and ``settings`` with its augmentation and model added. ``model`` is only set
+    for a non-default model, so ScaleGMN/GMN configs (and their run folders) are exactly those of before NFN."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
+    _, symmetry, group_augment, model = METHODS[method]
     if group_augment:
         settings = {**settings, "group_augment": True}
+    if model != "scalegmn":
+        settings = {**settings, "model": model}
+    return symmetry, settings
+
+
+def run_exists(output_dir, zoo: Zoo, method: str, *, objective: str, lam: float, seed: int, **settings) -> bool:
+    """Whether the run :func:`train_method` would use is finished on disk (so it would be reloaded, not trained)."""
+    symmetry, settings = _method_settings(method, settings)
     config = make_config(zoo.spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **settings)
     folder = run_dir(output_dir, zoo.spec.family, objective, config.symmetry, seed, config)
     return (folder / "result.json").is_file() and (folder / "best.pt").is_file()
@@ -271,9 +287,7 @@ def run_exists(output_dir, zoo: Zoo, method: str, *, objective: str, lam: float,
 def train_method(output_dir, zoo: Zoo, data: Dataset, method: str, *, objective: str, lam: float, seed: int,
                  progress: bool = True, **settings) -> TrainResult:
     """Train (or reload) the metanetwork of ``method`` (a key of :data:`METHODS`)."""
-    _, symmetry, group_augment = METHODS[method]
-    if group_augment:
-        settings = {**settings, "group_augment": True}
+    symmetry, settings = _method_settings(method, settings)
     return train_metanet(output_dir, zoo, data, objective=objective, lam=lam, symmetry=symmetry, seed=seed,
                          progress=progress, **settings)
 

@@ -173,8 +173,8 @@ PARAMS_RANGES: dict[str, Rule] = {
     "n_probe": Rule(low=1, high=10**7),
     "eval_networks": POSITIVE_INT,
     "workers": Rule(low=1, high=1024),
-    "methods": Rule(choices=("scalegmn", "gmn", "gmn-aug"), nonempty=True),
-    "table_methods": Rule(choices=("scalegmn", "gmn", "gmn-aug"), nonempty=True),
+    "methods": Rule(choices=("scalegmn", "gmn", "gmn-aug", "nfn", "nfn-aug"), nonempty=True),
+    "table_methods": Rule(choices=("scalegmn", "gmn", "gmn-aug", "nfn", "nfn-aug"), nonempty=True),
     "ablation_families": Rule(choices=_families, nonempty=True),
     "scaling_families": Rule(choices=_families, nonempty=True),
     "scaling_sizes": Rule(low=1, high=10**7, nonempty=True),
@@ -213,6 +213,7 @@ TRAIN_CONFIG_RANGES: dict[str, Rule] = {
     "augment_scales": Rule(low=0, low_open=True, nonempty=True, kind="float"),
     "patience": Rule(low=1, kind="int"),
     "train_eval_networks": Rule(low=0, kind="int"),
+    "model": Rule(choices=("scalegmn", "nfn"), kind="str"),
 }
 
 
