@@ -292,10 +292,11 @@ def train_method(output_dir, zoo: Zoo, data: Dataset, method: str, *, objective:
                          progress=progress, **settings)
 
 
-def test_networks(zoo: Zoo, limit: int | None = None) -> Zoo:
+def test_networks(zoo: Zoo, limit: int | None = None, split: str = "test") -> Zoo:
     """The held-out networks every method is scored on, with all their checkpoints: the test-split networks, or the
-    first ``limit`` of them (by ``net_id``) when capped. Notebooks 04, 05 and 06 all score on this same set."""
-    test = zoo.subset(split="test")
+    first ``limit`` of them (by ``net_id``) when capped. Notebooks 04, 05 and 06 all score on this same set.
+    ``split="val"``: the same selection among the validation networks (where baselines are tuned)."""
+    test = zoo.subset(split=split)
     if limit is not None:
         ids = np.sort(test.meta["net_id"].unique())[:limit]
         test = test.subset(mask=test.meta["net_id"].isin(ids).to_numpy())
@@ -388,7 +389,7 @@ def summarize_ablation(runs):
 def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: float, seed: int = 0,
                    sgd_epochs=(25, 50, 100, 150), sgd_lr: float = 0.01, sgd_networks: int | None = None,
                    sequential_sample: int = 2, finetune_epochs: int = 5, methods=("scalegmn", "gmn"),
-                   reuse_only=(), progress: bool = True, **settings) -> dict:
+                   reuse_only=(), sgd_lr_grid=None, progress: bool = True, **settings) -> dict:
     """All rows of the poster's table for one family, measured now on the same held-out networks
     (:func:`test_networks` with ``sgd_networks`` networks, all their checkpoints).
 
@@ -397,13 +398,27 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     objective; SGD at each budget (vectorised over networks); the first method followed by ``finetune_epochs`` of
     SGD. Methods in ``reuse_only`` are never trained here: their rows show the objectives whose runs already exist
     (e.g. notebook 05's CE runs), the others stay NaN ("-").
-    Returns ``{"table", "points", "sgd_sequential_s_per_epoch", "n_networks", "by_checkpoint"}``, where
-    ``by_checkpoint`` is :func:`gain_by_checkpoint` of the first method's CE one shot.
+
+    ``sgd_lr_grid``: when given, SGD's learning rate is tuned per objective on as many *validation* networks
+    (:func:`workbench.warmstart.tune_sgd_lr`, ``finetune_epochs`` epochs, validation images) and the "SGD (k
+    epochs)" rows use it; the fixed ``sgd_lr`` stays as the labelled control rows "Fixed-lr SGD (...)". The warm
+    start: SGD for ``finetune_epochs`` from the initial networks and from the CE one shots of the first method
+    (and of "gmn", the control, when among ``methods``), at the tuned and the fixed rate, scored after every epoch
+    (:func:`workbench.warmstart.sgd_curves`).
+
+    Returns ``{"table", "points", "sgd_sequential_s_per_epoch", "n_networks", "by_checkpoint", "curves",
+    "sgd_lr", "lr_tuning", "train_seconds"}``: ``by_checkpoint`` is :func:`gain_by_checkpoint` of the first
+    method's CE one shot; ``curves`` the warm-start curves (None without ``finetune_epochs``); ``sgd_lr`` the rate
+    per objective; ``lr_tuning`` the tuning frame (None without a grid); ``train_seconds`` the metanet training
+    time per row label (CE objective).
     """
+    import pandas as pd
+
     from .baselines import sgd_finetune, time_one_at_a_time
     from .objective import evaluate
     from .optimize import one_shot
     from .results import method_row, results_table, sgd_rows
+    from .warmstart import sgd_curves, tune_sgd_lr
 
     test = test_networks(zoo, sgd_networks)
     spec, initial = zoo.spec, test.params
@@ -417,6 +432,7 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     points = []
     one_shot_ce, by_checkpoint = None, None
     first_label = None
+    ce_outputs, train_seconds = {}, {}
     for method in methods:
         outs = {}
         for objective in OBJECTIVES:
@@ -428,6 +444,8 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
             one_shot(result.model, spec, [(w[:1], b[:1]) for w, b in initial])  # warm-up, not timed
             new, seconds = one_shot(result.model, spec, initial)
             outs[objective] = (new, seconds / n)
+            if objective == "ce":
+                ce_outputs[method], train_seconds[method_label(method, bidirectional)] = new, float(result.seconds)
         if not outs:
             continue
         outs.setdefault("ce", (None, None))
@@ -442,26 +460,103 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
                                ce_params=outs["ce"][0], ce_seconds_per_net=outs["ce"][1],
                                l1_params=outs["l1"][0], l1_seconds_per_net=outs["l1"][1], lam=lam, trained=trained))
     budgets = tuple(sorted(set(int(e) for e in sgd_epochs)))
-    ce_runs = sgd_finetune(spec, initial, data, epochs=budgets, lam=0.0, lr=sgd_lr, seed=seed, progress=progress)
-    l1_runs = sgd_finetune(spec, initial, data, epochs=budgets, lam=lam, lr=sgd_lr, seed=seed, progress=progress)
-    rows += sgd_rows(spec, data, initial=initial, ce_results=ce_runs, l1_results=l1_runs, lam=lam, trained=trained)
-    if finetune_epochs and one_shot_ce is not None:
-        tuned = sgd_finetune(spec, one_shot_ce, data, epochs=(finetune_epochs,), lam=0.0, lr=sgd_lr, seed=seed,
-                             progress=False)[finetune_epochs]
-        first = next(r for r in rows if r["method"] == first_label)
-        rows.append(method_row(f"{first_label} + SGD ({finetune_epochs} epochs)", spec, data, initial=initial,
-                               ce_params=tuned.params,
-                               ce_seconds_per_net=first["ce_time_per_net_s"] + tuned.seconds_per_network,
-                               lam=lam, trained=trained))
+    lrs, lr_tuning = {"ce": float(sgd_lr), "l1": float(sgd_lr)}, None
+    if sgd_lr_grid:
+        val = test_networks(zoo, sgd_networks, split="val")
+        tune_epochs = int(finetune_epochs or budgets[0])
+        frames = []
+        for objective, lam_o in (("ce", 0.0), ("l1", lam)):
+            lrs[objective], frame = tune_sgd_lr(spec, val.params, data, lrs=sgd_lr_grid, epochs=tune_epochs, lam=lam_o,
+                                                seed=seed)
+            frames.append(frame.assign(family=family, objective=objective, epochs=tune_epochs, entries=len(val)))
+        lr_tuning = pd.concat(frames, ignore_index=True)
+    warm = tuple(range(1, int(finetune_epochs) + 1)) if finetune_epochs else ()
+    ce_runs = sgd_finetune(spec, initial, data, epochs=tuple(sorted(set(budgets) | set(warm))), lam=0.0, lr=lrs["ce"],
+                           seed=seed, progress=progress)
+    l1_runs = sgd_finetune(spec, initial, data, epochs=budgets, lam=lam, lr=lrs["l1"], seed=seed, progress=progress)
+    rows += sgd_rows(spec, data, initial=initial, ce_results={e: ce_runs[e] for e in budgets}, l1_results=l1_runs,
+                     lam=lam, trained=trained)
+    curves = None
+    if warm:
+        fixed = f"lr {sgd_lr:g}"
+        starts = {"Initial (tuned lr)" if sgd_lr_grid else "Initial": (initial, lrs["ce"])}
+        if sgd_lr_grid:
+            starts[f"Initial ({fixed})"] = (initial, float(sgd_lr))
+        if one_shot_ce is not None:
+            starts[f"{first_label} (tuned lr)" if sgd_lr_grid else first_label] = (one_shot_ce, lrs["ce"])
+            if sgd_lr_grid:
+                starts[f"{first_label} ({fixed})"] = (one_shot_ce, float(sgd_lr))
+        control = ce_outputs.get("gmn") if methods and methods[0] != "gmn" else None
+        if control is not None:
+            starts[method_label("gmn", bidirectional) + (" (tuned lr)" if sgd_lr_grid else "")] = (control, lrs["ce"])
+        first_start = next(iter(starts))
+        curves, runs = sgd_curves(spec, {k: v for k, v in starts.items() if k != first_start}, data,
+                                  epochs=int(finetune_epochs), seed=seed, trained=trained, precomputed={
+                                      first_start: (initial, lrs["ce"], {e: ce_runs[e] for e in warm})})
+        last = int(finetune_epochs)
+        if sgd_lr_grid:
+            rows.append(method_row(f"Fixed-lr SGD ({last} epochs, {fixed})", spec, data, initial=initial,
+                                   ce_params=runs[f"Initial ({fixed})"][last].params,
+                                   ce_seconds_per_net=runs[f"Initial ({fixed})"][last].seconds_per_network,
+                                   lam=lam, trained=trained))
+        if one_shot_ce is not None:
+            first = next(r for r in rows if r["method"] == first_label)
+            variants = [("tuned lr" if sgd_lr_grid else None, "")] + ([(fixed, f"fixed-lr ")] if sgd_lr_grid else [])
+            for which, prefix in variants:
+                key = f"{first_label} ({which})" if which else first_label
+                name = f"{first_label} + {prefix}SGD ({last} epochs{', ' + fixed if prefix else ''})"
+                rows.append(method_row(name, spec, data, initial=initial, ce_params=runs[key][last].params,
+                                       ce_seconds_per_net=first["ce_time_per_net_s"] + runs[key][last].seconds_per_network,
+                                       lam=lam, trained=trained))
     sample = min(sequential_sample, n)
     sequential = time_one_at_a_time(spec, initial, data, epochs=1, sample=sample, lr=sgd_lr, seed=seed) if sample else float("nan")
     table = results_table(rows)
     for _, r in table.iterrows():
         if r["ce_time_per_net_s"] == r["ce_time_per_net_s"]:  # not NaN
             points.append({"family": family, "method": r["method"], "seconds_per_net": float(r["ce_time_per_net_s"]),
-                           "avg_acc": float(r["ce_avg_acc"])})
+                           "avg_acc": float(r["ce_avg_acc"]), "kind": _point_kind(r["method"], train_seconds),
+                           "train_seconds": train_seconds.get(r["method"], 0.0), "networks": n})
     return {"table": table, "points": points, "sgd_sequential_s_per_epoch": sequential, "n_networks": n,
-            "by_checkpoint": by_checkpoint}
+            "by_checkpoint": by_checkpoint, "curves": curves, "sgd_lr": lrs, "lr_tuning": lr_tuning,
+            "train_seconds": train_seconds}
+
+
+def results_for_families(output_dir, families, *, data: dict, zoo: dict, per_family: dict | None = None,
+                         workers: int | None = None, progress: bool = True, **kwargs) -> dict[str, dict]:
+    """:func:`family_results` for every family of ``families``, one family per worker process (the SGD baselines
+    and the warm start, the cost of notebook 06 once the metanets exist, are independent per family).
+
+    ``data``/``zoo``: keyword arguments of :func:`get_data`/:func:`get_zoo`; ``per_family``: extra keyword
+    arguments of one family (e.g. its ``methods``); ``kwargs``: those shared by all. Timings inside are taken
+    while the other worker runs too (two families at a time on a 2-core machine), for one shot and SGD alike."""
+    from .parallel import run_parallel
+
+    per_family = per_family or {}
+    jobs = [{"output_dir": str(output_dir), "family": f, "data": dict(data), "zoo": dict(zoo),
+             "kwargs": {**kwargs, **per_family.get(f, {})}} for f in families]
+    results = run_parallel(_family_job, jobs, workers=workers, desc="results", progress=progress,
+                           label=lambda j: j["family"])
+    return dict(zip(families, results))
+
+
+def _family_job(job: dict) -> dict:
+    data = get_data(**job["data"])
+    zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
+    return family_results(job["output_dir"], job["family"], zoo, data, progress=False, **job["kwargs"])
+
+
+def _point_kind(name: str, one_shot_labels) -> str:
+    """What a results row is, for the accuracy-vs-time figure: "sgd", "sgd (fixed lr)", "one shot",
+    "one shot + sgd" or "other"."""
+    if name.startswith("SGD ("):
+        return "sgd"
+    if name.startswith("Fixed-lr SGD"):
+        return "sgd (fixed lr)"
+    if name in one_shot_labels:
+        return "one shot"
+    if any(name.startswith(f"{label} + ") for label in one_shot_labels):
+        return "one shot + sgd"
+    return "other"
 
 
 # -- scaling study (notebook 07) ------------------------------------------------------------------------------------

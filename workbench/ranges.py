@@ -161,6 +161,7 @@ PARAMS_RANGES: dict[str, Rule] = {
     "n_seeds": Rule(low=1, high=10_000),
     "sgd_epochs": Rule(low=1, high=1_000_000, nonempty=True),
     "sgd_lr": POSITIVE,
+    "sgd_lr_grid": Rule(low=0, low_open=True, high=10, note="SGD learning rates tried on validation networks (empty: none)"),
     "sgd_networks": POSITIVE_INT,
     "sequential_sample": NON_NEGATIVE,
     "finetune_epochs": NON_NEGATIVE,

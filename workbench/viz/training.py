@@ -70,26 +70,6 @@ def weights_before_after_figure(spec: NetSpec, before: Params, after: Params, in
     return fig
 
 
-def accuracy_vs_time_figure(points: Sequence[dict], title: str = "Accuracy vs time per network") -> go.Figure:
-    """Scatter of average test accuracy against time per network (log x), one marker per method.
-
-    ``points``: dicts with ``family``, ``method``, ``seconds_per_net`` and ``avg_acc`` (in %)."""
-    fig = go.Figure()
-    families = list(dict.fromkeys(p["family"] for p in points))
-    for i, family in enumerate(families):
-        rows = [p for p in points if p["family"] == family and p.get("seconds_per_net")]
-        rows.sort(key=lambda p: p["seconds_per_net"])
-        fig.add_trace(go.Scatter(
-            x=[p["seconds_per_net"] for p in rows], y=[p["avg_acc"] for p in rows], mode="markers+text",
-            text=[p["method"] for p in rows], textposition="top center", textfont=dict(size=9),
-            marker=dict(size=9, color=PALETTE[i % len(PALETTE)]), name=family,
-        ))
-    fig.update_xaxes(type="log", title_text="time per network (s, log scale)")
-    fig.update_yaxes(title_text="average test accuracy (%)")
-    fig.update_layout(title=title, template="plotly_white", height=480)
-    return fig
-
-
 def ablation_bar_figure(frame, metric: str = "avg_acc", title: str = "ScaleGMN-B vs GMN-B (symmetry broken)") -> go.Figure:
     """Grouped bars with seed spread: one group per family/objective, one bar per method."""
     fig = go.Figure()
