@@ -31,7 +31,8 @@ from .results import COLUMNS, markdown_table, to_markdown
 __all__ = ["ReportError", "snapshot", "render", "update_readme", "machine_description"]
 
 SNAPSHOT_FILES = ["results.csv", "results/ablation_runs.csv", "results/ablation_verdict.csv", "results/verdicts.csv",
-                  "results/scaling.csv", "results/lam_sweep.csv", "results/by_checkpoint.csv", "params.json"]
+                  "results/scaling.csv", "results/lam_sweep.csv", "results/by_checkpoint.csv", "results/warm_start.csv",
+                  "results/sgd_lr_tuning.csv", "results/break_even.csv", "params.json"]
 
 
 class ReportError(WorkbenchError, ValueError):
@@ -135,6 +136,7 @@ def render(snapshot_dir: str | os.PathLike) -> str:
         lines += [to_markdown(frame[COLUMNS].reset_index(drop=True), title=None).rstrip("\n")]
         lines[-1] = f"*{family}*\n\n" + lines[-1]
         lines.append("")
+    lines += _warm_start_lines(folder)
     ablation = _read(folder, "ablation_verdict.csv")
     if ablation is not None and len(ablation):
         lines += ["**Ablation** (ScaleGMN vs each symmetry-broken model, on each objective's own metric; effect > 0 "
@@ -157,6 +159,39 @@ def render(snapshot_dir: str | os.PathLike) -> str:
             lines += [f"**Lambda sweep** (validation networks): chosen lam = {c['lam']:g} (accuracy on trained "
                       f"checkpoints {c['acc_trained']:.1f}%, L1-norm reduction {c['l1_reduction']:.1f}%).", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _warm_start_lines(folder: Path) -> list[str]:
+    """The tuned SGD learning rates, the warm start after its last SGD epoch and the break-even per family."""
+    lines = []
+    tuning = _read(folder, "sgd_lr_tuning.csv")
+    if tuning is not None and len(tuning):
+        chosen = tuning[tuning["chosen"].astype(str) == "True"]
+        grid = ", ".join(f"{v:g}" for v in sorted(tuning["lr"].unique()))
+        lines += [f"**SGD learning rate**, tuned per family and objective on validation networks (grid {grid}; "
+                  f"validation images): " + "; ".join(f"{r['family']} {r['objective'].upper()} {r['lr']:g}"
+                                                     for _, r in chosen.iterrows()) + ".", ""]
+    curves = _read(folder, "warm_start.csv")
+    if curves is not None and len(curves):
+        last = curves[curves["epoch"] == curves["epoch"].max()]
+        wide = last.pivot_table(index="family", columns="start", values="acc_mean", sort=False).reset_index()
+        wide.columns.name = None
+        lines += [f"**Warm start**: held-out test accuracy (%) after {int(last['epoch'].iloc[0])} SGD epochs from each "
+                  "start (tuned or fixed learning rate):", "", markdown_table(wide, digits=1), ""]
+    breakeven = _read(folder, "break_even.csv")
+    if breakeven is not None and len(breakeven):
+        rows = []
+        for family, sub in breakeven.groupby("family", sort=False):
+            match = sub[sub["sgd_acc"] >= sub["one_shot_acc"]].sort_values("sgd_s_per_net")
+            ref = match.iloc[0] if len(match) else sub.sort_values("sgd_s_per_net").iloc[-1]
+            rows.append({"family": family, "one shot": ref["method"], "training (s)": ref["train_seconds"],
+                         "one shot (s/network)": ref["one_shot_s_per_net"], "versus": ref["versus"],
+                         "reaches one-shot accuracy": bool(len(match)), "SGD (s/network)": ref["sgd_s_per_net"],
+                         "break-even networks": ref["break_even_networks"]})
+        lines += ["**Amortization break-even** (networks from which training + one shot costs less than SGD; against "
+                  "the cheapest SGD budget that reaches the one-shot accuracy, else the largest):", "",
+                  markdown_table(pd.DataFrame(rows), digits=4), ""]
+    return lines
 
 
 def _markers(name: str) -> tuple[str, str]:
