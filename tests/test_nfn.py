@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from workbench import pipeline
 from workbench.data import load_dataset
 from workbench.errors import ConfigError
-from workbench.metanet import NFN, NPLinear, ScaleGMN, count_parameters, rescale_response
+from workbench.metanet import NFN, NPLinear, ScaleGMN, count_parameters, matched_hidden, rescale_response
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
 from workbench.ranges import PARAMS_RANGES
@@ -357,7 +357,28 @@ def test_methods_labels_and_params_ranges():
         assert PARAMS_RANGES[key].problem(["scalegmn", "nfn", "nfn-aug"]) is None
         assert PARAMS_RANGES[key].problem(["nfn-b"]) is not None
     with pytest.raises(ValueError, match="unknown method"):
-        pipeline.train_method("o", None, None, "nfm", objective="ce", lam=0.0, seed=0)
+        pipeline.method_label("nfm", True)
+
+
+def test_nfn_hidden_setting_matches_the_scalegmn_budget_and_only_touches_nfn():
+    spec = default_spec("cnn-relu")
+    base = dict(hidden=16, n_layers=2, bidirectional=True, gate=True)
+    target = count_parameters(ScaleGMN.for_spec(spec, **base))
+    _, nfn = pipeline._method_settings("nfn", {**base, "nfn_hidden": "match"}, spec)
+    assert nfn["model"] == "nfn" and "nfn_hidden" not in nfn and nfn["hidden"] == matched_hidden(spec, target, 2)
+    count = lambda h: count_parameters(NFN.for_spec(spec, hidden=h, n_layers=2, gate=True))  # noqa: E731
+    assert abs(count(nfn["hidden"]) / target - 1) < 0.1  # within a few percent of ScaleGMN-B's budget
+    assert count(nfn["hidden"] + 1) > target > count(nfn["hidden"] - 1)  # the closest size, brute force
+    assert pipeline._method_settings("nfn-aug", {**base, "nfn_hidden": 7}, spec)[1]["hidden"] == 7
+    assert pipeline._method_settings("nfn", base, spec)[1]["hidden"] == 16  # off: the shared hidden size
+    for method in ("scalegmn", "gmn", "gmn-aug"):  # the other methods' settings (and run folders) are untouched
+        assert (pipeline._method_settings(method, {**base, "nfn_hidden": "match"}, spec)
+                == pipeline._method_settings(method, base, spec))
+    for bad in (0, "big", 2.5, True):
+        with pytest.raises(ValueError, match="nfn_hidden"):
+            pipeline._method_settings("nfn", {**base, "nfn_hidden": bad}, spec)
+    with pytest.raises(ValueError, match="positive"):
+        matched_hidden(spec, 0, 2)
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +394,7 @@ def zoo(digits):
 
 def test_train_method_trains_and_reloads_the_nfn_methods(zoo, digits, tmp_path):
     settings = dict(epochs=2, batch_networks=4, batch_images=32, hidden=4, n_layers=1, device="cpu",
-                    train_eval_networks=0)
+                    train_eval_networks=0, nfn_hidden=3)
     folders = {}
     for method in ("nfn", "nfn-aug"):
         assert not pipeline.run_exists(tmp_path, zoo, method, objective="ce", lam=0.0, seed=0, **settings)
@@ -382,7 +403,7 @@ def test_train_method_trains_and_reloads_the_nfn_methods(zoo, digits, tmp_path):
         assert isinstance(result.model, NFN) and len(result.history) == 2
         assert pipeline.run_exists(tmp_path, zoo, method, objective="ce", lam=0.0, seed=0, **settings)
         saved = json.loads((result.out_dir / "result.json").read_text())["config"]
-        assert saved["model"] == "nfn" and saved["group_augment"] is (method == "nfn-aug")
+        assert saved["model"] == "nfn" and saved["group_augment"] is (method == "nfn-aug") and saved["hidden"] == 3
         folders[method] = result.out_dir
         again = pipeline.train_method(tmp_path, zoo, digits, method, objective="ce", lam=0.0, seed=0,
                                       progress=False, **settings)  # reloaded from the run folder, not retrained

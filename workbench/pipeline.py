@@ -263,22 +263,45 @@ def method_label(method: str | bool, bidirectional: bool) -> str:
     return stem.replace("ScaleGMN", "ScaleGMN-B").replace("GMN (", "GMN-B (").replace("GMN +", "GMN-B +")
 
 
-def _method_settings(method: str, settings: dict) -> tuple[str | None, dict]:
+def _method_settings(method: str, settings: dict, spec: NetSpec) -> tuple[str | None, dict]:
     """``method``'s symmetry override and ``settings`` with its augmentation and model added. ``model`` is only set
-    for a non-default model, so ScaleGMN/GMN configs (and their run folders) are exactly those of before NFN."""
+    for a non-default model, so ScaleGMN/GMN configs (and their run folders) are exactly those of before NFN.
+
+    ``settings["nfn_hidden"]`` (optional, read by the NFN methods only and dropped for the others): the NFN's
+    ``hidden`` -- an int, or ``"match"`` for the size whose parameter count is closest to the ScaleGMN of the same
+    settings (``hidden``, ``n_layers``, ``bidirectional``, ``gate``) for ``spec``: a comparable budget per family."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
     _, symmetry, group_augment, model = METHODS[method]
+    settings = dict(settings)
+    nfn_hidden = settings.pop("nfn_hidden", None)
     if group_augment:
-        settings = {**settings, "group_augment": True}
+        settings["group_augment"] = True
     if model != "scalegmn":
-        settings = {**settings, "model": model}
+        settings["model"] = model
+    if model == "nfn" and nfn_hidden is not None:
+        settings["hidden"] = _nfn_hidden(spec, nfn_hidden, settings)
     return symmetry, settings
+
+
+def _nfn_hidden(spec: NetSpec, nfn_hidden, settings: dict) -> int:
+    from .metanet import ScaleGMN, count_parameters, matched_hidden
+
+    if nfn_hidden == "match":
+        base = TrainConfig()
+        get = lambda name: settings.get(name, getattr(base, name))  # noqa: E731
+        with torch.device("meta"):  # shapes only
+            target = count_parameters(ScaleGMN.for_spec(spec, hidden=get("hidden"), n_layers=get("n_layers"),
+                                                        bidirectional=get("bidirectional"), gate=get("gate")))
+        return matched_hidden(spec, target, get("n_layers"), gate=get("gate"))
+    if isinstance(nfn_hidden, bool) or not isinstance(nfn_hidden, int) or nfn_hidden < 1:
+        raise ValueError(f"nfn_hidden must be a positive integer or 'match', got {nfn_hidden!r}")
+    return nfn_hidden
 
 
 def run_exists(output_dir, zoo: Zoo, method: str, *, objective: str, lam: float, seed: int, **settings) -> bool:
     """Whether the run :func:`train_method` would use is finished on disk (so it would be reloaded, not trained)."""
-    symmetry, settings = _method_settings(method, settings)
+    symmetry, settings = _method_settings(method, settings, zoo.spec)
     config = make_config(zoo.spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **settings)
     folder = run_dir(output_dir, zoo.spec.family, objective, config.symmetry, seed, config)
     return (folder / "result.json").is_file() and (folder / "best.pt").is_file()
@@ -287,7 +310,7 @@ def run_exists(output_dir, zoo: Zoo, method: str, *, objective: str, lam: float,
 def train_method(output_dir, zoo: Zoo, data: Dataset, method: str, *, objective: str, lam: float, seed: int,
                  progress: bool = True, **settings) -> TrainResult:
     """Train (or reload) the metanetwork of ``method`` (a key of :data:`METHODS`)."""
-    symmetry, settings = _method_settings(method, settings)
+    symmetry, settings = _method_settings(method, settings, zoo.spec)
     return train_metanet(output_dir, zoo, data, objective=objective, lam=lam, symmetry=symmetry, seed=seed,
                          progress=progress, **settings)
 

@@ -3,7 +3,7 @@ metanetwork) and NFN (permutation-equivariant neural functional network, the pee
 from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon
 from .layers import ScaleGMNConv
 from .model import ScaleGMN, default_symmetry
-from .nfn import NFN, NPLinear, count_parameters, rescale_response
+from .nfn import NFN, NPLinear, count_parameters, matched_hidden, rescale_response
 
 __all__ = ["SYMMETRIES", "ScaleEq", "ScaleInv", "canon", "ScaleGMNConv", "ScaleGMN", "default_symmetry", "NFN",
-           "NPLinear", "count_parameters", "rescale_response"]
+           "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]

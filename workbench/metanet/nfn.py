@@ -39,6 +39,7 @@ layers of ``hidden`` channels with ReLU, an NP head, and the residual update
 """
 from __future__ import annotations
 
+import math
 
 import torch
 from torch import Tensor, nn
@@ -230,6 +231,30 @@ class NFN(nn.Module):
         return f"spec={self.spec.family} {self.spec.widths}, hidden={self.hidden}, permutations only"
 
 
+def matched_hidden(spec: NetSpec, n_parameters: int, n_layers: int, *, gate: bool = True) -> int:
+    """The NFN ``hidden`` size for networks of ``spec`` with ``n_layers`` NP layers whose trainable parameter count
+    is closest (as a ratio) to ``n_parameters`` -- e.g. :func:`count_parameters` of the ScaleGMN it is compared
+    with, so both metanetworks get a comparable budget."""
+    if n_parameters < 1:
+        raise ValueError(f"n_parameters must be positive, got {n_parameters}")
+
+    def count(hidden: int) -> int:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            return count_parameters(NFN(spec, hidden=hidden, n_layers=n_layers, gate=gate))
+
+    # every map is hidden x hidden, hidden x const or const: the count is exactly a h^2 + b h + c
+    c1, c2, c3 = count(1), count(2), count(3)
+    a = (c3 - 2 * c2 + c1) / 2
+    b = c2 - c1 - 3 * a
+    c = c1 - a - b
+    if a > 0:
+        root = (-b + math.sqrt(max(b * b - 4 * a * (c - n_parameters), 0.0))) / (2 * a)
+    else:
+        root = (n_parameters - c) / max(b, 1e-12)
+    candidates = {max(1, math.floor(root)), max(1, math.ceil(root))}
+    return min(sorted(candidates), key=lambda h: abs(math.log(count(h) / n_parameters)))
+
+
 @torch.no_grad()
 def rescale_response(model: nn.Module, spec: NetSpec, params: Params, generator: torch.Generator | None = None, *,
                      group: str | None = None, scale_range: tuple[float, float] = (0.25, 4.0)) -> Tensor:
@@ -273,4 +298,4 @@ def rescale_response(model: nn.Module, spec: NetSpec, params: Params, generator:
     return (torch.linalg.vector_norm(diff, dim=1) / size.clamp_min(1e-300)).cpu()
 
 
-__all__ = ["NFN", "NPLinear", "count_parameters", "rescale_response"]
+__all__ = ["NFN", "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]
