@@ -10,8 +10,9 @@ timed interleaved with eager in one run, with the ratio:
 * ``compile``: ``torch.compile`` of every message-passing layer (``--compile``; compile time counted and printed
   separately; falls back to eager with a message when compilation fails).
 
-Sizes: the default notebook metanet (ScaleGMN-B hidden 32, 3 layers, digits CNN-tanh networks, 32 graphs x 128
-images, one shot on 64 networks) and hidden 128 / 4 layers.
+Sizes (digits CNN-tanh networks, 32 graphs x 128 images, one shot on 64 networks): ``run`` = the metanet of
+params/default.yaml (ScaleGMN-B hidden 16, 2 layers), ``default`` = the notebooks' default (hidden 32, 3 layers)
+and ``large`` = hidden 128 / 4 layers. ``fused AdamW`` is the training default (one kernel for all parameters).
 
 **CUDA** (``--gpu``, what ``bench/gpu.sh`` runs): the Small CNN Zoo architecture, hidden 128, 4 layers: one-shot
 latency at batch 1, one-shot throughput at batch 1,024 in fp32 / TF32 / bf16, training throughput at batch 256
@@ -38,7 +39,7 @@ from workbench.nets import init_params, small_cnn_zoo_spec
 from workbench.objective import objective
 from workbench.zoo import default_spec
 
-SIZES = {"default": (32, 3), "large": (128, 4)}  # hidden, layers
+SIZES = {"run": (16, 2), "default": (32, 3), "large": (128, 4)}  # hidden, layers ("run": params/default.yaml)
 
 
 def _sync(device):
@@ -61,9 +62,10 @@ def interleaved(fns: dict, device, repeats: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def make_step(model, net, spec, zoo, x, y, *, amp_dtype=None):
-    """One training step of ``model`` (called through ``net``, e.g. a compiled wrapper) with AdamW."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+def make_step(model, net, spec, zoo, x, y, *, amp_dtype=None, fused=False):
+    """One training step of ``model`` (called through ``net``, e.g. a compiled wrapper) with AdamW (``fused``: the
+    single-kernel AdamW that ``workbench.optimize.train`` uses since 2026-12-01; eager fp32 is the per-tensor loop)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused or None)
     device = x.device
 
     def step():
@@ -111,7 +113,8 @@ def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=6
         torch.manual_seed(0)
         model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True)
         eager_model = model
-        variants = {"eager fp32": (eager_model, eager_model, None), "bf16 autocast": (model, model, torch.bfloat16)}
+        variants = {"eager fp32": (eager_model, eager_model, None), "fused AdamW": (model, model, None),
+                    "bf16 autocast": (model, model, torch.bfloat16)}
         if use_compile:
             twin, error = compiled_copy(model)
             start = time.perf_counter()
@@ -126,13 +129,15 @@ def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=6
             if error:
                 print(f"# torch.compile failed, eager only: {error[:300]}")
         label = f"hidden {hidden}, {layers} layers"
-        steps = {k: make_step(m, net, spec, zoo, x, y, amp_dtype=amp) for k, (m, net, amp) in variants.items()}
+        steps = {k: make_step(m, net, spec, zoo, x, y, amp_dtype=amp, fused=k == "fused AdamW")
+                 for k, (m, net, amp) in variants.items()}
         t = interleaved(steps, device, repeats)
         for k, sec in t.items():
             rows.append({"size": size, "label": label, "measurement": f"training step, {n_graphs} graphs x "
                          f"{n_images} images", "variant": k, "seconds": sec, "rate": n_graphs / sec,
                          "unit": "graphs/s", "ratio": t["eager fp32"] / sec})
-        shots = {k: make_shot(m, spec, shot_params, amp_dtype=amp) for k, (m, _, amp) in variants.items()}
+        shots = {k: make_shot(m, spec, shot_params, amp_dtype=amp) for k, (m, _, amp) in variants.items()
+                 if k != "fused AdamW"}  # no optimizer in a shot
         t = interleaved(shots, device, repeats)
         for k, sec in t.items():
             rows.append({"size": size, "label": label, "measurement": f"one shot, batch {n_shot}", "variant": k,

@@ -370,7 +370,7 @@ def test_nfn_hidden_setting_matches_the_scalegmn_budget_and_only_touches_nfn():
     assert abs(count(nfn["hidden"]) / target - 1) < 0.1  # within a few percent of ScaleGMN-B's budget
     assert count(nfn["hidden"] + 1) > target > count(nfn["hidden"] - 1)  # the closest size, brute force
     assert pipeline._method_settings("nfn-aug", {**base, "nfn_hidden": 7}, spec)[1]["hidden"] == 7
-    assert pipeline._method_settings("nfn", base, spec)[1]["hidden"] == 16  # off: the shared hidden size
+    assert pipeline._method_settings("nfn", base, spec)[1]["hidden"] == nfn["hidden"]  # "match" is the default
     for method in ("scalegmn", "gmn", "gmn-aug"):  # the other methods' settings (and run folders) are untouched
         assert (pipeline._method_settings(method, {**base, "nfn_hidden": "match"}, spec)
                 == pipeline._method_settings(method, base, spec))

@@ -267,14 +267,14 @@ def _method_settings(method: str, settings: dict, spec: NetSpec) -> tuple[str | 
     """``method``'s symmetry override and ``settings`` with its augmentation and model added. ``model`` is only set
     for a non-default model, so ScaleGMN/GMN configs (and their run folders) are exactly those of before NFN.
 
-    ``settings["nfn_hidden"]`` (optional, read by the NFN methods only and dropped for the others): the NFN's
-    ``hidden`` -- an int, or ``"match"`` for the size whose parameter count is closest to the ScaleGMN of the same
+    ``settings["nfn_hidden"]`` (read by the NFN methods only and dropped for the others): the NFN's ``hidden`` --
+    an int, or ``"match"`` (the default) for the size whose parameter count is closest to the ScaleGMN of the same
     settings (``hidden``, ``n_layers``, ``bidirectional``, ``gate``) for ``spec``: a comparable budget per family."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
     _, symmetry, group_augment, model = METHODS[method]
     settings = dict(settings)
-    nfn_hidden = settings.pop("nfn_hidden", None)
+    nfn_hidden = settings.pop("nfn_hidden", "match")
     if group_augment:
         settings["group_augment"] = True
     if model != "scalegmn":
@@ -661,6 +661,33 @@ def scaling_study(output_dir, family: str, *, data: dict, zoo: dict, sizes, seed
     results = run_parallel(_scaling_job, jobs, workers=workers, desc=f"scaling study {family}", progress=progress,
                            label=lambda j: f"{j['size']} networks, seed {j['seed']}")
     return (pd.DataFrame([r for r, _ in results]), pd.DataFrame([c for _, cs in results for c in cs]))
+
+
+def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], *, methods, lam: float, seed: int = 0,
+                      eval_networks: int | None = None, **settings):
+    """Parameter count and scaling behaviour of each method's trained CE metanetwork (seed ``seed``), per family.
+
+    For every held-out network a random function-preserving sign flip (tanh) or positive rescaling (ReLU) is
+    drawn and the update of the transformed copy, mapped back, is compared with the update of the network itself
+    (:func:`workbench.metanet.rescale_response`): ~0 for an equivariant model, of order 1 for one that only knows
+    permutations. Returns ``(summary, per_network)`` frames; the models are reloaded, or trained when missing."""
+    import pandas as pd
+
+    from .metanet import count_parameters, rescale_response
+
+    summary, per_network = [], []
+    bidirectional = settings.get("bidirectional", True)
+    for family, zoo in zoos.items():
+        test = test_networks(zoo, eval_networks)
+        for method in methods:
+            result = train_method(output_dir, zoo, data, method, objective="ce", lam=lam, seed=seed, progress=False,
+                                  **settings)
+            response = rescale_response(result.model, zoo.spec, test.params, torch.Generator().manual_seed(seed))
+            label = method_label(method, bidirectional)
+            summary.append({"family": family, "method": label, "parameters": count_parameters(result.model),
+                            "response_median": float(response.median()), "response_max": float(response.max())})
+            per_network += [{"family": family, "method": label, "response": float(r)} for r in response]
+    return pd.DataFrame(summary), pd.DataFrame(per_network)
 
 
 # -- ablation verdicts (notebook 05) ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from ..warmstart import break_even
 from .training import PALETTE
 
-__all__ = ["accuracy_vs_time_figure", "warm_start_figure", "break_even_figure"]
+__all__ = ["accuracy_vs_time_figure", "warm_start_figure", "break_even_figure", "symmetry_response_figure"]
 
 #: marker of each kind of results row
 _MARKERS = {"sgd": "circle", "sgd (fixed lr)": "circle-open", "one shot": "star", "one shot + sgd": "diamond",
@@ -143,4 +143,21 @@ def break_even_figure(frame, title: str = "Amortization: when does training a me
     fig.update_yaxes(type="log", title_text="total seconds", col=1)
     fig.update_layout(title=title, template="plotly_white", height=360 * n_rows + 80,
                       legend=dict(orientation="h", y=-0.12), margin=dict(l=60, r=20, t=80, b=60))
+    return fig
+
+
+def symmetry_response_figure(per_network, title="Same function, rescaled weights: how differently is it updated?"):
+    """Per family and method, the relative difference between a metanet's update of a network and of a
+    function-preserving rescaled (ReLU) or sign-flipped (tanh) copy (log y; one point per held-out network).
+    Exact zeros (an equivariant model in exact arithmetic) are drawn at the axis floor 1e-16."""
+    fig = go.Figure()
+    methods = list(dict.fromkeys(per_network["method"]))
+    for i, method in enumerate(methods):
+        sub = per_network[per_network["method"] == method]
+        fig.add_trace(go.Box(x=sub["family"], y=np.maximum(sub["response"].to_numpy(), 1e-16), name=method,
+                             boxpoints="all", jitter=0.4, pointpos=0, marker=dict(size=4, color=PALETTE[i % len(PALETTE)]),
+                             line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_yaxes(type="log", title_text="||g^-1 f(g theta) - f(theta)|| / ||f(theta) - theta||")
+    fig.update_layout(boxmode="group", title=title, template="plotly_white", height=460,
+                      legend=dict(orientation="h", y=-0.15), margin=dict(l=70, r=20, t=60, b=60))
     return fig
