@@ -73,3 +73,26 @@ def test_readme_results_match_their_committed_snapshots():
         table = pd.read_csv(snap / "results.csv")
         for value in table["ce_avg_acc"].dropna():
             assert f"{value:.1f}" in body
+
+
+def test_peer_and_warm_start_sections_are_computed_from_the_snapshot(tmp_path):
+    run = _fake_run(tmp_path / "run")
+    table = pd.read_csv(run / "results.csv")
+    nfn = table.iloc[1].copy()
+    nfn["method"], nfn["ce_avg_acc_trained"], nfn["l1_test_loss"] = "NFN (perm. only)", 55.3, 2.25
+    pd.concat([table, nfn.to_frame().T], ignore_index=True).to_csv(run / "results.csv", index=False)
+    pd.DataFrame([{"start": s, "lr": lr, "epoch": e, "acc_mean": a, "acc_q25": a, "acc_q75": a,
+                   "acc_trained": a, "family": "cnn-tanh"}
+                  for s, lr, e, a in (("Initial (tuned lr)", 0.1, 0, 41.0), ("Initial (tuned lr)", 0.1, 5, 80.25),
+                                      ("ScaleGMN-B (tuned lr)", 0.1, 0, 47.0),
+                                      ("ScaleGMN-B (tuned lr)", 0.1, 5, 88.75))]
+                 ).to_csv(run / "results" / "warm_start.csv", index=False)
+    pd.DataFrame([{"lr": lr, "val_acc": 50.0, "val_objective": 1.0, "diverged": 0, "chosen": lr == 0.1,
+                   "family": "cnn-tanh", "objective": "ce", "epochs": 5, "entries": 8} for lr in (0.01, 0.1)]
+                 ).to_csv(run / "results" / "sgd_lr_tuning.csv", index=False)
+    md = render(snapshot(run, tmp_path / "snap"))
+    peer = md[md.index("**ScaleGMN-B vs NFN"):]
+    assert "59.800" in peer and "55.300" in peer and "4.500" in peer  # 59.8 - 55.3, computed
+    assert "-0.250" in peer  # L1: 2.0 - 2.25
+    assert "80.2" in md and "88.8" in md and "after 5 SGD epochs" in md
+    assert "cnn-tanh CE 0.1" in md and "grid 0.01, 0.1" in md

@@ -136,6 +136,7 @@ def render(snapshot_dir: str | os.PathLike) -> str:
         lines += [to_markdown(frame[COLUMNS].reset_index(drop=True), title=None).rstrip("\n")]
         lines[-1] = f"*{family}*\n\n" + lines[-1]
         lines.append("")
+    lines += _peer_lines(table)
     lines += _warm_start_lines(folder)
     ablation = _read(folder, "ablation_verdict.csv")
     if ablation is not None and len(ablation):
@@ -159,6 +160,26 @@ def render(snapshot_dir: str | os.PathLike) -> str:
             lines += [f"**Lambda sweep** (validation networks): chosen lam = {c['lam']:g} (accuracy on trained "
                       f"checkpoints {c['acc_trained']:.1f}%, L1-norm reduction {c['l1_reduction']:.1f}%).", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _peer_lines(table: pd.DataFrame, ours: str = "ScaleGMN-B", peer: str = "NFN (perm. only)") -> list[str]:
+    """ScaleGMN-B against the peer metanetwork, per family, on each objective's own metric (from results.csv)."""
+    rows = []
+    for family, frame in table.groupby("family", sort=False):
+        t = frame.set_index("method")
+        if ours not in t.index or peer not in t.index:
+            continue
+        a, b = t.loc[ours], t.loc[peer]
+        rows.append({"family": family, f"CE acc. trained, {ours}": a["ce_avg_acc_trained"],
+                     f"CE acc. trained, {peer}": b["ce_avg_acc_trained"],
+                     "CE difference (points)": a["ce_avg_acc_trained"] - b["ce_avg_acc_trained"],
+                     f"L1 test loss, {ours}": a["l1_test_loss"], f"L1 test loss, {peer}": b["l1_test_loss"],
+                     "L1 difference": a["l1_test_loss"] - b["l1_test_loss"]})
+    if not rows:
+        return []
+    return [f"**{ours} vs {peer}** (held-out networks; CE: accuracy on trained checkpoints, higher is better; L1: "
+            "test loss CE + lambda L1, lower is better; one seed each):", "",
+            markdown_table(pd.DataFrame(rows), digits=3), ""]
 
 
 def _warm_start_lines(folder: Path) -> list[str]:
