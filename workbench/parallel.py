@@ -44,7 +44,7 @@ def run_parallel(fn: Callable, jobs: Sequence, *, workers: int | None = None, de
 
     With one worker or one job everything runs in this process (no start-up cost, easy to debug).
     """
-    from tqdm.auto import tqdm
+    from .notebook import progress_bar as tqdm  # plain text lines in batch runs (workbench.notebook)
 
     workers = min(default_workers(workers), max(1, len(jobs)))
     if workers == 1:
