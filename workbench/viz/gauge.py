@@ -138,19 +138,21 @@ def toeplitz_figure(
         "per_position": q_position[:, None] * matrix,
     }
     dist = {name: distance_to_convolution(m, n_out, n_in, k, in_size, stride, padding) for name, m in panels.items()}
-    titles = (
-        f"conv as matrix ({matrix.shape[0]} x {matrix.shape[1]})",
-        f"per-channel scale: distance {dist['per_channel']:.2f}",
-        f"per-position scale: distance {dist['per_position']:.2f}",
+    titles = (  # two lines each: three one-line titles run into each other below ~1100 px
+        f"conv as matrix<br>({matrix.shape[0]} x {matrix.shape[1]})",
+        f"per-channel scale<br>distance {dist['per_channel']:.2f}",
+        f"per-position scale<br>distance {dist['per_position']:.2f}",
     )
-    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.04)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.05)
     for col, m in enumerate(panels.values(), start=1):
         bound = float(m.abs().max()) or 1.0
         fig.add_trace(go.Heatmap(z=m.tolist(), colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
                                  showscale=col == 3), row=1, col=col)
         fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_layout(height=420, title="Doubly-block-Toeplitz view: only per-channel scales stay convolutions "
-                                        "(distance = relative Frobenius distance to the nearest convolution)")
+    # two short title lines: a one-line title is cut off in a notebook's output area (~1000 px)
+    fig.update_layout(height=480, margin=dict(t=130),
+                      title="Doubly-block-Toeplitz view: only per-channel scales stay convolutions<br>"
+                            "<sup>distance = relative Frobenius distance to the nearest convolution</sup>")
     return fig, dist
 
 
@@ -158,14 +160,19 @@ def directions_figure(spec: NetSpec) -> go.Figure:
     """Bars per conv layer: scaling directions of the conv layer versus the dense layer with the same inputs and
     outputs (log y axis)."""
     table = conv_vs_dense_directions(spec)
+    x = [f"conv layer {i}" for i in table.index]
+    conv, dense = table["conv scaling directions"].tolist(), table["dense scaling directions"].tolist()
     fig = go.Figure([
-        go.Bar(x=[f"conv layer {i}" for i in table.index], y=table["conv scaling directions"].tolist(),
-               name="conv: one per channel"),
-        go.Bar(x=[f"conv layer {i}" for i in table.index], y=table["dense scaling directions"].tolist(),
-               name="dense: one per neuron"),
+        go.Bar(x=x, y=conv, name="conv: one per channel", text=conv, textposition="outside"),
+        go.Bar(x=x, y=dense, name="dense: one per neuron", text=dense, textposition="outside"),
     ])
-    fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="scaling directions", height=350,
-                      title=f"Scaling gauge freedom per layer: {spec.describe()}")
+    # the log axis starts at 1 (10^0), so a bar's height is its count's order of magnitude; plotly's automatic
+    # range starts just below the smallest count and leaves the conv bars a few pixels high
+    top = math.log10(max(conv + dense + [1])) * 1.15 + 0.1
+    fig.update_layout(barmode="group", height=380, margin=dict(t=100),
+                      yaxis=dict(type="log", range=[0, top], title="scaling directions (log scale)"),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                      title=f"Scaling gauge freedom per layer<br><sup>{spec.describe()}</sup>")
     return fig
 
 
@@ -177,12 +184,13 @@ def scaling_widget(spec: NetSpec, params: Params, x: Tensor, *, network: int = 0
     import ipywidgets as widgets
 
     hidden = spec.hidden_widths
-    layer = widgets.IntSlider(value=0, min=0, max=max(len(hidden) - 1, 0), description="hidden layer")
-    unit = widgets.IntSlider(value=0, min=0, max=hidden[0] - 1, description="unit")
+    label = {"style": {"description_width": "initial"}}  # whole labels ("hidden la..." otherwise)
+    layer = widgets.IntSlider(value=0, min=0, max=max(len(hidden) - 1, 0), description="hidden layer", **label)
+    unit = widgets.IntSlider(value=0, min=0, max=hidden[0] - 1, description="unit", **label)
     if spec.activation == "relu":
-        control = widgets.FloatSlider(value=1.0, min=-2.0, max=2.0, step=0.1, description="log10 scale")
+        control = widgets.FloatSlider(value=1.0, min=-2.0, max=2.0, step=0.1, description="log10 scale", **label)
     else:
-        control = widgets.Checkbox(value=True, description="flip sign")
+        control = widgets.Checkbox(value=True, description="flip sign", indent=False, **label)
 
     def on_layer(change):
         unit.max = hidden[change["new"]] - 1

@@ -136,10 +136,11 @@ def graph_explorer_widget(models: dict[str, tuple[NetSpec, Params]]):
     import ipywidgets as widgets
 
     names = list(models)
-    arch = widgets.Dropdown(options=names, value=names[0], description="network")
+    label = {"style": {"description_width": "initial"}}  # whole labels, never "netw..."
+    arch = widgets.Dropdown(options=names, value=names[0], description="network", **label)
     first_spec, first_params = models[names[0]]
-    index = widgets.IntSlider(min=0, max=first_params[0][1].shape[0] - 1, value=0, description="index")
-    layer = widgets.Dropdown(description="layer")
+    index = widgets.IntSlider(min=0, max=first_params[0][1].shape[0] - 1, value=0, description="index", **label)
+    layer = widgets.Dropdown(description="layer", **label)
 
     def layer_options(spec):
         return [("all", -1)] + [(f"{l}: {'conv' if spec.is_conv(l) else 'dense'} {spec.widths[l]}->{spec.widths[l+1]}", l)
