@@ -5,6 +5,11 @@ headless Chromium driven by Playwright, runs all cells from the Run menu and the
 plotly figure that the browser *rendered* (the ``data`` the plotly.js graph div holds) must change, and for the
 symmetry sliders the printed ``max |delta logits|`` must stay at float rounding.
 
+Executed notebooks are checked as a reader sees them: notebooks 01, 02 and 04 run by ``python -m workbench run``
+(smoke params) and opened without running anything must show a drawn plotly snapshot for every explorer widget, no
+widget repr and no progress bar frozen at 0%; the run's ``index.html`` and the notebook pages it links must work
+with the network cut off.
+
 Marker ``browser`` (excluded from a bare ``pytest``; ``make test`` and ``.ci/run`` include it and install Chromium
 first). Without Chromium or Playwright the tests skip, except under ``CI=true``, where that is a failure. On a
 failure a full-page screenshot and the server log land in ``outputs/test-artifacts/browser/`` (or
@@ -202,6 +207,10 @@ def test_gauge_sliders_change_the_figure_not_the_function(page, lab):
     open_and_run_all(page, lab, "02_gauge_freedom.ipynb")
     # two explorers: MLP-ReLU (layer, unit, log10 scale) and CNN-tanh (layer, unit, flip sign)
     assert page.locator(".widget-slider").count() == 5
+    # every control's label is shown whole ("hidden layer", not "hidden la...")
+    cut = page.locator(".widget-inline-hbox .widget-label").evaluate_all(
+        "els => els.filter(e => e.offsetParent && e.scrollWidth > e.clientWidth).map(e => e.textContent)")
+    assert not cut, f"labels cut off: {cut}"
     relu_before, tanh_before = widget_figures(page)
     deltas = printed_deltas(page)
     assert len(deltas) >= 2 and all(0 <= d < 1e-5 for d in deltas), deltas
@@ -255,3 +264,68 @@ def test_graph_explorer_layer_picker_redraws(page, lab):
     assert len(cnn_labels) == 5 and readable[1].startswith("0: conv") and readable[4].startswith("3: dense"), readable
     layer.select_option(label=cnn_labels[4])  # the dense layer after global average pooling
     assert wait_for_figure_change(page, 0, cnn) != cnn
+
+
+# -- executed notebooks, read as files ----------------------------------------------------------------------------
+FROZEN_BAR = re.compile(r"\d+%\|")  # a tqdm bar's text ("0%|          | 0/136"): a widget bar frozen at its start
+EXECUTED = ("01_weight_space_graphs", "02_gauge_freedom", "04_train_meta_optimizer")
+
+
+@pytest.fixture(scope="module")
+def executed_run(lab) -> Path:
+    """Notebooks 01 (graph explorer), 02 (two symmetry explorers) and 04 (progress bars) executed the way a run
+    executes them -- ``python -m workbench run`` on the smoke params -- into the lab's folder."""
+    outputs = lab["root"] / "runs"
+    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_BATCH"}  # the runner must set it itself
+    proc = subprocess.run([sys.executable, "-m", "workbench", "run", str(REPO / "params" / "smoke.yaml"),
+                           "--outputs", str(outputs), "--only", "01", "02", "04"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"the run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return outputs / "smoke"
+
+
+def test_executed_notebooks_show_static_figures_not_widget_reprs_or_frozen_bars(page, lab, executed_run):
+    """Opened without running anything, an executed notebook shows a rendered plotly snapshot in every explorer
+    cell, no ``VBox(children=...`` repr, and progress as text lines instead of a bar frozen at 0%."""
+    for name in EXECUTED:
+        file = executed_run / "notebooks" / f"{name}.ipynb"
+        cells = [c for c in json.loads(file.read_text())["cells"] if c["cell_type"] == "code"]
+        widget_cells = [i for i, c in enumerate(cells) if "_widget(" in "".join(c["source"])]
+        page.goto(f"{lab['base']}/lab/tree/{file.relative_to(lab['root']).as_posix()}?reset&token={lab['token']}")
+        page.wait_for_function("(n) => document.querySelectorAll('.jp-Notebook .jp-CodeCell').length === n",
+                               arg=len(cells), timeout=120_000)
+        code_cells = page.locator(".jp-Notebook .jp-CodeCell")
+        for i in widget_cells:  # a drawn figure, not a repr: plotly.js made its graph div
+            code_cells.nth(i).locator(".jp-OutputArea .js-plotly-plot").first.wait_for(timeout=60_000)
+        text = "\n".join(page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts())
+        assert "VBox(children" not in text and "HBox(children" not in text, f"{name}: widget repr shown"
+        assert not FROZEN_BAR.search(text), f"{name}: frozen progress bar: {FROZEN_BAR.search(text).group(0)!r}"
+        assert "Error displaying widget" not in text, name
+        if name.startswith("02"):
+            assert len(widget_cells) == 2 and text.count("Interactive explorer") == 2
+            assert "max |delta logits|" in text
+        if name.startswith("04"):
+            assert re.search(r"metanet runs \(\d processes\): 2/2 \(100%\)", text), text[:3000]
+
+
+def test_results_index_and_notebook_pages_work_offline(page, executed_run):
+    """index.html (written by the run) links only files that exist, and the notebook pages it links draw their
+    figures with the run's own plotly.js while every network request is refused."""
+    index = executed_run / "index.html"
+    assert index.is_file()
+    page.route("http*://**", lambda route: route.abort())
+    page.goto(index.as_uri())
+    hrefs = page.locator("a[href]").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert hrefs and not [h for h in hrefs if re.match(r"^[a-z]+:|^/", h)], hrefs
+    from urllib.parse import unquote
+
+    assert all((executed_run / unquote(h)).is_file() for h in hrefs), hrefs
+    assert any(h.endswith("02_gauge_freedom.html") for h in hrefs) and any(h.startswith("figures/") for h in hrefs)
+    page.goto((executed_run / "notebooks" / "02_gauge_freedom.html").as_uri())
+    nb = json.loads((executed_run / "notebooks" / "02_gauge_freedom.ipynb").read_text())
+    n_figures = sum("application/vnd.plotly.v1+json" in o.get("data", {})
+                    for c in nb["cells"] for o in c.get("outputs", []))
+    page.wait_for_function("(n) => document.querySelectorAll('.js-plotly-plot').length >= n",
+                           arg=n_figures, timeout=60_000)
+    text = page.inner_text("body")
+    assert "Interactive explorer" in text and "VBox(children" not in text

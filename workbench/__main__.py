@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {run,validate,train,zoo,optimize,report} ...``.
+"""Command line: ``python -m workbench {run,validate,train,zoo,optimize,report,index} ...``.
 
 Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchError`: a bad params file, a corrupt
 zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--snapshot", required=True, metavar="DEST", help="e.g. docs/results/default")
     p_rep.add_argument("--readme", default=None, metavar="README",
                        help="also replace this file's <!-- BEGIN RESULTS NAME --> block (NAME = DEST's folder name)")
+    p_idx = sub.add_parser("index", parents=[common],
+                           help="(re)write a run folder's index.html: links to its figures, tables and notebooks")
+    p_idx.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. outputs/default")
+    p_idx.add_argument("--no-html", action="store_true",
+                       help="link the executed notebooks as .ipynb without converting them to HTML")
     return parser
 
 
@@ -134,6 +139,10 @@ def run_command(args: argparse.Namespace) -> None:
         if args.readme:
             update_readme(args.readme, dest)
             print(f"[workbench] {args.readme}: block {dest.name} regenerated from {dest}")
+    elif args.command == "index":
+        from .index import write_index
+
+        print(f"[workbench] results index: {write_index(args.run_dir, convert=not args.no_html, log=print)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WorkbenchError
 from .io import RunFolderError, atomic_write_text, clean_stale_temps, crash_point, is_regular_file, run_lock
 from .io import sha256_file as _sha256
+from .notebook import BATCH_ENV
 from .params import ParamsError, RunParams, declared_parameters, list_notebooks, load_params, notebook_key
 
 KERNEL_NAME = "workbench"
@@ -30,6 +32,8 @@ MARKER_VERSION = 2
 # Widget cells get a deadline: nbclient can miss the execute reply of a cell that creates Output widgets and then
 # wait forever (nbclient #312, papermill #723); with a deadline its poll wakes up and finds the reply.
 WIDGET_CELL_TIMEOUT = 120
+# files of the run folder that belong to the run command, not to a notebook (rewritten by every run)
+RUN_FILES = ("params.json", "index.html")
 
 
 class NotebookFailed(WorkbenchError, RuntimeError):
@@ -83,7 +87,7 @@ def _artifacts(out: Path) -> dict[str, str]:
         if rel_dir.parts[:1] == ("notebooks",):
             continue
         for name in filenames:
-            if name.startswith(".") or (rel_dir == Path(".") and name == "params.json"):
+            if name.startswith(".") or (rel_dir == Path(".") and name in RUN_FILES):
                 continue
             if is_regular_file(Path(dirpath) / name):
                 files[(rel_dir / name).as_posix()] = _sha256(Path(dirpath) / name)
@@ -167,6 +171,21 @@ def _cell_timeout(cell) -> int | None:
     return WIDGET_CELL_TIMEOUT if "_widget(" in cell.source else None
 
 
+@contextmanager
+def _batch_environment():
+    """``WORKBENCH_BATCH=1`` for the kernels started meanwhile (they inherit this process's environment): their
+    progress bars write text lines and their explorer widgets leave static figures (:mod:`workbench.notebook`).
+    A value the caller set (``WORKBENCH_BATCH=0`` keeps the widgets) is left alone."""
+    if os.environ.get(BATCH_ENV):
+        yield
+        return
+    os.environ[BATCH_ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(BATCH_ENV, None)
+
+
 def run(params_path: str | os.PathLike, only: list[str] | None = None, resume: bool = False,
         outputs: Path | None = None, kernel_name: str = KERNEL_NAME, log=print) -> Path:
     """Validate, then execute the selected notebooks in order; returns ``outputs/<name>``. The output folder is
@@ -190,13 +209,43 @@ def run(params_path: str | os.PathLike, only: list[str] | None = None, resume: b
 
 def _run_locked(params: RunParams, notebooks: list[Path], out: Path, resume: bool, kernel_name: str, log) -> Path:
     """The body of :func:`run`, while this process holds the output folder's lock."""
-    import papermill as pm
-
     removed = clean_stale_temps(out)
     if removed:
         log(f"[workbench] removed {len(removed)} temporary file(s) left by an interrupted run in {out}")
-    atomic_write_text(out / "params.json", json.dumps({"source": str(params.path), "shared": params.shared,
-                                                       "sections": params.sections}, indent=2, default=str))
+    atomic_write_text(out / "params.json", json.dumps({
+        "source": str(params.path), "shared": params.shared, "sections": params.sections,
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_revision": _git_revision()},
+        indent=2, default=str))
+    try:
+        _run_notebooks(params, notebooks, out, resume, kernel_name, log)
+    except NotebookFailed:  # the index shows what the run got to, the failed notebook's partial copy included
+        _write_index(out, log)
+        raise
+    _write_index(out, log)
+    return out
+
+
+def _git_revision() -> str:
+    from .report import _git_revision as revision
+
+    return revision(REPO_ROOT)
+
+
+def _write_index(out: Path, log) -> None:
+    """``out/index.html`` (:mod:`workbench.index`); a convenience, so a problem with it is reported, never raised."""
+    from .index import write_index
+
+    try:
+        log(f"[workbench] results index: {write_index(out, log=log)}")
+    except Exception as err:
+        log(f"[workbench] could not write {out / 'index.html'}: {type(err).__name__}: {err}")
+
+
+def _run_notebooks(params: RunParams, notebooks: list[Path], out: Path, resume: bool, kernel_name: str,
+                   log) -> Path:
+    """Execute ``notebooks`` in order into ``out`` (``--resume``: skip the leading complete ones)."""
+    import papermill as pm
+
     skipping = resume
     expected = _expected_hashes(out, list_notebooks()) if resume else {}
     for nb in notebooks:
@@ -219,9 +268,10 @@ def _run_locked(params: RunParams, notebooks: list[Path], out: Path, resume: boo
         log(f"[workbench] running {nb.name} -> {target}")
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb), str(tmp), parameters=injected, kernel_name=kernel_name,
-                                cwd=str(nb.parent), progress_bar=False, log_output=False,
-                                timeout_func=_cell_timeout)
+            with _batch_environment():
+                pm.execute_notebook(str(nb), str(tmp), parameters=injected, kernel_name=kernel_name,
+                                    cwd=str(nb.parent), progress_bar=False, log_output=False,
+                                    timeout_func=_cell_timeout)
         except Exception as err:
             failed = target.with_name(f"{nb.stem}.failed.ipynb")
             if tmp.exists():
