@@ -147,3 +147,19 @@ def test_family_results_tunes_sgd_on_validation_networks_and_adds_warm_start_row
     assert kinds["ScaleGMN-B"] == "one shot" and kinds["SGD (3 epochs)"] == "sgd"
     assert kinds["ScaleGMN-B + SGD (2 epochs)"] == "one shot + sgd"
     assert res["train_seconds"]["ScaleGMN-B"] > 0
+
+
+def test_break_even_figure_is_log_log_in_every_panel_and_names_a_case_that_never_pays():
+    from workbench.viz.results import break_even_figure
+
+    rows = [{"family": f, "method": "ScaleGMN-B", "versus": "SGD (5 epochs)", "train_seconds": 100.0,
+             "one_shot_s_per_net": one, "sgd_s_per_net": 0.01, "one_shot_acc": 50.0, "sgd_acc": 90.0,
+             "break_even_networks": break_even(100.0, one, 0.01)} for f, one in (("a", 0.001), ("b", 0.02))]
+    fig = break_even_figure(pd.DataFrame(rows))
+    layout = fig.to_dict()["layout"]
+    axes = [k for k in layout if k.startswith("yaxis")]
+    assert len(axes) == 2 and all(layout[k]["type"] == "log" for k in axes)
+    texts = [a["text"] for a in layout["annotations"]]
+    assert any("never cheaper" in t for t in texts)
+    marks = [t for t in fig.data if t.mode == "markers+text"]
+    assert len(marks) == 1 and marks[0].x[0] == pytest.approx(100.0 / 0.009)

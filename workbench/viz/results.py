@@ -133,14 +133,20 @@ def break_even_figure(frame, title: str = "Amortization: when does training a me
         match = sub[sub["sgd_acc"] >= sub["one_shot_acc"]]
         ref = match.iloc[0] if len(match) else sub.iloc[-1]
         n_star = break_even(ref["train_seconds"], ref["one_shot_s_per_net"], ref["sgd_s_per_net"])
-        if math.isfinite(n_star) and n_star > 0:
+        if not math.isfinite(n_star):
+            fig.add_annotation(text=f"one shot never cheaper than {ref['versus']}: it costs more per network",
+                               xref="x domain" if k == 0 else f"x{k + 1} domain",
+                               yref="y domain" if k == 0 else f"y{k + 1} domain", x=0.02, y=0.98, showarrow=False,
+                               xanchor="left", yanchor="top", font=dict(size=11))
+        elif n_star > 0:
             fig.add_trace(go.Scatter(x=[n_star], y=[n_star * ref["sgd_s_per_net"]], mode="markers+text",
                                      marker=dict(size=11, color="black", symbol="x"), showlegend=False,
                                      text=[f"N = {n_star:,.0f}"], textposition="top left",
                                      hovertemplate=f"break-even vs {ref['versus']}: N = {n_star:,.0f}<extra></extra>"),
                           row=r, col=c)
     fig.update_xaxes(type="log", title_text="networks optimized (N)")
-    fig.update_yaxes(type="log", title_text="total seconds", col=1)
+    fig.update_yaxes(type="log")  # every panel
+    fig.update_yaxes(title_text="total seconds", col=1)
     fig.update_layout(title=title, template="plotly_white", height=360 * n_rows + 80,
                       legend=dict(orientation="h", y=-0.12), margin=dict(l=60, r=20, t=80, b=60))
     return fig
