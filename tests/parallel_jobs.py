@@ -12,3 +12,12 @@ def slow_first(job):
     if job == "boom":
         raise ValueError("exploded on purpose")
     return job, os.getpid(), torch.get_num_threads()
+
+
+def sleep_and_report(job):
+    """Write this worker's pid to the file ``job`` names, then sleep (a job that outlives a killed parent)."""
+    path, seconds = job
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return os.getpid()

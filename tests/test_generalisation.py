@@ -4,9 +4,11 @@ ablation verdicts, the trained-checkpoint columns and targets of the results tab
 import json
 import math
 import os
+import sys
 import time
 import types
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -360,3 +362,41 @@ def test_augment_scales_must_be_a_low_high_pair(scales):
 
     with pytest.raises(ConfigError, match="augment_scales"):
         TrainConfig(augment_scales=scales, device="cpu")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_workers_of_a_killed_parent_do_not_train_on(tmp_path):
+    """Killing a run (its kernel or the runner) must not leave worker processes computing as orphans."""
+    import signal
+    import subprocess
+    import textwrap
+    import time
+
+    pids = tmp_path / "pids.txt"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from parallel_jobs import sleep_and_report
+        from workbench.parallel import run_parallel
+        run_parallel(sleep_and_report, [({str(pids)!r}, 120)] * 2, workers=2, progress=False)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 120
+    while time.time() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+        time.sleep(0.2)
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2
+    parent.send_signal(signal.SIGKILL)  # no chance to clean up: only the kernel's parent-death signal helps
+    parent.wait()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has stopped computing
+
+    deadline = time.time() + 30
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(alive(p) for p in workers), "workers outlived their killed parent"

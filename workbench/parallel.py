@@ -31,7 +31,26 @@ def default_workers(requested: int | None = None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _die_with_parent() -> None:
+    """Linux: ask the kernel to send this worker SIGTERM when the process that started it dies, so a killed run
+    (or notebook kernel) leaves no orphans training on. Elsewhere a no-op: the pool reaps its workers on exit."""
+    if not os.uname().sysname == "Linux":
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() == 1:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker() -> None:
+    _die_with_parent()
     os.environ.setdefault("WORKBENCH_THREADS", "1")
     import torch
 
