@@ -234,7 +234,8 @@ def lam_pareto_figure(sweep, title: str = "L1 objective: accuracy vs L1-norm red
 
 def scaling_figure(runs, curves, title: str = "Held-out one-shot gain vs training networks and steps") -> go.Figure:
     """Left: held-out gain on trained checkpoints vs number of training networks (log x; one marker per seed, the
-    mean joined). Right: held-out gain (validation images) vs optimizer steps, one line per size and seed."""
+    mean joined). Right: held-out gain (validation images) vs optimizer steps, one line per size and seed (thicker
+    and darker = more training networks; the legend names each size once)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["gain vs training networks", "gain vs training steps"],
                         horizontal_spacing=0.1)
     families = list(dict.fromkeys(runs["family"]))
@@ -247,11 +248,13 @@ def scaling_figure(runs, curves, title: str = "Held-out one-shot gain vs trainin
         fig.add_trace(go.Scatter(x=mean.index, y=mean.values, mode="lines", name=f"{family} (mean)",
                                  line=dict(color=color), legendgroup=family), row=1, col=1)
         sizes = sorted(sub["train_networks"].unique())
+        first_seed = curves.loc[curves["family"] == family, "seed"].min()
         for (n, seed), c in curves[curves["family"] == family].groupby(["train_networks", "seed"]):
             shade = 0.35 + 0.65 * (sizes.index(n) + 1) / len(sizes)
             fig.add_trace(go.Scatter(x=c["step"], y=c["test_gain_val_images"], mode="lines", opacity=shade,
                                      line=dict(color=color, width=1 + 2 * sizes.index(n) / max(1, len(sizes) - 1)),
-                                     name=f"{family}: {n} networks", legendgroup=family, showlegend=False,
+                                     name=f"{family}: {n} networks", legendgroup=family,
+                                     showlegend=bool(seed == first_seed),
                                      hovertemplate=f"{family}, {n} networks, seed {seed}<br>step %{{x}}: %{{y:.2f}}<extra></extra>"),
                           row=1, col=2)
     fig.update_xaxes(type="log", title_text="training networks (log scale)", row=1, col=1)
