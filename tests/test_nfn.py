@@ -416,3 +416,18 @@ def test_train_method_trains_and_reloads_the_nfn_methods(zoo, digits, tmp_path):
     runs, _ = pipeline.run_ablation(tmp_path, digits, {"mlp-tanh": zoo}, objectives=("ce",), n_seeds=1,
                                     methods=("nfn", "nfn-aug"), progress=False, **settings)
     assert list(runs["method"]) == ["NFN (perm. only)", "NFN + sym. aug."] and runs["finite"].all()
+
+
+def test_matching_nfn_width_first_does_not_poison_the_cached_graph_layout():
+    """Counting ScaleGMN's parameters on the meta device must not leave a shape-only layout in the cache: the
+    study's worker that trained NFN first for a family then failed with 'Cannot copy out of meta tensor'."""
+    from workbench.graphs import _layout_cached, graph_layout
+
+    spec = NetSpec.mlp((5, 3, 2), "relu")
+    _layout_cached.cache_clear()
+    pipeline._method_settings("nfn", dict(hidden=4, n_layers=1, bidirectional=True, gate=True), spec)
+    layout = graph_layout(spec)
+    assert layout.edge_index.device.type == "cpu" and not layout.edge_index.is_meta
+    params = init_params(spec, 2, torch.Generator().manual_seed(0))
+    out = ScaleGMN.for_spec(spec, hidden=4, n_layers=1)(params)
+    assert all(torch.isfinite(w).all() for w, _ in out)

@@ -66,6 +66,13 @@ class GraphLayout:
 
 @functools.lru_cache(maxsize=64)
 def _layout_cached(spec: NetSpec, device: str) -> GraphLayout:
+    # built on the CPU whatever torch's ambient default device is (e.g. inside ``with torch.device("meta")``, used
+    # to count a model's parameters): a layout made there would be cached, shape-only, for every later caller
+    with torch.device("cpu"):
+        return _build_layout(spec).to(device)
+
+
+def _build_layout(spec: NetSpec) -> GraphLayout:
     widths = spec.widths
     node_offsets = [0]
     for w in widths:
@@ -105,7 +112,7 @@ def _layout_cached(spec: NetSpec, device: str) -> GraphLayout:
         tuple(node_offsets), tuple(edge_offsets), edge_index, torch.cat(node_type), torch.cat(node_kind),
         torch.cat(node_layer), edge_layer_t, edge_mask, widths[0] + n_hidden_layers + widths[-1], dense_slot,
     )
-    return layout.to(device)
+    return layout
 
 
 def graph_layout(spec: NetSpec, device: torch.device | str = "cpu") -> GraphLayout:
