@@ -400,3 +400,18 @@ def test_workers_of_a_killed_parent_do_not_train_on(tmp_path):
     while time.time() < deadline and any(alive(p) for p in workers):
         time.sleep(0.2)
     assert not any(alive(p) for p in workers), "workers outlived their killed parent"
+
+
+def test_a_second_zoo_of_a_family_gets_its_own_cache_folder(digits, tmp_path):
+    """Notebook 07's bigger scaling zoo must not overwrite the run's main zoo of the same family (and back)."""
+    args = dict(zoo_epochs=2, seed=0, progress=False, verbose=False, test_fraction=0.5)
+    main = pipeline.get_zoo(tmp_path, "mlp-tanh", digits, n_networks=6, **args)
+    big = pipeline.get_zoo(tmp_path, "mlp-tanh", digits, n_networks=10, cache_suffix="-n10", **args)
+    assert (tmp_path / "zoo" / "mlp-tanh").is_dir() and (tmp_path / "zoo" / "mlp-tanh-n10").is_dir()
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "zoo").rglob("*") if p.is_file()}
+    again = pipeline.get_zoo(tmp_path, "mlp-tanh", digits, n_networks=6, **args)
+    again_big = pipeline.get_zoo(tmp_path, "mlp-tanh", digits, n_networks=10, cache_suffix="-n10", **args)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "zoo").rglob("*") if p.is_file()} == stamp  # loaded
+    assert len(again) == len(main) and len(again_big) == len(big) > len(main)
+    with pytest.raises(ValueError, match="cache_suffix"):
+        pipeline.get_zoo(tmp_path, "mlp-tanh", digits, n_networks=6, cache_suffix="/../x", **args)

@@ -52,10 +52,12 @@ ZOO_BATCH_SIZE = 32
 
 def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *, n_networks: int, zoo_epochs: int,
             seed: int = 0, zoo_path: str | None = None, device: str = "cpu", progress: bool = True,
-            verbose: bool = True, test_fraction: float = 0.5) -> Zoo:
+            verbose: bool = True, test_fraction: float = 0.5, cache_suffix: str = "") -> Zoo:
     """The zoo of ``family``: the Small CNN Zoo at ``zoo_path`` when given (CNN families; networks with NaN weights
     are dropped and counted in ``zoo.info``), else a zoo generated on ``data`` and cached in
-    ``output_dir/zoo/<family>`` (regenerated only when the settings differ)."""
+    ``output_dir/zoo/<family><cache_suffix>`` (regenerated only when the settings differ). A second zoo of the same
+    family with other settings (notebook 07's bigger scaling zoo) needs its own ``cache_suffix``: one folder holds
+    one zoo, and asking it for other settings regenerates it in place."""
     check_families([family])
     kind, activation = family.split("-")
     if zoo_path and kind == "cnn":
@@ -64,7 +66,9 @@ def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *,
         raise ValueError(f"generating the {family} zoo needs a data set")
     spec = default_spec(family, data.name)
     checkpoints = [c for c in ZOO_CHECKPOINTS if c < zoo_epochs]
-    return load_or_generate(Path(output_dir) / "zoo" / family, spec, data, n_networks, epochs=zoo_epochs,
+    if cache_suffix and (os.sep in cache_suffix or "/" in cache_suffix or cache_suffix in (".", "..")):
+        raise ValueError(f"cache_suffix must be a plain name suffix, got {cache_suffix!r}")
+    return load_or_generate(Path(output_dir) / "zoo" / f"{family}{cache_suffix}", spec, data, n_networks, epochs=zoo_epochs,
                             checkpoints=checkpoints, seed=seed, batch_size=ZOO_BATCH_SIZE, device=resolve_device(device),
                             progress=progress, verbose=verbose, test_fraction=test_fraction)
 
