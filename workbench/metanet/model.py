@@ -180,27 +180,34 @@ class ScaleGMN(nn.Module):
         delta = from_graph(self.spec, (db, dw))
         return [(w + dw_l.to(w.dtype), b + db_l.to(b.dtype)) for (w, b), (dw_l, db_l) in zip(params, delta)]
 
-    @torch.no_grad()
     def optimize(self, spec: NetSpec, params: Params, batch_size: int | None = None) -> Params:
         """One-shot optimization of any number of networks: no gradients, in eval mode, chunked by ``batch_size``.
 
         Parameters are moved to the model's device and dtype; the result is returned there.
         """
-        if spec != self.spec:
-            raise SpecError(f"this ScaleGMN was built for {self.spec.describe()}, not {spec.describe()}")
-        n_nets = check_params(spec, params, finite=True)
-        ref = next(self.parameters())
-        params = [(w.to(ref.device, ref.dtype), b.to(ref.device, ref.dtype)) for w, b in params]
-        was_training = self.training
-        self.eval()
-        try:
-            step = batch_size or n_nets
-            chunks = [self([(w[s:s + step], b[s:s + step]) for w, b in params]) for s in range(0, n_nets, step)]
-        finally:
-            self.train(was_training)
-        if len(chunks) == 1:
-            return chunks[0]
-        return [(torch.cat([c[l][0] for c in chunks]), torch.cat([c[l][1] for c in chunks])) for l in range(len(params))]
+        return optimize_in_chunks(self, spec, params, batch_size)
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.family} {self.spec.widths}, symmetry={self.symmetry!r}"
+
+
+@torch.no_grad()
+def optimize_in_chunks(model: nn.Module, spec: NetSpec, params: Params, batch_size: int | None = None) -> Params:
+    """``model(params)`` for any number of networks of ``spec`` (a metanet's ``optimize``: ScaleGMN and NFN): the
+    architecture checked, no gradients, eval mode (restored after), chunks of ``batch_size`` networks, inputs moved
+    to the model's device and dtype."""
+    if spec != model.spec:
+        raise SpecError(f"this {type(model).__name__} was built for {model.spec.describe()}, not {spec.describe()}")
+    n_nets = check_params(spec, params, finite=True)
+    ref = next(model.parameters())
+    params = [(w.to(ref.device, ref.dtype), b.to(ref.device, ref.dtype)) for w, b in params]
+    was_training = model.training
+    model.eval()
+    try:
+        step = batch_size or n_nets
+        chunks = [model([(w[s:s + step], b[s:s + step]) for w, b in params]) for s in range(0, n_nets, step)]
+    finally:
+        model.train(was_training)
+    if len(chunks) == 1:
+        return chunks[0]
+    return [(torch.cat([c[l][0] for c in chunks]), torch.cat([c[l][1] for c in chunks])) for l in range(len(params))]

@@ -204,28 +204,11 @@ class NFN(nn.Module):
             new.append((w + dw.to(w.dtype), b + db.to(b.dtype)))
         return new
 
-    @torch.no_grad()
     def optimize(self, spec: NetSpec, params: Params, batch_size: int | None = None) -> Params:
-        """One-shot optimization of any number of networks: no gradients, in eval mode, chunked by ``batch_size``.
+        """One-shot optimization of any number of networks (:func:`workbench.metanet.model.optimize_in_chunks`)."""
+        from .model import optimize_in_chunks
 
-        Parameters are moved to the model's device and dtype; the result is returned there.
-        """
-        if spec != self.spec:
-            raise SpecError(f"this NFN was built for {self.spec.describe()}, not {spec.describe()}")
-        n_nets = check_params(spec, params, finite=True)
-        ref = next(self.parameters())
-        params = [(w.to(ref.device, ref.dtype), b.to(ref.device, ref.dtype)) for w, b in params]
-        was_training = self.training
-        self.eval()
-        try:
-            step = batch_size or n_nets
-            chunks = [self([(w[s:s + step], b[s:s + step]) for w, b in params]) for s in range(0, n_nets, step)]
-        finally:
-            self.train(was_training)
-        if len(chunks) == 1:
-            return chunks[0]
-        return [(torch.cat([c[l][0] for c in chunks]), torch.cat([c[l][1] for c in chunks]))
-                for l in range(len(params))]
+        return optimize_in_chunks(self, spec, params, batch_size)
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.family} {self.spec.widths}, hidden={self.hidden}, permutations only"
