@@ -294,7 +294,16 @@ def init_params(
 
 
 def n_networks(params: Params) -> int:
+    """B, the number of networks in a batch of parameters (the leading dimension of every tensor)."""
     return int(params[0][1].shape[0])
+
+
+def map_params(fn, params: Params) -> Params:
+    """``fn`` applied to every weight and bias tensor: ``map_params(lambda t: t.double(), params)``.
+
+    The one place for per-tensor operations on batched parameters (device/dtype moves, detaching, noise), in the
+    manner of nfn's ``WeightSpaceFeatures.map``."""
+    return [(fn(w), fn(b)) for w, b in params]
 
 
 def flatten_params(params: Params) -> Tensor:
@@ -326,14 +335,6 @@ def select(params: Params, index) -> Params:
 
 def cat_params(parts: Sequence[Params]) -> Params:
     return [(torch.cat([p[l][0] for p in parts]), torch.cat([p[l][1] for p in parts])) for l in range(len(parts[0]))]
-
-
-def to_(params: Params, *, dtype=None, device=None) -> Params:
-    return [(w.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)) for w, b in params]
-
-
-def detach(params: Params) -> Params:
-    return [(w.detach(), b.detach()) for w, b in params]
 
 
 # -- the vectorised forward pass ------------------------------------------------------------------------------
