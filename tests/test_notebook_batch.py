@@ -60,7 +60,7 @@ def test_use_text_progress_rebinds_tqdm_auto_and_workbench_modules(monkeypatch):
     import tqdm.auto
     import tqdm.autonotebook
 
-    import workbench.zoo as zoo
+    import workbench.zoo.train as zoo  # the zoo module that binds tqdm
 
     for module in (tqdm.auto, tqdm.autonotebook):  # restored after the test
         monkeypatch.setattr(module, "tqdm", module.tqdm)

@@ -10,9 +10,10 @@ import torch
 import torch.nn as nn
 from numpy.lib.stride_tricks import sliding_window_view
 
-import workbench.zoo as zoo_mod
+import workbench.zoo.generation as zoo_mod  # load_or_generate looks generate up here
 from workbench.data import Dataset, load_digits_data
 from workbench.nets import NetSpec, flatten_params, forward, init_params, select, small_cnn_zoo_spec, to_module
+from workbench.nets import unflatten_params
 from workbench.viz.zoo import accuracy_distribution_figure, accuracy_table, hparam_accuracy_figure
 from workbench.zoo import (
     FAMILIES,
@@ -179,7 +180,7 @@ def test_per_network_updates_match_torch_optim(digits, family):
     saved, diverged, steps = train_networks(spec, data, theta0, hp, epochs=3, batch_size=n_train, progress=False)
     assert not diverged.any() and steps.tolist() == [1, 1, 1]
     for b in range(3):
-        module = to_module(spec, zoo_mod.unflatten_params(spec, theta0), index=b)
+        module = to_module(spec, unflatten_params(spec, theta0), index=b)
         opt_cls = torch.optim.SGD if hp.optimizer[b] == "sgd" else torch.optim.Adam
         kw = {"momentum": 0.9} if hp.optimizer[b] == "sgd" else {}
         opt = opt_cls(module.parameters(), lr=hp.lr[b], weight_decay=hp.l2[b], **kw)
