@@ -272,8 +272,8 @@ def test_model_field_keeps_old_digests_and_round_trips():
     digest = lambda d: hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]  # noqa: E731
     spec = default_spec("mlp-tanh")
     for method in ("scalegmn", "gmn", "gmn-aug"):
-        _, sym, aug, _ = pipeline.METHODS[method]
-        cfg = pipeline.make_config(spec, objective="ce", lam=0.0, symmetry=sym, group_augment=aug)
+        m = pipeline.METHODS[method]
+        cfg = pipeline.make_config(spec, objective="ce", lam=0.0, symmetry=m.symmetry, group_augment=m.group_augment)
         old = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "model"}
         assert pipeline.run_dir("o", "mlp-tanh", "ce", cfg.symmetry, 0, cfg).name.endswith(digest(old))
     nfn = TrainConfig(model="nfn", symmetry="none", hidden=4, n_layers=1)
