@@ -13,6 +13,8 @@ from torch import Tensor
 
 from .nets import NetSpec, Params, forward
 
+__all__ = ["l1_norm", "cross_entropy_per_network", "objective", "evaluate", "l1_reduction", "share_near_zero"]
+
 
 def l1_norm(params: Params) -> Tensor:
     """(B,) total L1 norm of every network's weights and biases."""

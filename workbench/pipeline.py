@@ -39,6 +39,15 @@ from .results import method_row, results_table, sgd_rows, training_smoothness
 from .warmstart import sgd_curves, tune_sgd_lr
 from .zoo import FAMILIES, Zoo, default_spec, load_or_generate, load_small_cnn_zoo
 
+__all__ = [
+    "OBJECTIVES", "METHODS", "OBJECTIVE_METRIC", "check_families", "get_data", "get_zoo", "prefetch_zoos",
+    "split_params", "run_dir", "make_config", "train_metanet", "train_from_params", "training_settings",
+    "prefetch_runs", "method_label", "method_of_label", "run_exists", "train_method", "test_networks", "trained_mask",
+    "gain_by_checkpoint", "run_ablation", "summarize_ablation", "family_results", "results_for_families",
+    "subsample_train", "scaling_study", "symmetry_response", "initial_scores", "ablation_verdict",
+    "ablation_conclusions", "lam_sweep",
+]
+
 OBJECTIVES = ("ce", "l1")
 
 

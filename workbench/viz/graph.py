@@ -14,6 +14,11 @@ from ..graphs import graph_layout, to_graph
 from ..nets import NetSpec, Params, check_params
 from .widgets import show_in
 
+__all__ = [
+    "layered_positions", "graph_summary", "add_network_traces", "network_graph_figure", "side_by_side_figure",
+    "graph_explorer_widget",
+]
+
 EDGE_BINS = 6
 
 

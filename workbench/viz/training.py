@@ -10,6 +10,12 @@ from plotly.subplots import make_subplots
 from ..nets import NetSpec, Params
 from ..records import RunKey
 
+__all__ = [
+    "PALETTE", "training_curves_figure", "accuracy_shift_figure", "weights_before_after_figure",
+    "ablation_bar_figure", "generalisation_figure", "overfitting_summary", "checkpoint_gain_figure",
+    "training_curves_grid", "ablation_points_figure", "lam_pareto_figure", "scaling_figure",
+]
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
