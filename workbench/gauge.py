@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .nets import NetSpec, Params, SpecError, check_params, flatten_params, forward, unflatten_params
+from .nets import NetSpec, Params, SpecError, check_params, flatten_params, forward, map_params, unflatten_params
 from .symmetry import group_for
 
 __all__ = [
@@ -269,7 +269,7 @@ def scaling_tangents(spec: NetSpec, params: Params) -> Tensor:
     rows = []
     for h, width in enumerate(spec.hidden_widths):
         for i in range(width):
-            tangent = [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in params]
+            tangent = map_params(torch.zeros_like, params)
             w_in, b_in = params[h]
             tangent[h][0][:, i] = w_in[:, i]
             tangent[h][1][:, i] = b_in[:, i]
@@ -351,7 +351,7 @@ def symmetry_directions(
         tol: relative residual (``|J v| / (|v| sigma_max)``) below which a tangent counts as a symmetry.
     """
     jac = output_jacobian(spec, params, x_probe)  # (N*classes, n_params)
-    tangents = scaling_tangents(spec, [(w.detach().double(), b.detach().double()) for w, b in params])
+    tangents = scaling_tangents(spec, map_params(lambda t: t.detach().double(), params))
     sigma = torch.linalg.matrix_norm(jac, ord=2).item() if jac.numel() else 0.0
     if tangents.shape[0]:
         lengths = torch.linalg.vector_norm(tangents, dim=1).clamp_min(1e-300)

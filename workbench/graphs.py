@@ -125,7 +125,7 @@ def graph_layout(spec: NetSpec, device: torch.device | str = "cpu") -> GraphLayo
 
 def edge_values(spec: NetSpec, params: Params) -> Tensor:
     """``(B, E, edge_dim)`` edge features of B networks (the weights in graph order)."""
-    n_nets = params[0][1].shape[0]
+    n_nets = n_networks(params)
     edge_dim = spec.edge_dim
     parts = []
     for layer, (w, _) in enumerate(params):
