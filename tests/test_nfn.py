@@ -17,7 +17,7 @@ from workbench.metanet import NFN, NPLinear, ScaleGMN, count_parameters, matched
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
 from workbench.ranges import PARAMS_RANGES
-from workbench.symmetry import assert_equivariant, max_equivariance_error
+from workbench.symmetry import assert_equivariant, equivariance_error, group_for
 from workbench.zoo import default_spec, generate
 
 from strategies import net_specs, tiny_data
@@ -31,7 +31,7 @@ SPECS = {
 
 
 def scaling_group(spec):
-    return "scale" if spec.activation == "relu" else "sign"
+    return group_for(spec)
 
 
 def make_nfn(spec, dtype=torch.float64, seed=0, hidden=8, n_layers=2, gate=True, full_scale=True):
@@ -114,8 +114,8 @@ def test_a_broken_np_layer_is_caught_by_the_permutation_test():
         return original(self, [torch.cat([w[:, :1].expand_as(w)[:, :, :, :1], w[..., 1:]], -1) for w in ws], bs)
     try:
         NPLinear.forward = broken
-        err = max_equivariance_error(deltas_only(model), spec, params, "perm", n_elements=3,
-                                     generator=torch.Generator().manual_seed(2))
+        err = equivariance_error(deltas_only(model), spec, params, "perm", n_elements=3,
+                                 generator=torch.Generator().manual_seed(2)).error
     finally:
         NPLinear.forward = original
     assert err > 1e-3, err
@@ -128,8 +128,8 @@ def test_model_is_not_scale_or_sign_equivariant(family):
     model = make_nfn(spec)
     params = init_params(spec, 3, torch.Generator().manual_seed(1), dtype=torch.float64)
     group = "perm+" + scaling_group(spec)
-    err = max_equivariance_error(deltas_only(model), spec, params, group, n_elements=3,
-                                 generator=torch.Generator().manual_seed(3))
+    err = equivariance_error(deltas_only(model), spec, params, group, n_elements=3,
+                             generator=torch.Generator().manual_seed(3)).error
     assert err > 1e-2, f"the NFN knows no scaling symmetry, yet it looks equivariant ({family}: {err})"
     with pytest.raises(AssertionError, match="not equivariant"):
         assert_equivariant(deltas_only(model), spec, params, group, generator=torch.Generator().manual_seed(3))
@@ -272,8 +272,8 @@ def test_model_field_keeps_old_digests_and_round_trips():
     digest = lambda d: hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]  # noqa: E731
     spec = default_spec("mlp-tanh")
     for method in ("scalegmn", "gmn", "gmn-aug"):
-        _, sym, aug, _ = pipeline.METHODS[method]
-        cfg = pipeline.make_config(spec, objective="ce", lam=0.0, symmetry=sym, group_augment=aug)
+        m = pipeline.METHODS[method]
+        cfg = pipeline.make_config(spec, objective="ce", lam=0.0, symmetry=m.symmetry, group_augment=m.group_augment)
         old = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "model"}
         assert pipeline.run_dir("o", "mlp-tanh", "ce", cfg.symmetry, 0, cfg).name.endswith(digest(old))
     nfn = TrainConfig(model="nfn", symmetry="none", hidden=4, n_layers=1)

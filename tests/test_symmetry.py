@@ -16,13 +16,12 @@ from workbench.symmetry import (
     act,
     act_graph,
     assert_equivariant,
-    assert_invariant,
     compose,
+    equivariance_error,
     function_change,
+    group_for,
     identity_element,
     inverse,
-    max_equivariance_error,
-    max_invariance_error,
     random_element,
     unit_scaling,
 )
@@ -58,11 +57,6 @@ def specs(draw, activation: str | None = None, kind: str | None = None) -> NetSp
     return NetSpec.cnn(widths[0], widths[1:-1], widths[-1], kernel, stride, padding, activation, image)
 
 
-def _group_for(spec: NetSpec, with_perm: bool = True) -> str:
-    base = "scale" if spec.activation == "relu" else "sign"
-    return f"perm+{base}" if with_perm else base
-
-
 def _inputs(spec: NetSpec, n: int, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
     if spec.kind == "mlp":
         return torch.randn(n, spec.widths[0], generator=generator, dtype=dtype)
@@ -83,7 +77,7 @@ def _max_rel(a, b) -> float:
        with_perm=st.booleans())
 def test_act_preserves_function(spec, seed, dtype, with_perm):
     gen, params, x = _setup(spec, seed, dtype)
-    g = random_element(spec, N_NETS, _group_for(spec, with_perm), gen, dtype=dtype)
+    g = random_element(spec, N_NETS, group_for(spec, perm=with_perm), gen, dtype=dtype)
     tol = 1e-5 if dtype == torch.float32 else 1e-10
     assert function_change(spec, params, act(spec, g, params), x) < tol
 
@@ -91,7 +85,7 @@ def test_act_preserves_function(spec, seed, dtype, with_perm):
 @given(spec=specs(), seed=st.integers(0, 2**16))
 def test_act_graph_equals_to_graph_of_act(spec, seed):
     gen, params, _ = _setup(spec, seed)
-    g = random_element(spec, N_NETS, _group_for(spec), gen)
+    g = random_element(spec, N_NETS, group_for(spec, perm=True), gen)
     graph = to_graph(spec, params)
     moved = act_graph(spec, g, graph)
     expected = to_graph(spec, act(spec, g, params))
@@ -120,7 +114,7 @@ def test_act_graph_keeps_tuple_shapes():
 @given(spec=specs(), seed=st.integers(0, 2**16))
 def test_inverse_and_compose(spec, seed):
     gen, params, _ = _setup(spec, seed, torch.float64)
-    group = _group_for(spec)
+    group = group_for(spec, perm=True)
     g = random_element(spec, N_NETS, group, gen, dtype=torch.float64)
     h = random_element(spec, N_NETS, group, gen, dtype=torch.float64)
     assert _max_rel(sum(act(spec, inverse(g), act(spec, g, params)), ()), sum(params, ())) < 1e-12
@@ -191,7 +185,7 @@ def test_scaling_input_or_output_nodes_changes_function(spec, level):
 @pytest.mark.parametrize("spec", NEGATIVE_SPECS, ids=lambda s: s.family)
 def test_uncoupled_scale_changes_function(spec):
     gen, params, x = _setup(spec, 3)
-    g = random_element(spec, N_NETS, _group_for(spec, with_perm=False), gen)
+    g = random_element(spec, N_NETS, group_for(spec), gen)
     q = g.scales[0]
     # rows (incoming weights and bias) of hidden layer 0 only; the next layer's columns are left alone
     uncoupled = [(params[0][0] * q.reshape(*q.shape, *([1] * (params[0][0].dim() - 2))), params[0][1] * q),
@@ -219,6 +213,22 @@ def test_sign_flip_on_relu_changes_function(spec):
     assert max(changes) > 1e-3
 
 
+# -- the activation -> group rule -----------------------------------------------------------------------------
+def test_group_for_names_the_group_that_keeps_the_function():
+    tanh, relu = NetSpec.mlp((3, 4, 2), "tanh"), NetSpec.cnn(1, (2,), 2, activation="relu", image_size=4)
+    assert (group_for(tanh), group_for(tanh, perm=True)) == ("sign", "perm+sign")
+    assert (group_for(relu), group_for(relu, perm=True)) == ("scale", "perm+scale")
+    assert {group_for(s, perm=p) for s in (tanh, relu) for p in (False, True)} <= set(GROUPS)
+    for spec in (tanh, relu):  # the named group keeps the function; the other activation's group does not
+        gen, params, x = _setup(spec, 11)
+        g = random_element(spec, N_NETS, group_for(spec, perm=True), gen)
+        assert function_change(spec, params, act(spec, g, params), x) < 1e-5
+        other = NetSpec.mlp(spec.widths, "relu" if spec.activation == "tanh" else "tanh") if spec.kind == "mlp" else None
+        if other is not None:
+            g = random_element(other, N_NETS, group_for(other), gen)
+            assert function_change(spec, params, act(spec, g, params), x) > 1e-3
+
+
 # -- the shared equivariance helpers --------------------------------------------------------------------------
 def _roll_hidden(params):
     """A fixed relabelling of hidden layer 0: keeps the function but does not commute with permutations."""
@@ -230,7 +240,7 @@ def _roll_hidden(params):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_assert_equivariant_passes_on_equivariant_maps(spec, dtype):
     gen, params, _ = _setup(spec, 6, dtype)
-    group = _group_for(spec)
+    group = group_for(spec, perm=True)
     for f in (lambda p: p, lambda p: [(2 * w, 2 * b) for w, b in p], lambda p: [(w, torch.zeros_like(b)) for w, b in p]):
         assert assert_equivariant(f, spec, params, group, generator=gen) <= (1e-4 if dtype == torch.float32 else 1e-9)
 
@@ -238,29 +248,29 @@ def test_assert_equivariant_passes_on_equivariant_maps(spec, dtype):
 @pytest.mark.parametrize("spec", NEGATIVE_SPECS, ids=lambda s: s.family)
 def test_assert_equivariant_fails_on_non_equivariant_maps(spec):
     gen, params, _ = _setup(spec, 7)
-    group = _group_for(spec)
+    group = group_for(spec, perm=True)
     shift = lambda p: [(w + 0.1, b) for w, b in p]  # noqa: E731 -- commutes with permutations, not with scales
     with pytest.raises(AssertionError, match=r"worst relative error \S+ .* at layer \d+ (weight|bias), group element \d"):
         assert_equivariant(shift, spec, params, group, generator=gen)
-    assert max_equivariance_error(shift, spec, params, _group_for(spec, with_perm=False), generator=gen) > 1e-3
-    assert max_equivariance_error(shift, spec, params, "perm", generator=gen) < 1e-6
-    assert max_equivariance_error(_roll_hidden, spec, params, "perm", generator=gen) > 1e-3
+    assert equivariance_error(shift, spec, params, group_for(spec), generator=gen).error > 1e-3
+    assert equivariance_error(shift, spec, params, "perm", generator=gen).error < 1e-6
+    assert equivariance_error(_roll_hidden, spec, params, "perm", generator=gen).error > 1e-3
     square = lambda p: [(w**2, b**2) for w, b in p]  # noqa: E731
-    assert max_equivariance_error(square, spec, params, _group_for(spec, with_perm=False), generator=gen) > 1e-3
+    assert equivariance_error(square, spec, params, group_for(spec), generator=gen).error > 1e-3
 
 
-def test_assert_invariant():
+def test_assert_equivariant_invariant_form():
     relu = NetSpec.mlp((4, 6, 5, 3), "relu")
     gen, params, x = _setup(relu, 8)
     logits = lambda p: forward(relu, p, x)  # noqa: E731
     l1 = lambda p: sum(w.abs().sum(dim=tuple(range(1, w.dim()))) + b.abs().sum(1) for w, b in p)  # noqa: E731
-    assert assert_invariant(logits, relu, params, "perm+scale", generator=gen) < 1e-4
-    assert assert_invariant(l1, relu, params, "perm", generator=gen) < 1e-4
+    assert assert_equivariant(logits, relu, params, "perm+scale", invariant=True, generator=gen) < 1e-4
+    assert assert_equivariant(l1, relu, params, "perm", invariant=True, generator=gen) < 1e-4
     with pytest.raises(AssertionError, match="not invariant under 'scale'.*worst relative error"):
-        assert_invariant(l1, relu, params, "scale", generator=gen)
+        assert_equivariant(l1, relu, params, "scale", invariant=True, generator=gen)
     tanh = NetSpec.mlp((4, 6, 5, 3), "tanh")
     _, tparams, _ = _setup(tanh, 9)
-    assert max_invariance_error(l1, tanh, tparams, "perm+sign", generator=gen) < 1e-6  # ||theta||_1 ignores signs
+    assert equivariance_error(l1, tanh, tparams, "perm+sign", invariant=True, generator=gen).error < 1e-6  # ||theta||_1 ignores signs
 
 
 # -- clear errors ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .nets import NetSpec, Params, cat_params, check_params, flatten_params, n_networks, prepare_inputs, select
-from .nets import unflatten_params
+from .nets import map_params, unflatten_params
 from .objective import objective
 
 __all__ = [
@@ -123,7 +123,7 @@ def _train_chunk(
     device = x.device
     n_nets = n_networks(params)
     forward_kw = forward_kw or {}
-    theta = flatten_params([(w.detach(), b.detach()) for w, b in params]).clone()  # (B, n_params)
+    theta = flatten_params(map_params(Tensor.detach, params)).clone()  # (B, n_params)
     buf = torch.zeros_like(theta)
     previous = theta.clone()  # the parameters of the step before (two buffers that swap roles every step)
     step_size = lr.to(device=device, dtype=theta.dtype).reshape(-1, 1) if isinstance(lr, Tensor) else float(lr)
@@ -187,7 +187,7 @@ def _train_chunk(
             results.append(
                 SGDResult(
                     epochs=epoch,
-                    params=[(w.cpu().clone(), b.cpu().clone()) for w, b in unflatten_params(spec, theta)],
+                    params=map_params(lambda t: t.cpu().clone(), unflatten_params(spec, theta)),
                     seconds_total=seconds,
                     seconds_per_network=seconds / n_nets,
                     diverged=diverged.cpu().clone(),
@@ -210,7 +210,7 @@ def _prepare(spec, params, data, split, device, dtype):
     x, y = data.split(split) if hasattr(data, "split") else (getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
     x, forward_kw = prepare_inputs(spec, x.to(device=device, dtype=dtype))  # the dense CNN route: patches, once
     y = y.to(device=device, dtype=torch.long)
-    params = [(w.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)) for w, b in params]
+    params = map_params(lambda t: t.to(device=device, dtype=dtype), params)
     return params, x, y, device, forward_kw
 
 

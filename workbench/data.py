@@ -23,6 +23,8 @@ from torch import Tensor
 
 from .errors import WorkbenchError
 
+__all__ = ["DATASETS", "SPLITS", "DataError", "Dataset", "load_digits_data", "load_cifar10_gs", "load_dataset"]
+
 DATASETS = ("digits", "cifar10-gs")
 SPLITS = ("train", "val", "test")
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))

@@ -24,7 +24,15 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .nets import NetSpec, Params, SpecError, check_params, flatten_params, forward, unflatten_params
+from .nets import NetSpec, Params, SpecError, check_params, flatten_params, forward, map_params, unflatten_params
+from .symmetry import group_for
+
+__all__ = [
+    "GaugeCounts", "gauge_counts", "gauge_table", "conv_output_size", "kernel_index_map", "conv_to_toeplitz",
+    "toeplitz_to_conv", "project_to_convolution", "distance_to_convolution", "dense_equivalent_spec", "unroll_cnn",
+    "conv_vs_dense_directions", "scaling_tangents", "numerical_rank", "SymmetryDirections", "output_jacobian",
+    "symmetry_directions",
+]
 
 
 # -- counting -------------------------------------------------------------------------------------------------
@@ -65,7 +73,7 @@ def gauge_counts(spec: NetSpec) -> GaugeCounts:
     n_hidden = sum(hidden)
     order = math.prod(math.factorial(h) for h in hidden)
     log10 = sum(math.lgamma(h + 1) for h in hidden) / math.log(10)
-    positive = spec.activation == "relu"
+    positive = group_for(spec) == "scale"
     scaling_dim = n_hidden if positive else 0
     return GaugeCounts(
         n_params=spec.n_params, n_hidden=n_hidden, perm_group_order=order, perm_group_log10=log10,
@@ -261,7 +269,7 @@ def scaling_tangents(spec: NetSpec, params: Params) -> Tensor:
     rows = []
     for h, width in enumerate(spec.hidden_widths):
         for i in range(width):
-            tangent = [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in params]
+            tangent = map_params(torch.zeros_like, params)
             w_in, b_in = params[h]
             tangent[h][0][:, i] = w_in[:, i]
             tangent[h][1][:, i] = b_in[:, i]
@@ -343,7 +351,7 @@ def symmetry_directions(
         tol: relative residual (``|J v| / (|v| sigma_max)``) below which a tangent counts as a symmetry.
     """
     jac = output_jacobian(spec, params, x_probe)  # (N*classes, n_params)
-    tangents = scaling_tangents(spec, [(w.detach().double(), b.detach().double()) for w, b in params])
+    tangents = scaling_tangents(spec, map_params(lambda t: t.detach().double(), params))
     sigma = torch.linalg.matrix_norm(jac, ord=2).item() if jac.numel() else 0.0
     if tangents.shape[0]:
         lengths = torch.linalg.vector_norm(tangents, dim=1).clamp_min(1e-300)
@@ -359,15 +367,7 @@ def symmetry_directions(
     rank = numerical_rank(jac)
     return SymmetryDirections(
         n_params=spec.n_params, n_tangents=n_tangents, n_directions=n_directions,
-        expected_directions=sum(spec.hidden_widths) if spec.activation == "relu" else 0,
+        expected_directions=sum(spec.hidden_widths) if group_for(spec) == "scale" else 0,
         max_residual=max_res, relative_residual=max_rel, jacobian_rank=rank,
         jacobian_nullity=spec.n_params - rank, tangents=tangents,
     )
-
-
-__all__ = [
-    "GaugeCounts", "gauge_counts", "gauge_table", "conv_output_size", "kernel_index_map", "conv_to_toeplitz",
-    "toeplitz_to_conv", "project_to_convolution", "distance_to_convolution", "dense_equivalent_spec", "unroll_cnn",
-    "conv_vs_dense_directions", "scaling_tangents", "numerical_rank", "SymmetryDirections", "output_jacobian",
-    "symmetry_directions",
-]

@@ -18,7 +18,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
-from .nets import NetSpec, Params, SpecError, check_params
+from .nets import NetSpec, Params, SpecError, check_params, n_networks
+
+__all__ = ["NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "GraphLayout", "graph_layout", "edge_values", "node_values",
+           "to_graph", "from_graph"]
 
 NODE_INPUT, NODE_HIDDEN, NODE_OUTPUT = 0, 1, 2
 
@@ -122,7 +125,7 @@ def graph_layout(spec: NetSpec, device: torch.device | str = "cpu") -> GraphLayo
 
 def edge_values(spec: NetSpec, params: Params) -> Tensor:
     """``(B, E, edge_dim)`` edge features of B networks (the weights in graph order)."""
-    n_nets = params[0][1].shape[0]
+    n_nets = n_networks(params)
     edge_dim = spec.edge_dim
     parts = []
     for layer, (w, _) in enumerate(params):
@@ -157,7 +160,7 @@ def to_graph(spec: NetSpec, params: Params, *, check: bool = True) -> Batch:
         ``node_type / node_kind / node_layer / batch (B*n,)``, ``edge_layer (B*E,)``, ``ptr (B+1,)``.
         For the Small CNN Zoo CNN: n = 59, E = 688, edge_dim = 9.
     """
-    n_nets = check_params(spec, params, finite=True) if check else params[0][1].shape[0]
+    n_nets = check_params(spec, params, finite=True) if check else n_networks(params)
     device = params[0][1].device
     layout = graph_layout(spec, device)
     n, e = layout.n_nodes, layout.n_edges
@@ -175,6 +178,10 @@ def to_graph(spec: NetSpec, params: Params, *, check: bool = True) -> Batch:
         batch=graph_ids.repeat_interleave(n),
         ptr=torch.arange(n_nets + 1, device=device) * n,
     )
+    # PyG has no public constructor for a Batch whose graphs are already concatenated: Batch.from_data_list over
+    # one Data per network costs 2-6x this whole function in its collate alone (B = 16..512 digits MLPs/CNNs, one
+    # CPU thread), so the per-graph bookkeeping it would write (what get_example/to_data_list read) is set here the
+    # way from_data_list sets it. tests/test_graphs.py checks it against PyG's own collate and separate.
     data._num_graphs = n_nets
     node_slices = torch.arange(n_nets + 1) * n
     edge_slices = torch.arange(n_nets + 1) * e

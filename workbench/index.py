@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .errors import WorkbenchError
 from .io import atomic_write_text
+from .paths import git_revision
 
 __all__ = ["INDEX", "RunIndexError", "write_index", "build_index", "notebook_to_html"]
 
@@ -69,12 +70,6 @@ def _figure_title(json_file: Path) -> str:
     if isinstance(title, dict):
         title = title.get("text")
     return _plain_title(title) if isinstance(title, str) else ""
-
-
-def _git_revision() -> str:
-    from .report import _git_revision as revision
-
-    return revision(Path(__file__).resolve().parent.parent)
 
 
 def _markers(run_dir: Path) -> dict[str, dict]:
@@ -212,7 +207,7 @@ def build_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -
     finished = max((m["mtime"] for m in markers.values()), default=None)
     revision = params.get("git_revision")
     revision_note = "" if revision else " (at the time this index was written; the run did not record one)"
-    revision = revision or _git_revision()
+    revision = revision or git_revision()
     fmt = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))  # noqa: E731
     rows = [("run", html.escape(run_dir.name)),
             ("params file", f"<code>{html.escape(str(params.get('source', 'unknown')))}</code>"),

@@ -28,6 +28,12 @@ from pathlib import Path
 
 from .errors import WorkbenchError
 
+__all__ = [
+    "crash_point", "NotARegularFile", "is_regular_file", "sha256_file", "atomic_write_bytes", "atomic_write_text",
+    "atomic_path", "stale_temps", "clean_stale_temps", "RunFolderError", "RunLocked", "run_lock",
+    "run_result_problem", "run_result_readable",
+]
+
 CRASH_ENV = "WORKBENCH_CRASH_AT"
 _crash_counts: dict[str, int] = {}
 # .name.workbench-<random>.tmp (atomic writes), the same as a folder (atomic directories),

@@ -26,6 +26,12 @@ from torch import Tensor, nn
 
 from .errors import WorkbenchError
 
+__all__ = [
+    "ACTIVATIONS", "KINDS", "Params", "SpecError", "NetSpec", "small_cnn_zoo_spec", "check_params", "init_params",
+    "n_networks", "map_params", "flatten_params", "unflatten_params", "select", "cat_params", "activation_fn",
+    "conv_output_size", "conv_route", "conv_taps", "im2col", "prepare_inputs", "forward", "to_module", "from_module",
+]
+
 ACTIVATIONS = ("tanh", "relu")
 KINDS = ("mlp", "cnn")
 MAX_PARAMS = 10**8  # per network: the workbench handles zoos of small networks; larger specs are corrupt or hostile

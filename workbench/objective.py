@@ -11,12 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .nets import NetSpec, Params, forward
+from .nets import NetSpec, Params, forward, n_networks, select
+
+__all__ = ["l1_norm", "cross_entropy_per_network", "objective", "evaluate", "l1_reduction", "share_near_zero"]
 
 
 def l1_norm(params: Params) -> Tensor:
     """(B,) total L1 norm of every network's weights and biases."""
-    n = params[0][1].shape[0]
+    n = n_networks(params)
     return sum(w.abs().reshape(n, -1).sum(1) + b.abs().sum(1) for w, b in params)
 
 
@@ -41,11 +43,11 @@ def evaluate(spec: NetSpec, params: Params, x: Tensor, y: Tensor, lam: float = 0
     Returns a dict of (B,) CPU tensors: ``acc`` (fraction correct), ``ce`` (mean cross-entropy), ``l1``
     (total L1 norm) and ``loss`` (= ce + lam * l1, the "test loss (CE + L1)" of the poster).
     """
-    n_nets = params[0][1].shape[0]
+    n_nets = n_networks(params)
     accs, ces = [], []
     for start in range(0, n_nets, net_chunk):
-        chunk = [(w[start:start + net_chunk], b[start:start + net_chunk]) for w, b in params]
-        correct = torch.zeros(chunk[0][1].shape[0], device=x.device)
+        chunk = select(params, slice(start, start + net_chunk))
+        correct = torch.zeros(n_networks(chunk), device=x.device)
         ce_sum = torch.zeros_like(correct)
         for s in range(0, x.shape[0], batch_size):
             xb, yb = x[s:s + batch_size], y[s:s + batch_size]

@@ -13,6 +13,7 @@ Folder layout under ``output_dir``::
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -21,14 +22,31 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
+from .baselines import sgd_finetune, time_one_at_a_time
 from .data import Dataset, load_dataset
 from .io import atomic_write_text, run_result_readable
-from .metanet import default_symmetry
-from .nets import NetSpec, Params
-from .optimize import TrainConfig, TrainResult, load_model, resolve_device, train
+from .metanet import count_parameters, default_symmetry, rescale_response
+from .nets import NetSpec, Params, map_params, n_networks
+from .objective import evaluate, l1_reduction, share_near_zero
+from .optimize import TrainConfig, TrainResult, load_model, one_shot, resolve_device, train
+from .parallel import run_parallel
+from .records import Family, Method, RunKey
+from .results import method_row, results_table, sgd_rows, training_smoothness
+from .warmstart import sgd_curves, tune_sgd_lr
 from .zoo import FAMILIES, Zoo, default_spec, load_or_generate, load_small_cnn_zoo
+
+__all__ = [
+    "OBJECTIVES", "METHODS", "OBJECTIVE_METRIC", "check_families", "get_data", "get_zoo", "prefetch_zoos",
+    "split_params", "run_dir", "make_config", "train_metanet", "train_from_params", "training_settings",
+    "prefetch_runs", "method_label", "method_of_label", "run_exists", "train_method", "test_networks", "trained_mask",
+    "gain_by_checkpoint", "run_ablation", "summarize_ablation", "family_results", "results_for_families",
+    "subsample_train", "scaling_study", "symmetry_response", "initial_scores", "ablation_verdict",
+    "ablation_conclusions", "lam_sweep",
+]
 
 OBJECTIVES = ("ce", "l1")
 
@@ -59,9 +77,9 @@ def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *,
     family with other settings (notebook 07's bigger scaling zoo) needs its own ``cache_suffix``: one folder holds
     one zoo, and asking it for other settings regenerates it in place."""
     check_families([family])
-    kind, activation = family.split("-")
-    if zoo_path and kind == "cnn":
-        return load_small_cnn_zoo(zoo_path, activation=activation, split_seed=seed, drop_nonfinite=True)
+    parsed = Family.parse(family)
+    if zoo_path and parsed.kind == "cnn":
+        return load_small_cnn_zoo(zoo_path, activation=parsed.activation, split_seed=seed, drop_nonfinite=True)
     if data is None:
         raise ValueError(f"generating the {family} zoo needs a data set")
     spec = default_spec(family, data.name)
@@ -83,8 +101,6 @@ def prefetch_zoos(output_dir, families, *, data: dict, zoo: dict, workers: int |
                   progress: bool = True) -> list[str]:
     """Generate (or find cached) the zoos of ``families`` in parallel processes, one family per process; the
     notebook's own :func:`get_zoo` calls then load them. Same seed, same zoo, whichever process made it."""
-    from .parallel import run_parallel
-
     jobs = [{"output_dir": str(output_dir), "family": f, "data": dict(data), "zoo": dict(zoo)} for f in families]
     return run_parallel(_zoo_job, jobs, workers=workers, desc="zoos", progress=progress, label=lambda j: j["family"])
 
@@ -100,8 +116,6 @@ def run_dir(output_dir: str | os.PathLike, family: str, objective: str, symmetry
     notebook 04's bigger model and notebook 05's ablation runs) live side by side."""
     name = f"{objective}-{symmetry}-s{seed}"
     if config is not None:
-        import hashlib
-
         name += "-" + hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
     return Path(output_dir) / "metanet" / family / name
 
@@ -232,8 +246,6 @@ def prefetch_runs(output_dir, runs, *, data: dict, zoo: dict, lam: float, worker
     ``data``: keyword arguments of :func:`get_data`; ``zoo``: those of :func:`get_zoo` (the zoos must exist, e.g.
     from notebook 03 -- they are loaded, not regenerated, by each worker). Runs already finished cost nothing.
     """
-    from .parallel import run_parallel
-
     runs = list(dict.fromkeys(tuple(r) + (() if len(r) == 5 else (lam,)) for r in runs))  # one process per folder
     jobs = [{"output_dir": str(output_dir), "family": f, "method": m, "objective": o, "seed": s, "lam": run_lam,
              "data": dict(data), "zoo": dict(zoo), "settings": dict(settings)} for f, m, o, s, run_lam in runs]
@@ -242,16 +254,16 @@ def prefetch_runs(output_dir, runs, *, data: dict, zoo: dict, lam: float, worker
 
 
 # -- ablation (notebook 05) -----------------------------------------------------------------------------------------
-#: the metanetworks compared: key -> (label stem, symmetry override, symmetry-group augmentation of the training
-#: nets, TrainConfig.model). "nfn": the permutation-equivariant Neural Functional Network (Zhou et al. 2023), the
-#: peer baseline that knows no scaling symmetry; "nfn-aug" trains it on randomly rescaled/sign-flipped copies.
-METHODS = {
-    "scalegmn": ("ScaleGMN", None, False, "scalegmn"),
-    "gmn": ("GMN (sym. broken)", "none", False, "scalegmn"),
-    "gmn-aug": ("GMN + sym. aug.", "none", True, "scalegmn"),
-    "nfn": ("NFN (perm. only)", "none", False, "nfn"),
-    "nfn-aug": ("NFN + sym. aug.", "none", True, "nfn"),
-}
+#: the metanetworks compared, by key (see :class:`~workbench.records.Method`). "nfn": the permutation-equivariant
+#: Neural Functional Network (Zhou et al. 2023), the peer baseline that knows no scaling symmetry; "nfn-aug" trains
+#: it on randomly rescaled/sign-flipped copies.
+METHODS = {m.key: m for m in (
+    Method("scalegmn", "ScaleGMN", "", symmetry=None, group_augment=False, model="scalegmn"),
+    Method("gmn", "GMN", " (sym. broken)", symmetry="none", group_augment=False, model="scalegmn"),
+    Method("gmn-aug", "GMN", " + sym. aug.", symmetry="none", group_augment=True, model="scalegmn"),
+    Method("nfn", "NFN", " (perm. only)", symmetry="none", group_augment=False, model="nfn"),
+    Method("nfn-aug", "NFN", " + sym. aug.", symmetry="none", group_augment=True, model="nfn"),
+)}
 
 
 def method_label(method: str | bool, bidirectional: bool) -> str:
@@ -261,10 +273,12 @@ def method_label(method: str | bool, bidirectional: bool) -> str:
     key = {True: "scalegmn", False: "gmn"}.get(method, method) if isinstance(method, bool) else method
     if key not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-    stem = METHODS[key][0]
-    if not bidirectional or METHODS[key][3] != "scalegmn":
-        return stem
-    return stem.replace("ScaleGMN", "ScaleGMN-B").replace("GMN (", "GMN-B (").replace("GMN +", "GMN-B +")
+    return METHODS[key].label(bidirectional)
+
+
+def method_of_label(label: str) -> Method | None:
+    """The method a row label (:func:`method_label`, either direction setting) names; None for other rows."""
+    return next((m for m in METHODS.values() if label in (m.label(True), m.label(False))), None)
 
 
 def _method_settings(method: str, settings: dict, spec: NetSpec) -> tuple[str | None, dict]:
@@ -335,11 +349,9 @@ def trained_mask(zoo: Zoo) -> np.ndarray:
     return (zoo.meta["epoch"].to_numpy() >= 1)
 
 
-def gain_by_checkpoint(zoo: Zoo, before, after) -> "pd.DataFrame":
+def gain_by_checkpoint(zoo: Zoo, before, after) -> pd.DataFrame:
     """Average test accuracy (%) before/after per checkpoint epoch of ``zoo``'s entries, plus the rows "trained"
     (epoch >= 1) and "all"; ``before``/``after`` are (len(zoo),) accuracies in [0, 1]."""
-    import pandas as pd
-
     before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
     epochs = zoo.meta["epoch"].to_numpy()
     groups = [(str(int(e)), epochs == e) for e in sorted(set(epochs.tolist()))]
@@ -361,14 +373,7 @@ def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=
     Every run is scored on the same held-out networks (:func:`test_networks` with ``eval_networks``). Returns
     ``(runs, histories)``: a DataFrame with one row per run (accuracy over all and over trained checkpoints, the
     objective's test loss, L1 reduction, near-zero share, ``collapsed`` = accuracy on trained checkpoints at chance
-    level) and a dict ``{(family, objective, method label, seed): history}``."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from .objective import evaluate, l1_reduction, share_near_zero
-    from .optimize import one_shot
-    from .results import training_smoothness
-
+    level) and a dict ``{RunKey(family, objective, method label, seed): history}``."""
     jobs = [(f, o, m, s) for f in zoos for o in objectives for m in methods for s in range(n_seeds)]
     rows, histories = [], {}
     bidirectional = settings.get("bidirectional", True)
@@ -398,7 +403,7 @@ def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=
             "collapsed": acc_trained < 100 * (1.5 / zoo.spec.n_classes),
             "n_test_entries": len(test),
         })
-        histories[(family, objective, label, seed + s)] = result.history
+        histories[RunKey(family, objective, label, seed + s)] = result.history
     return pd.DataFrame(rows), histories
 
 
@@ -439,14 +444,6 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     per objective; ``lr_tuning`` the tuning frame (None without a grid); ``train_seconds`` the metanet training
     time per row label (CE objective).
     """
-    import pandas as pd
-
-    from .baselines import sgd_finetune, time_one_at_a_time
-    from .objective import evaluate
-    from .optimize import one_shot
-    from .results import method_row, results_table, sgd_rows
-    from .warmstart import sgd_curves, tune_sgd_lr
-
     test = test_networks(zoo, sgd_networks)
     spec, initial = zoo.spec, test.params
     n = len(test)
@@ -454,7 +451,7 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     bidirectional = settings.get("bidirectional", True)
     rows = [method_row("Initial", spec, data, initial=initial, ce_params=initial, l1_params=initial, lam=lam,
                        trained=trained)]
-    zeros = [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in initial]
+    zeros = map_params(torch.zeros_like, initial)
     rows.append(method_row("All-zero network", spec, data, initial=initial, l1_params=zeros, lam=lam, trained=trained))
     points = []
     one_shot_ce, by_checkpoint = None, None
@@ -468,7 +465,7 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
                 continue
             result = train_method(output_dir, zoo, data, method, objective=objective, lam=lam, seed=seed,
                                   progress=progress, **settings)
-            one_shot(result.model, spec, [(w[:1], b[:1]) for w, b in initial])  # warm-up, not timed
+            one_shot(result.model, spec, map_params(lambda t: t[:1], initial))  # warm-up, not timed
             new, seconds = one_shot(result.model, spec, initial)
             outs[objective] = (new, seconds / n)
             if objective == "ce":
@@ -556,8 +553,6 @@ def results_for_families(output_dir, families, *, data: dict, zoo: dict, per_fam
     ``data``/``zoo``: keyword arguments of :func:`get_data`/:func:`get_zoo`; ``per_family``: extra keyword
     arguments of one family (e.g. its ``methods``); ``kwargs``: those shared by all. Timings inside are taken
     while the other worker runs too (two families at a time on a 2-core machine), for one shot and SGD alike."""
-    from .parallel import run_parallel
-
     per_family = per_family or {}
     jobs = [{"output_dir": str(output_dir), "family": f, "data": dict(data), "zoo": dict(zoo),
              "kwargs": {**kwargs, **per_family.get(f, {})}} for f in families]
@@ -603,9 +598,6 @@ def subsample_train(zoo: Zoo, n_train_networks: int, seed: int = 0) -> Zoo:
 
 def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     """Worker side of :func:`scaling_study`: one (size, seed) point."""
-    from .objective import evaluate
-    from .optimize import one_shot
-
     data = get_data(**job["data"])
     zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
     n, s, settings = job["size"], job["seed"], job["settings"]
@@ -616,7 +608,7 @@ def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     trained = torch.as_tensor(trained_mask(test))
     sub = subsample_train(zoo, n, seed=s)
     splits = split_params(sub)
-    n_entries = splits["train"][0][1].shape[0]
+    n_entries = n_networks(splits["train"])
     steps_per_epoch = max(1, n_entries // settings.get("batch_networks", TrainConfig().batch_networks))
     epochs = max(1, math.ceil(job["steps"] / steps_per_epoch))  # at least the requested steps for every size
     config = make_config(zoo.spec, objective="ce", lam=0.0, seed=s, **{**settings, "epochs": epochs})
@@ -655,10 +647,6 @@ def scaling_study(output_dir, family: str, *, data: dict, zoo: dict, sizes, seed
     epoch and the generalisation gap (training-network minus validation-network loss at the best epoch); one row
     per (size, seed, epoch) with steps and the held-out gain.
     """
-    import pandas as pd
-
-    from .parallel import run_parallel
-
     jobs = [{"output_dir": str(output_dir), "family": family, "data": dict(data), "zoo": dict(zoo), "size": int(n),
              "seed": int(s), "steps": int(steps), "eval_networks": eval_networks, "settings": dict(settings)}
             for n in sizes for s in seeds]
@@ -675,10 +663,6 @@ def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], *, method
     drawn and the update of the transformed copy, mapped back, is compared with the update of the network itself
     (:func:`workbench.metanet.rescale_response`): ~0 for an equivariant model, of order 1 for one that only knows
     permutations. Returns ``(summary, per_network)`` frames; the models are reloaded, or trained when missing."""
-    import pandas as pd
-
-    from .metanet import count_parameters, rescale_response
-
     summary, per_network = [], []
     bidirectional = settings.get("bidirectional", True)
     for family, zoo in zoos.items():
@@ -701,10 +685,6 @@ OBJECTIVE_METRIC = {"ce": ("avg_acc_trained", +1), "l1": ("test_loss", -1)}
 
 def initial_scores(data: Dataset, zoos: dict[str, Zoo], *, lam: float, eval_networks: int | None = None):
     """The held-out networks as they are (no optimization), per family: the reference level of the ablation."""
-    import pandas as pd
-
-    from .objective import evaluate
-
     rows = []
     for family, zoo in zoos.items():
         test = test_networks(zoo, eval_networks)
@@ -722,14 +702,15 @@ def ablation_verdict(runs, *, acc_margin: float = 0.5, loss_margin: float = 0.01
     ``effect`` = (ScaleGMN - other) signed so that positive means the equivariant model is better; it counts as a
     win or loss only when it exceeds both the margin (``acc_margin`` points of accuracy, ``loss_margin`` of loss)
     and twice the standard error of the difference over seeds, else "tie". ``smoother``: ScaleGMN's mean
-    smoothness (validation-loss jumpiness, lower = smoother) is below the other's."""
-    import pandas as pd
+    smoothness (validation-loss jumpiness, lower = smoother) is below the other's.
 
+    The equivariant method's rows are found by their label (:func:`method_of_label`); every other method label in
+    ``runs`` is compared with it."""
     rows = []
     for (family, objective), sub in runs.groupby(["family", "objective"], sort=False):
         metric, sign = OBJECTIVE_METRIC[objective]
         by = {m: g for m, g in sub.groupby("method", sort=False)}
-        sym = next((m for m in by if m.startswith("ScaleGMN")), None)
+        sym = next((m for m in by if getattr(method_of_label(m), "equivariant", False)), None)
         if sym is None:
             continue
         for other in (m for m in by if m != sym):
@@ -738,7 +719,7 @@ def ablation_verdict(runs, *, acc_margin: float = 0.5, loss_margin: float = 0.01
             se = np.sqrt((a.var(ddof=1) / len(a) if len(a) > 1 else 0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0))
             margin = max(acc_margin if objective == "ce" else loss_margin, 2 * se)
             outcome = "win" if effect > margin else "loss" if effect < -margin else "tie"
-            rows.append({"family": family, "kind": family.split("-")[0], "objective": objective, "metric": metric,
+            rows.append({"family": family, "kind": Family.parse(family).kind, "objective": objective, "metric": metric,
                          "scalegmn": a.mean(), "other_method": other, "other": b.mean(), "effect": effect,
                          "margin": margin, "outcome": outcome,
                          "smoother": bool(by[sym]["smoothness"].mean() < by[other]["smoothness"].mean())})
@@ -753,7 +734,7 @@ def ablation_conclusions(verdict) -> list[str]:
         lines.append(f"{r.family} {r.objective}: ScaleGMN vs {r.other_method}: effect {r.effect:+.3f} {unit} "
                      f"(margin {r.margin:.3f}) -> {r.outcome}; smoother: {r.smoother}")
     for objective, sub in verdict.groupby("objective", sort=False):
-        broken = sub[sub["other_method"].str.contains("sym. broken")]
+        broken = sub[sub["other_method"].map(lambda m: getattr(method_of_label(m), "key", None) == "gmn")]
         kinds = broken.groupby("kind")["effect"].mean()
         if {"mlp", "cnn"} <= set(kinds.index):
             lines.append(f"{objective}: mean effect of symmetry (vs the plain symmetry-broken GMN) MLP {kinds['mlp']:+.3f}, "
@@ -778,12 +759,6 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
 
     Returns a DataFrame: method, lam, acc_trained (%), l1_reduction (%), near_zero (%), loss (CE + lam L1), chosen.
     """
-    import pandas as pd
-
-    from .baselines import sgd_finetune
-    from .objective import evaluate, l1_reduction, share_near_zero
-    from .optimize import one_shot
-
     val = zoo.subset(split="val")
     if eval_networks is not None:
         ids = np.sort(val.meta["net_id"].unique())[:eval_networks]
@@ -801,7 +776,7 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
     rows = []
     for lam in lams:
         rows.append(point("Initial", lam, val.params))
-        rows.append(point("All-zero network", lam, [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in val.params]))
+        rows.append(point("All-zero network", lam, map_params(torch.zeros_like, val.params)))
         result = train_method(output_dir, zoo, data, "scalegmn", objective="l1", lam=lam, seed=seed, progress=progress,
                               **settings)
         new, _ = one_shot(result.model, spec, val.params)

@@ -18,7 +18,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pandas as pd
 
 from .errors import WorkbenchError
 from .io import atomic_write_text
+from .paths import git_revision
 from .results import COLUMNS, markdown_table, to_markdown
 
 __all__ = ["ReportError", "snapshot", "render", "update_readme", "machine_description"]
@@ -63,17 +63,6 @@ def machine_description() -> dict:
     return info
 
 
-def _git_revision(repo: Path) -> str:
-    try:
-        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + ("+local changes" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def snapshot(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Copy a finished run's small text artifacts into ``dest`` with ``run_info.json``; returns ``dest``."""
     run_dir, dest = Path(run_dir), Path(dest)
@@ -89,7 +78,7 @@ def snapshot(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
             continue
     finished = max((m.stat().st_mtime for m in markers), default=(run_dir / "results.csv").stat().st_mtime)
     info = {"run": run_dir.name, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(finished)),
-            "git_revision": _git_revision(Path(__file__).resolve().parent.parent),
+            "git_revision": git_revision(),
             "machine": machine_description(), "notebook_seconds": seconds,
             "total_minutes": round(sum(seconds.values()) / 60, 1)}
     dest.mkdir(parents=True, exist_ok=True)

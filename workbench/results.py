@@ -30,8 +30,9 @@ import torch
 
 from .errors import WorkbenchError
 from .io import atomic_write_text
-from .nets import NetSpec, Params, check_params
+from .nets import NetSpec, Params, check_params, map_params
 from .objective import evaluate, l1_reduction, share_near_zero
+from .records import Family
 
 __all__ = [
     "COLUMNS",
@@ -92,7 +93,7 @@ def _nan_if_none(value) -> float:
 
 
 def _on(params: Params, x: torch.Tensor) -> Params:
-    return [(w.to(device=x.device, dtype=x.dtype), b.to(device=x.device, dtype=x.dtype)) for w, b in params]
+    return map_params(lambda t: t.to(device=x.device, dtype=x.dtype), params)
 
 
 def method_row(
@@ -343,7 +344,7 @@ def verdicts(tables: Mapping[str, pd.DataFrame], method: str = "ScaleGMN-B") -> 
             continue
         init, one = t.loc["Initial"], t.loc[method]
         gain = one["ce_avg_acc_trained"] - init["ce_avg_acc_trained"]
-        need = TARGETS["ce_gain_tanh"] if family.endswith("tanh") else TARGETS["ce_gain_any"]
+        need = TARGETS["ce_gain_tanh"] if Family.parse(family).activation == "tanh" else TARGETS["ce_gain_any"]
         rows.append({"family": family, "claim": "CE one shot: gain on trained checkpoints (points)",
                      "value": gain, "threshold": f">= {need:g}", "holds": bool(gain >= need)})
         drop = init["l1_avg_acc_trained"] - one["l1_avg_acc_trained"]

@@ -23,11 +23,15 @@ from pathlib import Path
 from .errors import WorkbenchError
 from .io import RunFolderError, atomic_write_text, clean_stale_temps, crash_point, is_regular_file, run_lock
 from .io import sha256_file as _sha256
+from .index import write_index
 from .notebook import BATCH_ENV
 from .params import ParamsError, RunParams, declared_parameters, list_notebooks, load_params, notebook_key
+from .paths import REPO_ROOT, git_revision, output_root
+
+__all__ = ["KERNEL_NAME", "NotebookFailed", "SetupError", "check_kernel", "select_notebooks", "NotebookState",
+           "notebook_state", "plan", "run"]
 
 KERNEL_NAME = "workbench"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MARKER_VERSION = 2
 # Widget cells get a deadline: nbclient can miss the execute reply of a cell that creates Output widgets and then
 # wait forever (nbclient #312, papermill #723); with a deadline its poll wakes up and finds the reply.
@@ -64,10 +68,6 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     if missing:
         raise ParamsError(f"--only {missing}: no such notebook; available: {sorted(keys)}")
     return [keys[w] for w in sorted(wanted)]
-
-
-def output_root(params: RunParams, outputs: Path | None = None) -> Path:
-    return (outputs or REPO_ROOT / "outputs") / params.name
 
 
 def _marker(out: Path, nb: Path) -> Path:
@@ -214,7 +214,7 @@ def _run_locked(params: RunParams, notebooks: list[Path], out: Path, resume: boo
         log(f"[workbench] removed {len(removed)} temporary file(s) left by an interrupted run in {out}")
     atomic_write_text(out / "params.json", json.dumps({
         "source": str(params.path), "shared": params.shared, "sections": params.sections,
-        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_revision": _git_revision()},
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_revision": git_revision()},
         indent=2, default=str))
     try:
         _run_notebooks(params, notebooks, out, resume, kernel_name, log)
@@ -225,16 +225,8 @@ def _run_locked(params: RunParams, notebooks: list[Path], out: Path, resume: boo
     return out
 
 
-def _git_revision() -> str:
-    from .report import _git_revision as revision
-
-    return revision(REPO_ROOT)
-
-
 def _write_index(out: Path, log) -> None:
     """``out/index.html`` (:mod:`workbench.index`); a convenience, so a problem with it is reported, never raised."""
-    from .index import write_index
-
     try:
         log(f"[workbench] results index: {write_index(out, log=log)}")
     except Exception as err:

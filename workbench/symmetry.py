@@ -13,8 +13,9 @@ symmetry). For a conv layer the whole ``k x k`` kernel of edge ``j -> i`` is mul
 homogeneous, so ``q > 0`` keeps the function; tanh is odd, so ``q in {-1, +1}`` does.
 
 :func:`act_graph` applies the same element to graph values (node permutation + per-node scale, edge
-permutation + ``q_dst / q_src``) without leaving the graph view; :func:`assert_equivariant` and
-:func:`assert_invariant` are the shared test helpers for maps of parameters.
+permutation + ``q_dst / q_src``) without leaving the graph view. :func:`group_for` is the one rule from a
+network's activation to its group; :func:`equivariance_error` and :func:`assert_equivariant` (``invariant=True``
+for invariant maps) are the shared test helpers for maps of parameters, shaped like e3nn's.
 """
 from __future__ import annotations
 
@@ -30,7 +31,16 @@ from .errors import WorkbenchError
 from .graphs import graph_layout
 from .nets import NetSpec, Params, SpecError, check_params, forward
 
+__all__ = [
+    "GROUPS", "ACTIVATION_GROUPS", "GroupElement", "SymmetryError", "SymmetryCheck", "group_for", "identity_element",
+    "unit_scaling", "random_element", "compose", "inverse", "act", "act_graph", "equivariance_error",
+    "assert_equivariant", "function_change",
+]
+
 GROUPS = ("identity", "perm", "scale", "sign", "perm+scale", "perm+sign")
+#: the scaling group that keeps each activation's function: tanh is odd (sign flips), ReLU positively homogeneous
+#: (positive scales)
+ACTIVATION_GROUPS = {"tanh": "sign", "relu": "scale"}
 
 #: default relative tolerances of the equivariance checks, by dtype
 DEFAULT_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2}
@@ -39,6 +49,22 @@ _TINY = 1e-30
 
 class SymmetryError(WorkbenchError, ValueError):
     """A group element, a group name and a network description do not fit together."""
+
+
+def group_for(spec: NetSpec, *, perm: bool = False) -> str:
+    """The scaling group that preserves the function of ``spec``'s networks: ``"sign"`` for tanh, ``"scale"``
+    for ReLU; with ``perm=True`` the full hidden-neuron group, ``"perm+sign"`` / ``"perm+scale"`` (permutations
+    keep every network's function, so both forms are valid groups; callers needing both call it twice).
+
+    The one activation -> group rule of the workbench: the model's default symmetry, the augmentation, the
+    gauge counts, the widgets and the tests all ask it.
+    """
+    try:
+        base = ACTIVATION_GROUPS[spec.activation]
+    except KeyError:
+        raise SymmetryError(f"no scaling group is known for activation {spec.activation!r}; "
+                            f"known: {ACTIVATION_GROUPS}") from None
+    return f"perm+{base}" if perm else base
 
 
 # -- group elements -------------------------------------------------------------------------------------------
@@ -322,7 +348,7 @@ def act_graph(
 # -- equivariance checks --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SymmetryCheck:
-    """The worst mismatch found by :func:`equivariance_check` / :func:`invariance_check`.
+    """The worst mismatch found by :func:`equivariance_error`.
 
     ``error`` is ``max |a - b| / (max |b| + tiny)`` over one tensor (``where``), ``b`` the reference side.
     """
@@ -367,100 +393,66 @@ def _draws(spec, params, group, n_elements, generator, scale_range):
                            device=params[0][0].device) for _ in range(n_elements)]
 
 
-def equivariance_check(
-    f: Callable[[Params], Params], spec: NetSpec, params: Params, group: str, *, n_elements: int = 4,
-    generator: torch.Generator | None = None, scale_range: tuple[float, float] = (1e-2, 1e2),
+def equivariance_error(
+    f: Callable[[Params], Params | Tensor], spec: NetSpec, params: Params, group: str, *, invariant: bool = False,
+    n_elements: int = 4, generator: torch.Generator | None = None, scale_range: tuple[float, float] = (1e-2, 1e2),
 ) -> SymmetryCheck:
-    """Compare ``f(act(g, p))`` with ``act(g, f(p))`` over ``n_elements`` random elements; return the worst."""
+    """The worst mismatch of ``f`` under ``n_elements`` random elements ``g`` of ``group`` (e3nn's
+    ``equivariance_error``); its ``.error`` is what the negative controls assert to be large.
+
+    Equivariant (default): ``f`` maps params to params and ``f(g . p)`` is compared with ``g . f(p)`` per layer's
+    weight and bias. ``invariant=True``: ``f`` returns a tensor with leading dim B and ``f(g . p)`` is compared
+    with ``f(p)``.
+
+    Args:
+        group: one of :data:`GROUPS` (``group_for(spec)`` for the activation's own group).
+        scale_range: positive scales are log-uniform on it (scale groups only).
+        generator: torch generator for the draws (CPU).
+    """
     reference = f(params)
     worst = SymmetryCheck(0.0, 0.0, 0.0, "-", -1, 0, None)
     for k, g in enumerate(_draws(spec, params, group, n_elements, generator, scale_range)):
-        lhs = f(act(spec, g, params))
-        rhs = act(spec, g, reference)
-        for layer, ((wa, ba), (wb, bb)) in enumerate(zip(lhs, rhs)):
-            for name, a, b in (("weight", wa, wb), ("bias", ba, bb)):
-                err, abs_err, size, net = _compare(a, b)
-                if err > worst.error or worst.element is None:
-                    worst = SymmetryCheck(err, abs_err, size, f"layer {layer} {name}", k, net, g)
+        if invariant:
+            pairs = [("output", f(act(spec, g, params)), reference)]
+        else:
+            lhs, rhs = f(act(spec, g, params)), act(spec, g, reference)
+            pairs = [(f"layer {layer} {name}", a, b) for layer, ((wa, ba), (wb, bb)) in enumerate(zip(lhs, rhs))
+                     for name, a, b in (("weight", wa, wb), ("bias", ba, bb))]
+        for where, a, b in pairs:
+            err, abs_err, size, net = _compare(a, b)
+            if err > worst.error or worst.element is None:
+                worst = SymmetryCheck(err, abs_err, size, where, k, net, g)
     return worst
-
-
-def invariance_check(
-    f: Callable[[Params], Tensor], spec: NetSpec, params: Params, group: str, *, n_elements: int = 4,
-    generator: torch.Generator | None = None, scale_range: tuple[float, float] = (1e-2, 1e2),
-) -> SymmetryCheck:
-    """Compare ``f(act(g, p))`` with ``f(p)`` over ``n_elements`` random elements; return the worst."""
-    reference = f(params)
-    worst = SymmetryCheck(0.0, 0.0, 0.0, "-", -1, 0, None)
-    for k, g in enumerate(_draws(spec, params, group, n_elements, generator, scale_range)):
-        err, abs_err, size, net = _compare(f(act(spec, g, params)), reference)
-        if err > worst.error or worst.element is None:
-            worst = SymmetryCheck(err, abs_err, size, "output", k, net, g)
-    return worst
-
-
-def max_equivariance_error(
-    f: Callable[[Params], Params], spec: NetSpec, params: Params, group: str, *, n_elements: int = 4,
-    generator: torch.Generator | None = None, scale_range: tuple[float, float] = (1e-2, 1e2),
-) -> float:
-    """Worst relative error of ``f(act(g, p))`` vs ``act(g, f(p))``; negative controls assert it is large."""
-    return equivariance_check(
-        f, spec, params, group, n_elements=n_elements, generator=generator, scale_range=scale_range
-    ).error
-
-
-def max_invariance_error(
-    f: Callable[[Params], Tensor], spec: NetSpec, params: Params, group: str, *, n_elements: int = 4,
-    generator: torch.Generator | None = None, scale_range: tuple[float, float] = (1e-2, 1e2),
-) -> float:
-    """Worst relative error of ``f(act(g, p))`` vs ``f(p)``."""
-    return invariance_check(
-        f, spec, params, group, n_elements=n_elements, generator=generator, scale_range=scale_range
-    ).error
-
-
-def _tolerances(params: Params, rtol, atol) -> tuple[float, float]:
-    dtype = params[0][0].dtype
-    return (DEFAULT_RTOL.get(dtype, 1e-4) if rtol is None else rtol), (0.0 if atol is None else atol)
 
 
 def assert_equivariant(
-    f: Callable[[Params], Params], spec: NetSpec, params: Params, group: str, *, n_elements: int = 4,
-    generator: torch.Generator | None = None, rtol: float | None = None, atol: float | None = None,
-    scale_range: tuple[float, float] = (1e-2, 1e2),
+    f: Callable[[Params], Params | Tensor], spec: NetSpec, params: Params, group: str, *, invariant: bool = False,
+    n_elements: int = 4, generator: torch.Generator | None = None, rtol: float | None = None,
+    atol: float | None = None, scale_range: tuple[float, float] = (1e-2, 1e2),
 ) -> float:
-    """Assert ``f(act(g, p)) == act(g, f(p))`` for random ``g`` in ``group``; return the worst relative error.
+    """Assert ``f(g . p) == g . f(p)`` (or ``f(g . p) == f(p)`` with ``invariant=True``) for random ``g`` in
+    ``group``; return the worst relative error (e3nn's ``assert_equivariant``).
 
-    Passes when, for every layer's weight and bias, ``max |a - b| <= atol + rtol * max |b|``.
+    Passes when, for every compared tensor (each layer's weight and bias, or the invariant output),
+    ``max |a - b| <= atol + rtol * max |b|``.
 
     Args:
-        f: maps batched params of ``spec`` to batched params of ``spec``.
+        f: maps batched params of ``spec`` to batched params of ``spec`` (or, invariant, to a tensor ``(B, ...)``).
+        invariant: compare with ``f(p)`` itself instead of the transformed ``g . f(p)``.
         rtol: default by dtype (float32 1e-4, float64 1e-9).
         atol: absolute slack (default 0).
 
     Raises:
-        AssertionError: naming the worst relative error, the layer and the group element that produced it.
+        AssertionError: naming the worst relative error, where it occurred and the group element that produced it.
     """
-    rtol, atol = _tolerances(params, rtol, atol)
-    worst = equivariance_check(f, spec, params, group, n_elements=n_elements, generator=generator,
-                               scale_range=scale_range)
+    dtype = params[0][0].dtype
+    rtol = DEFAULT_RTOL.get(dtype, 1e-4) if rtol is None else rtol
+    atol = 0.0 if atol is None else atol
+    worst = equivariance_error(f, spec, params, group, invariant=invariant, n_elements=n_elements,
+                               generator=generator, scale_range=scale_range)
     if not worst.abs_error <= atol + rtol * worst.reference_size:
-        raise AssertionError(f"not equivariant under {group!r} (rtol {rtol:g}, atol {atol:g}): {worst.describe()}")
-    return worst.error
-
-
-def assert_invariant(
-    f: Callable[[Params], Tensor], spec: NetSpec, params: Params, group: str, *, n_elements: int = 4,
-    generator: torch.Generator | None = None, rtol: float | None = None, atol: float | None = None,
-    scale_range: tuple[float, float] = (1e-2, 1e2),
-) -> float:
-    """Assert ``f(act(g, p)) == f(p)`` for random ``g`` in ``group`` (``f`` returns a tensor with leading dim B);
-    return the worst relative error. Tolerances as in :func:`assert_equivariant`."""
-    rtol, atol = _tolerances(params, rtol, atol)
-    worst = invariance_check(f, spec, params, group, n_elements=n_elements, generator=generator,
-                             scale_range=scale_range)
-    if not worst.abs_error <= atol + rtol * worst.reference_size:
-        raise AssertionError(f"not invariant under {group!r} (rtol {rtol:g}, atol {atol:g}): {worst.describe()}")
+        what = "invariant" if invariant else "equivariant"
+        raise AssertionError(f"not {what} under {group!r} (rtol {rtol:g}, atol {atol:g}): {worst.describe()}")
     return worst.error
 
 
@@ -468,10 +460,3 @@ def function_change(spec: NetSpec, params: Params, new_params: Params, x: Tensor
     """``max |f_new(x) - f(x)| / max |f(x)|``: how much a parameter change moved the logits, relative."""
     ref = forward(spec, params, x)
     return float((forward(spec, new_params, x) - ref).abs().max() / (ref.abs().max() + _TINY))
-
-
-__all__ = [
-    "GROUPS", "GroupElement", "SymmetryError", "SymmetryCheck", "identity_element", "unit_scaling",
-    "random_element", "compose", "inverse", "act", "act_graph", "equivariance_check", "invariance_check",
-    "max_equivariance_error", "max_invariance_error", "assert_equivariant", "assert_invariant", "function_change",
-]

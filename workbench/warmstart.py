@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .baselines import SGDResult, sgd_finetune
-from .nets import NetSpec, Params
+from .nets import NetSpec, Params, cat_params, map_params, n_networks, select
 from .objective import evaluate
 
 __all__ = ["DEFAULT_LR_GRID", "tune_sgd_lr", "sgd_curves", "break_even", "break_even_table"]
@@ -33,15 +33,7 @@ DEFAULT_LR_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 
 def _tile(params: Params, k: int) -> Params:
     """The B networks repeated ``k`` times along the network axis (copy c of network i at index c * B + i)."""
-    return [(w.repeat(k, *([1] * (w.dim() - 1))), b.repeat(k, *([1] * (b.dim() - 1)))) for w, b in params]
-
-
-def _cat(parts: Sequence[Params]) -> Params:
-    return [(torch.cat([p[l][0] for p in parts]), torch.cat([p[l][1] for p in parts])) for l in range(len(parts[0]))]
-
-
-def _slice(params: Params, s: slice) -> Params:
-    return [(w[s], b[s]) for w, b in params]
+    return map_params(lambda t: t.repeat(k, *([1] * (t.dim() - 1))), params)
 
 
 def tune_sgd_lr(spec: NetSpec, params: Params, data, *, lrs: Sequence[float] = DEFAULT_LR_GRID, epochs: int = 5,
@@ -61,7 +53,7 @@ def tune_sgd_lr(spec: NetSpec, params: Params, data, *, lrs: Sequence[float] = D
     lrs = [float(v) for v in lrs]
     if not lrs or any(not (v > 0 and math.isfinite(v)) for v in lrs):
         raise ValueError(f"lrs must be positive, finite learning rates, got {lrs}")
-    n = params[0][1].shape[0]
+    n = n_networks(params)
     step = torch.tensor(lrs).repeat_interleave(n)  # candidate c for copies c * n ... c * n + n - 1
     result = sgd_finetune(spec, _tile(params, len(lrs)), data, epochs=(int(epochs),), lam=lam, lr=step, seed=seed,
                           progress=progress)[int(epochs)]
@@ -101,21 +93,21 @@ def sgd_curves(spec: NetSpec, starts: Mapping[str, tuple[Params, float]], data, 
     if not every:
         raise ValueError("sgd_curves needs at least one start")
     labels = list(every)
-    n = every[labels[0]][0][0][1].shape[0]
+    n = n_networks(every[labels[0]][0])
     for label, (p, _, done) in every.items():
-        if p[0][1].shape[0] != n:
-            raise ValueError(f"every start must hold the same {n} networks; {label!r} holds {p[0][1].shape[0]}")
+        if n_networks(p) != n:
+            raise ValueError(f"every start must hold the same {n} networks; {label!r} holds {n_networks(p)}")
         if done is not None and set(budgets) - set(done):
             raise ValueError(f"precomputed start {label!r} lacks epochs {sorted(set(budgets) - set(done))}")
     results = {k: dict(done) for k, (_, _, done) in every.items() if done is not None}
     fresh = list(starts)
     if fresh:
         lr = torch.tensor([float(starts[k][1]) for k in fresh]).repeat_interleave(n)
-        runs = sgd_finetune(spec, _cat([starts[k][0] for k in fresh]), data, epochs=budgets, lam=0.0, lr=lr,
+        runs = sgd_finetune(spec, cat_params([starts[k][0] for k in fresh]), data, epochs=budgets, lam=0.0, lr=lr,
                             seed=seed, progress=progress)
         for c, label in enumerate(fresh):
             part = slice(c * n, (c + 1) * n)
-            results[label] = {e: SGDResult(epochs=e, params=_slice(r.params, part),
+            results[label] = {e: SGDResult(epochs=e, params=select(r.params, part),
                                            seconds_total=r.seconds_total / len(fresh),
                                            seconds_per_network=r.seconds_per_network, diverged=r.diverged[part],
                                            train_loss=r.train_loss[part]) for e, r in runs.items()}
@@ -124,7 +116,7 @@ def sgd_curves(spec: NetSpec, starts: Mapping[str, tuple[Params, float]], data, 
     rows = []
     for epoch in (0, *budgets):
         snapshot = [every[k][0] if epoch == 0 else results[k][epoch].params for k in labels]
-        acc = 100 * evaluate(spec, _cat(snapshot), x, y)["acc"].double()
+        acc = 100 * evaluate(spec, cat_params(snapshot), x, y)["acc"].double()
         for c, label in enumerate(labels):
             a = acc[c * n:(c + 1) * n]
             rows.append({"start": label, "lr": float(every[label][1]), "epoch": epoch, "acc_mean": float(a.mean()),

@@ -45,6 +45,9 @@ import torch
 from torch import Tensor, nn
 
 from ..nets import NetSpec, Params, SpecError, check_params
+from ..symmetry import act, group_for, inverse, random_element
+
+__all__ = ["NFN", "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]
 
 Features = tuple[list[Tensor], list[Tensor]]
 
@@ -254,15 +257,12 @@ def rescale_response(model: nn.Module, spec: NetSpec, params: Params, generator:
     only knows permutations (NFN, the symmetry-broken GMN). Runs in eval mode without gradients in the model's
     dtype. Returns a float64 tensor ``(B,)`` on the CPU.
     """
-    from ..symmetry import act, inverse, random_element
-    from .model import default_symmetry
-
     if getattr(model, "spec", spec) != spec:
         raise SpecError(f"this metanetwork was built for {model.spec.describe()}, not {spec.describe()}")
     n_nets = check_params(spec, params, finite=True)
     ref = next(model.parameters())
     params = [(w.to(ref.device, ref.dtype), b.to(ref.device, ref.dtype)) for w, b in params]
-    g = random_element(spec, n_nets, group or default_symmetry(spec), generator, scale_range=scale_range,
+    g = random_element(spec, n_nets, group or group_for(spec), generator, scale_range=scale_range,
                        dtype=ref.dtype, device=ref.device)
     was_training = model.training
     model.eval()
@@ -279,6 +279,3 @@ def rescale_response(model: nn.Module, spec: NetSpec, params: Params, generator:
     diff = flat(back) - flat(new)
     size = torch.linalg.vector_norm(update, dim=1)
     return (torch.linalg.vector_norm(diff, dim=1) / size.clamp_min(1e-300)).cpu()
-
-
-__all__ = ["NFN", "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]

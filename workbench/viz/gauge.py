@@ -12,17 +12,20 @@ from torch import Tensor
 
 from ..gauge import conv_output_size, conv_to_toeplitz, conv_vs_dense_directions, distance_to_convolution
 from ..nets import NetSpec, Params, check_params, forward, select
-from ..symmetry import SymmetryError, act, unit_scaling
+from ..symmetry import SymmetryError, act, group_for, unit_scaling
 from .widgets import show_in
+
+__all__ = ["compute_scaling_demo", "toeplitz_figure", "directions_figure", "scaling_widget"]
 
 BEFORE, AFTER = "#1f77b4", "#ff7f0e"
 
 
 def _demo_scale(spec: NetSpec, log10_scale: float, sign_flip: bool, strict: bool) -> float:
-    if strict and spec.activation == "relu" and sign_flip:
+    group = group_for(spec)
+    if strict and group == "scale" and sign_flip:
         raise SymmetryError("relu is not odd (relu(-x) != -relu(x)): a sign flip changes the function; "
                             "pass strict=False to show it anyway")
-    if strict and spec.activation == "tanh" and log10_scale != 0:
+    if strict and group == "sign" and log10_scale != 0:
         raise SymmetryError("tanh is odd but not positively homogeneous: only sign flips preserve the function; "
                             "pass strict=False to show what a positive scale does")
     return (-1.0 if sign_flip else 1.0) * 10.0 ** log10_scale
@@ -187,7 +190,8 @@ def scaling_widget(spec: NetSpec, params: Params, x: Tensor, *, network: int = 0
     label = {"style": {"description_width": "initial"}}  # whole labels ("hidden la..." otherwise)
     layer = widgets.IntSlider(value=0, min=0, max=max(len(hidden) - 1, 0), description="hidden layer", **label)
     unit = widgets.IntSlider(value=0, min=0, max=hidden[0] - 1, description="unit", **label)
-    if spec.activation == "relu":
+    scales = group_for(spec) == "scale"  # a log10-scale slider for positive scales, a checkbox for sign flips
+    if scales:
         control = widgets.FloatSlider(value=1.0, min=-2.0, max=2.0, step=0.1, description="log10 scale", **label)
     else:
         control = widgets.Checkbox(value=True, description="flip sign", indent=False, **label)
@@ -201,12 +205,9 @@ def scaling_widget(spec: NetSpec, params: Params, x: Tensor, *, network: int = 0
     view = widgets.Output()
 
     def show(hidden_layer, unit_index, value):
-        kwargs = {"log10_scale": value} if spec.activation == "relu" else {"sign_flip": value}
+        kwargs = {"log10_scale": value} if scales else {"sign_flip": value}
         fig, delta = compute_scaling_demo(spec, params, hidden_layer, unit_index, x, network=network, **kwargs)
         show_in(view, fig, f"max |delta logits| = {delta:.1e}")
 
     out = widgets.interactive_output(show, {"hidden_layer": layer, "unit_index": unit, "value": control})
     return widgets.VBox([widgets.HBox([layer, unit, control]), view, out])
-
-
-__all__ = ["compute_scaling_demo", "toeplitz_figure", "directions_figure", "scaling_widget"]

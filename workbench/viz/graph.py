@@ -11,8 +11,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..graphs import graph_layout, to_graph
-from ..nets import NetSpec, Params, check_params
+from ..nets import NetSpec, Params, check_params, map_params, n_networks
 from .widgets import show_in
+
+__all__ = [
+    "layered_positions", "graph_summary", "add_network_traces", "network_graph_figure", "side_by_side_figure",
+    "graph_explorer_widget",
+]
 
 EDGE_BINS = 6
 
@@ -45,7 +50,7 @@ def add_network_traces(fig: go.Figure, spec: NetSpec, params: Params, index: int
         raise IndexError(f"network index {index} is out of range: the batch holds {n_nets} networks")
     if layer is not None and not 0 <= layer < spec.n_layers:
         raise IndexError(f"layer {layer} is out of range: {spec.describe()} has weight layers 0..{spec.n_layers - 1}")
-    one = [(w[index:index + 1].detach().cpu().double(), b[index:index + 1].detach().cpu().double()) for w, b in params]
+    one = map_params(lambda t: t[index:index + 1].detach().cpu().double(), params)
     graph = to_graph(spec, one)
     layout = graph_layout(spec)
     pos = layered_positions(spec)
@@ -139,7 +144,7 @@ def graph_explorer_widget(models: dict[str, tuple[NetSpec, Params]]):
     label = {"style": {"description_width": "initial"}}  # whole labels, never "netw..."
     arch = widgets.Dropdown(options=names, value=names[0], description="network", **label)
     first_spec, first_params = models[names[0]]
-    index = widgets.IntSlider(min=0, max=first_params[0][1].shape[0] - 1, value=0, description="index", **label)
+    index = widgets.IntSlider(min=0, max=n_networks(first_params) - 1, value=0, description="index", **label)
     layer = widgets.Dropdown(description="layer", **label)
 
     def layer_options(spec):
@@ -151,7 +156,7 @@ def graph_explorer_widget(models: dict[str, tuple[NetSpec, Params]]):
 
     def on_arch(change):
         spec, params = models[change["new"]]
-        index.max = params[0][1].shape[0] - 1
+        index.max = n_networks(params) - 1
         layer.options = layer_options(spec)
         layer.value = -1
 
@@ -161,7 +166,7 @@ def graph_explorer_widget(models: dict[str, tuple[NetSpec, Params]]):
 
     def show(name, index, layer):
         spec, params = models[name]
-        fig = network_graph_figure(spec, params, min(index, params[0][1].shape[0] - 1), None if layer < 0 else layer)
+        fig = network_graph_figure(spec, params, min(index, n_networks(params) - 1), None if layer < 0 else layer)
         show_in(view, fig)
 
     errors = widgets.interactive_output(show, {"name": arch, "index": index, "layer": layer})  # shows exceptions

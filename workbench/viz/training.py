@@ -8,23 +8,32 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..nets import NetSpec, Params
+from ..records import RunKey
+
+__all__ = [
+    "PALETTE", "training_curves_figure", "accuracy_shift_figure", "weights_before_after_figure",
+    "ablation_bar_figure", "generalisation_figure", "overfitting_summary", "checkpoint_gain_figure",
+    "training_curves_grid", "ablation_points_figure", "lam_pareto_figure", "scaling_figure",
+]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
-def training_curves_figure(histories: Mapping[str, Sequence[dict]], title: str = "Meta-optimizer training") -> go.Figure:
-    """Training loss, validation loss and validation accuracy per epoch, one colour per run label.
+def training_curves_figure(histories: Mapping[RunKey | str, Sequence[dict]],
+                           title: str = "Meta-optimizer training") -> go.Figure:
+    """Training loss, validation loss and validation accuracy per epoch, one colour per run.
 
-    Runs whose label shares a prefix before " seed" get the same colour (seeds of one method)."""
+    ``histories``: keyed by :class:`~workbench.records.RunKey` -- the seeds of one family x objective x method share
+    a colour and a legend entry -- or by plain labels, one colour each."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=["train loss", "validation loss", "validation accuracy (%)"])
     groups: dict[str, str] = {}
-    for label, hist in histories.items():
-        group = label.split(" seed")[0]
+    for key, hist in histories.items():
+        group = " ".join(key.without_seed()) if isinstance(key, RunKey) else str(key)
+        first = group not in groups
         color = groups.setdefault(group, PALETTE[len(groups) % len(PALETTE)])
         epochs = [h["epoch"] for h in hist]
-        first = label.endswith("seed 0") or " seed" not in label
-        for col, key, scale in ((1, "train_loss", 1), (2, "val_loss", 1), (3, "val_acc", 100)):
-            fig.add_trace(go.Scatter(x=epochs, y=[h[key] * scale for h in hist], mode="lines+markers",
+        for col, metric, scale in ((1, "train_loss", 1), (2, "val_loss", 1), (3, "val_acc", 100)):
+            fig.add_trace(go.Scatter(x=epochs, y=[h[metric] * scale for h in hist], mode="lines+markers",
                                      line=dict(color=color, width=1.5), marker=dict(size=4), name=group,
                                      legendgroup=group, showlegend=first and col == 1, opacity=0.85), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
@@ -146,27 +155,28 @@ def checkpoint_gain_figure(by_checkpoint, title: str = "Held-out networks by che
     return fig
 
 
-def training_curves_grid(histories: Mapping[tuple, Sequence[dict]], families: Sequence[str],
+def training_curves_grid(histories: Mapping[RunKey, Sequence[dict]], families: Sequence[str],
                          objectives: Sequence[str], key: str = "val_loss",
                          title: str = "Validation loss per epoch") -> go.Figure:
     """Small multiples: one panel per family x objective, one colour per method, one line per seed.
 
-    ``histories``: ``{(family, objective, method, seed): history}`` as returned by
+    ``histories``: ``{RunKey(family, objective, method, seed): history}`` as returned by
     :func:`workbench.pipeline.run_ablation`."""
     families, objectives = list(families), list(objectives)
     fig = make_subplots(rows=len(families), cols=len(objectives), shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=[f"{f} / {o}" for f in families for o in objectives])
-    methods = list(dict.fromkeys(k[2] for k in histories))
+    methods = list(dict.fromkeys(run.method for run in histories))
     shown = set()
-    for (family, objective, method, seed), hist in histories.items():
-        if family not in families or objective not in objectives:
+    for run, hist in histories.items():
+        if run.family not in families or run.objective not in objectives:
             continue
+        method = run.method
         color = PALETTE[methods.index(method) % len(PALETTE)]
         fig.add_trace(go.Scatter(x=[h["epoch"] for h in hist], y=[h[key] for h in hist], mode="lines",
                                  line=dict(color=color, width=1.5), name=method, legendgroup=method,
                                  showlegend=method not in shown, opacity=0.8,
-                                 hovertemplate=f"{method} seed {seed}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"),
-                      row=families.index(family) + 1, col=objectives.index(objective) + 1)
+                                 hovertemplate=f"{method} seed {run.seed}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"),
+                      row=families.index(run.family) + 1, col=objectives.index(run.objective) + 1)
         shown.add(method)
     fig.update_xaxes(title_text="epoch", row=len(families))
     fig.update_layout(title=title, template="plotly_white", height=260 * len(families) + 80,

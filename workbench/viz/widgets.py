@@ -12,6 +12,8 @@ import json
 import plotly.graph_objects as go
 import plotly.io as pio
 
+__all__ = ["figure_mime_bundle", "show_in"]
+
 
 def figure_mime_bundle(fig: go.Figure) -> dict:
     """The figure as a plotly mime bundle, built without plotly's renderers (which may publish display messages)."""

@@ -12,6 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+__all__ = ["combined_meta", "accuracy_distribution_figure", "hparam_accuracy_figure", "accuracy_table"]
+
 LOG_SCALE_HPARAMS = ("lr", "init_scale", "l2")
 DEFAULT_HPARAMS = ("lr", "init_scale", "l2", "dropout", "train_fraction", "optimizer")
 METRIC_LABELS = {"test_acc": "test accuracy", "val_acc": "val accuracy", "train_acc": "train accuracy",
