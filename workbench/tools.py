@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from .io import atomic_path
-from .nets import Params
-from .zoo import FAMILIES, Zoo, ZooError, default_spec, generate, load_small_cnn_zoo
+from .nets import Params, n_networks
+from .zoo import FAMILIES, Zoo, ZooError, default_spec, generate, load_small_cnn_zoo, read_layout
 
 __all__ = ["generate_zoo", "optimize_zoo", "zoo_format", "zoo_settings"]
 
@@ -98,10 +98,8 @@ def zoo_format(folder: str | os.PathLike) -> str:
 
 def _to_tf_rows(zoo: Zoo, params: Params, layout_file: Path) -> np.ndarray:
     """Inverse of the Small CNN Zoo import: params -> rows in the file's TensorFlow layout."""
-    from .zoo import _read_layout
-
-    layers = _read_layout(layout_file, zoo.spec.n_params, zoo.spec)
-    n = params[0][1].shape[0]
+    layers = read_layout(layout_file, zoo.spec.n_params, zoo.spec)
+    n = n_networks(params)
     rows = np.zeros((n, zoo.spec.n_params), dtype=np.float32)
     for layer, ((kernel, bias), (w, b)) in enumerate(zip(layers, params)):
         w = w.detach().cpu()

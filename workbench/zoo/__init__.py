@@ -27,12 +27,10 @@ from .container import (
     split_networks,
 )
 from .generation import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINTS, DEFAULT_EPOCHS, generate, load_or_generate
-from .small_cnn_zoo import SMALL_CNN_ZOO_REQUIRED, _read_layout, load_small_cnn_zoo
+from .small_cnn_zoo import SMALL_CNN_ZOO_REQUIRED, read_layout, load_small_cnn_zoo
 from .specs import FAMILIES, HPARAM_COLUMNS, OPTIMIZERS, HParamSpace, default_spec, sample_hparams
 from .train import ADAM_BETAS, ADAM_EPS, SGD_MOMENTUM, train_networks
 
-# _read_layout is private to small_cnn_zoo; it is imported here only because workbench.tools imports it from
-# workbench.zoo (its Small CNN Zoo writer inverts the import) and is not in __all__.
 __all__ = [
     # specs
     "FAMILIES",
@@ -65,5 +63,6 @@ __all__ = [
     "META_FILE",
     # small_cnn_zoo
     "load_small_cnn_zoo",
+    "read_layout",
     "SMALL_CNN_ZOO_REQUIRED",
 ]

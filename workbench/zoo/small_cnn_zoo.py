@@ -23,7 +23,7 @@ import torch
 from ..nets import NetSpec, Params, small_cnn_zoo_spec
 from .container import Zoo, ZooError, split_networks
 
-__all__ = ["load_small_cnn_zoo", "SMALL_CNN_ZOO_REQUIRED"]
+__all__ = ["load_small_cnn_zoo", "read_layout", "SMALL_CNN_ZOO_REQUIRED"]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _check_accuracies(metrics: pd.DataFrame, file: Path) -> None:
                            f"({shown}{' ...' if len(bad) > 10 else ''})")
 
 
-def _read_layout(file: Path, n_columns: int, spec: NetSpec) -> list[tuple[dict, dict]]:
+def read_layout(file: Path, n_columns: int, spec: NetSpec) -> list[tuple[dict, dict]]:
     """Validate layout.csv and return per spec layer ``(kernel_entry, bias_entry)`` in the file's order."""
     layout = _read_csv(file, "Small CNN Zoo layout")
     missing = [c for c in _LAYOUT_COLUMNS if c not in layout.columns]
@@ -210,7 +210,7 @@ def load_small_cnn_zoo(
 
 def _read_files(path: Path, mmap: bool) -> tuple[np.ndarray, Path, list[tuple[dict, dict]], pd.DataFrame, Path]:
     """The folder's three files, checked against each other: ``(weights (checkpoints, 4970), weights_file,
-    layers, metrics, metrics_file)`` with ``layers`` from :func:`_read_layout` and ``metrics`` typed."""
+    layers, metrics, metrics_file)`` with ``layers`` from :func:`read_layout` and ``metrics`` typed."""
     if not path.is_dir():
         raise ZooError(f"{path} is not a directory; expected a Small CNN Zoo folder with weights.npy, layout.csv "
                        "and metrics.csv.gz")
@@ -230,7 +230,7 @@ def _read_files(path: Path, mmap: bool) -> tuple[np.ndarray, Path, list[tuple[di
         raise ZooError(f"{weights_file} holds a {weights.dtype} array of shape {weights.shape}; expected float "
                        "(checkpoints, 4970)")
 
-    layers = _read_layout(layout_file, weights.shape[1], small_cnn_zoo_spec("tanh"))
+    layers = read_layout(layout_file, weights.shape[1], small_cnn_zoo_spec("tanh"))
     metrics = _read_csv(metrics_file, "Small CNN Zoo metrics")
     absent = [c for c in SMALL_CNN_ZOO_REQUIRED if c not in metrics.columns]
     if absent:

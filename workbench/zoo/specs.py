@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..nets import NetSpec, small_cnn_zoo_spec
+from ..records import Family
 from .container import ZooError
 
 __all__ = ["FAMILIES", "OPTIMIZERS", "HPARAM_COLUMNS", "default_spec", "HParamSpace", "sample_hparams"]
@@ -39,7 +40,7 @@ def default_spec(family: str, dataset: str = "digits") -> NetSpec:
     """
     if family not in FAMILIES:
         raise ZooError(f"unknown network family {family!r}; valid families are {FAMILIES}")
-    kind, activation = family.split("-")
+    kind, activation = dataclasses.astuple(Family.parse(family))
     if dataset == "digits":
         if kind == "mlp":
             return NetSpec.mlp((64, 16, 16, 10), activation)
