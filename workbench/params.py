@@ -38,6 +38,7 @@ import yaml
 
 from .errors import WorkbenchError
 from .ranges import PARAMS_RANGES, Rule
+from .zoo import DEFAULT_BATCH_SIZE, default_spec
 
 __all__ = ["ParamsError", "RunParams", "load_params", "file_values", "notebook_values", "declared_parameters",
            "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED"]
@@ -346,9 +347,6 @@ def _zoo_bytes(family: str, values: dict, n_networks: int) -> float:
     """A rough lower bound on the memory of generating a zoo of ``n_networks`` (all trained at once, float32):
     parameters, two optimizer moments, the gradient and every kept checkpoint, plus forward/backward activations
     of a 32-image minibatch per network."""
-    from .zoo import DEFAULT_BATCH_SIZE, default_spec  # here, not at the top: zoo imports torch, and validating a
-    # params file (``python -m workbench validate``) stays a fraction of a second without it
-
     try:
         spec = default_spec(family, values.get("dataset") or "digits")
     except WorkbenchError:
