@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ import torch
 def run(a) -> dict:
     from workbench import pipeline
     from workbench.objective import evaluate, l1_reduction
+    from workbench.metanet import MetanetConfig
     from workbench.optimize import TrainConfig, one_shot, train
     from workbench.zoo import default_spec, load_or_generate
 
@@ -37,10 +37,10 @@ def run(a) -> dict:
     zoo_seconds = time.time() - t0
     epochs = [1, 2, 4] if a.skip0 else None
     tr, va = zoo.subset(split="train", epoch=epochs), zoo.subset(split="val", epoch=epochs)
-    cfg = replace(TrainConfig(), lam=a.lam, epochs=a.epochs, hidden=a.hidden, n_layers=a.layers, lr=a.lr,
-                  weight_decay=a.wd, dropout=a.dropout, noise=a.noise, group_augment=a.group, gate=a.gate,
-                  symmetry=a.sym, batch_networks=a.bn, batch_images=a.bi, seed=a.seed, device="cpu",
-                  patience=a.patience)
+    cfg = TrainConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, weight_decay=a.wd, noise=a.noise, group_augment=a.group,
+                      batch_networks=a.bn, batch_images=a.bi, seed=a.seed, device="cpu", patience=a.patience,
+                      meta=MetanetConfig(hidden=a.hidden, n_layers=a.layers, dropout=a.dropout, gate=a.gate,
+                                         symmetry=a.sym))
     res = train(spec, tr.params, va.params, data, cfg, None, progress=False)
     test = zoo.subset(split="test")
     new, _ = one_shot(res.model, spec, test.params)

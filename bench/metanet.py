@@ -110,8 +110,8 @@ def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=6
     rows = []
     for size in sizes:
         hidden, layers = SIZES[size]
-        torch.manual_seed(0)
-        model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True)
+        torch.manual_seed(0)  # gate=False: the model's own default when these timings were taken (bench/README.md)
+        model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True, gate=False)
         eager_model = model
         variants = {"eager fp32": (eager_model, eager_model, None), "fused AdamW": (model, model, None),
                     "bf16 autocast": (model, model, torch.bfloat16)}
@@ -161,8 +161,8 @@ def gpu_rows(device, *, tiny=False, repeats=5):
     hidden, layers, big, train_batch, n_images = (128, 4, 1024, 256, 128) if not tiny else (8, 1, 4, 2, 8)
     repeats = 1 if tiny else repeats
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    torch.manual_seed(0)
-    model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True).to(device)
+    torch.manual_seed(0)  # gate=False: the model's own default when the GPU targets were set
+    model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True, gate=False).to(device)
     rows = []
 
     def record(measurement, precision, seconds, n, unit):

@@ -190,7 +190,7 @@ def test_small_cnn_zoo_reader_loads_valid_zoos_or_raises_zoo_error(data, n_netwo
 
 
 # -- the params validator ----------------------------------------------------------------------------------------
-REAL_KEYS = ["seed", "lam", "families", "n_networks", "device", "meta_hidden", "bidirectional", "data_path",
+REAL_KEYS = ["seed", "lam", "families", "n_networks", "device", "meta_hidden", "meta_bidirectional", "data_path",
              "sgd_epochs", "zoo_epochs", "objective", "mlp_widths", "name", "output_dir"]
 SECTIONS = ["01", "02", "03", "04", "05", "06", "99"]
 

@@ -19,6 +19,7 @@ from workbench import optimize, pipeline, results
 from workbench.data import load_dataset
 from workbench.nets import NetSpec, forward, init_params, select
 from workbench.objective import evaluate
+from workbench.metanet import MetanetConfig
 from workbench.optimize import TrainConfig, augment, load_model, train
 from workbench.parallel import run_parallel
 from workbench.zoo import Zoo, generate
@@ -101,7 +102,7 @@ def test_augmentation_is_reproducible_from_the_generator_and_off_means_identity(
 
 def test_new_settings_round_trip_through_json_and_a_checkpoint(tmp_path):
     config = TrainConfig(noise=0.05, group_augment=True, augment_scales=(0.5, 3.0), patience=4,
-                         train_eval_networks=7, hidden=4, n_layers=1, device="cpu")
+                         train_eval_networks=7, device="cpu", meta=MetanetConfig(hidden=4, n_layers=1))
     text = json.dumps(config.to_dict())
     assert json.loads(text)["augment_scales"] == [0.5, 3.0]  # JSON turns the tuple into a list
     assert TrainConfig.from_dict(json.loads(text)) == config
@@ -117,8 +118,8 @@ def test_new_settings_round_trip_through_json_and_a_checkpoint(tmp_path):
 from strategies import tiny_data  # noqa: E402  (shared with test_optimize)
 
 
-TINY = TrainConfig(epochs=3, batch_networks=8, batch_images=32, hidden=4, n_layers=1, lr=0.01, warmup_steps=1,
-                   device="cpu")
+TINY = TrainConfig(epochs=3, batch_networks=8, batch_images=32, lr=0.01, warmup_steps=1, device="cpu",
+                   meta=MetanetConfig(hidden=4, n_layers=1))
 
 
 def test_history_scores_seen_and_monitored_networks_like_the_validation_networks():

@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 
 from workbench.data import DataError, load_cifar10_gs, load_dataset
 from workbench.graphs import to_graph
+from workbench.metanet import MetanetConfig
 from workbench.nets import NetSpec, SpecError, check_params, init_params
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model
 from workbench.params import ParamsError, load_params
@@ -42,7 +43,7 @@ from workbench.zoo import Zoo, ZooError, load_small_cnn_zoo
 from strategies import write_small_cnn_zoo  # noqa: E402  (shared with test_zoo and test_fuzz)
 
 SPEC = NetSpec.mlp((4, 3, 2), "tanh")
-CONFIG = TrainConfig(hidden=4, n_layers=1, device="cpu")
+CONFIG = TrainConfig(device="cpu", meta=MetanetConfig(hidden=4, n_layers=1))
 
 
 # -- valid artifacts -----------------------------------------------------------------------------------------------

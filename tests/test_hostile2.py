@@ -96,8 +96,8 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
     ("families: []\n", r"families in .* is an empty list"),
     ("families: [mlp-gelu]\n", r"families in .* element 0 is 'mlp-gelu', but must be one of \['mlp-tanh'"),
     ("seed: -1\n", r"seed in .* is -1, but must be in \[0, 4,294,967,295\]"),
-    ("batch_networks: 0\n", r"batch_networks in .* is 0, but must be >= 1"),
-    ("batch_images: 0\n", r"batch_images in .* is 0, but must be >= 1"),
+    ("meta_batch_networks: 0\n", r"batch_networks in .* is 0, but must be >= 1"),
+    ("meta_batch_images: 0\n", r"batch_images in .* is 0, but must be >= 1"),
     ("meta_hidden: 0\n", r"meta_hidden in .* is 0, but must be in \[1,"),
     ("n_seeds: 0\n", r"n_seeds in .* is 0, but must be in \[1,"),
     ("meta_lr: 0\n", r"meta_lr in .* is 0, but must be > 0"),
@@ -149,13 +149,13 @@ def test_shipped_params_files_are_in_range():
     (dict(lr=0.0), r"TrainConfig.lr is 0.0, but must be > 0"),
     (dict(lr=float("nan")), r"TrainConfig.lr is nan, but must be a finite number"),
     (dict(weight_decay=-1e-3), r"TrainConfig.weight_decay is -0.001, but must be >= 0"),
-    (dict(dropout=1.0), r"TrainConfig.dropout is 1.0, but must be in \[0, 1\)"),
-    (dict(dropout=-0.1), r"TrainConfig.dropout is -0.1"),
-    (dict(hidden=0), r"TrainConfig.hidden is 0"),
-    (dict(n_layers=0), r"TrainConfig.n_layers is 0"),
+    (dict(dropout=1.0), r"MetanetConfig.dropout is 1.0, but must be in \[0, 1\)"),
+    (dict(dropout=-0.1), r"MetanetConfig.dropout is -0.1"),
+    (dict(hidden=0), r"MetanetConfig.hidden is 0"),
+    (dict(n_layers=0), r"MetanetConfig.n_layers is 0"),
     (dict(grad_clip=0), r"TrainConfig.grad_clip is 0, but must be > 0"),
     (dict(seed=-1), r"TrainConfig.seed is -1"),
-    (dict(symmetry="rotation"), r"TrainConfig.symmetry is 'rotation', but must be one of \[None, 'scale'"),
+    (dict(symmetry="rotation"), r"MetanetConfig.symmetry is 'rotation', but must be one of \[None, 'scale'"),
     (dict(device="tpu"), r"TrainConfig.device is 'tpu'"),
     (dict(val_images=0), r"TrainConfig.val_images is 0"),
     (dict(lam=-1.0), r"TrainConfig.lam is -1.0, but must be >= 0"),
@@ -163,11 +163,11 @@ def test_shipped_params_files_are_in_range():
 ])
 def test_train_config_ranges(settings, match):
     with pytest.raises(ConfigError, match=match):
-        TrainConfig(**settings)
+        TrainConfig.from_dict(settings)  # the flat form: metanet fields go to TrainConfig.meta (a MetanetConfig)
 
 
 def test_train_config_accepts_its_defaults_and_optional_nones():
-    config = TrainConfig(symmetry=None, val_images=None, val_networks=None, patience=None, lr=1, lam=0)
+    config = TrainConfig.from_dict(dict(symmetry=None, val_images=None, val_networks=None, patience=None, lr=1, lam=0))
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
@@ -496,7 +496,7 @@ def _data(n: int = 16) -> Dataset:
 def test_training_resume_checks_checkpoint_pt_like_load_model(tmp_path):
     params = init_params(SPEC, 6, torch.Generator().manual_seed(0))
     train_p, val_p = [(w[:4], b[:4]) for w, b in params], [(w[4:], b[4:]) for w, b in params]
-    config = TrainConfig(**TINY)
+    config = TrainConfig.from_dict(TINY)
     cases = {
         "foreign": lambda p: torch.save({"weights": torch.zeros(3)}, p),
         "truncated": lambda p: p.write_bytes(b"PK\x03\x04 truncated"),
@@ -548,15 +548,15 @@ def test_a_marker_with_malformed_artifacts_means_rerun(tmp_path, artifacts):
 
 # -- zoo / API edges ----------------------------------------------------------------------------------------------------
 def test_one_shot_and_training_with_no_networks_are_clear_errors():
-    model = build_model(SPEC, TrainConfig(**TINY))
+    model = build_model(SPEC, TrainConfig.from_dict(TINY))
     empty = init_params(SPEC, 0)
     with pytest.raises(SpecError, match="one-shot optimization got 0 networks"):
         one_shot(model, SPEC, empty)
     some = init_params(SPEC, 3)
     with pytest.raises(SpecError, match="at least one training and one validation network; got 3 and 0"):
-        train(SPEC, some, empty, _data(), TrainConfig(**TINY), progress=False)
+        train(SPEC, some, empty, _data(), TrainConfig.from_dict(TINY), progress=False)
     with pytest.raises(SpecError, match="got 0 and 3"):
-        train(SPEC, empty, some, _data(), TrainConfig(**TINY), progress=False)
+        train(SPEC, empty, some, _data(), TrainConfig.from_dict(TINY), progress=False)
 
 
 def test_cnn_kernel_larger_than_its_input_without_image_size():

@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.metanet import ScaleEq, ScaleGMN, ScaleGMNConv, ScaleInv, canon
-from workbench.metanet.model import default_symmetry
 from workbench.nets import NetSpec, SpecError, init_params, small_cnn_zoo_spec
 from workbench.symmetry import act_graph, assert_equivariant, equivariance_error, group_for, random_element
 from workbench.graphs import to_graph
@@ -25,7 +24,7 @@ def group_of(spec: NetSpec) -> str:
 def make_model(spec, dtype, bidirectional=True, symmetry=None, seed=0, hidden=12, n_layers=3):
     torch.manual_seed(seed)
     model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=n_layers, bidirectional=bidirectional,
-                              symmetry=symmetry).to(dtype).eval()
+                              symmetry=symmetry, gate=False).to(dtype).eval()
     with torch.no_grad():  # make the update as large as the input so errors are not hidden by a 0.01 scale
         model.out_scale_w.fill_(1.0)
         model.out_scale_b.fill_(1.0)
@@ -187,7 +186,6 @@ def test_conv_layer_equivariant_on_graph(bidirectional):
 def test_for_spec_defaults_and_errors():
     assert ScaleGMN.for_spec(small_cnn_zoo_spec("tanh"), hidden=8, n_layers=1).symmetry == "sign"
     assert ScaleGMN.for_spec(NetSpec.mlp((3, 4, 2), "relu"), hidden=8, n_layers=1).symmetry == "scale"
-    assert default_symmetry(NetSpec.mlp((3, 4, 2), "tanh")) == "sign"  # the alias of symmetry.group_for
     with pytest.raises(ValueError, match="positive-scale"):
         ScaleGMN.for_spec(NetSpec.mlp((3, 4, 2), "tanh"), symmetry="scale")
     with pytest.raises(ValueError, match="not odd"):
@@ -198,7 +196,7 @@ def test_for_spec_defaults_and_errors():
 
 def test_optimize_api_batches_dtype_and_spec_check():
     spec = small_cnn_zoo_spec("tanh")
-    model = ScaleGMN.for_spec(spec, hidden=8, n_layers=2)
+    model = ScaleGMN.for_spec(spec, hidden=8, n_layers=2, gate=False)
     params = init_params(spec, 5)
     full = model.optimize(spec, params)
     chunked = model.optimize(spec, params, batch_size=2)
@@ -221,7 +219,7 @@ def test_optimize_api_batches_dtype_and_spec_check():
 
 def test_initial_model_is_near_identity_and_output_masks_dense_slots():
     spec = small_cnn_zoo_spec("relu")
-    model = ScaleGMN.for_spec(spec, hidden=8, n_layers=2).fit_normalization(init_params(spec, 8))
+    model = ScaleGMN.for_spec(spec, hidden=8, n_layers=2, gate=False).fit_normalization(init_params(spec, 8))
     params = init_params(spec, 3)
     new = model.optimize(spec, params)
     rel = max(float((w1 - w0).abs().max() / w0.abs().max()) for (w0, _), (w1, _) in zip(params, new))
@@ -241,7 +239,7 @@ def test_gradients_are_finite_with_zero_features(family, symmetry):
     spec = SPECS[family]
     params = init_params(spec, 4, torch.Generator().manual_seed(0))
     params = [(w, torch.zeros_like(b)) for w, b in params]
-    model = ScaleGMN.for_spec(spec, hidden=8, n_layers=3, symmetry=symmetry).fit_normalization(params)
+    model = ScaleGMN.for_spec(spec, hidden=8, n_layers=3, symmetry=symmetry, gate=False).fit_normalization(params)
     size = (spec.image_size,) * 2 if spec.kind == "cnn" else ()
     x = torch.randn(16, spec.widths[0], *size)
     y = torch.randint(0, spec.n_classes, (16,))
@@ -296,3 +294,25 @@ def test_gate_can_zero_a_weight_exactly():
     params = init_params(spec, 2, torch.Generator().manual_seed(1), dtype=torch.float64)
     new = model(params)
     assert all(float(w.abs().max()) < 1e-12 and float(b.abs().max()) < 1e-12 for w, b in new)
+
+
+def test_the_model_is_built_from_one_config_with_one_set_of_defaults():
+    from workbench.metanet import NFN, MetanetConfig
+    from workbench.optimize import TrainConfig, build_model
+
+    spec = NetSpec.mlp((3, 4, 2), "tanh")
+    torch.manual_seed(0)
+    a = ScaleGMN(spec, MetanetConfig(hidden=8, n_layers=2))
+    torch.manual_seed(0)
+    b = ScaleGMN.for_spec(spec, hidden=8, n_layers=2)
+    assert a.config == b.config == MetanetConfig(hidden=8, n_layers=2, symmetry="sign")  # the group actually used
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    default = ScaleGMN(spec)
+    assert (default.hidden, len(default.layers), default.gate) == (MetanetConfig.hidden, MetanetConfig.n_layers,
+                                                                  MetanetConfig.gate)
+    assert TrainConfig().meta == MetanetConfig() and NFN(spec).config == MetanetConfig(model="nfn")
+    assert isinstance(build_model(spec, MetanetConfig(model="nfn")), NFN)
+    with pytest.raises(ValueError, match="config for model 'nfn'"):
+        ScaleGMN(spec, MetanetConfig(model="nfn"))
+    with pytest.raises(ValueError, match="config for model 'scalegmn'"):
+        NFN(spec, MetanetConfig())

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from workbench import pipeline
 from workbench.data import load_dataset
 from workbench.errors import ConfigError
-from workbench.metanet import NFN, NPLinear, ScaleGMN, count_parameters, matched_hidden, rescale_response
+from workbench.metanet import (NFN, MetanetConfig, NPLinear, ScaleGMN, count_parameters, matched_hidden,
+                               rescale_response)
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
 from workbench.ranges import PARAMS_RANGES
@@ -97,7 +98,7 @@ def test_io_embeddings_fix_the_input_neurons_and_np_layer_alone_does_not():
     err = float((new_p[0][0] - new[0][0][:, :, perm]).abs().max() / new[0][0].abs().max())
     assert err > 1e-2, err
     # without the embeddings the NFN is NP-equivariant again (inputs exchangeable): the embeddings are the cause
-    plain = NFN.for_spec(spec, hidden=8, n_layers=2, io_embed=False).double()
+    plain = NFN.for_spec(spec, hidden=8, n_layers=2, io_embed=False, gate=False).double()
     new, new_p = deltas_only(plain)(params), deltas_only(plain)(_permute_inputs(params, perm))
     assert torch.allclose(new_p[0][0], new[0][0][:, :, perm], rtol=1e-9, atol=1e-12)
 
@@ -187,7 +188,7 @@ def test_forward_keeps_shapes_and_dtypes_and_starts_small(family, dtype, gate):
         assert torch.isfinite(w1).all() and torch.isfinite(b1).all()
     rel = max(float((w1 - w).abs().max() / w.abs().max()) for (w, _), (w1, _) in zip(params, new))
     assert 0 < rel < 0.2, rel  # a residual update with a small (0.01) initial output scale
-    assert model.config["model"] == "nfn" and model.config["gate"] is gate
+    assert model.config.model == "nfn" and model.config.gate is gate
 
 
 @pytest.mark.parametrize("family", ["mlp-tanh", "cnn-relu"])
@@ -210,7 +211,7 @@ def test_count_parameters_counts_trainable_parameters_only():
     assert count_parameters(model) == sum(p.numel() for p in model.parameters())
     assert count_parameters(model) < count_parameters(NFN.for_spec(spec, hidden=24, n_layers=2, gate=True))
     assert count_parameters(model) < count_parameters(NFN.for_spec(spec, hidden=16, n_layers=3, gate=True))
-    gmn = ScaleGMN.for_spec(spec, hidden=16, n_layers=2)
+    gmn = ScaleGMN.for_spec(spec, hidden=16, n_layers=2, gate=False)
     assert count_parameters(gmn) == sum(p.numel() for p in gmn.parameters())
     assert "w_norm" not in dict(model.named_parameters())  # buffers are not parameters
 
@@ -219,7 +220,7 @@ def test_count_parameters_counts_trainable_parameters_only():
 def test_optimize_batches_casts_and_does_not_track_gradients():
     spec = small_cnn_zoo_spec("tanh")
     torch.manual_seed(0)
-    model = NFN.for_spec(spec, hidden=8, n_layers=2).train()
+    model = NFN.for_spec(spec, hidden=8, n_layers=2, gate=False).train()
     params = init_params(spec, 5)
     full = model.optimize(spec, params)
     chunked = model.optimize(spec, params, batch_size=2)
@@ -264,34 +265,47 @@ def test_optimize_rejects_bad_params_like_scalegmn(case):
 
 
 # -- TrainConfig.model, training, checkpoints -----------------------------------------------------------------------
+#: ``TrainConfig().to_dict()`` as the code before MetanetConfig wrote it (one flat dict, ``model`` left out at its
+#: default): the form of every checkpoint config and run-folder digest written so far
+OLD_DEFAULT_DICT = {"lam": 0.0, "epochs": 20, "batch_networks": 32, "batch_images": 128, "lr": 0.001,
+                    "weight_decay": 0.01, "warmup_steps": 20, "grad_clip": 10.0, "hidden": 64, "n_layers": 4,
+                    "bidirectional": True, "symmetry": None, "dropout": 0.0, "seed": 0, "device": "auto", "amp": True,
+                    "val_images": None, "val_networks": None, "noise": 0.0, "group_augment": False,
+                    "augment_scales": (0.25, 4.0), "patience": None, "train_eval_networks": 128, "gate": True}
+
+
+def as_model(config: TrainConfig, model: str) -> TrainConfig:
+    return TrainConfig.from_dict({**config.to_dict(), "model": model})
+
+
 def test_model_field_keeps_old_digests_and_round_trips():
     config = TrainConfig()
     assert "model" not in config.to_dict()  # the default is left out: ScaleGMN/GMN digests are those of before
-    old = {k: v for k, v in dataclasses.asdict(config).items() if k != "model"}
+    old = OLD_DEFAULT_DICT
     assert config.to_dict() == old
     digest = lambda d: hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]  # noqa: E731
     spec = default_spec("mlp-tanh")
     for method in ("scalegmn", "gmn", "gmn-aug"):
         m = pipeline.METHODS[method]
         cfg = pipeline.make_config(spec, objective="ce", lam=0.0, symmetry=m.symmetry, group_augment=m.group_augment)
-        old = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "model"}
-        assert pipeline.run_dir("o", "mlp-tanh", "ce", cfg.symmetry, 0, cfg).name.endswith(digest(old))
-    nfn = TrainConfig(model="nfn", symmetry="none", hidden=4, n_layers=1)
+        old = {**OLD_DEFAULT_DICT, "symmetry": cfg.meta.symmetry, "group_augment": m.group_augment}
+        assert pipeline.run_dir("o", "mlp-tanh", "ce", cfg.meta.symmetry, 0, cfg).name.endswith(digest(old))
+    nfn = TrainConfig(meta=MetanetConfig(model="nfn", symmetry="none", hidden=4, n_layers=1))
     assert nfn.to_dict()["model"] == "nfn"
     assert TrainConfig.from_dict(json.loads(json.dumps(nfn.to_dict()))) == nfn
     assert TrainConfig.from_dict(config.to_dict()) == config
     nfn_dir = pipeline.run_dir("o", "mlp-tanh", "ce", "none", 0, nfn)
-    gmn_dir = pipeline.run_dir("o", "mlp-tanh", "ce", "none", 0, dataclasses.replace(nfn, model="scalegmn"))
+    gmn_dir = pipeline.run_dir("o", "mlp-tanh", "ce", "none", 0, as_model(nfn, "scalegmn"))
     assert nfn_dir != gmn_dir
-    with pytest.raises(ConfigError, match="TrainConfig.model"):
-        TrainConfig(model="transformer")
+    with pytest.raises(ConfigError, match="MetanetConfig.model"):
+        TrainConfig.from_dict({"model": "transformer"})
     with pytest.raises(ConfigError, match="no scaling"):
-        TrainConfig(model="nfn", symmetry="sign")
+        TrainConfig.from_dict({"model": "nfn", "symmetry": "sign"})
     assert isinstance(build_model(spec, nfn), NFN) and isinstance(build_model(spec, config), ScaleGMN)
 
 
-NFN_CONFIG = TrainConfig(epochs=6, batch_networks=8, batch_images=32, hidden=8, n_layers=2, lr=0.01, warmup_steps=2,
-                         device="cpu", model="nfn", train_eval_networks=0)
+NFN_CONFIG = TrainConfig(epochs=6, batch_networks=8, batch_images=32, lr=0.01, warmup_steps=2, device="cpu",
+                         train_eval_networks=0, meta=MetanetConfig(model="nfn", hidden=8, n_layers=2))
 TINY_SPEC = NetSpec.mlp((6, 5, 3), "tanh")
 
 
@@ -313,7 +327,7 @@ def test_training_lowers_the_objective_and_reloads(tmp_path):
     # a resume with another model (or a ScaleGMN checkpoint loaded as NFN) is refused
     with pytest.raises(ValueError, match="different configuration"):
         train(TINY_SPEC, select(zoo, slice(0, 32)), select(zoo, slice(32, 40)), data,
-              dataclasses.replace(NFN_CONFIG, model="scalegmn"), tmp_path, progress=False)
+              as_model(NFN_CONFIG, "scalegmn"), tmp_path, progress=False)
 
 
 def test_load_model_refuses_nfn_weights_that_do_not_fit(tmp_path):
@@ -329,12 +343,12 @@ def test_load_model_refuses_nfn_weights_that_do_not_fit(tmp_path):
         with pytest.raises(CheckpointError, match="do not fit"):
             load_model(tmp_path / f"a{i}.pt")
     # ScaleGMN weights under an NFN config (and the reverse) are other metanetworks
-    gmn = build_model(TINY_SPEC, dataclasses.replace(config, model="scalegmn")).state_dict()
+    gmn = build_model(TINY_SPEC, as_model(config, "scalegmn")).state_dict()
     torch.save({"spec": TINY_SPEC.to_dict(), "config": config.to_dict(), "model": gmn}, tmp_path / "b.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(tmp_path / "b.pt")
     nfn = build_model(TINY_SPEC, config).state_dict()
-    torch.save({"spec": TINY_SPEC.to_dict(), "config": dataclasses.replace(config, model="scalegmn").to_dict(),
+    torch.save({"spec": TINY_SPEC.to_dict(), "config": as_model(config, "scalegmn").to_dict(),
                 "model": nfn}, tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(tmp_path / "c.pt")
@@ -429,5 +443,5 @@ def test_matching_nfn_width_first_does_not_poison_the_cached_graph_layout():
     layout = graph_layout(spec)
     assert layout.edge_index.device.type == "cpu" and not layout.edge_index.is_meta
     params = init_params(spec, 2, torch.Generator().manual_seed(0))
-    out = ScaleGMN.for_spec(spec, hidden=4, n_layers=1)(params)
+    out = ScaleGMN.for_spec(spec, hidden=4, n_layers=1, gate=False)(params)
     assert all(torch.isfinite(w).all() for w, _ in out)

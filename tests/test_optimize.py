@@ -11,6 +11,7 @@ import torch
 from workbench.nets import NetSpec, init_params, select
 from workbench.objective import evaluate
 from workbench import optimize
+from workbench.metanet import MetanetConfig
 from workbench.optimize import CheckpointError, TrainConfig, load_model, train
 
 from strategies import tiny_data  # noqa: E402
@@ -24,8 +25,8 @@ def tiny_zoo(n=24, seed=0):
     return init_params(SPEC, n, torch.Generator().manual_seed(seed), init_scale=2.0)
 
 
-CONFIG = TrainConfig(epochs=4, batch_networks=8, batch_images=32, hidden=8, n_layers=2, lr=0.01, warmup_steps=2,
-                     device="cpu")
+CONFIG = TrainConfig(epochs=4, batch_networks=8, batch_images=32, lr=0.01, warmup_steps=2, device="cpu",
+                     meta=MetanetConfig(hidden=8, n_layers=2))
 
 
 def state_equal(a, b):
@@ -34,7 +35,7 @@ def state_equal(a, b):
 
 def test_training_reduces_validation_loss_and_writes_artifacts(tmp_path):
     data, zoo = tiny_data(), tiny_zoo(48)
-    config = TrainConfig(**{**CONFIG.to_dict(), "epochs": 8})
+    config = TrainConfig.from_dict({**CONFIG.to_dict(), "epochs": 8})
     result = train(SPEC, select(zoo, slice(0, 32)), select(zoo, slice(32, 48)), data, config, tmp_path, progress=False)
     losses = [h["val_loss"] for h in result.history]
     assert min(losses) < losses[0] - 1e-3, losses
@@ -64,7 +65,7 @@ def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
     data, zoo = tiny_data(), tiny_zoo()
     tr, va = select(zoo, slice(0, 16)), select(zoo, slice(16, 24))
     train(SPEC, tr, va, data, CONFIG, tmp_path, progress=False, stop_after_epoch=0)
-    other = TrainConfig(**{**CONFIG.to_dict(), "hidden": 12})
+    other = TrainConfig.from_dict({**CONFIG.to_dict(), "hidden": 12})
     with pytest.raises(ValueError, match="different configuration"):
         train(SPEC, tr, va, data, other, tmp_path, progress=False)
 
@@ -89,6 +90,53 @@ def test_non_finite_loss_is_skipped_logged_and_never_saved(tmp_path, monkeypatch
     assert all(torch.isfinite(t).all() for t in best["model"].values())
 
 
+#: the "config" of a best.pt written before MetanetConfig existed (CONFIG as that code stored it: one flat dict with the
+#: metanet's fields beside the training ones, "model" left out at "scalegmn")
+OLD_CONFIG_DICT = {"lam": 0.0, "epochs": 4, "batch_networks": 8, "batch_images": 32, "lr": 0.01, "weight_decay": 0.01,
+                   "warmup_steps": 2, "grad_clip": 10.0, "hidden": 8, "n_layers": 2, "bidirectional": True,
+                   "symmetry": None, "dropout": 0.0, "seed": 0, "device": "cpu", "amp": True, "val_images": None,
+                   "val_networks": None, "noise": 0.0, "group_augment": False, "augment_scales": (0.25, 4.0),
+                   "patience": None, "train_eval_networks": 128, "gate": True}
+
+
+def test_a_checkpoint_in_the_old_flat_format_loads_and_resumes(tmp_path):
+    config = TrainConfig.from_dict(OLD_CONFIG_DICT)  # the converter: each flat name goes to its class
+    assert config == CONFIG and config.meta == MetanetConfig(hidden=8, n_layers=2)
+    assert config.to_dict() == OLD_CONFIG_DICT  # the same digest, so the same run folder
+    torch.manual_seed(0)
+    state = optimize.build_model(SPEC, config).state_dict()
+    torch.save({"spec": SPEC.to_dict(), "config": OLD_CONFIG_DICT, "model": state, "epoch": 0, "val_loss": 1.0},
+               tmp_path / "best.pt")
+    model = load_model(tmp_path / "best.pt", spec=SPEC)
+    assert (model.hidden, len(model.layers), model.gate, model.symmetry) == (8, 2, True, "sign")
+    assert state_equal(model.state_dict(), state)
+    nfn = {**OLD_CONFIG_DICT, "model": "nfn", "symmetry": "none"}
+    torch.save({"spec": SPEC.to_dict(), "config": nfn, "model": optimize.build_model(SPEC, TrainConfig.from_dict(nfn))
+                .state_dict()}, tmp_path / "nfn.pt")
+    assert type(load_model(tmp_path / "nfn.pt")).__name__ == "NFN"
+    # a run stopped by the old code resumes: its checkpoint.pt holds the old dict, which is this config's
+    data, zoo = tiny_data(), tiny_zoo()
+    tr, va = select(zoo, slice(0, 16)), select(zoo, slice(16, 24))
+    train(SPEC, tr, va, data, CONFIG, tmp_path / "run", progress=False, stop_after_epoch=1)
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    torch.save({**saved, "config": OLD_CONFIG_DICT}, tmp_path / "run" / "checkpoint.pt")
+    resumed = train(SPEC, tr, va, data, CONFIG, tmp_path / "run", progress=False)
+    assert [h["epoch"] for h in resumed.history] == list(range(CONFIG.epochs))
+
+
+def test_best_and_checkpoint_files_share_one_layout(tmp_path):
+    data, zoo = tiny_data(), tiny_zoo()
+    train(SPEC, select(zoo, slice(0, 16)), select(zoo, slice(16, 24)), data, CONFIG, tmp_path, progress=False,
+          stop_after_epoch=1)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert set(best) == {"spec", "config", "model", "epoch", "val_loss"}
+    assert set(ckpt) == {"spec", "config", "model", "optimizer", "epoch", "step", "lr_scale", "history", "best_epoch",
+                         "best_val_loss", "best_state"}
+    assert best["config"] == ckpt["config"] == CONFIG.to_dict() and best["epoch"] == ckpt["best_epoch"]
+    assert best["val_loss"] == ckpt["best_val_loss"] and state_equal(best["model"], ckpt["best_state"])
+
+
 def test_checkpoints_load_without_code_execution(tmp_path):
     evil = tmp_path / "best.pt"
 
@@ -108,7 +156,7 @@ def test_checkpoints_load_without_code_execution(tmp_path):
 
 def test_one_shot_improves_tiny_zoo():
     data, zoo = tiny_data(), tiny_zoo(48)
-    config = TrainConfig(**{**CONFIG.to_dict(), "epochs": 10})
+    config = TrainConfig.from_dict({**CONFIG.to_dict(), "epochs": 10})
     result = train(SPEC, select(zoo, slice(0, 32)), select(zoo, slice(32, 40)), data, config, progress=False)
     test = select(zoo, slice(40, 48))
     new, seconds = optimize.one_shot(result.model, SPEC, test)

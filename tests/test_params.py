@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench.params import ParamsError, declared_parameters, load_params, notebook_key
+from workbench.params import RENAMED, ParamsError, declared_parameters, load_params, notebook_key
 from workbench.runner import REPO_ROOT, run, select_notebooks
 
 NB01 = REPO_ROOT / "notebooks" / "01_weight_space_graphs.ipynb"
@@ -303,3 +303,54 @@ def test_run_notebook_01_end_to_end_and_resume(tmp_path):
     assert any("01_weight_space_graphs.ipynb" in line and "skipped" in line for line in logs), logs
     assert not any("running" in line for line in logs), logs
     assert executed.stat().st_mtime_ns == mtime
+
+
+# -- the training settings' keys: one rule, old names refused with the new one ---------------------------------------
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("0[1-7]_*.ipynb"))
+
+
+@pytest.mark.parametrize("old, new", sorted(RENAMED.items()))
+def test_a_renamed_key_fails_naming_its_new_name(write, old, new):
+    with pytest.raises(ParamsError, match=rf"'{old}' in .* is now called '{new}'"):
+        load_params(write(f"{old}: 1\n"), notebooks=NOTEBOOKS)
+    with pytest.raises(ParamsError, match=rf"'{old}' in section '04' of .* is now called '{new}'"):
+        load_params(write(f'"04":\n  {old}: 1\n'), notebooks=NOTEBOOKS)
+    # negative control: the new name, with the notebook's own default, is a valid key
+    default = next(declared_parameters(nb)[new]["default"] for nb in NOTEBOOKS if new in declared_parameters(nb))
+    assert new in load_params(write(f"{new}: {default if default != 'None' else 'null'}\n"), notebooks=NOTEBOOKS).shared
+
+
+def test_every_training_key_of_the_notebooks_follows_the_meta_rule():
+    """``meta_<name>`` sets the TrainConfig/MetanetConfig field ``<name>``: every meta_ parameter a notebook declares
+    maps to a setting (an unknown one would raise), with no rename table."""
+    from workbench.metanet import MetanetConfig
+    from workbench.optimize import TrainConfig
+    from workbench.pipeline import make_config, training_settings
+    from workbench.zoo import default_spec
+
+    for nb in NOTEBOOKS[3:]:  # 04-07 train metanetworks
+        declared = {k: v for k, v in declared_parameters(nb).items() if k.startswith("meta_")}
+        assert declared, nb.name
+        settings = training_settings({k: 1 for k in declared})
+        assert sorted(settings) == sorted(k[len("meta_"):] for k in declared)
+    cfg = make_config(default_spec("cnn-tanh"), objective="ce", lam=0.0,
+                      **training_settings({"meta_hidden": 8, "meta_n_layers": 3, "meta_batch_networks": 4,
+                                           "meta_val_networks": 12, "device": "cpu", "n_networks": 99}))
+    assert cfg.meta == MetanetConfig(hidden=8, n_layers=3, symmetry="sign")
+    assert (cfg.batch_networks, cfg.val_networks, cfg.device) == (4, 12, "cpu")
+    assert TrainConfig().meta == MetanetConfig()  # one set of defaults
+    with pytest.raises(ValueError, match=r"'meta_layers' sets no training setting; valid keys are .*'meta_n_layers'"):
+        training_settings({"meta_layers": 2})
+    with pytest.raises(ValueError, match="'meta_seed' sets no training setting"):
+        training_settings({"meta_seed": 2})  # the seed is a run-wide key
+
+
+def test_train_from_params_reads_the_file_not_notebook_04s_defaults(write):
+    from workbench.params import file_values
+    from workbench.pipeline import train_from_params
+
+    path = write('seed: 3\nmeta_hidden: 8\n"04":\n  meta_epochs: 2\n  family: mlp-tanh\n')
+    _, values = file_values(path, "04")
+    assert values == {"seed": 3, "meta_hidden": 8, "meta_epochs": 2, "family": "mlp-tanh"}  # no notebook defaults
+    with pytest.raises(ParamsError, match=r"sets no \['n_networks', 'zoo_epochs'\]"):
+        train_from_params(str(path), "mlp-tanh")

@@ -24,7 +24,7 @@ def test_metanet_validation_and_results_table_use_the_same_metrics():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
     data = types.SimpleNamespace(split=lambda name: (x, y))
-    model = ScaleGMN.for_spec(spec, hidden=4, n_layers=1)
+    model = ScaleGMN.for_spec(spec, hidden=4, n_layers=1, gate=False)
     with torch.no_grad():
         model.out_scale_w.zero_()
         model.out_scale_b.zero_()

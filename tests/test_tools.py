@@ -17,6 +17,7 @@ from workbench.data import load_dataset
 from workbench.errors import WorkbenchError
 from workbench.nets import NetSpec, small_cnn_zoo_spec
 from workbench.objective import evaluate
+from workbench.metanet import MetanetConfig
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
 from workbench.tools import generate_zoo, optimize_zoo, zoo_format
 from workbench.zoo import Zoo, ZooError, default_spec, generate, load_small_cnn_zoo
@@ -24,8 +25,8 @@ from workbench.zoo import Zoo, ZooError, default_spec, generate, load_small_cnn_
 from strategies import write_small_cnn_zoo
 
 SPEC = NetSpec.cnn(1, (3, 3), 10, kernel_size=3, stride=2, padding=1, activation="tanh", image_size=8)
-METANET = TrainConfig(epochs=1, batch_networks=4, batch_images=32, hidden=4, n_layers=1, warmup_steps=1,
-                      device="cpu")
+METANET = TrainConfig(epochs=1, batch_networks=4, batch_images=32, warmup_steps=1, device="cpu",
+                      meta=MetanetConfig(hidden=4, n_layers=1))
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@ Layout (flat; validated against each notebook's ``parameters`` cell before anyth
     name: default            # results go to outputs/<name>/ (defaults to the file's stem)
     seed: 0                  # a shared key: injected into every notebook that declares it
     families: [mlp-tanh, cnn-tanh]
+    meta_hidden: 16          # a training setting: meta_<field of TrainConfig or its MetanetConfig>
     "04":                    # optional per-notebook section (by number prefix): only that notebook
-      epochs: 30
+      meta_epochs: 30
 
 A key no notebook declares, a section key its notebook does not declare, or a value whose type does not match
 the notebook's default is an error that names the key, the notebook(s) and the valid keys. Values are then checked
@@ -14,6 +15,11 @@ against their ranges (:data:`workbench.ranges.PARAMS_RANGES`: ``n_networks >= 1`
 families, a device such as "cpu" or "cuda:0" ...) and, per notebook, for what only makes sense together (enough
 networks for a train and a validation split; a zoo that fits this machine's memory). A duplicate key, a section
 number YAML reads as an integer (``04:`` without quotes) and a file over :data:`MAX_FILE_BYTES` are errors too.
+
+The metanetwork's training settings follow one rule: ``meta_<name>`` sets the field ``<name>`` of
+:class:`~workbench.optimize.TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig` (``meta_hidden``,
+``meta_n_layers``, ``meta_batch_networks``, ...; :func:`workbench.pipeline.training_settings` applies it); ``seed``,
+``lam`` and ``device`` are run-wide keys. A key renamed by that rule (:data:`RENAMED`) is an error naming the new key.
 """
 from __future__ import annotations
 
@@ -32,10 +38,19 @@ import yaml
 
 from .errors import WorkbenchError
 from .ranges import PARAMS_RANGES, Rule
+from .zoo import DEFAULT_BATCH_SIZE, default_spec
+
+__all__ = ["ParamsError", "RunParams", "load_params", "file_values", "notebook_values", "declared_parameters",
+           "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESERVED = {"name"}
 INJECTED = {"output_dir"}  # set by the runner, never by a params file
+#: keys renamed when the training settings took one rule (``meta_`` + the TrainConfig/MetanetConfig field name):
+#: an old params file fails with the new name instead of "unknown key"
+RENAMED = {"meta_layers": "meta_n_layers", "meta_val_entries": "meta_val_networks",
+           "mlp_meta_epochs": "meta_mlp_epochs", "batch_networks": "meta_batch_networks",
+           "batch_images": "meta_batch_images", "bidirectional": "meta_bidirectional"}
 MAX_ELEMENTS = 10_000  # per value: lists/mappings beyond this (e.g. YAML alias bombs) are refused
 MAX_INT = 2**63 - 1  # integers must fit torch's int64 (seeds, sizes)
 MAX_FILE_BYTES = 1_000_000  # a params file holds settings; PyYAML needs seconds per MB, so larger files are refused
@@ -241,6 +256,7 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
                 raise ParamsError(f"section {key!r} in {path} must be a mapping of {nb.name}'s parameters")
             valid = set(declared[nb]) - INJECTED
             for sub, sub_value in value.items():
+                _check_renamed(path, sub, f"section {key!r} of ")
                 if not isinstance(sub, str) or sub not in valid:
                     raise ParamsError(
                         f"unknown key {_short(sub)} in section {key!r} of {path}{_suggest(sub, valid)}: notebook "
@@ -253,6 +269,7 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
             continue
         if key in INJECTED:
             raise ParamsError(f"{key!r} in {path} is set by the runner (outputs/<name>/); remove it")
+        _check_renamed(path, key)
         if key not in all_keys:
             listing = "; ".join(f"{nb.name}: {sorted(set(d) - INJECTED)}" for nb, d in declared.items())
             raise ParamsError(
@@ -268,6 +285,12 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
         if selected is None or nb in selected:
             _check_notebook_values(path, nb, params_declared, params)
     return params
+
+
+def _check_renamed(path, key, where: str = "") -> None:
+    if isinstance(key, str) and key in RENAMED:
+        raise ParamsError(f"{key!r} in {where}{path} is now called {RENAMED[key]!r} (a training setting's key is "
+                          "'meta_' + its TrainConfig/MetanetConfig field name); rename it")
 
 
 def _check_name(path: Path, name, from_key: bool) -> None:
@@ -324,8 +347,6 @@ def _zoo_bytes(family: str, values: dict, n_networks: int) -> float:
     """A rough lower bound on the memory of generating a zoo of ``n_networks`` (all trained at once, float32):
     parameters, two optimizer moments, the gradient and every kept checkpoint, plus forward/backward activations
     of a 32-image minibatch per network."""
-    from .zoo import DEFAULT_BATCH_SIZE, default_spec
-
     try:
         spec = default_spec(family, values.get("dataset") or "digits")
     except WorkbenchError:
@@ -360,6 +381,14 @@ def _check_type(path, label, value, declared: dict, key: str) -> None:
                 f"{label} in {path} is {_type_name(value)} {_short(value)}, but notebook {nb.name} expects "
                 f"{_type_name(default)} (its default is {params[key]['default']})"
             )
+
+
+def file_values(params_path: str | Path, key: str) -> tuple[RunParams, dict]:
+    """What a params file sets for notebook ``key`` (e.g. ``"04"``): its shared keys, then that notebook's section --
+    without the notebook's defaults, for code that runs a notebook's step on its own and takes the library's
+    defaults for the rest (``python -m workbench train``). Returns ``(params, values)``."""
+    params = load_params(params_path)
+    return params, {**params.shared, **params.sections.get(key, {})}
 
 
 def notebook_values(params_path: str | Path, key: str) -> tuple[RunParams, dict]:

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +27,17 @@ from tqdm.auto import tqdm
 
 from .baselines import sgd_finetune, time_one_at_a_time
 from .data import Dataset, load_dataset
+from .errors import ConfigError
 from .io import atomic_write_text, run_result_readable
-from .metanet import count_parameters, default_symmetry, rescale_response
+from .metanet import MetanetConfig, ScaleGMN, count_parameters, matched_hidden, rescale_response
+from .metanet.config import META_FIELDS
 from .nets import NetSpec, Params, map_params, n_networks
 from .objective import evaluate, l1_reduction, share_near_zero
 from .optimize import TrainConfig, TrainResult, load_model, one_shot, resolve_device, train
 from .parallel import run_parallel
 from .records import Family, Method, RunKey
 from .results import method_row, results_table, sgd_rows, training_smoothness
+from .symmetry import group_for
 from .warmstart import sgd_curves, tune_sgd_lr
 from .zoo import FAMILIES, Zoo, default_spec, load_or_generate, load_small_cnn_zoo
 
@@ -122,15 +124,19 @@ def run_dir(output_dir: str | os.PathLike, family: str, objective: str, symmetry
 
 def make_config(spec: NetSpec, *, objective: str, lam: float, symmetry: str | None = None, seed: int = 0,
                 **settings) -> TrainConfig:
-    """A :class:`TrainConfig` for one run; ``symmetry=None`` = the activation's group (ScaleGMN), "none" = GMN."""
+    """A :class:`TrainConfig` for one run; ``symmetry=None`` = the activation's group (ScaleGMN), "none" = GMN.
+
+    ``settings``: fields of :class:`TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig` by name (the
+    flat form :func:`training_settings` gives), the rest default; ``mlp_epochs`` replaces ``epochs`` for MLP
+    families."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
-    sym = symmetry or default_symmetry(spec)
+    sym = symmetry or group_for(spec)
     settings = dict(settings)
     mlp_epochs = settings.pop("mlp_epochs", None)
     if mlp_epochs is not None and spec.kind == "mlp":
         settings["epochs"] = mlp_epochs  # MLP graphs (digits: 1,440 edges) cost ~5x a CNN graph (216) per step
-    return replace(TrainConfig(), lam=lam if objective == "l1" else 0.0, symmetry=sym, seed=seed, **settings)
+    return TrainConfig.from_dict({**settings, "lam": lam if objective == "l1" else 0.0, "symmetry": sym, "seed": seed})
 
 
 def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, objective: str, lam: float,
@@ -138,7 +144,7 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
                   **settings) -> TrainResult:
     """Train (or resume, or reload when finished) one metanetwork run; writes ``result.json`` when done."""
     config = make_config(zoo.spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **settings)
-    folder = run_dir(output_dir, zoo.spec.family, objective, config.symmetry, seed, config)
+    folder = run_dir(output_dir, zoo.spec.family, objective, config.meta.symmetry, seed, config)
     identity = {"config": config.to_dict(), "spec": zoo.spec.to_dict(), "dataset": zoo.dataset,
                 "zoo": zoo.info.get("generation") or {"entries": len(zoo), "split_seed": zoo.split_seed,
                                                        "source": zoo.info.get("source")}}
@@ -182,15 +188,21 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
                       resume: bool = True) -> TrainResult:
     """``python -m workbench train params/x.yaml --family cnn-tanh``: the notebook-04 training without Jupyter.
 
-    Reads notebook 04's parameters (shared keys + its section) from the params file; under ``torchrun`` it runs
-    with DistributedDataParallel (gloo on CPU, NCCL on CUDA).
+    Reads the params file's shared keys and its section "04" (never a notebook's defaults: what the file leaves
+    out takes the library's defaults, those of :class:`TrainConfig`, :func:`get_data` and :func:`get_zoo`; only
+    ``n_networks`` and ``zoo_epochs``, and ``lam`` for the L1 objective, have none and must be set). Under
+    ``torchrun`` it runs with DistributedDataParallel (gloo on CPU, NCCL on CUDA).
     """
     import torch.distributed as dist
 
-    from .params import notebook_values
+    from .params import ParamsError, file_values
     from .runner import output_root
 
-    params, values = notebook_values(params_path, "04")
+    params, values = file_values(params_path, "04")
+    missing = [k for k in ("n_networks", "zoo_epochs", *(("lam",) if objective == "l1" else ())) if k not in values]
+    if missing:
+        raise ParamsError(f"{params_path} sets no {missing}: `python -m workbench train` reads the file's shared keys "
+                          "and section \"04\" (no notebook defaults); add them")
     out = output_root(params)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -199,13 +211,14 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
-        data = get_data(values["dataset"], values.get("data_path"), values["seed"])
-        zoo = get_zoo(out, family, data, n_networks=values["n_networks"], zoo_epochs=values["zoo_epochs"],
-                      seed=values["seed"], zoo_path=values.get("zoo_path"),
-                      test_fraction=values.get("zoo_test_fraction", 0.5))
-        settings = training_settings(values)
-        result = train_metanet(out, zoo, data, objective=objective, lam=values["lam"], symmetry=symmetry,
-                               seed=values["seed"], resume=resume, **settings)
+        seed = {"seed": values["seed"]} if "seed" in values else {}
+        data = get_data(**{k: values[k] for k in ("dataset", "data_path") if k in values}, **seed)
+        zoo_args = {"zoo_path": values.get("zoo_path"), **seed}
+        if "zoo_test_fraction" in values:
+            zoo_args["test_fraction"] = values["zoo_test_fraction"]
+        zoo = get_zoo(out, family, data, n_networks=values["n_networks"], zoo_epochs=values["zoo_epochs"], **zoo_args)
+        result = train_metanet(out, zoo, data, objective=objective, lam=values.get("lam", 0.0), symmetry=symmetry,
+                               resume=resume, **seed, **training_settings(values))
         if not dist.is_initialized() or dist.get_rank() == 0:
             print(f"[workbench] trained {family} ({objective}); best epoch {result.best_epoch}, "
                   f"val loss {result.best_val_loss:.4f}; outputs in {result.out_dir}")
@@ -215,14 +228,34 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
             dist.destroy_process_group()
 
 
+#: params keys every notebook shares (notebook 03 generates zoos on ``device`` too) that set the TrainConfig field
+#: of the same name; ``seed`` and ``lam`` are passed to :func:`make_config` by name
+RUN_WIDE_SETTINGS = ("device",)
+#: the prefix of the params keys that set a training setting: ``meta_<name>`` sets ``<name>``
+SETTINGS_PREFIX = "meta_"
+#: settings a ``meta_`` key may not set: a run's seed, L1 weight and device are run-wide keys, and the method
+#: (:data:`METHODS`) chooses symmetry and model
+_NOT_BY_PREFIX = ("lam", "seed", "device", "symmetry", "model")
+
+
 def training_settings(values: dict) -> dict:
-    """Map notebook parameters (``meta_*``) to :class:`TrainConfig` fields."""
-    mapping = {"meta_epochs": "epochs", "mlp_meta_epochs": "mlp_epochs", "meta_hidden": "hidden", "meta_layers": "n_layers", "meta_lr": "lr",
-               "meta_dropout": "dropout", "meta_weight_decay": "weight_decay", "meta_noise": "noise",
-               "meta_patience": "patience", "meta_val_entries": "val_networks",
-               "batch_networks": "batch_networks", "batch_images": "batch_images",
-               "bidirectional": "bidirectional", "device": "device"}
-    return {field: values[key] for key, field in mapping.items() if key in values}
+    """The training settings among notebook parameters (or a params file's values), by one rule: ``meta_<name>``
+    sets ``<name>``, a field of :class:`TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig`
+    (``meta_n_layers`` -> ``n_layers``, ``meta_batch_networks`` -> ``batch_networks``), or ``mlp_epochs`` of
+    :func:`make_config`; the run-wide ``device`` sets ``device``. Other keys are ignored; a ``meta_`` key that
+    names no setting is an error that lists the valid ones."""
+    names = sorted((set(TrainConfig().to_dict()) | set(META_FIELDS) | {"mlp_epochs"}) - set(_NOT_BY_PREFIX))
+    settings = {}
+    for key, value in values.items():
+        if key in RUN_WIDE_SETTINGS:
+            settings[key] = value
+        elif key.startswith(SETTINGS_PREFIX):
+            name = key[len(SETTINGS_PREFIX):]
+            if name not in names:
+                raise ConfigError(f"{key!r} sets no training setting; valid keys are "
+                                  f"{[SETTINGS_PREFIX + n for n in names]}")
+            settings[name] = value
+    return settings
 
 
 # -- many trainings at once ------------------------------------------------------------------------------------------
@@ -290,28 +323,25 @@ def _method_settings(method: str, settings: dict, spec: NetSpec) -> tuple[str | 
     settings (``hidden``, ``n_layers``, ``bidirectional``, ``gate``) for ``spec``: a comparable budget per family."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-    _, symmetry, group_augment, model = METHODS[method]
+    m = METHODS[method]
     settings = dict(settings)
     nfn_hidden = settings.pop("nfn_hidden", "match")
-    if group_augment:
+    if m.group_augment:
         settings["group_augment"] = True
-    if model != "scalegmn":
-        settings["model"] = model
-    if model == "nfn" and nfn_hidden is not None:
+    if m.model != "scalegmn":
+        settings["model"] = m.model
+    if m.model == "nfn" and nfn_hidden is not None:
         settings["hidden"] = _nfn_hidden(spec, nfn_hidden, settings)
-    return symmetry, settings
+    return m.symmetry, settings
 
 
 def _nfn_hidden(spec: NetSpec, nfn_hidden, settings: dict) -> int:
-    from .metanet import ScaleGMN, count_parameters, matched_hidden
-
-    if nfn_hidden == "match":
-        base = TrainConfig()
-        get = lambda name: settings.get(name, getattr(base, name))  # noqa: E731
+    if nfn_hidden == "match":  # the ScaleGMN (its activation's symmetry) of the same size settings
+        size = ("hidden", "n_layers", "bidirectional", "gate")
+        meta = MetanetConfig(**{k: settings[k] for k in size if k in settings})
         with torch.device("meta"):  # shapes only
-            target = count_parameters(ScaleGMN.for_spec(spec, hidden=get("hidden"), n_layers=get("n_layers"),
-                                                        bidirectional=get("bidirectional"), gate=get("gate")))
-        return matched_hidden(spec, target, get("n_layers"), gate=get("gate"))
+            target = count_parameters(ScaleGMN(spec, meta))
+        return matched_hidden(spec, target, meta.n_layers, gate=meta.gate)
     if isinstance(nfn_hidden, bool) or not isinstance(nfn_hidden, int) or nfn_hidden < 1:
         raise ValueError(f"nfn_hidden must be a positive integer or 'match', got {nfn_hidden!r}")
     return nfn_hidden
@@ -321,7 +351,7 @@ def run_exists(output_dir, zoo: Zoo, method: str, *, objective: str, lam: float,
     """Whether the run :func:`train_method` would use is finished on disk (so it would be reloaded, not trained)."""
     symmetry, settings = _method_settings(method, settings, zoo.spec)
     config = make_config(zoo.spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **settings)
-    folder = run_dir(output_dir, zoo.spec.family, objective, config.symmetry, seed, config)
+    folder = run_dir(output_dir, zoo.spec.family, objective, config.meta.symmetry, seed, config)
     return (folder / "result.json").is_file() and (folder / "best.pt").is_file()
 
 
@@ -376,7 +406,7 @@ def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=
     level) and a dict ``{RunKey(family, objective, method label, seed): history}``."""
     jobs = [(f, o, m, s) for f in zoos for o in objectives for m in methods for s in range(n_seeds)]
     rows, histories = [], {}
-    bidirectional = settings.get("bidirectional", True)
+    bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
     tests = {f: test_networks(z, eval_networks) for f, z in zoos.items()}
     for family, objective, method, s in tqdm(jobs, desc="ablation runs", disable=not progress):
         zoo, test = zoos[family], tests[family]
@@ -448,7 +478,7 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     spec, initial = zoo.spec, test.params
     n = len(test)
     trained = trained_mask(test)
-    bidirectional = settings.get("bidirectional", True)
+    bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
     rows = [method_row("Initial", spec, data, initial=initial, ce_params=initial, l1_params=initial, lam=lam,
                        trained=trained)]
     zeros = map_params(torch.zeros_like, initial)
@@ -664,7 +694,7 @@ def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], *, method
     (:func:`workbench.metanet.rescale_response`): ~0 for an equivariant model, of order 1 for one that only knows
     permutations. Returns ``(summary, per_network)`` frames; the models are reloaded, or trained when missing."""
     summary, per_network = [], []
-    bidirectional = settings.get("bidirectional", True)
+    bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
     for family, zoo in zoos.items():
         test = test_networks(zoo, eval_networks)
         for method in methods:

@@ -89,7 +89,7 @@ class Rule:
         if self.kind is not None and not kind_ok[self.kind](value):
             return f"is {type(value).__name__} {shown[:80]}, but must be {'an' if self.kind == 'int' else 'a'} {self.kind}"
         if self.choices is not None and value not in self._choices():
-            return f"is {shown}, but must be {self.describe()}"
+            return f"is {shown}, but must be {self.describe()}" + (f" ({self.note})" if self.note else "")
         if self.pattern is not None and not (isinstance(value, str) and re.fullmatch(self.pattern, value)):
             return f"is {shown}, but must be {self.describe()}"
         if self.low is not None or self.high is not None:
@@ -146,18 +146,18 @@ PARAMS_RANGES: dict[str, Rule] = {
     "device": DEVICE,
     "lam": NON_NEGATIVE,
     "meta_epochs": Rule(low=1, high=1_000_000),
-    "mlp_meta_epochs": Rule(low=1, high=1_000_000),
+    "meta_mlp_epochs": Rule(low=1, high=1_000_000),
     "zoo_test_fraction": Rule(low=0, high=1, low_open=True, high_open=True),
-    "meta_val_entries": Rule(low=1, high=10_000_000),
+    "meta_val_networks": Rule(low=1, high=10_000_000),
     "meta_hidden": Rule(low=1, high=65_536),
-    "meta_layers": Rule(low=1, high=1_000),
+    "meta_n_layers": Rule(low=1, high=1_000),
     "meta_lr": POSITIVE,
     "meta_dropout": FRACTION,
     "meta_weight_decay": NON_NEGATIVE,
     "meta_noise": NON_NEGATIVE,
     "meta_patience": POSITIVE_INT,
-    "batch_networks": POSITIVE_INT,
-    "batch_images": POSITIVE_INT,
+    "meta_batch_networks": POSITIVE_INT,
+    "meta_batch_images": POSITIVE_INT,
     "n_seeds": Rule(low=1, high=10_000),
     "sgd_epochs": Rule(low=1, high=1_000_000, nonempty=True),
     "sgd_lr": POSITIVE,
@@ -188,7 +188,7 @@ PARAMS_RANGES: dict[str, Rule] = {
     "max_acc_drop": Rule(low=0, high=100, note="accuracy points"),
 }
 
-# TrainConfig field -> Rule (every field has one: kinds are checked too)
+# TrainConfig and MetanetConfig field -> Rule (every field has one: kinds are checked too)
 TRAIN_CONFIG_RANGES: dict[str, Rule] = {
     "lam": Rule(low=0, kind="float"),
     "epochs": Rule(low=1, kind="int"),
@@ -201,7 +201,7 @@ TRAIN_CONFIG_RANGES: dict[str, Rule] = {
     "hidden": Rule(low=1, kind="int"),
     "n_layers": Rule(low=1, kind="int"),
     "bidirectional": Rule(kind="bool"),
-    "symmetry": Rule(choices=_symmetries),
+    "symmetry": Rule(choices=_symmetries, note="unknown symmetry"),
     "dropout": Rule(low=0, high=1, high_open=True, kind="float"),
     "seed": Rule(low=0, high=MAX_SEED, kind="int", note="seeds are non-negative and below 2**32"),
     "device": Rule(pattern=DEVICE_PATTERN, kind="str", note=DEVICE_NOTE),
@@ -215,11 +215,14 @@ TRAIN_CONFIG_RANGES: dict[str, Rule] = {
     "patience": Rule(low=1, kind="int"),
     "train_eval_networks": Rule(low=0, kind="int"),
     "model": Rule(choices=("scalegmn", "nfn"), kind="str"),
+    "out_scale_init": Rule(kind="float"),
+    "io_embed": Rule(kind="bool"),
 }
 
 
 def check_train_config(config) -> None:
-    """Raise :class:`~workbench.errors.ConfigError` naming the first field of ``config`` out of its range."""
+    """Raise :class:`~workbench.errors.ConfigError` naming the first field of ``config`` (a TrainConfig or a
+    MetanetConfig) out of its range."""
     from .errors import ConfigError
 
     optional = {f.name for f in dataclasses.fields(config) if f.default is None}  # None means "the default choice"
@@ -230,10 +233,11 @@ def check_train_config(config) -> None:
         if value is None and name in optional:
             continue
         if value is None:
-            raise ConfigError(f"TrainConfig.{name} is None, but must be {rule.describe() if rule.kind is None else rule.kind}")
+            raise ConfigError(f"{type(config).__name__}.{name} is None, but must be "
+                              f"{rule.describe() if rule.kind is None else rule.kind}")
         why = rule.problem(value)
         if why:
-            raise ConfigError(f"TrainConfig.{name} {why}")
+            raise ConfigError(f"{type(config).__name__}.{name} {why}")
 
 
 __all__ = ["Rule", "PARAMS_RANGES", "TRAIN_CONFIG_RANGES", "check_train_config", "MAX_SEED", "DEVICE_PATTERN"]

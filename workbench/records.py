@@ -100,10 +100,6 @@ class Method:
         directions = "-B" if bidirectional and self.model == "scalegmn" else ""
         return f"{self.name}{directions}{self.qualifier}"
 
-    def __iter__(self):
-        # positional reading ``_, symmetry, group_augment, model = METHODS[key]`` (pipeline._method_settings) until
-        # that code reads the fields; to be removed after the issue 13 merge
-        return iter((self.stem, self.symmetry, self.group_augment, self.model))
 
 
 @dataclass(frozen=True)

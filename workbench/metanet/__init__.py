@@ -1,9 +1,10 @@
 """Metanetworks that output new network weights: ScaleGMN (permutation- and scale/sign-equivariant graph
 metanetwork) and NFN (permutation-equivariant neural functional network, the peer baseline)."""
 from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon
+from .config import MetanetConfig
 from .layers import ScaleGMNConv
-from .model import ScaleGMN, default_symmetry
+from .model import ScaleGMN
 from .nfn import NFN, NPLinear, count_parameters, matched_hidden, rescale_response
 
-__all__ = ["SYMMETRIES", "ScaleEq", "ScaleInv", "canon", "ScaleGMNConv", "ScaleGMN", "default_symmetry", "NFN",
+__all__ = ["MetanetConfig", "SYMMETRIES", "ScaleEq", "ScaleInv", "canon", "ScaleGMNConv", "ScaleGMN", "NFN",
            "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]

@@ -16,19 +16,19 @@ with every scaling symmetry.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
 from ..graphs import NODE_HIDDEN, from_graph, graph_layout, to_graph
-from ..nets import NetSpec, Params, SpecError, check_params
+from ..nets import NetSpec, Params, SpecError, check_params, map_params
 from ..symmetry import group_for
 from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon, squash
+from .config import MetanetConfig
 from .layers import ScaleGMNConv
 
-
-def default_symmetry(spec: NetSpec) -> str:
-    """Alias of :func:`workbench.symmetry.group_for` (kept while callers move over; to be removed)."""
-    return group_for(spec)
+__all__ = ["ScaleGMN", "optimize_in_chunks"]
 
 
 class ScaleGMN(nn.Module):
@@ -36,27 +36,28 @@ class ScaleGMN(nn.Module):
 
     Args:
         spec: architecture of the networks it reads and writes (fixes node types and layer count).
-        hidden: feature size (default 128).
-        n_layers: message-passing layers (default 4).
-        bidirectional: add backward messages ("-B" variant; default True).
-        symmetry: ``"scale"`` (ReLU), ``"sign"`` (tanh) or ``"none"`` (symmetry-broken GMN ablation). ``None``
-            picks the group of ``spec``'s activation.
-        dropout: dropout inside the invariant MLPs.
-        out_scale_init: initial per-layer output scale of the residual update.
-        gate: add a multiplicative update ``theta' = theta + delta + s_l * gamma(G, theta) * theta`` with ``gamma``
-            *invariant* per weight/bias (an invariant times ``theta`` transforms like ``theta``, so equivariance is
-            kept) and ``s_l`` a per-layer scale initialised at ``out_scale_init``: shrinking, pruning (gamma = -1
-            gives exactly 0) or rescaling a weight is then one output away instead of a large additive delta.
+        config: the architecture (:class:`~workbench.metanet.MetanetConfig`, default ``MetanetConfig()``; its
+            ``model`` must be ``"scalegmn"``). Used here: ``hidden`` (feature size), ``n_layers`` (message-passing
+            layers), ``bidirectional`` (backward messages, the "-B" variant), ``symmetry`` (``"scale"`` for ReLU,
+            ``"sign"`` for tanh, ``"none"`` for the symmetry-broken GMN ablation; None picks the group of ``spec``'s
+            activation), ``dropout`` (inside the invariant MLPs), ``out_scale_init`` (initial per-layer output scale
+            of the residual update) and ``gate``: a multiplicative update
+            ``theta' = theta + delta + s_l * gamma(G, theta) * theta`` with ``gamma`` *invariant* per weight/bias (an
+            invariant times ``theta`` transforms like ``theta``, so equivariance is kept) and ``s_l`` a per-layer
+            scale initialised at ``out_scale_init``: shrinking, pruning (gamma = -1 gives exactly 0) or rescaling a
+            weight is then one output away instead of a large additive delta.
 
     Shapes:
         ``forward(params)``: batched params of B networks -> batched params of B networks.
     """
 
-    def __init__(self, spec: NetSpec, hidden: int = 128, n_layers: int = 4, bidirectional: bool = True,
-                 symmetry: str | None = None, dropout: float = 0.0, out_scale_init: float = 0.01,
-                 gate: bool = False):
+    def __init__(self, spec: NetSpec, config: MetanetConfig | None = None):
         super().__init__()
-        symmetry = symmetry or default_symmetry(spec)
+        config = MetanetConfig() if config is None else config
+        if config.model != "scalegmn":
+            raise ValueError(f"ScaleGMN got a config for model {config.model!r}; workbench.optimize.build_model "
+                             "builds the class a config names")
+        symmetry = config.symmetry or group_for(spec)
         if symmetry not in SYMMETRIES:
             raise ValueError(f"unknown symmetry {symmetry!r}; expected one of {SYMMETRIES}")
         if symmetry == "sign" and spec.activation != "tanh":
@@ -65,9 +66,10 @@ class ScaleGMN(nn.Module):
             raise ValueError(
                 f"positive-scale symmetry suits ReLU networks; {spec.family} networks only have sign symmetry"
             )
+        self.config = replace(config, symmetry=symmetry)  # the group actually used, also when chosen from spec
+        hidden, n_layers, bidirectional = config.hidden, config.n_layers, config.bidirectional
+        dropout, out_scale_init, gate = config.dropout, config.out_scale_init, config.gate
         self.spec, self.hidden, self.symmetry, self.bidirectional = spec, hidden, symmetry, bidirectional
-        self.config = dict(hidden=hidden, n_layers=n_layers, bidirectional=bidirectional, symmetry=symmetry,
-                           dropout=dropout, out_scale_init=out_scale_init, gate=gate)
         self.gate = gate
         layout = graph_layout(spec)
         n_types, n_wlayers, d = layout.n_node_types, spec.n_layers, hidden
@@ -101,10 +103,10 @@ class ScaleGMN(nn.Module):
         self.reset_parameters()
 
     @classmethod
-    def for_spec(cls, spec: NetSpec, hidden: int = 128, n_layers: int = 4, bidirectional: bool = True,
-                 symmetry: str | None = None, **kwargs) -> "ScaleGMN":
-        """A ScaleGMN for networks of ``spec``; ``symmetry`` defaults from the activation."""
-        return cls(spec, hidden=hidden, n_layers=n_layers, bidirectional=bidirectional, symmetry=symmetry, **kwargs)
+    def for_spec(cls, spec: NetSpec, **settings) -> "ScaleGMN":
+        """A ScaleGMN for networks of ``spec``, the fields of its :class:`MetanetConfig` given by keyword (the rest
+        default; ``symmetry`` from the activation): ``ScaleGMN.for_spec(spec, hidden=8, n_layers=2)``."""
+        return cls(spec, MetanetConfig(**settings))
 
     def reset_parameters(self):
         nn.init.normal_(self.type_add, std=1.0)
@@ -201,7 +203,7 @@ def optimize_in_chunks(model: nn.Module, spec: NetSpec, params: Params, batch_si
         raise SpecError(f"this {type(model).__name__} was built for {model.spec.describe()}, not {spec.describe()}")
     n_nets = check_params(spec, params, finite=True)
     ref = next(model.parameters())
-    params = [(w.to(ref.device, ref.dtype), b.to(ref.device, ref.dtype)) for w, b in params]
+    params = map_params(lambda t: t.to(ref.device, ref.dtype), params)
     was_training = model.training
     model.eval()
     try:

@@ -44,8 +44,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..nets import NetSpec, Params, SpecError, check_params
+from ..nets import NetSpec, Params, SpecError, check_params, map_params
 from ..symmetry import act, group_for, inverse, random_element
+from .config import MetanetConfig
+from .model import optimize_in_chunks
 
 __all__ = ["NFN", "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]
 
@@ -107,13 +109,13 @@ class NFN(nn.Module):
 
     Args:
         spec: architecture of the networks it reads and writes.
-        hidden: channels of the weight-space features (default 128).
-        n_layers: NP layers of ``hidden`` channels, each followed by ReLU; an NP head follows (default 4).
-        dropout: dropout on the hidden features.
-        out_scale_init: initial per-layer output scale of the residual update.
-        gate: also output a multiplicative update ``t_l * gamma * theta`` per weight and bias (as ScaleGMN's gate).
-        io_embed: learned embeddings of the input and output neurons, which breaks NP's exchangeability of those
-            neurons (default True; the hidden neurons stay exchangeable either way).
+        config: the architecture (:class:`~workbench.metanet.MetanetConfig`, default ``MetanetConfig(model="nfn")``;
+            its ``model`` must be ``"nfn"``). Used here: ``hidden`` (channels of the weight-space features),
+            ``n_layers`` (NP layers of ``hidden`` channels, each followed by ReLU; an NP head follows), ``dropout``
+            (on the hidden features), ``out_scale_init`` (initial per-layer output scale of the residual update),
+            ``gate`` (also output a multiplicative update ``t_l * gamma * theta`` per weight and bias, as ScaleGMN's
+            gate) and ``io_embed`` (learned embeddings of the input and output neurons, which breaks NP's
+            exchangeability of those neurons; the hidden neurons stay exchangeable either way).
 
     Shapes:
         ``forward(params)``: batched params of B networks -> batched params of B networks.
@@ -122,14 +124,16 @@ class NFN(nn.Module):
     symmetry = "none"  # no scaling symmetry: hidden-neuron permutations only (read by code that shows the group)
     bidirectional = False
 
-    def __init__(self, spec: NetSpec, hidden: int = 128, n_layers: int = 4, dropout: float = 0.0,
-                 out_scale_init: float = 0.01, gate: bool = False, io_embed: bool = True):
+    def __init__(self, spec: NetSpec, config: MetanetConfig | None = None):
         super().__init__()
-        if n_layers < 1 or hidden < 1:
-            raise ValueError(f"an NFN needs hidden >= 1 and n_layers >= 1, got hidden={hidden}, n_layers={n_layers}")
+        config = MetanetConfig(model="nfn") if config is None else config
+        if config.model != "nfn":
+            raise ValueError(f"NFN got a config for model {config.model!r}; workbench.optimize.build_model builds "
+                             "the class a config names")
+        hidden, n_layers, dropout = config.hidden, config.n_layers, config.dropout
+        out_scale_init, gate, io_embed = config.out_scale_init, config.gate, config.io_embed
         self.spec, self.hidden, self.gate, self.io_embed = spec, hidden, gate, io_embed
-        self.config = dict(model="nfn", hidden=hidden, n_layers=n_layers, dropout=dropout,
-                           out_scale_init=out_scale_init, gate=gate, io_embed=io_embed)
+        self.config = config
         n, h = spec.n_layers, hidden
         self.channels = [spec.kernel_size ** 2 if spec.is_conv(l) else 1 for l in range(n)]  # raw weight channels
         self.register_buffer("w_norm", torch.ones(n))
@@ -153,9 +157,10 @@ class NFN(nn.Module):
         self.reset_parameters()
 
     @classmethod
-    def for_spec(cls, spec: NetSpec, hidden: int = 128, n_layers: int = 4, **kwargs) -> "NFN":
-        """An NFN for networks of ``spec``."""
-        return cls(spec, hidden=hidden, n_layers=n_layers, **kwargs)
+    def for_spec(cls, spec: NetSpec, **settings) -> "NFN":
+        """An NFN for networks of ``spec``, the fields of its :class:`MetanetConfig` given by keyword (the rest
+        default): ``NFN.for_spec(spec, hidden=8, n_layers=2)``."""
+        return cls(spec, MetanetConfig(**{"model": "nfn", **settings}))
 
     def reset_parameters(self):
         if self.io_embed:
@@ -209,8 +214,6 @@ class NFN(nn.Module):
 
     def optimize(self, spec: NetSpec, params: Params, batch_size: int | None = None) -> Params:
         """One-shot optimization of any number of networks (:func:`workbench.metanet.model.optimize_in_chunks`)."""
-        from .model import optimize_in_chunks
-
         return optimize_in_chunks(self, spec, params, batch_size)
 
     def extra_repr(self) -> str:
@@ -226,7 +229,7 @@ def matched_hidden(spec: NetSpec, n_parameters: int, n_layers: int, *, gate: boo
 
     def count(hidden: int) -> int:
         with torch.device("meta"):  # shapes only: no memory, no initialisation
-            return count_parameters(NFN(spec, hidden=hidden, n_layers=n_layers, gate=gate))
+            return count_parameters(NFN.for_spec(spec, hidden=hidden, n_layers=n_layers, gate=gate))
 
     # every map is hidden x hidden, hidden x const or const: the count is exactly a h^2 + b h + c
     c1, c2, c3 = count(1), count(2), count(3)
@@ -261,7 +264,7 @@ def rescale_response(model: nn.Module, spec: NetSpec, params: Params, generator:
         raise SpecError(f"this metanetwork was built for {model.spec.describe()}, not {spec.describe()}")
     n_nets = check_params(spec, params, finite=True)
     ref = next(model.parameters())
-    params = [(w.to(ref.device, ref.dtype), b.to(ref.device, ref.dtype)) for w, b in params]
+    params = map_params(lambda t: t.to(ref.device, ref.dtype), params)
     g = random_element(spec, n_nets, group or group_for(spec), generator, scale_range=scale_range,
                        dtype=ref.dtype, device=ref.device)
     was_training = model.training
