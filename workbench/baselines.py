@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .nets import NetSpec, Params, cat_params, check_params, flatten_params, n_networks, prepare_inputs, select
+from .forward_pass import prepare_inputs
+from .nets import NetSpec, Params, cat_params, check_params, flatten_params, n_networks, select
 from .nets import map_params, unflatten_params
 from .objective import objective
 
@@ -115,7 +116,7 @@ def _train_chunk(
 ) -> list[SGDResult]:
     """SGD with momentum on a batch of networks already on the training device; one result per budget.
 
-    ``x`` is what :func:`workbench.nets.prepare_inputs` returned for the training inputs (images, or the layer-0
+    ``x`` is what :func:`workbench.forward_pass.prepare_inputs` returned for the training inputs (images, or the layer-0
     patches of the dense CNN route) and ``forward_kw`` the keyword arguments it returned. The parameters live in
     one flat ``(B, n_params)`` tensor; each step differentiates through one leaf per weight/bias that is a view
     into it, so the update, the divergence checks and the restore run as a few ops on one tensor.
