@@ -2,7 +2,7 @@
 
 "before" is a reference implementation kept in this script only: the workbench's forward pass as it was (grouped
 convolutions for every CNN, one group per network; MLPs through einsum / batched matmuls) and its SGD loop as it
-was (one masked update per weight and bias tensor). "after" is the package as it is: ``workbench.nets.forward``
+was (one masked update per weight and bias tensor). "after" is the package as it is: ``workbench.forward_pass.forward``
 (the dense route for small feature maps, grouped convolutions otherwise) and ``workbench.baselines.sgd_finetune``
 (flat parameters, one update for all tensors). Both sides train the same networks from the same weights on the same
 minibatches, interleaved run by run, and the script checks that they end at the same weights.
@@ -13,7 +13,7 @@ Rows:
 * **objective**: forward + backward of the amortized objective for a metanet training step's zoo part (32
   networks x 128 shared images);
 * **evaluate**: the metrics of every network on the whole test split (zoo generation and notebook 06 call it);
-* with ``--routes``: forward + backward of each conv route of ``nets.forward`` on several architectures, shared
+* with ``--routes``: forward + backward of each conv route of ``forward_pass.forward`` on several architectures, shared
   and per-network inputs -- the measurement behind ``nets.DENSE_ROUTE_MAX_RATIO``.
 
     python bench/sgd_baselines.py [--families cnn-tanh mlp-tanh] [--networks 128] [--epochs 2] [--repeats 3]
@@ -38,9 +38,8 @@ import workbench  # noqa: E402,F401  (one torch thread)
 import workbench.objective as objective_module  # noqa: E402
 from workbench.baselines import minibatch_order, sgd_finetune  # noqa: E402
 from workbench.data import load_digits_data  # noqa: E402
-from workbench.nets import (NetSpec, Params, conv_route, forward, im2col, init_params, n_networks,  # noqa: E402
-                            small_cnn_zoo_spec)
-from workbench.nets import _dense_cost_ratio  # noqa: E402
+from workbench.forward_pass import _dense_cost_ratio, conv_route, forward, im2col  # noqa: E402
+from workbench.nets import NetSpec, Params, init_params, n_networks, small_cnn_zoo_spec  # noqa: E402
 from workbench.objective import cross_entropy_per_network, evaluate, l1_norm, objective  # noqa: E402
 from workbench.zoo import default_spec  # noqa: E402
 
@@ -217,7 +216,7 @@ def main(argv=None):
     parser.add_argument("--networks", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--routes", action="store_true", help="time the conv routes of nets.forward instead")
+    parser.add_argument("--routes", action="store_true", help="time the conv routes of forward_pass.forward instead")
     args = parser.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

@@ -31,7 +31,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from workbench.data import load_digits_data  # noqa: E402
-from workbench.nets import flatten_params, init_params, to_module, unflatten_params  # noqa: E402
+from workbench.interop import to_module  # noqa: E402
+from workbench.nets import flatten_params, init_params, unflatten_params  # noqa: E402
 from workbench.zoo import ADAM_BETAS, SGD_MOMENTUM, default_spec, sample_hparams, train_networks  # noqa: E402
 
 

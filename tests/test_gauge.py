@@ -26,7 +26,8 @@ from workbench.gauge import (
     toeplitz_to_conv,
     unroll_cnn,
 )
-from workbench.nets import NetSpec, SpecError, flatten_params, forward, init_params, small_cnn_zoo_spec
+from workbench.forward_pass import forward
+from workbench.nets import NetSpec, SpecError, flatten_params, init_params, small_cnn_zoo_spec
 from workbench.symmetry import SymmetryError, act, random_element, unit_scaling
 from workbench.viz.gauge import compute_scaling_demo, directions_figure, scaling_widget, toeplitz_figure
 

@@ -17,7 +17,8 @@ import torch
 
 from workbench import optimize, pipeline, results
 from workbench.data import load_dataset
-from workbench.nets import NetSpec, forward, init_params, select
+from workbench.forward_pass import forward
+from workbench.nets import NetSpec, init_params, select
 from workbench.objective import evaluate
 from workbench.metanet import MetanetConfig
 from workbench.optimize import TrainConfig, augment, load_model, train

@@ -31,7 +31,8 @@ import workbench.io as wio
 from workbench import __main__ as cli
 from workbench.data import DataError, Dataset, load_cifar10_gs
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.nets import NetSpec, SpecError, check_params, forward, init_params
+from workbench.forward_pass import forward
+from workbench.nets import NetSpec, SpecError, check_params, init_params
 from workbench.optimize import CheckpointError, TrainConfig, build_model, one_shot, train
 from workbench.params import ParamsError, load_params
 from workbench.runner import REPO_ROOT, NotebookFailed, _artifacts, _expected_hashes, notebook_state, run

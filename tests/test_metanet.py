@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from workbench.metanet import ScaleEq, ScaleGMN, ScaleGMNConv, ScaleInv, canon
 from workbench.nets import NetSpec, SpecError, init_params, small_cnn_zoo_spec
-from workbench.symmetry import act_graph, assert_equivariant, equivariance_error, group_for, random_element
+from workbench.equivariance import assert_equivariant, equivariance_error
+from workbench.symmetry import act_graph, group_for, random_element
 from workbench.graphs import to_graph
 
 SPECS = {

@@ -12,22 +12,17 @@ from torch import nn
 
 import torch.nn.functional as F
 
+from workbench.forward_pass import ROUTES, conv_route, forward, im2col, prepare_inputs
+from workbench.interop import from_module, to_module
 from workbench.nets import (
     ACTIVATIONS,
-    ROUTES,
     NetSpec,
     SpecError,
     check_params,
-    conv_route,
     flatten_params,
-    forward,
-    from_module,
-    im2col,
     init_params,
-    prepare_inputs,
     select,
     small_cnn_zoo_spec,
-    to_module,
     unflatten_params,
 )
 

@@ -18,7 +18,8 @@ from workbench.metanet import (NFN, MetanetConfig, NPLinear, ScaleGMN, count_par
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
 from workbench.ranges import PARAMS_RANGES
-from workbench.symmetry import assert_equivariant, equivariance_error, group_for
+from workbench.equivariance import assert_equivariant, equivariance_error
+from workbench.symmetry import group_for
 from workbench.zoo import default_spec, generate
 
 from strategies import net_specs, tiny_data

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from workbench.baselines import SGDResult
-from workbench.nets import NetSpec, forward, init_params
+from workbench.forward_pass import forward
+from workbench.nets import NetSpec, init_params
 from workbench.objective import cross_entropy_per_network, l1_norm
 from workbench.results import (
     COLUMNS,

@@ -7,18 +7,17 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workbench.equivariance import assert_equivariant, equivariance_error, function_change
+from workbench.forward_pass import forward
 from workbench.graphs import to_graph
-from workbench.nets import NetSpec, forward, init_params
+from workbench.nets import NetSpec, init_params
 from workbench.symmetry import (
     GROUPS,
     GroupElement,
     SymmetryError,
     act,
     act_graph,
-    assert_equivariant,
     compose,
-    equivariance_error,
-    function_change,
     group_for,
     identity_element,
     inverse,

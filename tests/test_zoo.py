@@ -12,7 +12,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import workbench.zoo.generation as zoo_mod  # load_or_generate looks generate up here
 from workbench.data import Dataset, load_digits_data
-from workbench.nets import NetSpec, flatten_params, forward, init_params, select, small_cnn_zoo_spec, to_module
+from workbench.forward_pass import forward
+from workbench.interop import to_module
+from workbench.nets import NetSpec, flatten_params, init_params, select, small_cnn_zoo_spec
 from workbench.nets import unflatten_params
 from workbench.viz.zoo import accuracy_distribution_figure, accuracy_table, hparam_accuracy_figure
 from workbench.zoo import (
@@ -125,7 +127,7 @@ def test_generation_is_deterministic(digits, small_zoo):
 def test_cnn_zoo_generation(cnn_zoo, digits):
     assert cnn_zoo.spec.kind == "cnn" and len(cnn_zoo) == 6 * 2
     final = cnn_zoo.subset(epoch="final")
-    # recorded metrics are the function computed by nets.forward
+    # recorded metrics are the function computed by forward_pass.forward
     logits = forward(final.spec, final.params, digits.x_test)
     acc = (logits.argmax(-1) == digits.y_test).float().mean(1).double().numpy()
     np.testing.assert_allclose(final.meta["test_acc"].to_numpy(), acc, atol=1e-6)

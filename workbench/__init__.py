@@ -13,7 +13,8 @@ _threads = int(_os.environ.get("WORKBENCH_THREADS", "1"))
 if _threads > 0:
     _torch.set_num_threads(_threads)
 
-from .nets import NetSpec, check_params, forward, init_params, small_cnn_zoo_spec  # noqa: E402
+from .forward_pass import forward  # noqa: E402
+from .nets import NetSpec, check_params, init_params, small_cnn_zoo_spec  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["NetSpec", "small_cnn_zoo_spec", "init_params", "forward", "check_params"]

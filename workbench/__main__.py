@@ -93,28 +93,7 @@ def run_command(args: argparse.Namespace) -> None:
         print(f"[workbench] {args.params} is valid: run name {params.name!r}, "
               f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
     elif args.command == "train":
-        from .errors import ConfigError
-        from .io import RunFolderError, run_lock
-        from .params import load_params
-        from .pipeline import train_from_params
-        from .ranges import PARAMS_RANGES
-        from .runner import output_root
-
-        why = PARAMS_RANGES["family"].problem(args.family)
-        if why:
-            raise ConfigError(f"--family {why}")
-        if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone holds the folder's lock
-            train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
-                              resume=not args.no_resume)
-            return
-        out = output_root(load_params(args.params))
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except (OSError, ValueError) as err:
-            raise RunFolderError(f"cannot create the output folder {out}: {getattr(err, 'strerror', None) or err}")
-        with run_lock(out, f"python -m workbench train {args.params} --family {args.family}"):
-            train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
-                              resume=not args.no_resume)
+        _train_command(args)
     elif args.command == "zoo":
         from .tools import generate_zoo
 
@@ -122,15 +101,7 @@ def run_command(args: argparse.Namespace) -> None:
         print(f"[workbench] {args.family} zoo written to {args.out}: {zoo.meta['net_id'].nunique()} networks, "
               f"{len(zoo)} entries (checkpoints), {zoo.spec.describe()}")
     elif args.command == "optimize":
-        from .tools import optimize_zoo
-
-        s = optimize_zoo(args.model, args.zoo_dir, args.out, evaluate=args.evaluate, data_path=args.data_path,
-                         batch_size=args.batch_size, device=args.device)
-        print(f"[workbench] optimized {s['n_networks']} networks ({s['format']} format) in "
-              f"{s['ms_per_network']:.3f} ms per network; written to {args.out}")
-        if args.evaluate:
-            print(f"[workbench] test accuracy on {s['dataset']}: average {s['avg_acc_before']:.2f} -> "
-                  f"{s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> {s['max_acc_after']:.2f} %")
+        _optimize_command(args)
     elif args.command == "report":
         from .report import render, snapshot, update_readme
 
@@ -143,6 +114,45 @@ def run_command(args: argparse.Namespace) -> None:
         from .index import write_index
 
         print(f"[workbench] results index: {write_index(args.run_dir, convert=not args.no_html, log=print)}")
+
+
+def _train_command(args: argparse.Namespace) -> None:
+    """``train``: one metanetwork training from a params file, holding the run folder's lock."""
+    from .errors import ConfigError
+    from .io import RunFolderError, run_lock
+    from .params import load_params
+    from .pipeline import train_from_params
+    from .ranges import PARAMS_RANGES
+    from .runner import output_root
+
+    why = PARAMS_RANGES["family"].problem(args.family)
+    if why:
+        raise ConfigError(f"--family {why}")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone holds the folder's lock
+        train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
+                          resume=not args.no_resume)
+        return
+    out = output_root(load_params(args.params))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"cannot create the output folder {out}: {getattr(err, 'strerror', None) or err}")
+    with run_lock(out, f"python -m workbench train {args.params} --family {args.family}"):
+        train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
+                          resume=not args.no_resume)
+
+
+def _optimize_command(args: argparse.Namespace) -> None:
+    """``optimize``: a trained meta-optimizer applied to a zoo folder, with a one-line summary."""
+    from .tools import optimize_zoo
+
+    s = optimize_zoo(args.model, args.zoo_dir, args.out, evaluate=args.evaluate, data_path=args.data_path,
+                     batch_size=args.batch_size, device=args.device)
+    print(f"[workbench] optimized {s['n_networks']} networks ({s['format']} format) in "
+          f"{s['ms_per_network']:.3f} ms per network; written to {args.out}")
+    if args.evaluate:
+        print(f"[workbench] test accuracy on {s['dataset']}: average {s['avg_acc_before']:.2f} -> "
+              f"{s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> {s['max_acc_after']:.2f} %")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .nets import NetSpec, Params, cat_params, check_params, flatten_params, n_networks, prepare_inputs, select
+from .forward_pass import prepare_inputs
+from .nets import NetSpec, Params, cat_params, check_params, flatten_params, n_networks, select
 from .nets import map_params, unflatten_params
 from .objective import objective
 
@@ -115,7 +116,7 @@ def _train_chunk(
 ) -> list[SGDResult]:
     """SGD with momentum on a batch of networks already on the training device; one result per budget.
 
-    ``x`` is what :func:`workbench.nets.prepare_inputs` returned for the training inputs (images, or the layer-0
+    ``x`` is what :func:`workbench.forward_pass.prepare_inputs` returned for the training inputs (images, or the layer-0
     patches of the dense CNN route) and ``forward_kw`` the keyword arguments it returned. The parameters live in
     one flat ``(B, n_params)`` tensor; each step differentiates through one leaf per weight/bias that is a view
     into it, so the update, the divergence checks and the restore run as a few ops on one tensor.
@@ -123,12 +124,8 @@ def _train_chunk(
     device = x.device
     n_nets = n_networks(params)
     forward_kw = forward_kw or {}
-    theta = flatten_params(map_params(Tensor.detach, params)).clone()  # (B, n_params)
-    buf = torch.zeros_like(theta)
-    previous = theta.clone()  # the parameters of the step before (two buffers that swap roles every step)
-    step_size = lr.to(device=device, dtype=theta.dtype).reshape(-1, 1) if isinstance(lr, Tensor) else float(lr)
-    active = torch.ones(n_nets, dtype=torch.bool, device=device)
-    diverged = torch.zeros(n_nets, dtype=torch.bool, device=device)
+    state = _MomentumState.start(params)
+    step_size = lr.to(device=device, dtype=state.theta.dtype).reshape(-1, 1) if isinstance(lr, Tensor) else float(lr)
     epoch_losses: list[Tensor] = []
     results: list[SGDResult] = []
     seconds = 0.0
@@ -140,40 +137,9 @@ def _train_chunk(
         loss_sum = torch.zeros(n_nets, dtype=torch.float64, device=device)
         for idx in batches:
             idx = idx.to(device)
-            xb, yb = x[idx], y[idx]
-            leaves = [t.detach().requires_grad_(True) for pair in unflatten_params(spec, theta) for t in pair]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                losses = objective(spec, _pairs(leaves), xb, yb, lam, **forward_kw)  # (B,)
+            losses, grad = _losses_and_gradient(spec, state, x[idx], y[idx], lam=lam, amp=amp, forward_kw=forward_kw)
             loss_sum += losses.detach().double()
-            # Summing (not averaging) gives each network exactly the gradient of its own loss. Frozen and
-            # non-finite networks are masked out of the sum; their gradients are discarded below as well
-            # because 0 * inf in the backward pass could still produce NaN for them (and only for them).
-            total = torch.where(active, losses, torch.zeros_like(losses)).sum()
-            grad = torch.cat([g.reshape(n_nets, -1) for g in torch.autograd.grad(total, leaves)], dim=1)
-            with torch.no_grad():
-                loss_ok = torch.isfinite(losses.detach())
-                # A non-finite loss means the current parameters are already bad: go back to the previous ones,
-                # whose loss was finite at the previous step.
-                restore = active & ~loss_ok
-                if bool(restore.any()):
-                    theta.copy_(torch.where(restore[:, None], previous, theta))
-                # one sum per network finds a NaN/inf anywhere in its row (or a sum so large it overflows, which
-                # only an exploding network reaches)
-                ok = active & loss_ok & torch.isfinite(grad.sum(1))
-                if not bool(ok.all()):
-                    grad = torch.where(ok[:, None], grad, torch.zeros_like(grad))
-                    buf.copy_(torch.where(ok[:, None], momentum * buf + grad, buf))
-                else:  # the common case: every network steps, no masks
-                    buf.mul_(momentum).add_(grad)
-                # the new parameters go into the other buffer, which then becomes theta: no copy of the old ones
-                new = torch.sub(theta, step_size * buf, out=previous)
-                # An update that overflows the parameters themselves also counts as divergence.
-                ok &= torch.isfinite(new.sum(1))
-                if not bool(ok.all()):
-                    new.copy_(torch.where(ok[:, None], new, theta))
-                theta, previous = new, theta
-                diverged |= active & ~ok
-                active &= ok
+            state.update(losses, grad, step_size, momentum)
             steps += 1
             if max_steps is not None and steps >= max_steps:
                 break
@@ -182,21 +148,86 @@ def _train_chunk(
         epoch_losses.append((loss_sum / len(batches)).cpu())
         if progress_bar is not None:
             progress_bar.update(1)
-            progress_bar.set_postfix(diverged=int(diverged.sum()), refresh=False)
+            progress_bar.set_postfix(diverged=int(state.diverged.sum()), refresh=False)
         if epoch in budgets:
             results.append(
                 SGDResult(
                     epochs=epoch,
-                    params=map_params(lambda t: t.cpu().clone(), unflatten_params(spec, theta)),
+                    params=map_params(lambda t: t.cpu().clone(), unflatten_params(spec, state.theta)),
                     seconds_total=seconds,
                     seconds_per_network=seconds / n_nets,
-                    diverged=diverged.cpu().clone(),
+                    diverged=state.diverged.cpu().clone(),
                     train_loss=torch.stack(epoch_losses, 1),
                 )
             )
         if max_steps is not None and steps >= max_steps:
             break
     return results
+
+
+@dataclass
+class _MomentumState:
+    """SGD-with-momentum state of B networks on one device: the flat parameters ``theta (B, n_params)``, those of
+    the step before (``previous``: two buffers that swap roles every step), the momentum buffer, and which networks
+    still train (``active``) or have diverged (``diverged``, both ``(B,)``)."""
+
+    theta: Tensor
+    previous: Tensor
+    buf: Tensor
+    active: Tensor
+    diverged: Tensor
+
+    @classmethod
+    def start(cls, params: Params) -> "_MomentumState":
+        theta = flatten_params(map_params(Tensor.detach, params)).clone()  # (B, n_params)
+        n_nets, device = theta.shape[0], theta.device
+        return cls(theta, theta.clone(), torch.zeros_like(theta), torch.ones(n_nets, dtype=torch.bool, device=device),
+                   torch.zeros(n_nets, dtype=torch.bool, device=device))
+
+    @torch.no_grad()
+    def update(self, losses: Tensor, grad: Tensor, step_size: float | Tensor, momentum: float) -> None:
+        """One momentum step of every active network with a finite loss and gradient; a network whose loss, gradient
+        or new parameters are not finite stops (diverged) and keeps its last finite parameters."""
+        theta, previous, buf, active = self.theta, self.previous, self.buf, self.active
+        loss_ok = torch.isfinite(losses.detach())
+        # A non-finite loss means the current parameters are already bad: go back to the previous ones,
+        # whose loss was finite at the previous step.
+        restore = active & ~loss_ok
+        if bool(restore.any()):
+            theta.copy_(torch.where(restore[:, None], previous, theta))
+        # one sum per network finds a NaN/inf anywhere in its row (or a sum so large it overflows, which
+        # only an exploding network reaches)
+        ok = active & loss_ok & torch.isfinite(grad.sum(1))
+        if not bool(ok.all()):
+            grad = torch.where(ok[:, None], grad, torch.zeros_like(grad))
+            buf.copy_(torch.where(ok[:, None], momentum * buf + grad, buf))
+        else:  # the common case: every network steps, no masks
+            buf.mul_(momentum).add_(grad)
+        # the new parameters go into the other buffer, which then becomes theta: no copy of the old ones
+        new = torch.sub(theta, step_size * buf, out=previous)
+        # An update that overflows the parameters themselves also counts as divergence.
+        ok &= torch.isfinite(new.sum(1))
+        if not bool(ok.all()):
+            new.copy_(torch.where(ok[:, None], new, theta))
+        self.theta, self.previous = new, theta
+        self.diverged |= active & ~ok
+        active &= ok
+
+
+def _losses_and_gradient(spec: NetSpec, state: _MomentumState, xb: Tensor, yb: Tensor, *, lam: float, amp: bool,
+                         forward_kw: dict) -> tuple[Tensor, Tensor]:
+    """Every network's loss ``(B,)`` on the minibatch ``xb, yb`` and its gradient ``(B, n_params)``, differentiated
+    through one leaf per weight/bias that is a view into ``state.theta``."""
+    n_nets = state.theta.shape[0]
+    leaves = [t.detach().requires_grad_(True) for pair in unflatten_params(spec, state.theta) for t in pair]
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp):
+        losses = objective(spec, _pairs(leaves), xb, yb, lam, **forward_kw)  # (B,)
+    # Summing (not averaging) gives each network exactly the gradient of its own loss. Frozen and
+    # non-finite networks are masked out of the sum; their gradients are discarded in the update as well
+    # because 0 * inf in the backward pass could still produce NaN for them (and only for them).
+    total = torch.where(state.active, losses, torch.zeros_like(losses)).sum()
+    grad = torch.cat([g.reshape(n_nets, -1) for g in torch.autograd.grad(total, leaves)], dim=1)
+    return losses, grad
 
 
 def _pairs(leaves: list[Tensor]) -> Params:

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .nets import NetSpec, Params, SpecError, check_params, flatten_params, forward, map_params, unflatten_params
+from .forward_pass import forward
+from .nets import NetSpec, Params, SpecError, check_params, flatten_params, map_params, unflatten_params
 from .symmetry import group_for
 
 __all__ = [

@@ -203,7 +203,21 @@ def build_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -
     nb_dir = run_dir / "notebooks"
     executed = sorted(p for p in nb_dir.glob("*.ipynb") if not p.name.startswith(".")) if nb_dir.is_dir() else []
     pages = _notebook_pages(run_dir, executed, convert, log)
+    rows = _run_rows(run_dir, params, markers)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>Run {html.escape(run_dir.name)}: results index</title>", f"<style>{_STYLE}</style></head><body>",
+             f"<h1>Run <code>{html.escape(run_dir.name)}</code></h1>",
+             '<dl class="run">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"]
+    parts += _tables_section(run_dir)
+    parts += _notebooks_section(run_dir, executed, pages, markers)
+    parts += _figures_section(run_dir)
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
 
+
+def _run_rows(run_dir: Path, params: dict, markers: dict) -> list[tuple[str, str]]:
+    """The run's facts as (label, HTML) rows: name, params file, start, last finished notebook, git revision."""
     finished = max((m["mtime"] for m in markers.values()), default=None)
     revision = params.get("git_revision")
     revision_note = "" if revision else " (at the time this index was written; the run did not record one)"
@@ -218,67 +232,66 @@ def build_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -
     seconds = [float(m.get("seconds", 0) or 0) for m in markers.values()]
     if seconds:
         rows.append(("notebook time", f"{sum(seconds) / 60:.1f} min over {len(seconds)} notebooks"))
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>Run {html.escape(run_dir.name)}: results index</title>", f"<style>{_STYLE}</style></head><body>",
-             f"<h1>Run <code>{html.escape(run_dir.name)}</code></h1>",
-             '<dl class="run">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"]
+    return rows
 
-    # tables
+
+def _tables_section(run_dir: Path) -> list[str]:
     tables = [p for p in (run_dir / "results.md", run_dir / "results.csv") if p.is_file()]
     tables += sorted((run_dir / "results").glob("*.csv")) if (run_dir / "results").is_dir() else []
-    parts.append("<h2>Tables</h2>")
+    parts = ["<h2>Tables</h2>"]
     if tables:
         parts.append("<ul>" + "".join(f"<li>{_a(p, run_dir, _rel(p, run_dir))}</li>" for p in tables) + "</ul>")
         if (run_dir / "results.csv").is_file():
             parts.append("<h3>results.csv</h3>" + _csv_table(run_dir / "results.csv"))
     else:
         parts.append('<p class="muted">No tables yet (notebook 06 writes results.csv).</p>')
+    return parts
 
-    # notebooks
-    parts.append("<h2>Executed notebooks</h2>")
-    if executed:
-        parts.append("<table><tr><th>notebook</th><th>status</th><th>time</th><th>files</th></tr>")
-        for ipynb in executed:
-            stem = ipynb.stem
-            failed = stem.endswith(".failed")
-            marker = markers.get(stem)
-            status = ('<span class="failed">failed (partial copy)</span>' if failed
-                      else "complete" if marker else '<span class="muted">not finished</span>')
-            took = f"{float(marker['seconds']):.1f} s" if marker and "seconds" in marker else ""
-            links = ([_a(pages[ipynb], run_dir, "HTML")] if ipynb in pages else []) + [_a(ipynb, run_dir, ".ipynb")]
-            main = pages.get(ipynb, ipynb)
-            parts.append(f"<tr><td>{_a(main, run_dir, stem)}</td><td>{status}</td><td>{took}</td>"
-                         f"<td>{' · '.join(links)}</td></tr>")
-        parts.append("</table>")
-        if not pages:
-            parts.append('<p class="muted">nbconvert is not installed: the notebooks are linked as .ipynb files '
-                         "(open them in Jupyter).</p>")
-    else:
-        parts.append('<p class="muted">No executed notebooks.</p>')
 
-    # figures, grouped by the notebook that made them (the NN_ prefix)
-    parts.append("<h2>Figures</h2>")
+def _notebooks_section(run_dir: Path, executed: list[Path], pages: dict, markers: dict) -> list[str]:
+    parts = ["<h2>Executed notebooks</h2>"]
+    if not executed:
+        return parts + ['<p class="muted">No executed notebooks.</p>']
+    parts.append("<table><tr><th>notebook</th><th>status</th><th>time</th><th>files</th></tr>")
+    for ipynb in executed:
+        stem = ipynb.stem
+        failed = stem.endswith(".failed")
+        marker = markers.get(stem)
+        status = ('<span class="failed">failed (partial copy)</span>' if failed
+                  else "complete" if marker else '<span class="muted">not finished</span>')
+        took = f"{float(marker['seconds']):.1f} s" if marker and "seconds" in marker else ""
+        links = ([_a(pages[ipynb], run_dir, "HTML")] if ipynb in pages else []) + [_a(ipynb, run_dir, ".ipynb")]
+        main = pages.get(ipynb, ipynb)
+        parts.append(f"<tr><td>{_a(main, run_dir, stem)}</td><td>{status}</td><td>{took}</td>"
+                     f"<td>{' · '.join(links)}</td></tr>")
+    parts.append("</table>")
+    if not pages:
+        parts.append('<p class="muted">nbconvert is not installed: the notebooks are linked as .ipynb files '
+                     "(open them in Jupyter).</p>")
+    return parts
+
+
+def _figures_section(run_dir: Path) -> list[str]:
+    """The figure pages, grouped by the notebook that made them (the NN_ prefix)."""
+    parts = ["<h2>Figures</h2>"]
     figures = sorted((run_dir / "figures").glob("*.html")) if (run_dir / "figures").is_dir() else []
-    if figures:
-        groups: dict[str, list[Path]] = {}
-        for page in figures:
-            groups.setdefault(page.name[:2] if page.name[:2].isdigit() else "other", []).append(page)
-        for group, pages_ in groups.items():
-            parts.append(f"<h3>{'notebook ' + group if group != 'other' else 'other'}</h3><ul>")
-            for page in pages_:
-                title = _figure_title(page.with_suffix(".json"))
-                png = page.with_suffix(".png")
-                extra = f" ({_a(png, run_dir, 'PNG')})" if png.is_file() else ""
-                parts.append(f"<li>{_a(page, run_dir, page.stem)}{extra}"
-                             + (f' <span class="muted">{html.escape(title)}</span>' if title else "") + "</li>")
-            parts.append("</ul>")
-        parts.append('<p class="muted">Each figure page draws with figures/plotly.min.js beside it: no network '
-                     "needed.</p>")
-    else:
-        parts.append('<p class="muted">No figures yet.</p>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    if not figures:
+        return parts + ['<p class="muted">No figures yet.</p>']
+    groups: dict[str, list[Path]] = {}
+    for page in figures:
+        groups.setdefault(page.name[:2] if page.name[:2].isdigit() else "other", []).append(page)
+    for group, pages in groups.items():
+        parts.append(f"<h3>{'notebook ' + group if group != 'other' else 'other'}</h3><ul>")
+        for page in pages:
+            title = _figure_title(page.with_suffix(".json"))
+            png = page.with_suffix(".png")
+            extra = f" ({_a(png, run_dir, 'PNG')})" if png.is_file() else ""
+            parts.append(f"<li>{_a(page, run_dir, page.stem)}{extra}"
+                         + (f' <span class="muted">{html.escape(title)}</span>' if title else "") + "</li>")
+        parts.append("</ul>")
+    parts.append('<p class="muted">Each figure page draws with figures/plotly.min.js beside it: no network '
+                 "needed.</p>")
+    return parts
 
 
 def write_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -> Path:

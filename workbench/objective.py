@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .nets import NetSpec, Params, forward, n_networks, select
+from .forward_pass import forward
+from .nets import NetSpec, Params, n_networks, select
 
 __all__ = ["l1_norm", "cross_entropy_per_network", "objective", "evaluate", "l1_reduction", "share_near_zero"]
 

@@ -7,15 +7,13 @@ cosine decay, gradient clipping, bf16 autocast on CUDA, a guard against non-fini
 and the learning rate halved, logged), validation every epoch with best-checkpoint selection, atomic
 checkpoints, exact resume after a kill (per-epoch seeding), tqdm progress and a JSON-lines metrics history.
 Under ``torchrun`` the same loop runs with DistributedDataParallel, each rank taking its shard of every batch
-of networks.
+of networks. The run's configuration is :mod:`workbench.train_config`; what it writes and resumes from,
+:mod:`workbench.checkpoints`.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,109 +22,19 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .errors import ConfigError, WorkbenchError
-from .io import atomic_path, atomic_write_text
+from .checkpoints import CheckpointError, RunProgress, load_model, resume_run, save_epoch
 from .metanet import NFN, ScaleGMN
-from .metanet.config import META_FIELDS, MetanetConfig
+from .metanet.config import MetanetConfig
 from .nets import NetSpec, Params, SpecError, check_params, map_params, n_networks, select
 from .notebook import progress_bar
 from .objective import evaluate, objective
-from .ranges import check_train_config
 from .symmetry import act, group_for, random_element
+from .train_config import TrainConfig, build_model
 
+# TrainConfig, MetanetConfig, build_model, CheckpointError and load_model live in train_config / checkpoints and are
+# re-exported here: `from workbench.optimize import TrainConfig, load_model, ...` is how notebooks and tools use them
 __all__ = ["TrainConfig", "MetanetConfig", "TrainResult", "CheckpointError", "train", "validate", "load_model",
            "one_shot", "resolve_device", "build_model", "augment"]
-
-#: MetanetConfig fields that came after the run digests were fixed: the flat form leaves them out at their defaults,
-#: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
-_LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines one meta-optimizer training run: the optimization here, the metanetwork in ``meta``.
-
-    Args:
-        lam: L1 weight (0 = cross-entropy only; > 0 = sparsity objective).
-        epochs: passes over the training networks.
-        batch_networks: networks per step (global, across DDP ranks).
-        batch_images: images per step (the same images for all networks of the step).
-        lr, weight_decay, warmup_steps, grad_clip: AdamW settings.
-        seed: seeds initialisation, batch order and dropout.
-        device: "auto" (CUDA when present), "cpu" or "cuda[:i]".
-        amp: bf16 autocast when on CUDA.
-        val_images: cap on validation images per evaluation (None = all).
-        val_networks: cap on the validation entries scored per evaluation, taken in zoo order (whole networks with all
-            their checkpoints first; None = all). Scoring costs a one-shot pass per epoch, not training.
-        noise: weight-space augmentation: every training network of a step gets Gaussian noise of standard deviation
-            ``noise`` x (that network's RMS of that layer's weights, resp. biases) added to its input. The objective
-            is computed on the metanet's output for the noisy network, so a perturbed network is as valid a training
-            input as a zoo network (0 = off).
-        group_augment: apply a random element of the activation's symmetry group (hidden-neuron permutations and
-            sign flips, or positive scales log-uniform on ``augment_scales``) to every training network of a step.
-            Function-preserving; a no-op for the exactly equivariant ScaleGMN up to float rounding, it is what trains
-            the symmetry-broken GMN fairly ("GMN-B + symmetry augmentation").
-        augment_scales: range of the positive scales drawn by ``group_augment`` for ReLU networks.
-        patience: stop when the validation loss has not improved for this many epochs (None = run all epochs).
-        train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
-            same validation images), so the history shows the gap between seen and unseen networks (0 = off).
-        meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
-            symmetry, dropout, gate, ...). Named after the params files' ``meta_`` prefix: ``meta_<field>`` in a
-            params file sets the field of that name here or in ``meta``.
-    """
-
-    lam: float = 0.0
-    epochs: int = 20
-    batch_networks: int = 32
-    batch_images: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 20
-    grad_clip: float = 10.0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    val_images: int | None = None
-    val_networks: int | None = None
-    noise: float = 0.0
-    group_augment: bool = False
-    augment_scales: tuple[float, float] = (0.25, 4.0)
-    patience: int | None = None
-    train_eval_networks: int = 128
-    meta: MetanetConfig = field(default_factory=MetanetConfig)
-
-    def __post_init__(self):
-        check_train_config(self)  # one range table for every setting (workbench/ranges.py)
-        if not isinstance(self.meta, MetanetConfig):
-            raise ConfigError(f"TrainConfig.meta must be a MetanetConfig, got {type(self.meta).__name__}")
-        scales = self.augment_scales
-        if len(scales) != 2 or not scales[0] <= scales[1]:
-            raise ConfigError(f"augment_scales must be a (low, high) pair with 0 < low <= high, got {scales!r}")
-
-    def to_dict(self) -> dict:
-        """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
-        checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
-        ``out_scale_init`` and ``io_embed`` are left out at their defaults, so those digests stay the same."""
-        d = dataclasses.asdict(self)
-        meta, defaults = d.pop("meta"), MetanetConfig()
-        for name in _LEFT_OUT_AT_DEFAULT:
-            if meta[name] == getattr(defaults, name):
-                del meta[name]
-        return {**d, **meta}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """The config of a flat form (:meth:`to_dict`, any subset; the rest default): each name goes to the class
-        that has the field. Checkpoints written before ``meta`` existed hold the same form and load unchanged."""
-        own = {f.name for f in dataclasses.fields(cls)} - {"meta"}
-        unknown = sorted(set(d) - own - set(META_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}; valid settings are "
-                             f"{sorted(own | set(META_FIELDS))}")
-        settings = {k: v for k, v in d.items() if k in own}
-        if "augment_scales" in settings:  # JSON and checkpoints store tuples as lists
-            settings["augment_scales"] = tuple(settings["augment_scales"])
-        return cls(**settings, meta=MetanetConfig(**{k: v for k, v in d.items() if k in META_FIELDS}))
 
 
 @dataclass
@@ -163,18 +71,6 @@ def _lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
 
 def _finite_model(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def _atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a hidden temporary, fsync, rename: a kill leaves the previous checkpoint or none."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def build_model(spec: NetSpec, config: TrainConfig | MetanetConfig) -> ScaleGMN | NFN:
-    """The (untrained) metanetwork ``config`` (or its ``meta``) describes for networks of ``spec``."""
-    meta = config.meta if isinstance(config, TrainConfig) else config
-    return (NFN if meta.model == "nfn" else ScaleGMN)(spec, meta)
 
 
 def augment(spec: NetSpec, params: Params, config: TrainConfig, generator: torch.Generator) -> Params:
@@ -271,42 +167,6 @@ def _prepare_inputs(spec: NetSpec, train_params: Params, val_params: Params, dat
                    y_val, device, rank, world)
 
 
-@dataclass
-class _Progress:
-    """The state a run carries from epoch to epoch, and all that ``checkpoint.pt`` holds to resume it exactly."""
-
-    optimizer: torch.optim.Optimizer
-    epoch: int = -1  # the last finished epoch
-    step: int = 0
-    lr_scale: float = 1.0  # halved by every non-finite event
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_val_loss: float = math.inf
-    best_state: dict | None = None
-
-
-def _checkpoint(spec: NetSpec, config: TrainConfig, run: _Progress, model: torch.nn.Module | None = None) -> dict:
-    """The one checkpoint layout: ``best.pt`` (the best weights so far) without ``model``; ``checkpoint.pt``
-    (everything :func:`train` resumes from: live weights, optimizer, counters, history, best weights) with it."""
-    ckpt = {"spec": spec.to_dict(), "config": config.to_dict()}
-    if model is None:
-        return {**ckpt, "model": run.best_state, "epoch": run.best_epoch, "val_loss": run.best_val_loss}
-    return {**ckpt, "model": model.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": run.epoch,
-            "step": run.step, "lr_scale": run.lr_scale, "history": run.history, "best_epoch": run.best_epoch,
-            "best_val_loss": run.best_val_loss, "best_state": run.best_state}
-
-
-def _resume(path: Path, device: torch.device, spec: NetSpec, config: TrainConfig, model: torch.nn.Module,
-            run: _Progress) -> None:
-    """Load ``checkpoint.pt`` of an interrupted run into ``model`` and ``run``."""
-    ckpt = _resume_checkpoint(path, device, spec, config)
-    model.load_state_dict(ckpt["model"])
-    run.optimizer.load_state_dict(ckpt["optimizer"])
-    run.epoch, run.step, run.lr_scale = ckpt["epoch"], ckpt["step"], ckpt["lr_scale"]
-    run.history = list(ckpt["history"])
-    run.best_epoch, run.best_val_loss, run.best_state = ckpt["best_epoch"], ckpt["best_val_loss"], ckpt["best_state"]
-
-
 def _step(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: TrainConfig,
           optimizer: torch.optim.Optimizer, batch: Params, x: Tensor, y: Tensor,
           world: int) -> tuple[float, str | None]:
@@ -331,7 +191,7 @@ def _step(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: T
     return float(loss.detach()), None
 
 
-def _train_epoch(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: TrainConfig, run: _Progress,
+def _train_epoch(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: TrainConfig, run: RunProgress,
                  inputs: _Inputs, epoch: int, total_steps: int) -> dict:
     """One pass over the training networks. Seeded per epoch, so a resumed run sees exactly the batches, images,
     augmentations and dropout masks of an uninterrupted one. A non-finite step is skipped and halves the learning
@@ -368,7 +228,7 @@ def _train_epoch(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, co
             "train_graphs_per_s": n_steps * config.batch_networks / max(seconds, 1e-9), "events": events}
 
 
-def _restore_if_non_finite(model: torch.nn.Module, spec: NetSpec, config: TrainConfig, run: _Progress,
+def _restore_if_non_finite(model: torch.nn.Module, spec: NetSpec, config: TrainConfig, run: RunProgress,
                            inputs: _Inputs, events: list[dict]) -> None:
     """Never carry a NaN model forward: go back to the best weights (the initial ones before any), halve the
     learning rate, start a fresh optimizer, log it."""
@@ -400,7 +260,7 @@ def _epoch_metrics(model: torch.nn.Module, spec: NetSpec, config: TrainConfig, i
     return metrics
 
 
-def _log_epoch(run: _Progress, model: torch.nn.Module, config: TrainConfig, epoch: int, trained: dict,
+def _log_epoch(run: RunProgress, model: torch.nn.Module, config: TrainConfig, epoch: int, trained: dict,
                metrics: dict, total_steps: int) -> bool:
     """Append the epoch's record to the history and keep the best weights; True when this epoch is the best."""
     events = trained.pop("events")
@@ -417,24 +277,6 @@ def _log_epoch(run: _Progress, model: torch.nn.Module, config: TrainConfig, epoc
     run.best_epoch, run.best_val_loss = epoch, metrics["val_loss"]
     run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return True
-
-
-def _save_epoch(out: Path, spec: NetSpec, config: TrainConfig, run: _Progress, model: torch.nn.Module | None = None,
-                improved: bool = False) -> None:
-    """The run's files after an epoch: ``best.pt`` when ``improved``, then ``checkpoint.pt``, then ``metrics.jsonl``
-    (a kill between two of them is resumable). Without ``model``, at the end of a run: a run killed between its last
-    checkpoint and the files after it resumes with no epoch left to run, so ``metrics.jsonl`` and a missing
-    ``best.pt`` are brought up to the checkpoint's state."""
-    history = "".join(json.dumps(r) + "\n" for r in run.history)
-    if model is None:
-        atomic_write_text(out / "metrics.jsonl", history)
-        if run.best_state is not None and not (out / "best.pt").exists():
-            _atomic_save(_checkpoint(spec, config, run), out / "best.pt")
-        return
-    if improved:
-        _atomic_save(_checkpoint(spec, config, run), out / "best.pt")
-    _atomic_save(_checkpoint(spec, config, run, model), out / "checkpoint.pt")
-    atomic_write_text(out / "metrics.jsonl", history)
 
 
 def train(
@@ -474,9 +316,9 @@ def train(
         writer.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = build_model(spec, config).fit_normalization(train_params).to(device)
-    run = _Progress(_adamw(model, config))
+    run = RunProgress(_adamw(model, config))
     if resume and out is not None and (out / "checkpoint.pt").exists():
-        _resume(out / "checkpoint.pt", device, spec, config, model, run)
+        resume_run(out / "checkpoint.pt", device, spec, config, model, run)
     net = model
     if inputs.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -492,117 +334,18 @@ def train(
         metrics = _epoch_metrics(model, spec, config, inputs, monitor)
         improved = _log_epoch(run, model, config, epoch, trained, metrics, total_steps)
         if writer is not None:
-            _save_epoch(writer, spec, config, run, model, improved)
+            save_epoch(writer, spec, config, run, model, improved)
         bar.set_postfix(val_loss=f"{metrics['val_loss']:.3f}", val_acc=f"{metrics['val_acc']:.3f}")
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     if writer is not None:
-        _save_epoch(writer, spec, config, run)
+        save_epoch(writer, spec, config, run)
     if inputs.world > 1:
         dist.barrier()
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     model.eval()
     return TrainResult(model, run.history, run.best_epoch, run.best_val_loss, out, time.perf_counter() - t0)
-
-
-class CheckpointError(WorkbenchError, ValueError):
-    """A metanetwork checkpoint is unreadable, unsafe, incomplete or for another architecture."""
-
-
-def _unpickling_refusal(err: Exception) -> str:
-    """The informative line of torch's weights-only refusal (it comes wrapped in a long generic notice)."""
-    lines = [l.strip() for l in str(err).splitlines() if l.strip()]
-    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation", "WeightsUnpickler")
-    detail = [l for l in lines if not l.startswith(boilerplate)]
-    return (detail[0] if detail else lines[0] if lines else type(err).__name__)[:200].rstrip(".")
-
-
-def load_model(path: str | os.PathLike, map_location="cpu", *, spec: NetSpec | None = None) -> ScaleGMN | NFN:
-    """A trained ScaleGMN (or NFN, as its config says) from ``best.pt`` (or ``checkpoint.pt``); loads tensors only,
-    never code.
-
-    ``spec``: the architecture the caller expects; a checkpoint trained for another one is an error. Raises
-    :class:`CheckpointError` naming the file for a truncated, corrupt, incomplete or mismatched checkpoint, or one
-    that holds anything but tensors and plain containers (which would need code to unpickle)."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no metanetwork checkpoint at {path}; train one first (notebook 04 or "
-                                "`python -m workbench train`)")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is not a file; expected a checkpoint such as <run folder>/best.pt")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to unpickle non-tensor objects (loading with weights_only=True, which never runs "
-            f"code): {_unpickling_refusal(err)}. Only checkpoints written by the workbench can be loaded"
-        ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt: "
-                              f"{type(err).__name__}: {str(err)[:200]}); retrain or restore it") from None
-    missing = [k for k in ("spec", "config", "model") if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        found = sorted(map(str, ckpt)) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path} is not a metanetwork checkpoint: it lacks {missing} (found {found})")
-    try:
-        found_spec = NetSpec.from_dict(ckpt["spec"])
-        config = TrainConfig.from_dict(ckpt["config"])
-    except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: invalid spec or config in the checkpoint: {err}") from None
-    if spec is not None and found_spec != spec:
-        raise CheckpointError(f"{path} was trained for {found_spec.describe()}; expected {spec.describe()}. Use the "
-                              "checkpoint of that architecture or retrain")
-    state = ckpt["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: 'model' must be a state dict of tensors")
-    # cheap shape checks before building: a forged spec could otherwise allocate an enormous graph
-    n_types = found_spec.widths[0] + found_spec.n_layers - 1 + found_spec.widths[-1]
-    meta = config.meta
-    cheap = (("type_mul", (n_types, meta.hidden)), ("edge_mul", (found_spec.n_layers, meta.hidden)))
-    if meta.model == "nfn":
-        cheap = (("emb_in", (found_spec.widths[0], meta.hidden)), ("w_norm", (found_spec.n_layers,)))
-    for key, want in cheap:
-        got = tuple(state[key].shape) if key in state else None
-        if got != want:
-            raise CheckpointError(f"{path}: its weights do not fit the architecture it names ({found_spec.describe()}, "
-                                  f"hidden {meta.hidden}): {key} has shape {got}, expected {want}")
-    try:
-        model = build_model(found_spec, config)
-    except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: cannot build the metanetwork it describes: {err}") from None
-    expected = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" for k, v in state.items()
-             if k in expected and v.shape != expected[k].shape]
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if wrong or missing or unexpected:
-        raise CheckpointError(f"{path}: its weights do not fit the metanetwork for {found_spec.describe()} "
-                              f"(hidden {meta.hidden}, {meta.n_layers} layers): shape mismatches {wrong[:5]}, "
-                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-    model.load_state_dict(state)
-    return model.eval()
-
-
-_RESUME_FIELDS = {"optimizer": dict, "epoch": int, "step": int, "lr_scale": float, "history": list,
-                  "best_epoch": int, "best_val_loss": float}
-
-
-def _resume_checkpoint(path: Path, device, spec: NetSpec, config: TrainConfig) -> dict:
-    """``checkpoint.pt`` of an interrupted run, after the checks of :func:`load_model` (tensors only, a known spec
-    and config, weights that fit) and the resume fields' types; a CheckpointError names what is wrong."""
-    load_model(path, map_location="cpu")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    if ckpt["config"] != config.to_dict() or ckpt["spec"] != spec.to_dict():
-        raise CheckpointError(f"{path} was written by a different configuration or architecture; "
-                              "delete it or use another output folder to start afresh")
-    for key, kind in _RESUME_FIELDS.items():
-        ok = isinstance(ckpt.get(key), kind) and not isinstance(ckpt.get(key), bool)
-        if not ok and not (kind is float and isinstance(ckpt.get(key), int)):
-            raise CheckpointError(f"{path} cannot be resumed: {key!r} must be of type {kind.__name__}, got "
-                                  f"{type(ckpt.get(key)).__name__}; delete it to start the run afresh")
-    if ckpt.get("best_state") is not None and not isinstance(ckpt["best_state"], dict):
-        raise CheckpointError(f"{path} cannot be resumed: 'best_state' must be a state dict; delete it to start afresh")
-    return ckpt
 
 
 def one_shot(model: ScaleGMN | NFN, spec: NetSpec, params: Params, batch_size: int = 256) -> tuple[Params, float]:

@@ -202,6 +202,35 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
     (enough networks for its splits, a zoo that fits in memory) run for the ``selected`` notebooks (default: all),
     so that ``--only 01`` is not refused for a setting only notebook 04 could not use."""
     path = Path(path)
+    raw = _parse_yaml(path, _read_text(path))
+    notebooks = list_notebooks() if notebooks is None else notebooks
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    by_key = {notebook_key(nb): nb for nb in notebooks}
+    all_keys = set().union(*[set(d) for d in declared.values()]) - INJECTED
+    name = raw.get("name", path.stem)
+    _check_name(path, name, from_key="name" in raw)
+    shared, sections = {}, {}
+    for key, value in raw.items():
+        if isinstance(key, int) and not isinstance(key, bool) and f"{key:02d}" in by_key:
+            raise ParamsError(f"section {key} in {path} is read by YAML as the integer {key} (a leading 0 does not "
+                              f"make it text); quote it: \"{key:02d}\":")
+        key = str(key)
+        if key in RESERVED:
+            continue
+        if key in by_key:
+            sections[key] = _check_section(path, key, value, by_key[key], declared[by_key[key]])
+        else:
+            _check_shared_key(path, key, value, declared, all_keys)
+            shared[key] = value
+    params = RunParams(name=name, path=path, shared=shared, sections=sections)
+    for nb, params_declared in declared.items():
+        if selected is None or nb in selected:
+            _check_notebook_values(path, nb, params_declared, params)
+    return params
+
+
+def _read_text(path: Path) -> str:
+    """The params file's text: an existing file of at most MAX_FILE_BYTES bytes of UTF-8, else a ParamsError."""
     if not path.exists():
         raise ParamsError(f"params file {path} does not exist; the ones shipped are in params/ "
                           "(default.yaml, smoke.yaml, gpu.yaml, cifar10gs.yaml)")
@@ -222,6 +251,11 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
                           "is it a binary file?") from None
     except OSError as err:
         raise ParamsError(f"params file {path} cannot be read: {err.strerror or err}") from None
+    return text
+
+
+def _parse_yaml(path: Path, text: str) -> dict:
+    """The mapping the YAML ``text`` holds (empty for an empty file); duplicate keys are an error."""
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except _DuplicateKey as err:
@@ -236,55 +270,41 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
     if not isinstance(raw, dict):
         raise ParamsError(f"params file {path} must be a mapping of parameter names to values, "
                           f"not a {type(raw).__name__}")
-    notebooks = list_notebooks() if notebooks is None else notebooks
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
-    by_key = {notebook_key(nb): nb for nb in notebooks}
-    all_keys = set().union(*[set(d) for d in declared.values()]) - INJECTED
-    name = raw.get("name", path.stem)
-    _check_name(path, name, from_key="name" in raw)
-    shared, sections = {}, {}
-    for key, value in raw.items():
-        if isinstance(key, int) and not isinstance(key, bool) and f"{key:02d}" in by_key:
-            raise ParamsError(f"section {key} in {path} is read by YAML as the integer {key} (a leading 0 does not "
-                              f"make it text); quote it: \"{key:02d}\":")
-        key = str(key)
-        if key in RESERVED:
-            continue
-        if key in by_key:
-            nb = by_key[key]
-            if not isinstance(value, dict):
-                raise ParamsError(f"section {key!r} in {path} must be a mapping of {nb.name}'s parameters")
-            valid = set(declared[nb]) - INJECTED
-            for sub, sub_value in value.items():
-                _check_renamed(path, sub, f"section {key!r} of ")
-                if not isinstance(sub, str) or sub not in valid:
-                    raise ParamsError(
-                        f"unknown key {_short(sub)} in section {key!r} of {path}{_suggest(sub, valid)}: notebook "
-                        f"{nb.name} declares {sorted(valid)}"
-                    )
-                _check_value(path, f"{key}.{sub}", sub_value)
-                _check_type(path, f"{key}.{sub}", sub_value, {nb: declared[nb]}, sub)
-                _check_range(path, f"{key}.{sub}", sub, sub_value)
-            sections[key] = dict(value)
-            continue
-        if key in INJECTED:
-            raise ParamsError(f"{key!r} in {path} is set by the runner (outputs/<name>/); remove it")
-        _check_renamed(path, key)
-        if key not in all_keys:
-            listing = "; ".join(f"{nb.name}: {sorted(set(d) - INJECTED)}" for nb, d in declared.items())
+    return raw
+
+
+def _check_section(path: Path, key: str, value, nb: Path, declared: dict) -> dict:
+    """A notebook's own section (``"04": {...}``): every key one that notebook declares, of its type and range."""
+    if not isinstance(value, dict):
+        raise ParamsError(f"section {key!r} in {path} must be a mapping of {nb.name}'s parameters")
+    valid = set(declared) - INJECTED
+    for sub, sub_value in value.items():
+        _check_renamed(path, sub, f"section {key!r} of ")
+        if not isinstance(sub, str) or sub not in valid:
             raise ParamsError(
-                f"unknown key {_short(key)} in {path}{_suggest(key, all_keys)}: no notebook declares it. "
-                f"Valid keys by notebook -- {listing}"
+                f"unknown key {_short(sub)} in section {key!r} of {path}{_suggest(sub, valid)}: notebook "
+                f"{nb.name} declares {sorted(valid)}"
             )
-        _check_value(path, key, value)
-        _check_type(path, key, value, declared, key)
-        _check_range(path, key, key, value)
-        shared[key] = value
-    params = RunParams(name=name, path=path, shared=shared, sections=sections)
-    for nb, params_declared in declared.items():
-        if selected is None or nb in selected:
-            _check_notebook_values(path, nb, params_declared, params)
-    return params
+        _check_value(path, f"{key}.{sub}", sub_value)
+        _check_type(path, f"{key}.{sub}", sub_value, {nb: declared}, sub)
+        _check_range(path, f"{key}.{sub}", sub, sub_value)
+    return dict(value)
+
+
+def _check_shared_key(path: Path, key: str, value, declared: dict, all_keys: set) -> None:
+    """A top-level setting: declared by some notebook, not one the runner sets, of the declared type and range."""
+    if key in INJECTED:
+        raise ParamsError(f"{key!r} in {path} is set by the runner (outputs/<name>/); remove it")
+    _check_renamed(path, key)
+    if key not in all_keys:
+        listing = "; ".join(f"{nb.name}: {sorted(set(d) - INJECTED)}" for nb, d in declared.items())
+        raise ParamsError(
+            f"unknown key {_short(key)} in {path}{_suggest(key, all_keys)}: no notebook declares it. "
+            f"Valid keys by notebook -- {listing}"
+        )
+    _check_value(path, key, value)
+    _check_type(path, key, value, declared, key)
+    _check_range(path, key, key, value)
 
 
 def _check_renamed(path, key, where: str = "") -> None:

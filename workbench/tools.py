@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .io import atomic_path
-from .nets import Params, n_networks
+from .nets import Params, n_networks, small_cnn_zoo_spec
 from .zoo import FAMILIES, Zoo, ZooError, default_spec, generate, load_small_cnn_zoo, read_layout
 
 __all__ = ["generate_zoo", "optimize_zoo", "zoo_format", "zoo_settings"]
@@ -158,8 +158,8 @@ def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out:
     with scikit-learn; grayscale CIFAR-10 needs ``data_path``). Returns a summary dict (also written to
     ``out/optimized.json``). A model trained for another architecture is a CheckpointError naming both.
     """
+    # imported here, not at the top: the metanetwork (and PyG) stay off the path of `python -m workbench zoo`
     from .errors import ConfigError
-    from .objective import evaluate as score
     from .optimize import CheckpointError, load_model, one_shot
 
     zoo_dir, out, model_path = Path(zoo_dir), Path(out), Path(model_path)
@@ -173,14 +173,7 @@ def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out:
     _check_optimize_target(zoo_dir, out)
     dev = _device(device)
     if fmt == "small-cnn-zoo" and activation is None:
-        from .nets import small_cnn_zoo_spec
-
-        found = load_model(model_path).spec  # the zoo's networks of the model's activation
-        activation = found.activation
-        if activation not in ("tanh", "relu") or found != small_cnn_zoo_spec(activation):
-            raise CheckpointError(f"{model_path} was trained for {found.describe()}; the Small CNN Zoo at {zoo_dir} "
-                                  "holds CNNs of the Small CNN Zoo design. Use a checkpoint trained on that zoo "
-                                  "(zoo_path in the params file) or retrain")
+        activation = _small_cnn_zoo_activation(model_path, zoo_dir)
     zoo = _load_input_zoo(zoo_dir, fmt, activation)
     if len(zoo) == 0:
         raise ZooError(f"{zoo_dir} holds no networks to optimize")
@@ -199,47 +192,79 @@ def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out:
                "architecture": zoo.spec.describe(), "seconds": round(seconds, 4),
                "ms_per_network": round(1e3 * seconds / len(zoo), 4),
                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    before = after = None
+    after = None
     if data is not None:
-        x, y = data.split("test")
-        before = score(zoo.spec, zoo.params, x, y)
-        after = score(zoo.spec, new, x, y)
-        acc_before, acc_after = before["acc"].double(), after["acc"].double()
-        summary.update({"dataset": data.name,
-                        "avg_acc_before": round(100 * float(acc_before.mean()), 2),
-                        "avg_acc_after": round(100 * float(acc_after.mean()), 2),
-                        "max_acc_before": round(100 * float(acc_before.max()), 2),
-                        "max_acc_after": round(100 * float(acc_after.max()), 2)})
+        after = _score_before_after(zoo, new, data, summary)
     with atomic_path(out) as tmp:
         if fmt == "workbench":
-            meta = zoo.meta.copy()
-            for column in _METRIC_COLUMNS:
-                if column in meta.columns:
-                    meta[f"{column}_before"] = meta[column]
-                    meta[column] = np.nan
-            if after is not None:
-                meta["test_acc"] = after["acc"].double().numpy()
-                meta["test_loss"] = after["ce"].double().numpy()
-                meta["l1"] = after["l1"].double().numpy()
-            info = {**zoo.info, "optimized_by": str(model_path)}
-            Zoo(zoo.spec, new, meta, zoo.dataset, zoo.split_seed, info).save(tmp)
+            _write_workbench_zoo(tmp, zoo, new, after, model_path)
         else:
-            import pandas as pd
-
-            tmp.mkdir()
-            rows = _to_tf_rows(zoo, new, zoo_dir / "layout.csv")
-            with open(tmp / "weights.npy", "wb") as fh:
-                np.save(fh, rows)
-            (tmp / "layout.csv").write_bytes((zoo_dir / "layout.csv").read_bytes())
-            metrics_src = next(p for p in (zoo_dir / "metrics.csv.gz", zoo_dir / "metrics.csv") if p.is_file())
-            metrics = pd.read_csv(metrics_src).iloc[zoo.meta["net_id"].to_numpy()].reset_index(drop=True)
-            if after is not None:
-                metrics["test_accuracy_before"] = metrics["test_accuracy"]
-                metrics["test_accuracy"] = after["acc"].double().numpy()
-                if "test_loss" in metrics.columns:
-                    metrics["test_loss_before"] = metrics["test_loss"]
-                metrics["test_loss"] = after["ce"].double().numpy()
-            with gzip.open(tmp / "metrics.csv.gz", "wt") as fh:
-                metrics.to_csv(fh, index=False)
+            _write_small_cnn_zoo(tmp, zoo, new, after, zoo_dir)
         (tmp / OPTIMIZED_FILE).write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _small_cnn_zoo_activation(model_path: Path, zoo_dir: Path) -> str:
+    """The activation of the Small CNN Zoo networks to read: the one the model was trained for (the zoo folder
+    holds both kinds); a model trained for another architecture is a CheckpointError."""
+    from .optimize import CheckpointError, load_model
+
+    found = load_model(model_path).spec
+    if found.activation not in ("tanh", "relu") or found != small_cnn_zoo_spec(found.activation):
+        raise CheckpointError(f"{model_path} was trained for {found.describe()}; the Small CNN Zoo at {zoo_dir} "
+                              "holds CNNs of the Small CNN Zoo design. Use a checkpoint trained on that zoo "
+                              "(zoo_path in the params file) or retrain")
+    return found.activation
+
+
+def _score_before_after(zoo: Zoo, new: Params, data, summary: dict) -> dict:
+    """The networks' test metrics after the one shot (returned) and the average/best accuracy before and after
+    (added to ``summary``)."""
+    from .objective import evaluate as score
+
+    x, y = data.split("test")
+    before = score(zoo.spec, zoo.params, x, y)
+    after = score(zoo.spec, new, x, y)
+    acc_before, acc_after = before["acc"].double(), after["acc"].double()
+    summary.update({"dataset": data.name,
+                    "avg_acc_before": round(100 * float(acc_before.mean()), 2),
+                    "avg_acc_after": round(100 * float(acc_after.mean()), 2),
+                    "max_acc_before": round(100 * float(acc_before.max()), 2),
+                    "max_acc_after": round(100 * float(acc_after.max()), 2)})
+    return after
+
+
+def _write_workbench_zoo(tmp: Path, zoo: Zoo, new: Params, after: dict | None, model_path: Path) -> None:
+    """The optimized zoo in the workbench format; the input's metrics move to ``<column>_before``."""
+    meta = zoo.meta.copy()
+    for column in _METRIC_COLUMNS:
+        if column in meta.columns:
+            meta[f"{column}_before"] = meta[column]
+            meta[column] = np.nan
+    if after is not None:
+        meta["test_acc"] = after["acc"].double().numpy()
+        meta["test_loss"] = after["ce"].double().numpy()
+        meta["l1"] = after["l1"].double().numpy()
+    info = {**zoo.info, "optimized_by": str(model_path)}
+    Zoo(zoo.spec, new, meta, zoo.dataset, zoo.split_seed, info).save(tmp)
+
+
+def _write_small_cnn_zoo(tmp: Path, zoo: Zoo, new: Params, after: dict | None, zoo_dir: Path) -> None:
+    """The optimized zoo in the Small CNN Zoo layout (``weights.npy``, ``layout.csv``, ``metrics.csv.gz``)."""
+    import pandas as pd
+
+    tmp.mkdir()
+    rows = _to_tf_rows(zoo, new, zoo_dir / "layout.csv")
+    with open(tmp / "weights.npy", "wb") as fh:
+        np.save(fh, rows)
+    (tmp / "layout.csv").write_bytes((zoo_dir / "layout.csv").read_bytes())
+    metrics_src = next(p for p in (zoo_dir / "metrics.csv.gz", zoo_dir / "metrics.csv") if p.is_file())
+    metrics = pd.read_csv(metrics_src).iloc[zoo.meta["net_id"].to_numpy()].reset_index(drop=True)
+    if after is not None:
+        metrics["test_accuracy_before"] = metrics["test_accuracy"]
+        metrics["test_accuracy"] = after["acc"].double().numpy()
+        if "test_loss" in metrics.columns:
+            metrics["test_loss_before"] = metrics["test_loss"]
+        metrics["test_loss"] = after["ce"].double().numpy()
+    with gzip.open(tmp / "metrics.csv.gz", "wt") as fh:
+        metrics.to_csv(fh, index=False)

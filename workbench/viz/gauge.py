@@ -11,7 +11,8 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from ..gauge import conv_output_size, conv_to_toeplitz, conv_vs_dense_directions, distance_to_convolution
-from ..nets import NetSpec, Params, check_params, forward, select
+from ..forward_pass import forward
+from ..nets import NetSpec, Params, check_params, select
 from ..symmetry import SymmetryError, act, group_for, unit_scaling
 from .widgets import show_in
 
@@ -51,7 +52,7 @@ def compute_scaling_demo(
 
     Args:
         hidden_layer: index among hidden layers (0 = ``spec.widths[1]``); ``unit``: neuron/channel inside it.
-        x: probe inputs for :func:`workbench.nets.forward`.
+        x: probe inputs for :func:`workbench.forward_pass.forward`.
         strict: refuse scales outside the activation's symmetry group (positive for ReLU, +-1 for tanh).
 
     Returns:

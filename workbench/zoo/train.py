@@ -2,9 +2,9 @@
 
 Every network gets its own minibatch ``(B, N, ...)``; gradients of all networks come from one backward pass and
 one optimizer step updates all of them with per-network learning rates and update rules. The forward pass is
-:func:`workbench.nets.forward` with per-network inputs: batched matrix products for MLPs and, for CNNs with small
+:func:`workbench.forward_pass.forward` with per-network inputs: batched matrix products for MLPs and, for CNNs with small
 feature maps such as the digits CNN, for conv layers too (the patches of the train split are computed once),
-grouped convolutions for larger maps (see :func:`workbench.nets.conv_route` and bench/README.md).
+grouped convolutions for larger maps (see :func:`workbench.forward_pass.conv_route` and bench/README.md).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..data import Dataset
-from ..nets import NetSpec, forward, prepare_inputs, unflatten_params
+from ..forward_pass import forward, prepare_inputs
+from ..nets import NetSpec, unflatten_params
 from .container import ZooError
 
 __all__ = ["train_networks", "SGD_MOMENTUM", "ADAM_BETAS", "ADAM_EPS"]

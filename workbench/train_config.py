@@ -1,0 +1,116 @@
+"""The configuration of one meta-optimizer training run, and the metanetwork it builds.
+
+:class:`TrainConfig` holds the optimization settings and, as ``meta``, the frozen
+:class:`~workbench.metanet.MetanetConfig` of the metanetwork (nanoGPT's ``GPT(config)``: :func:`build_model` builds
+the model from it). Its flat dict form (:meth:`TrainConfig.to_dict`) is what checkpoints store and run-folder
+digests hash, so it must stay stable: a changed form would move every run to a new folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .metanet import NFN, ScaleGMN
+from .metanet.config import META_FIELDS, MetanetConfig
+from .nets import NetSpec
+from .ranges import check_train_config
+
+__all__ = ["TrainConfig", "MetanetConfig", "build_model"]
+
+#: MetanetConfig fields that came after the run digests were fixed: the flat form leaves them out at their defaults,
+#: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
+_LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one meta-optimizer training run: the optimization here, the metanetwork in ``meta``.
+
+    Args:
+        lam: L1 weight (0 = cross-entropy only; > 0 = sparsity objective).
+        epochs: passes over the training networks.
+        batch_networks: networks per step (global, across DDP ranks).
+        batch_images: images per step (the same images for all networks of the step).
+        lr, weight_decay, warmup_steps, grad_clip: AdamW settings.
+        seed: seeds initialisation, batch order and dropout.
+        device: "auto" (CUDA when present), "cpu" or "cuda[:i]".
+        amp: bf16 autocast when on CUDA.
+        val_images: cap on validation images per evaluation (None = all).
+        val_networks: cap on the validation entries scored per evaluation, taken in zoo order (whole networks with all
+            their checkpoints first; None = all). Scoring costs a one-shot pass per epoch, not training.
+        noise: weight-space augmentation: every training network of a step gets Gaussian noise of standard deviation
+            ``noise`` x (that network's RMS of that layer's weights, resp. biases) added to its input. The objective
+            is computed on the metanet's output for the noisy network, so a perturbed network is as valid a training
+            input as a zoo network (0 = off).
+        group_augment: apply a random element of the activation's symmetry group (hidden-neuron permutations and
+            sign flips, or positive scales log-uniform on ``augment_scales``) to every training network of a step.
+            Function-preserving; a no-op for the exactly equivariant ScaleGMN up to float rounding, it is what trains
+            the symmetry-broken GMN fairly ("GMN-B + symmetry augmentation").
+        augment_scales: range of the positive scales drawn by ``group_augment`` for ReLU networks.
+        patience: stop when the validation loss has not improved for this many epochs (None = run all epochs).
+        train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
+            same validation images), so the history shows the gap between seen and unseen networks (0 = off).
+        meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
+            symmetry, dropout, gate, ...). Named after the params files' ``meta_`` prefix: ``meta_<field>`` in a
+            params file sets the field of that name here or in ``meta``.
+    """
+
+    lam: float = 0.0
+    epochs: int = 20
+    batch_networks: int = 32
+    batch_images: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    grad_clip: float = 10.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    val_images: int | None = None
+    val_networks: int | None = None
+    noise: float = 0.0
+    group_augment: bool = False
+    augment_scales: tuple[float, float] = (0.25, 4.0)
+    patience: int | None = None
+    train_eval_networks: int = 128
+    meta: MetanetConfig = field(default_factory=MetanetConfig)
+
+    def __post_init__(self):
+        check_train_config(self)  # one range table for every setting (workbench/ranges.py)
+        if not isinstance(self.meta, MetanetConfig):
+            raise ConfigError(f"TrainConfig.meta must be a MetanetConfig, got {type(self.meta).__name__}")
+        scales = self.augment_scales
+        if len(scales) != 2 or not scales[0] <= scales[1]:
+            raise ConfigError(f"augment_scales must be a (low, high) pair with 0 < low <= high, got {scales!r}")
+
+    def to_dict(self) -> dict:
+        """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
+        checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
+        ``out_scale_init`` and ``io_embed`` are left out at their defaults, so those digests stay the same."""
+        d = dataclasses.asdict(self)
+        meta, defaults = d.pop("meta"), MetanetConfig()
+        for name in _LEFT_OUT_AT_DEFAULT:
+            if meta[name] == getattr(defaults, name):
+                del meta[name]
+        return {**d, **meta}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """The config of a flat form (:meth:`to_dict`, any subset; the rest default): each name goes to the class
+        that has the field. Checkpoints written before ``meta`` existed hold the same form and load unchanged."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"meta"}
+        unknown = sorted(set(d) - own - set(META_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; valid settings are "
+                             f"{sorted(own | set(META_FIELDS))}")
+        settings = {k: v for k, v in d.items() if k in own}
+        if "augment_scales" in settings:  # JSON and checkpoints store tuples as lists
+            settings["augment_scales"] = tuple(settings["augment_scales"])
+        return cls(**settings, meta=MetanetConfig(**{k: v for k, v in d.items() if k in META_FIELDS}))
+
+
+def build_model(spec: NetSpec, config: TrainConfig | MetanetConfig) -> ScaleGMN | NFN:
+    """The (untrained) metanetwork ``config`` (or its ``meta``) describes for networks of ``spec``."""
+    meta = config.meta if isinstance(config, TrainConfig) else config
+    return (NFN if meta.model == "nfn" else ScaleGMN)(spec, meta)
