@@ -25,21 +25,21 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .baselines import sgd_finetune, time_one_at_a_time
-from .data import Dataset, load_dataset
-from .errors import ConfigError
-from .io import atomic_write_text, run_result_readable
-from .metanet import MetanetConfig, ScaleGMN, count_parameters, matched_hidden, rescale_response
-from .metanet.config import META_FIELDS
-from .nets import NetSpec, Params, map_params, n_networks
-from .objective import evaluate, l1_reduction, share_near_zero
-from .optimize import TrainConfig, TrainResult, load_model, one_shot, resolve_device, train
-from .parallel import run_parallel
-from .records import Family, Method, RunKey
-from .results import method_row, results_table, sgd_rows, training_smoothness
-from .symmetry import group_for
-from .warmstart import sgd_curves, tune_sgd_lr
-from .zoo import FAMILIES, Zoo, default_spec, load_or_generate, load_small_cnn_zoo
+from ..baselines import sgd_finetune, time_one_at_a_time
+from ..data import Dataset, load_dataset
+from ..errors import ConfigError
+from ..io import atomic_write_text, run_result_readable
+from ..metanet import MetanetConfig, ScaleGMN, count_parameters, matched_hidden, rescale_response
+from ..metanet.config import META_FIELDS
+from ..nets import NetSpec, Params, map_params, n_networks
+from ..objective import evaluate, l1_reduction, share_near_zero
+from ..optimize import TrainConfig, TrainResult, load_model, one_shot, resolve_device, train
+from ..parallel import run_parallel
+from ..records import Family, Method, RunKey
+from ..results import method_row, results_table, sgd_rows, training_smoothness
+from ..symmetry import group_for
+from ..warmstart import sgd_curves, tune_sgd_lr
+from ..zoo import FAMILIES, Zoo, default_spec, load_or_generate, load_small_cnn_zoo
 
 __all__ = [
     "OBJECTIVES", "METHODS", "OBJECTIVE_METRIC", "check_families", "get_data", "get_zoo", "prefetch_zoos",
@@ -195,8 +195,8 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
     """
     import torch.distributed as dist
 
-    from .params import ParamsError, file_values
-    from .runner import output_root
+    from ..params import ParamsError, file_values
+    from ..runner import output_root
 
     params, values = file_values(params_path, "04")
     missing = [k for k in ("n_networks", "zoo_epochs", *(("lam",) if objective == "l1" else ())) if k not in values]
