@@ -17,6 +17,7 @@ from workbench.metanet import (NFN, MetanetConfig, NPLinear, ScaleGMN, count_par
                                rescale_response)
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
+from workbench.pipeline.methods import _method_settings  # private: the settings each method adds
 from workbench.ranges import PARAMS_RANGES
 from workbench.equivariance import assert_equivariant, equivariance_error
 from workbench.symmetry import group_for
@@ -379,19 +380,19 @@ def test_nfn_hidden_setting_matches_the_scalegmn_budget_and_only_touches_nfn():
     spec = default_spec("cnn-relu")
     base = dict(hidden=16, n_layers=2, bidirectional=True, gate=True)
     target = count_parameters(ScaleGMN.for_spec(spec, **base))
-    _, nfn = pipeline._method_settings("nfn", {**base, "nfn_hidden": "match"}, spec)
+    _, nfn = _method_settings("nfn", {**base, "nfn_hidden": "match"}, spec)
     assert nfn["model"] == "nfn" and "nfn_hidden" not in nfn and nfn["hidden"] == matched_hidden(spec, target, 2)
     count = lambda h: count_parameters(NFN.for_spec(spec, hidden=h, n_layers=2, gate=True))  # noqa: E731
     assert abs(count(nfn["hidden"]) / target - 1) < 0.1  # within a few percent of ScaleGMN-B's budget
     assert count(nfn["hidden"] + 1) > target > count(nfn["hidden"] - 1)  # the closest size, brute force
-    assert pipeline._method_settings("nfn-aug", {**base, "nfn_hidden": 7}, spec)[1]["hidden"] == 7
-    assert pipeline._method_settings("nfn", base, spec)[1]["hidden"] == nfn["hidden"]  # "match" is the default
+    assert _method_settings("nfn-aug", {**base, "nfn_hidden": 7}, spec)[1]["hidden"] == 7
+    assert _method_settings("nfn", base, spec)[1]["hidden"] == nfn["hidden"]  # "match" is the default
     for method in ("scalegmn", "gmn", "gmn-aug"):  # the other methods' settings (and run folders) are untouched
-        assert (pipeline._method_settings(method, {**base, "nfn_hidden": "match"}, spec)
-                == pipeline._method_settings(method, base, spec))
+        assert (_method_settings(method, {**base, "nfn_hidden": "match"}, spec)
+                == _method_settings(method, base, spec))
     for bad in (0, "big", 2.5, True):
         with pytest.raises(ValueError, match="nfn_hidden"):
-            pipeline._method_settings("nfn", {**base, "nfn_hidden": bad}, spec)
+            _method_settings("nfn", {**base, "nfn_hidden": bad}, spec)
     with pytest.raises(ValueError, match="positive"):
         matched_hidden(spec, 0, 2)
 
@@ -440,7 +441,7 @@ def test_matching_nfn_width_first_does_not_poison_the_cached_graph_layout():
 
     spec = NetSpec.mlp((5, 3, 2), "relu")
     _layout_cached.cache_clear()
-    pipeline._method_settings("nfn", dict(hidden=4, n_layers=1, bidirectional=True, gate=True), spec)
+    _method_settings("nfn", dict(hidden=4, n_layers=1, bidirectional=True, gate=True), spec)
     layout = graph_layout(spec)
     assert layout.edge_index.device.type == "cpu" and not layout.edge_index.is_meta
     params = init_params(spec, 2, torch.Generator().manual_seed(0))

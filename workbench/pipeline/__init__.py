@@ -1,0 +1,99 @@
+"""The glue between notebooks 03-07 (and the command line): which zoo, which run folder, which settings.
+
+Each expensive step writes artifacts under ``output_dir`` and the cheap steps read them back, so that running
+the notebooks in order reuses the zoo of notebook 03 and the trained metanetworks of notebooks 04/05; run alone,
+each notebook regenerates what it is missing with the same settings (same seed, same result).
+
+One module per concept:
+
+* :mod:`~workbench.pipeline.zoos`: the data set and the (cached) zoo of a family (:func:`get_data`,
+  :func:`get_zoo`, :func:`prefetch_zoos`).
+* :mod:`~workbench.pipeline.methods`: the metanetworks compared (:data:`METHODS`) and their row labels.
+* :mod:`~workbench.pipeline.runs`: one run's config and folder, training or reloading it (:func:`train_method`),
+  many runs in parallel (:func:`prefetch_runs`) and the command-line training (:func:`train_from_params`).
+* :mod:`~workbench.pipeline.held_out`: the held-out networks every method is scored on (:func:`test_networks`).
+* :mod:`~workbench.pipeline.ablation`: notebook 05's ablation and its verdicts (:func:`run_ablation`).
+* :mod:`~workbench.pipeline.table`: notebook 06's results table (:func:`family_results`).
+* :mod:`~workbench.pipeline.scaling`: notebook 07's scaling study and lambda sweep.
+
+Folder layout under ``output_dir``::
+
+    zoo/<family>/                         zoo (safetensors + meta.csv + zoo.json)
+    metanet/<family>/<objective>-<symmetry>-s<seed>/   best.pt, checkpoint.pt, metrics.jsonl, result.json
+    results/                              tables and per-method measurements
+    figures/                              every figure as .json and .html (and .png when possible)
+"""
+from ..optimize import load_model  # noqa: F401 -- notebook 04 reloads a run's best.pt as pipeline.load_model
+from .ablation import (
+    OBJECTIVE_METRIC,
+    ablation_conclusions,
+    ablation_verdict,
+    initial_scores,
+    run_ablation,
+    summarize_ablation,
+    symmetry_response,
+)
+from .held_out import gain_by_checkpoint, test_networks, trained_mask
+from .methods import METHODS, method_label, method_of_label
+from .runs import (
+    OBJECTIVES,
+    RUN_WIDE_SETTINGS,
+    SETTINGS_PREFIX,
+    make_config,
+    prefetch_runs,
+    run_dir,
+    run_exists,
+    train_from_params,
+    train_metanet,
+    train_method,
+    training_settings,
+)
+from .scaling import lam_sweep, scaling_study, subsample_train
+from .table import family_results, results_for_families
+from .zoos import ZOO_BATCH_SIZE, ZOO_CHECKPOINTS, check_families, get_data, get_zoo, prefetch_zoos, split_params
+
+__all__ = [
+    # zoos
+    "ZOO_CHECKPOINTS",
+    "ZOO_BATCH_SIZE",
+    "check_families",
+    "get_data",
+    "get_zoo",
+    "prefetch_zoos",
+    "split_params",
+    # methods
+    "METHODS",
+    "method_label",
+    "method_of_label",
+    # runs
+    "OBJECTIVES",
+    "RUN_WIDE_SETTINGS",
+    "SETTINGS_PREFIX",
+    "run_dir",
+    "make_config",
+    "train_metanet",
+    "train_from_params",
+    "training_settings",
+    "prefetch_runs",
+    "run_exists",
+    "train_method",
+    # held_out
+    "test_networks",
+    "trained_mask",
+    "gain_by_checkpoint",
+    # ablation
+    "OBJECTIVE_METRIC",
+    "run_ablation",
+    "summarize_ablation",
+    "symmetry_response",
+    "initial_scores",
+    "ablation_verdict",
+    "ablation_conclusions",
+    # table
+    "family_results",
+    "results_for_families",
+    # scaling
+    "subsample_train",
+    "scaling_study",
+    "lam_sweep",
+]

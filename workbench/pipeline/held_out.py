@@ -1,0 +1,44 @@
+"""The held-out networks every method is scored on, and the per-checkpoint view of a gain.
+
+Notebooks 04-07 all score on :func:`test_networks` (the test-split networks with all their checkpoints, optionally
+capped); :func:`trained_mask` marks the trained checkpoints, where the targets are measured, and
+:func:`gain_by_checkpoint` breaks a before/after accuracy down by checkpoint epoch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..zoo import Zoo
+
+__all__ = ["test_networks", "trained_mask", "gain_by_checkpoint"]
+
+
+def test_networks(zoo: Zoo, limit: int | None = None, split: str = "test") -> Zoo:
+    """The held-out networks every method is scored on, with all their checkpoints: the test-split networks, or the
+    first ``limit`` of them (by ``net_id``) when capped. Notebooks 04, 05 and 06 all score on this same set.
+    ``split="val"``: the same selection among the validation networks (where baselines are tuned)."""
+    test = zoo.subset(split=split)
+    if limit is not None:
+        ids = np.sort(test.meta["net_id"].unique())[:limit]
+        test = test.subset(mask=test.meta["net_id"].isin(ids).to_numpy())
+    return test
+
+
+def trained_mask(zoo: Zoo) -> np.ndarray:
+    """(len(zoo),) bool: entries that are trained checkpoints (epoch >= 1), where the targets are measured."""
+    return (zoo.meta["epoch"].to_numpy() >= 1)
+
+
+def gain_by_checkpoint(zoo: Zoo, before, after) -> pd.DataFrame:
+    """Average test accuracy (%) before/after per checkpoint epoch of ``zoo``'s entries, plus the rows "trained"
+    (epoch >= 1) and "all"; ``before``/``after`` are (len(zoo),) accuracies in [0, 1]."""
+    before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    epochs = zoo.meta["epoch"].to_numpy()
+    groups = [(str(int(e)), epochs == e) for e in sorted(set(epochs.tolist()))]
+    groups += [("trained", epochs >= 1), ("all", np.ones_like(epochs, dtype=bool))]
+    rows = [{"checkpoint": name, "entries": int(m.sum()), "before": 100 * before[m].mean() if m.any() else np.nan,
+             "after": 100 * after[m].mean() if m.any() else np.nan} for name, m in groups]
+    frame = pd.DataFrame(rows)
+    frame["gain"] = frame["after"] - frame["before"]
+    return frame

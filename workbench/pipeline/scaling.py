@@ -1,0 +1,148 @@
+"""Notebook 07's two studies: how the held-out one-shot gain scales with the number of training networks, and the
+choice of the L1 weight lambda on validation networks.
+
+:func:`scaling_study` trains one ScaleGMN per (size, seed) on :func:`subsample_train` subsets of the zoo's training
+networks, for the same number of optimizer steps, in worker processes; :func:`lam_sweep` traces the
+accuracy-vs-sparsity trade-off of the L1 objective and flags the largest lambda within an accuracy budget.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..baselines import sgd_finetune
+from ..data import Dataset
+from ..nets import map_params, n_networks
+from ..objective import evaluate, l1_reduction, share_near_zero
+from ..optimize import TrainConfig, one_shot, train
+from ..parallel import run_parallel
+from ..zoo import Zoo
+from .held_out import test_networks, trained_mask
+from .runs import make_config, train_method
+from .zoos import get_data, get_zoo, split_params
+
+__all__ = ["subsample_train", "scaling_study", "lam_sweep"]
+
+
+# -- scaling study (notebook 07) ------------------------------------------------------------------------------------
+def subsample_train(zoo: Zoo, n_train_networks: int, seed: int = 0) -> Zoo:
+    """``zoo`` with only ``n_train_networks`` of its training networks (all their checkpoints), drawn at random by
+    ``seed``; validation and test networks are kept, so every size is scored on the same held-out networks."""
+    ids = np.sort(zoo.meta.loc[zoo.meta["split"] == "train", "net_id"].unique())
+    if not 1 <= n_train_networks <= len(ids):
+        raise ValueError(f"n_train_networks must lie in [1, {len(ids)}] (the zoo's training networks), "
+                         f"got {n_train_networks}")
+    keep = np.random.RandomState(seed).permutation(ids)[:n_train_networks]
+    mask = (zoo.meta["split"] != "train").to_numpy() | zoo.meta["net_id"].isin(keep).to_numpy()
+    sub = zoo.subset(mask=mask)
+    sub.info = {**sub.info, "train_subsample": {"n_train_networks": int(n_train_networks), "seed": int(seed)}}
+    return sub
+
+
+def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
+    """Worker side of :func:`scaling_study`: one (size, seed) point."""
+    data = get_data(**job["data"])
+    zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
+    n, s, settings = job["size"], job["seed"], job["settings"]
+    test = test_networks(zoo, job["eval_networks"])
+    (x, y), (xv, yv) = data.split("test"), data.split("val")
+    before = evaluate(zoo.spec, test.params, x, y)["acc"].double()
+    before_val = float(evaluate(zoo.spec, test.params, xv, yv)["acc"].double().mean())
+    trained = torch.as_tensor(trained_mask(test))
+    sub = subsample_train(zoo, n, seed=s)
+    splits = split_params(sub)
+    n_entries = n_networks(splits["train"])
+    steps_per_epoch = max(1, n_entries // settings.get("batch_networks", TrainConfig().batch_networks))
+    epochs = max(1, math.ceil(job["steps"] / steps_per_epoch))  # at least the requested steps for every size
+    config = make_config(zoo.spec, objective="ce", lam=0.0, seed=s, **{**settings, "epochs": epochs})
+    result = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False,
+                   monitor={"test": test.params})
+    new, _ = one_shot(result.model, zoo.spec, test.params)
+    after = evaluate(zoo.spec, new, x, y)["acc"].double()
+    best = result.history[result.best_epoch] if result.best_epoch >= 0 else {}
+    row = {
+        "family": zoo.spec.family, "train_networks": n, "train_entries": n_entries, "seed": s, "epochs": epochs,
+        "steps": result.history[-1]["step"] if result.history else 0, "best_epoch": result.best_epoch,
+        "gain_all": 100 * float(after.mean() - before.mean()),
+        "gain_trained": 100 * float(after[trained].mean() - before[trained].mean()),
+        "seen_minus_val_loss": best.get("seen_loss", float("nan")) - best.get("val_loss", float("nan")),
+        "train_seconds": result.seconds,
+    }
+    curve = [{"family": zoo.spec.family, "train_networks": n, "seed": s, "epoch": h["epoch"], "step": h["step"],
+              "val_loss": h["val_loss"], "seen_loss": h.get("seen_loss"),
+              "test_gain_val_images": 100 * (h["test_acc"] - before_val)} for h in result.history]
+    return row, curve
+
+
+def scaling_study(output_dir, family: str, *, data: dict, zoo: dict, sizes, seeds=(0, 1), steps: int,
+                  eval_networks: int | None = None, workers: int | None = None, progress: bool = True, **settings):
+    """Held-out one-shot gain (CE objective, ScaleGMN) vs the number of training networks and vs training steps.
+
+    For every size in ``sizes`` (training networks of the zoo of ``family``, each with all its checkpoints, drawn
+    by :func:`subsample_train`) and seed, a ScaleGMN is trained for the same number of optimizer ``steps`` (so sizes
+    differ in data, not in compute), its best epoch picked on the validation networks, and its one shot scored on
+    the held-out test networks (:func:`test_networks`). Per epoch the held-out networks are also scored on the
+    validation images (``test_gain_val_images``) for the gain-vs-steps curve; nothing is selected by them.
+    ``data``/``zoo``: keyword arguments of :func:`get_data`/:func:`get_zoo` (the zoo must exist); the points run in
+    ``workers`` processes.
+
+    Returns ``(runs, curves)``: one row per (size, seed) with gains over all and over trained checkpoints, the best
+    epoch and the generalisation gap (training-network minus validation-network loss at the best epoch); one row
+    per (size, seed, epoch) with steps and the held-out gain.
+    """
+    jobs = [{"output_dir": str(output_dir), "family": family, "data": dict(data), "zoo": dict(zoo), "size": int(n),
+             "seed": int(s), "steps": int(steps), "eval_networks": eval_networks, "settings": dict(settings)}
+            for n in sizes for s in seeds]
+    results = run_parallel(_scaling_job, jobs, workers=workers, desc=f"scaling study {family}", progress=progress,
+                           label=lambda j: f"{j['size']} networks, seed {j['seed']}")
+    return (pd.DataFrame([r for r, _ in results]), pd.DataFrame([c for _, cs in results for c in cs]))
+
+
+# -- choosing lambda for the L1 objective (notebook 07) ---------------------------------------------------------------
+def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_epochs=(5,), sgd_lr: float = 0.01,
+              eval_networks: int | None = None, max_acc_drop: float = 5.0, progress: bool = True, **settings):
+    """The accuracy-vs-sparsity trade-off of the L1 objective for every ``lam``, on the *validation* networks (the
+    choice of lambda must not look at the test networks).
+
+    Points: the initial networks, the all-zero network, the L1 ScaleGMN one shot for each ``lam`` (runs cached like
+    every other run; train them in parallel first with :func:`prefetch_runs`), and SGD on CE + lam L1 for each
+    budget in ``sgd_epochs`` and each ``lam``. ``chosen`` (one row flagged) is the largest ``lam`` whose one shot
+    keeps the accuracy on trained checkpoints within ``max_acc_drop`` points of the initial networks'.
+
+    Returns a DataFrame: method, lam, acc_trained (%), l1_reduction (%), near_zero (%), loss (CE + lam L1), chosen.
+    """
+    val = zoo.subset(split="val")
+    if eval_networks is not None:
+        ids = np.sort(val.meta["net_id"].unique())[:eval_networks]
+        val = val.subset(mask=val.meta["net_id"].isin(ids).to_numpy())
+    x, y = data.split("val")
+    trained = torch.as_tensor(trained_mask(val))
+    spec = zoo.spec
+
+    def point(method, lam, params):
+        m = evaluate(spec, params, x, y, lam)
+        return {"method": method, "lam": lam, "acc_trained": 100 * float(m["acc"][trained].double().mean()),
+                "l1_reduction": l1_reduction(val.params, params), "near_zero": share_near_zero(params),
+                "loss": float(m["loss"].double().mean())}
+
+    rows = []
+    for lam in lams:
+        rows.append(point("Initial", lam, val.params))
+        rows.append(point("All-zero network", lam, map_params(torch.zeros_like, val.params)))
+        result = train_method(output_dir, zoo, data, "scalegmn", objective="l1", lam=lam, seed=seed, progress=progress,
+                              **settings)
+        new, _ = one_shot(result.model, spec, val.params)
+        rows.append(point("ScaleGMN one shot", lam, new))
+        runs = sgd_finetune(spec, val.params, data, epochs=tuple(sgd_epochs), lam=lam, lr=sgd_lr, seed=seed,
+                            progress=False)
+        rows += [point(f"SGD ({e} epochs)", lam, r.params) for e, r in runs.items()]
+    frame = pd.DataFrame(rows)
+    frame["chosen"] = False
+    initial_acc = frame.loc[frame["method"] == "Initial", "acc_trained"].iloc[0]
+    ok = frame[(frame["method"] == "ScaleGMN one shot") & (frame["acc_trained"] >= initial_acc - max_acc_drop)]
+    if len(ok):
+        frame.loc[ok["lam"].idxmax(), "chosen"] = True
+    return frame
