@@ -308,6 +308,11 @@ def sgd_finetune(
             per_chunk.append(_train_chunk(spec, part, x, y, budgets, lr=step, progress_bar=bar, **settings))
     finally:
         bar.close()
+    return _merge_chunks(per_chunk, budgets, n_nets)
+
+
+def _merge_chunks(per_chunk: list[list[SGDResult]], budgets: list[int], n_nets: int) -> dict[int, SGDResult]:
+    """One :class:`SGDResult` per budget from the chunks' results (networks concatenated, times added up)."""
     out = {}
     for i, budget in enumerate(budgets):
         parts = [results[i] for results in per_chunk]

@@ -20,6 +20,9 @@ The metanetwork's training settings follow one rule: ``meta_<name>`` sets the fi
 :class:`~workbench.optimize.TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig` (``meta_hidden``,
 ``meta_n_layers``, ``meta_batch_networks``, ...; :func:`workbench.pipeline.training_settings` applies it); ``seed``,
 ``lam`` and ``device`` are run-wide keys. A key renamed by that rule (:data:`RENAMED`) is an error naming the new key.
+
+The module is longer than the package's other modules (about 420 lines) on purpose: every rule a params file must
+meet lives here, next to the reader that enforces it, so one file answers "why was my params file refused".
 """
 from __future__ import annotations
 

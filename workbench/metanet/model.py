@@ -125,13 +125,7 @@ class ScaleGMN(nn.Module):
 
         These are fixed scalars, so dividing inputs by them (and multiplying outputs back) keeps equivariance.
         """
-        check_params(self.spec, params)
-        for layer, (w, b) in enumerate(params):
-            w_rms = w.double().pow(2).mean().sqrt()
-            b_rms = b.double().pow(2).mean().sqrt()
-            w_rms = w_rms if w_rms > 0 else torch.tensor(1.0)
-            self.w_norm[layer] = w_rms
-            self.b_norm[layer] = b_rms if b_rms > 1e-8 else w_rms
+        fit_layer_rms(self, params)
         return self
 
     # -- the forward pass ------------------------------------------------------------------------------------
@@ -192,6 +186,21 @@ class ScaleGMN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.family} {self.spec.widths}, symmetry={self.symmetry!r}"
+
+
+@torch.no_grad()
+def fit_layer_rms(metanet: nn.Module, params: Params) -> None:
+    """Set ``metanet.w_norm[l]`` / ``b_norm[l]`` to the RMS of layer l's weights / biases over ``params``.
+
+    An all-zero weight layer keeps scale 1 and an all-zero bias layer borrows its weights' scale, so no division
+    by zero can follow. Shared by ScaleGMN and NFN: both divide their inputs by these fixed scalars."""
+    check_params(metanet.spec, params)
+    for layer, (w, b) in enumerate(params):
+        w_rms = w.double().pow(2).mean().sqrt()
+        b_rms = b.double().pow(2).mean().sqrt()
+        w_rms = w_rms if w_rms > 0 else torch.tensor(1.0)
+        metanet.w_norm[layer] = w_rms
+        metanet.b_norm[layer] = b_rms if b_rms > 1e-8 else w_rms
 
 
 @torch.no_grad()

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from ..nets import NetSpec, Params, SpecError, check_params, map_params
 from ..symmetry import act, group_for, inverse, random_element
 from .config import MetanetConfig
-from .model import optimize_in_chunks
+from .model import fit_layer_rms, optimize_in_chunks
 
 __all__ = ["NFN", "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]
 
@@ -171,13 +171,7 @@ class NFN(nn.Module):
     def fit_normalization(self, params: Params) -> "NFN":
         """Set the per-layer weight and bias scales to their RMS over ``params`` (e.g. the training zoo), as
         :meth:`ScaleGMN.fit_normalization` does."""
-        check_params(self.spec, params)
-        for layer, (w, b) in enumerate(params):
-            w_rms = w.double().pow(2).mean().sqrt()
-            b_rms = b.double().pow(2).mean().sqrt()
-            w_rms = w_rms if w_rms > 0 else torch.tensor(1.0)
-            self.w_norm[layer] = w_rms
-            self.b_norm[layer] = b_rms if b_rms > 1e-8 else w_rms
+        fit_layer_rms(self, params)
         return self
 
     # -- the forward pass ------------------------------------------------------------------------------------

@@ -68,6 +68,18 @@ def compute_scaling_demo(
         before = forward(spec, single, x)[0]  # (N, classes)
         after = forward(spec, scaled, x)[0]
     delta = float((after - before).abs().max())
+    fig = _scaling_demo_figure(spec, single, scaled, before, after, hidden_layer, unit, n_examples)
+    fig.update_layout(
+        title=f"{spec.family}: hidden layer {hidden_layer}, {'channel' if spec.kind == 'cnn' else 'neuron'} {unit} "
+              f"scaled by {scale:.3g}; max |delta logits| = {delta:.1e}",
+    )
+    return fig, delta
+
+
+def _scaling_demo_figure(spec: NetSpec, single: Params, scaled: Params, before: Tensor, after: Tensor,
+                         hidden_layer: int, unit: int, n_examples: int) -> go.Figure:
+    """The three panels of :func:`compute_scaling_demo`: the unit's incoming and outgoing weights and the logits
+    of the first ``n_examples`` inputs, before vs after the scaling."""
 
     def incoming(p):
         w, b = p[hidden_layer]
@@ -94,12 +106,8 @@ def compute_scaling_demo(
     fig.update_xaxes(title_text="weight index", row=1, col=1)
     fig.update_xaxes(title_text="weight index", row=1, col=2)
     fig.update_xaxes(title_text="example x class", row=1, col=3)
-    fig.update_layout(
-        barmode="group", height=380,
-        title=f"{spec.family}: hidden layer {hidden_layer}, {kind} {unit} scaled by {scale:.3g}; "
-              f"max |delta logits| = {delta:.1e}",
-    )
-    return fig, delta
+    fig.update_layout(barmode="group", height=380)
+    return fig
 
 
 def toeplitz_figure(
