@@ -353,6 +353,27 @@ def test_run_parallel_returns_results_in_job_order_and_names_a_failing_job():
     assert [r[1] for r in run_parallel(slow_first, [1, 2], workers=1, progress=False)] == [os.getpid()] * 2
 
 
+def test_start_order_starts_the_costliest_jobs_first_and_keeps_ties_in_order():
+    from workbench.parallel import start_order
+
+    assert start_order(["a", "b", "c"]) == [0, 1, 2]
+    assert start_order([1, 5, 3, 5], cost=lambda j: j) == [1, 3, 2, 0]
+    # results still come back in job order when the jobs start in cost order
+    out = run_parallel(slow_first, [1, 2, 0], workers=2, progress=False, cost=lambda j: {0: 9, 1: 1, 2: 5}[j])
+    assert [r[0] for r in out] == [1, 2, 0]
+
+
+def test_run_cost_puts_graph_metanets_on_mlp_graphs_first():
+    from workbench.pipeline.runs import _run_cost
+
+    def cost(family, method, epochs=8, mlp_epochs=4):
+        return _run_cost({"family": family, "method": method, "settings": {"epochs": epochs, "mlp_epochs": mlp_epochs}})
+
+    # default run of 2026-12-04: MLP ScaleGMN-B 95 s, CNN ScaleGMN-B 48 s, CNN NFN 25 s, MLP NFN 14 s
+    assert cost("mlp-tanh", "scalegmn") > cost("cnn-tanh", "gmn") > cost("cnn-relu", "nfn") > cost("mlp-tanh", "nfn-aug")
+    assert cost("mlp-tanh", "scalegmn", mlp_epochs=None) == 2 * cost("mlp-tanh", "scalegmn")  # epochs apply then
+
+
 def test_run_parallel_names_a_failing_job_in_process_too():
     with pytest.raises(RuntimeError, match="job job-boom failed"):
         run_parallel(slow_first, [1, "boom"], workers=1, progress=False, label=lambda j: f"job-{j}")

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Callable, Sequence
 
-__all__ = ["default_workers", "run_parallel"]
+__all__ = ["default_workers", "run_parallel", "start_order"]
 
 
 def default_workers(requested: int | None = None) -> int:
@@ -29,6 +29,16 @@ def default_workers(requested: int | None = None) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def start_order(jobs: Sequence, cost: Callable | None = None) -> list[int]:
+    """Indices of ``jobs`` in the order to start them: by decreasing ``cost(job)`` (ties keep their order), or as
+    given without ``cost``."""
+    order = list(range(len(jobs)))
+    if cost is None:
+        return order
+    costs = [float(cost(job)) for job in jobs]
+    return sorted(order, key=lambda i: -costs[i])
 
 
 def _die_with_parent() -> None:
@@ -58,9 +68,11 @@ def _init_worker() -> None:
 
 
 def run_parallel(fn: Callable, jobs: Sequence, *, workers: int | None = None, desc: str = "jobs",
-                 progress: bool = True, label: Callable = str) -> list:
-    """``[fn(job) for job in jobs]``, computed by ``workers`` processes (in order of ``jobs``).
+                 progress: bool = True, label: Callable = str, cost: Callable | None = None) -> list:
+    """``[fn(job) for job in jobs]``, computed by ``workers`` processes (results in the order of ``jobs``).
 
+    ``cost(job)``: an estimate of a job's run time; the jobs then start longest first (the classic longest
+    processing time rule), so that a long job does not start last and keep one core busy while the others idle.
     With one worker or one job everything runs in this process (no start-up cost, easy to debug).
     """
     from .notebook import progress_bar as tqdm  # plain text lines in batch runs (workbench.notebook)
@@ -76,7 +88,7 @@ def run_parallel(fn: Callable, jobs: Sequence, *, workers: int | None = None, de
         return results
     results = [None] * len(jobs)
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-        futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+        futures = {pool.submit(fn, jobs[i]): i for i in start_order(jobs, cost)}
         bar = tqdm(total=len(jobs), desc=f"{desc} ({workers} processes)", disable=not progress)
         for future in as_completed(futures):
             i = futures[future]

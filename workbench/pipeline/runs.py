@@ -28,7 +28,7 @@ from ..parallel import run_parallel
 from ..params import ParamsError, file_values
 from ..paths import output_root
 from ..symmetry import group_for
-from ..zoo import Zoo
+from ..zoo import Zoo, default_spec
 from .methods import _method_settings
 from .zoos import get_data, get_zoo, split_params
 
@@ -218,4 +218,19 @@ def prefetch_runs(output_dir, runs, *, data: dict, zoo: dict, lam: float, worker
     jobs = [{"output_dir": str(output_dir), "family": f, "method": m, "objective": o, "seed": s, "lam": run_lam,
              "data": dict(data), "zoo": dict(zoo), "settings": dict(settings)} for f, m, o, s, run_lam in runs]
     return run_parallel(_train_job, jobs, workers=workers, desc="metanet runs", progress=progress,
-                        label=lambda j: f"{j['family']} {j['method']} {j['objective']} seed {j['seed']}")
+                        label=lambda j: f"{j['family']} {j['method']} {j['objective']} seed {j['seed']}",
+                        cost=_run_cost)
+
+
+def _run_cost(job: dict) -> float:
+    """A run's relative training time, only to start the long runs first: epochs x the cost of one epoch, which for
+    the graph metanets grows with the graph's edges (plus about 200 edges' worth for the zoo networks' own forward)
+    and for NFN is about flat (digits, default run of 2026-12-04: ScaleGMN-B 24 s per MLP epoch and 6 s per CNN
+    epoch, NFN 3 - 3.5 s for either). The zoo's default architecture stands in for a zoo read from disk."""
+    spec = default_spec(job["family"])
+    settings = job["settings"]
+    epochs = settings.get("epochs") or 1
+    if spec.kind == "mlp" and settings.get("mlp_epochs"):
+        epochs = settings["mlp_epochs"]
+    per_epoch = 230 if job["method"].startswith("nfn") else spec.n_edges + 200
+    return float(epochs * per_epoch)
