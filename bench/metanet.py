@@ -18,7 +18,10 @@ and ``large`` = hidden 128 / 4 layers. ``fused AdamW`` is the training default (
 latency at batch 1, one-shot throughput at batch 1,024 in fp32 / TF32 / bf16, training throughput at batch 256
 (fp32 and bf16 autocast). ``--tiny`` shrinks every size so the same code runs on a CPU in seconds (the dry run).
 
-    python bench/metanet.py [--sizes default large] [--compile] [--repeats 5]
+``--families mlp-tanh cnn-tanh`` times other zoo families' graphs (an MLP graph has 1,440 edges, a CNN graph 216);
+``--variants`` picks what runs beside eager fp32 (bf16 is several times slower on CPUs without avx512_bf16).
+
+    python bench/metanet.py [--sizes default large] [--families cnn-tanh] [--compile] [--repeats 5]
     python bench/metanet.py --gpu [--json results.jsonl] [--tiny --device cpu]
 """
 from __future__ import annotations
@@ -100,12 +103,29 @@ def compiled_copy(model):
         return model, f"{type(err).__name__}: {err}"
 
 
-def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=64):
+def _images(spec, n_images):
+    """Random inputs of the zoo networks of ``spec``: ``(n, d_in)`` for an MLP, ``(n, c, 8, 8)`` for a CNN."""
+    gen = torch.Generator().manual_seed(3)
+    if spec.kind == "mlp":
+        return torch.randn(n_images, spec.widths[0], generator=gen)
+    return torch.randn(n_images, spec.widths[0], 8, 8, generator=gen)
+
+
+def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=64, families=("cnn-tanh",),
+                variants=("fused AdamW", "bf16 autocast")):
+    """Eager fp32 side by side with ``variants`` (and torch.compile with ``use_compile``), per family and size."""
+    rows = []
+    for family in families:
+        rows += _cpu_compare_family(family, sizes, repeats, use_compile, n_graphs, n_images, n_shot, variants)
+    return rows
+
+
+def _cpu_compare_family(family, sizes, repeats, use_compile, n_graphs, n_images, n_shot, wanted):
     device = torch.device("cpu")
-    spec = default_spec("cnn-tanh")
+    spec = default_spec(family)
     zoo = init_params(spec, n_graphs, torch.Generator().manual_seed(2))
     shot_params = init_params(spec, n_shot, torch.Generator().manual_seed(1))
-    x = torch.randn(n_images, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    x = _images(spec, n_images)
     y = torch.randint(0, 10, (n_images,), generator=torch.Generator().manual_seed(4))
     rows = []
     for size in sizes:
@@ -115,6 +135,7 @@ def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=6
         eager_model = model
         variants = {"eager fp32": (eager_model, eager_model, None), "fused AdamW": (model, model, None),
                     "bf16 autocast": (model, model, torch.bfloat16)}
+        variants = {k: v for k, v in variants.items() if k == "eager fp32" or k in wanted}
         if use_compile:
             twin, error = compiled_copy(model)
             start = time.perf_counter()
@@ -122,13 +143,13 @@ def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=6
                 make_step(twin, twin, spec, zoo, x, y)()
                 make_shot(twin, spec, shot_params)()
                 variants["torch.compile"] = (twin, twin, None)
-                rows.append({"size": size, "measurement": "torch.compile: compile time (first step + first shot)",
-                             "seconds": time.perf_counter() - start})
+                rows.append({"size": size, "measurement": f"{family}: torch.compile: compile time (first step + "
+                             "first shot)", "seconds": time.perf_counter() - start})
             except Exception as err:  # noqa: BLE001
                 error = f"{type(err).__name__}: {err}"
             if error:
                 print(f"# torch.compile failed, eager only: {error[:300]}")
-        label = f"hidden {hidden}, {layers} layers"
+        label = f"{family}, hidden {hidden}, {layers} layers"
         steps = {k: make_step(m, net, spec, zoo, x, y, amp_dtype=amp, fused=k == "fused AdamW")
                  for k, (m, net, amp) in variants.items()}
         t = interleaved(steps, device, repeats)
@@ -194,6 +215,9 @@ def gpu_rows(device, *, tiny=False, repeats=5):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--families", nargs="+", default=["cnn-tanh"], help="zoo families (CPU comparison)")
+    parser.add_argument("--variants", nargs="+", default=["fused AdamW", "bf16 autocast"],
+                        help="what to time beside eager fp32: 'fused AdamW', 'bf16 autocast' (CPU comparison)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd layers (slow to compile)")
     parser.add_argument("--gpu", action="store_true", help="the CUDA measurements of bench/gpu.sh")
@@ -214,7 +238,7 @@ def main(argv=None):
             print(f"| {r['device']} | {r['measurement']} | {r['precision']} | {r['batch']} | "
                   f"{r['seconds'] * 1e3:.2f} | {r['rate']:,.0f} {r['unit']} |")
     else:
-        rows = cpu_compare(args.sizes, args.repeats, args.compile)
+        rows = cpu_compare(args.sizes, args.repeats, args.compile, families=args.families, variants=args.variants)
         print("| metanet | measurement | variant | time (ms) | rate | vs eager fp32 |\n|---|---|---|---:|---:|---:|")
         for r in rows:
             if "variant" not in r:

@@ -69,3 +69,18 @@ def test_failed_step_is_recorded_and_fails_the_run(tmp_path, monkeypatch):
     assert gpu.main(["--dry-run", "--out", str(tmp_path)]) == 1
     (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert record["bench"] == "metanet" and "exit status 3" in record["error"]
+
+
+def test_cpu_comparison_times_each_family_beside_eager_fp32():
+    import metanet  # noqa: E402  (bench/metanet.py)
+
+    rows = metanet.cpu_compare(["run"], 1, False, n_graphs=2, n_images=4, n_shot=2, families=["mlp-tanh", "cnn-relu"],
+                               variants=["fused AdamW"])
+    labels = {r["label"] for r in rows}
+    assert labels == {"mlp-tanh, hidden 16, 2 layers", "cnn-relu, hidden 16, 2 layers"}
+    steps = [r for r in rows if r["measurement"].startswith("training step")]
+    assert sorted(r["variant"] for r in steps) == ["eager fp32", "eager fp32", "fused AdamW", "fused AdamW"]
+    assert all(r["ratio"] == 1.0 for r in rows if r["variant"] == "eager fp32")
+    assert all(r["seconds"] > 0 and r["rate"] == pytest.approx(2 / r["seconds"]) for r in rows)
+    shots = [r for r in rows if r["measurement"].startswith("one shot")]
+    assert {r["variant"] for r in shots} == {"eager fp32"}  # an optimizer variant has nothing to do in a shot
