@@ -29,7 +29,7 @@ from ..params import ParamsError, file_values
 from ..paths import output_root
 from ..symmetry import group_for
 from ..zoo import Zoo, default_spec
-from .methods import _method_settings
+from .methods import METHODS, _method_settings
 from .zoos import get_data, get_zoo, split_params
 
 __all__ = ["OBJECTIVES", "RUN_WIDE_SETTINGS", "SETTINGS_PREFIX", "run_dir", "make_config", "train_metanet",
@@ -58,11 +58,19 @@ def make_config(spec: NetSpec, *, objective: str, lam: float, symmetry: str | No
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
     sym = symmetry or group_for(spec)
-    settings = dict(settings)
-    mlp_epochs = settings.pop("mlp_epochs", None)
-    if mlp_epochs is not None and spec.kind == "mlp":
-        settings["epochs"] = mlp_epochs  # MLP graphs (digits: 1,440 edges) cost ~5x a CNN graph (216) per step
+    epochs = _epochs(spec, settings)
+    settings = {k: v for k, v in settings.items() if k != "mlp_epochs"}
+    if epochs is not None:
+        settings["epochs"] = epochs
     return TrainConfig.from_dict({**settings, "lam": lam if objective == "l1" else 0.0, "symmetry": sym, "seed": seed})
+
+
+def _epochs(spec: NetSpec, settings: dict) -> int | None:
+    """The run's epochs: ``mlp_epochs`` for an MLP family when given (MLP graphs, digits: 1,440 edges, cost ~5x a
+    CNN graph's 216 per step), else ``epochs`` (None: TrainConfig's default)."""
+    if spec.kind == "mlp" and settings.get("mlp_epochs") is not None:
+        return settings["mlp_epochs"]
+    return settings.get("epochs")
 
 
 def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, objective: str, lam: float,
@@ -228,9 +236,5 @@ def _run_cost(job: dict) -> float:
     and for NFN is about flat (digits, default run of 2026-12-04: ScaleGMN-B 24 s per MLP epoch and 6 s per CNN
     epoch, NFN 3 - 3.5 s for either). The zoo's default architecture stands in for a zoo read from disk."""
     spec = default_spec(job["family"])
-    settings = job["settings"]
-    epochs = settings.get("epochs") or 1
-    if spec.kind == "mlp" and settings.get("mlp_epochs"):
-        epochs = settings["mlp_epochs"]
-    per_epoch = 230 if job["method"].startswith("nfn") else spec.n_edges + 200
-    return float(epochs * per_epoch)
+    per_epoch = 230 if METHODS[job["method"]].model == "nfn" else spec.n_edges + 200
+    return float((_epochs(spec, job["settings"]) or 1) * per_epoch)
