@@ -37,8 +37,8 @@ import time
 import torch
 
 import workbench  # noqa: F401  (one CPU thread)
-from workbench.metanet import ScaleGMN
-from workbench.nets import init_params, small_cnn_zoo_spec
+from workbench.metanet import GraphedOneShot, ScaleGMN
+from workbench.nets import init_params, n_networks, small_cnn_zoo_spec
 from workbench.objective import objective
 from workbench.zoo import default_spec
 
@@ -95,6 +95,8 @@ def compiled_copy(model):
     import copy
 
     twin = copy.deepcopy(model)
+    # one compiled graph per input shape and precision (dynamic=False): the GPU bench needs five
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
     try:
         for layer in twin.layers:
             layer.forward = torch.compile(layer.forward, dynamic=False)
@@ -176,8 +178,26 @@ def tf32(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def gpu_rows(device, *, tiny=False, repeats=5):
-    """The GPU targets of issue 14 item 3 (metanet part) as JSON-ready records."""
+def _max_diff(a, b) -> float:
+    return max(float((x.float() - y.float()).abs().max()) for pa, pb in zip(a, b) for x, y in zip(pa, pb))
+
+
+def _attempt(build):
+    """``(build(), seconds, None)``, or ``(None, seconds, error text)`` when it raises (a path that fails on this
+    device is recorded as an error row; the others still run)."""
+    start = time.perf_counter()
+    try:
+        return build(), time.perf_counter() - start, None
+    except Exception as err:  # noqa: BLE001
+        return None, time.perf_counter() - start, f"{type(err).__name__}: {str(err)[:300]}"
+
+
+def gpu_rows(device, *, tiny=False, repeats=5, fast=None):
+    """The GPU targets of issue 14 item 3 (metanet part) as JSON-ready records: eager, and the faster paths side by
+    side (``fast``; default on CUDA): one-shot replayed from a CUDA graph (:class:`workbench.metanet.GraphedOneShot`),
+    ``torch.compile`` of the message-passing layers, and both. Each fast one-shot row also records the largest
+    difference of its new parameters from the eager pass at the same precision."""
+    fast = device.type == "cuda" if fast is None else fast
     spec = small_cnn_zoo_spec("tanh")
     hidden, layers, big, train_batch, n_images = (128, 4, 1024, 256, 128) if not tiny else (8, 1, 4, 2, 8)
     repeats = 1 if tiny else repeats
@@ -186,29 +206,74 @@ def gpu_rows(device, *, tiny=False, repeats=5):
     model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True, gate=False).to(device)
     rows = []
 
-    def record(measurement, precision, seconds, n, unit):
+    def record(measurement, precision, seconds, n, unit, path="eager", **extra):
         rows.append({"bench": "metanet", "device": name, "measurement": measurement, "precision": precision,
-                     "batch": n, "seconds": seconds, "rate": n / seconds, "unit": unit, "hidden": hidden,
-                     "layers": layers})
+                     "path": path, "batch": n, "seconds": seconds, "rate": n / seconds, "unit": unit,
+                     "hidden": hidden, "layers": layers, **extra})
+
+    def error(measurement, precision, path, text):
+        rows.append({"bench": "metanet", "device": name, "measurement": measurement, "precision": precision,
+                     "path": path, "error": text})
+        print(f"# {measurement}, {precision}, {path}: failed: {text}")
+
+    def graphed_rows(net, label, params, measurement, precision, amp):
+        n = n_networks(params)
+        shot, setup, err = _attempt(lambda: GraphedOneShot(net, spec, n, amp_dtype=amp))
+        if err:
+            return error(measurement, precision, label, err)
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            reference = model.optimize(spec, params)
+        record(measurement, precision, interleaved({"s": lambda: shot(params)}, device, repeats)["s"], n, "nets/s",
+               label, setup_s=setup, max_abs_diff=_max_diff(shot(params), reference))
 
     one = init_params(spec, 1, torch.Generator().manual_seed(0), device=device)
+    many = init_params(spec, big, torch.Generator().manual_seed(1), device=device)
+    twin = None
+    if fast:
+        twin, error_text = compiled_copy(model)
+        if error_text:
+            error("torch.compile", "", "torch.compile", error_text)
+            twin = None
     with tf32(False):
         record("one-shot latency", "fp32", interleaved({"s": make_shot(model, spec, one)}, device, repeats)["s"],
                1, "nets/s")
-    many = init_params(spec, big, torch.Generator().manual_seed(1), device=device)
+        if fast and device.type == "cuda":
+            graphed_rows(model, "CUDA graph", one, "one-shot latency", "fp32", None)
+    with tf32(True):
+        if fast and device.type == "cuda" and twin is not None:
+            graphed_rows(twin, "torch.compile + CUDA graph", one, "one-shot latency", "tf32", None)
     for precision, allow_tf32, amp in (("fp32", False, None), ("tf32", True, None), ("bf16", True, torch.bfloat16)):
         with tf32(allow_tf32):
             sec = interleaved({"s": make_shot(model, spec, many, amp_dtype=amp)}, device, repeats)["s"]
-        record("one-shot throughput", precision, sec, big, "nets/s")
+            record("one-shot throughput", precision, sec, big, "nets/s")
+            if twin is not None and precision != "fp32":
+                shot = make_shot(twin, spec, many, amp_dtype=amp)
+                _, first, err = _attempt(shot)
+                if err:
+                    error("one-shot throughput", precision, "torch.compile", err)
+                    continue
+                with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                    diff = _max_diff(twin.optimize(spec, many), model.optimize(spec, many))
+                record("one-shot throughput", precision, interleaved({"s": shot}, device, repeats)["s"], big,
+                       "nets/s", "torch.compile", compile_s=first, max_abs_diff=diff)
+            if fast and device.type == "cuda" and precision == "tf32":
+                graphed_rows(model, "CUDA graph", many, "one-shot throughput", precision, amp)
     zoo = init_params(spec, train_batch, torch.Generator().manual_seed(2), device=device)
     x = torch.randn(n_images, 1, 32, 32, device=device)
     y = torch.randint(0, 10, (n_images,), device=device)
-    model.train()
     for precision, amp in (("tf32", None), ("bf16", torch.bfloat16)):
-        with tf32(True):
-            sec = interleaved({"s": make_step(model, model, spec, zoo, x, y, amp_dtype=amp)}, device,
-                              max(1, repeats // 2))["s"]
-        record(f"training step ({n_images} images)", precision, sec, train_batch, "graphs/s")
+        nets = [("eager", model)] + ([("torch.compile", twin)] if twin is not None else [])
+        for path, net in nets:
+            net.train()
+            step = make_step(net, net, spec, zoo, x, y, amp_dtype=amp, fused=True)
+            with tf32(True):
+                _, first, err = _attempt(step)
+                if err:
+                    error(f"training step ({n_images} images)", precision, path, err)
+                    continue
+                sec = interleaved({"s": step}, device, max(1, repeats // 2))["s"]
+            extra = {"compile_s": first} if path != "eager" else {}
+            record(f"training step ({n_images} images)", precision, sec, train_batch, "graphs/s", path, **extra)
     return rows
 
 
@@ -232,11 +297,17 @@ def main(argv=None):
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SystemExit("error: --gpu needs a CUDA device and torch.cuda.is_available() is False")
-        rows = gpu_rows(device, tiny=args.tiny, repeats=args.repeats)
-        print("| device | measurement | precision | batch | time (ms) | rate |\n|---|---|---|---:|---:|---:|")
+        rows = gpu_rows(device, tiny=args.tiny, repeats=args.repeats, fast=True if args.compile else None)
+        print("| device | measurement | precision | path | batch | time (ms) | rate | max abs diff vs eager |\n"
+              "|---|---|---|---|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['device']} | {r['measurement']} | {r['precision']} | {r['batch']} | "
-                  f"{r['seconds'] * 1e3:.2f} | {r['rate']:,.0f} {r['unit']} |")
+            if "error" in r:
+                print(f"| {r['device']} | {r['measurement']} | {r['precision']} | {r['path']} | | | "
+                      f"failed: {r['error'][:80]} | |")
+                continue
+            diff = f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else ""
+            print(f"| {r['device']} | {r['measurement']} | {r['precision']} | {r['path']} | {r['batch']} | "
+                  f"{r['seconds'] * 1e3:.2f} | {r['rate']:,.0f} {r['unit']} | {diff} |")
     else:
         rows = cpu_compare(args.sizes, args.repeats, args.compile, families=args.families, variants=args.variants)
         print("| metanet | measurement | variant | time (ms) | rate | vs eager fp32 |\n|---|---|---|---:|---:|---:|")

@@ -175,7 +175,7 @@ def to_graph(spec: NetSpec, params: Params, *, check: bool = True) -> Batch:
         node_kind=layout.node_kind.repeat(n_nets),
         node_layer=layout.node_layer.repeat(n_nets),
         edge_layer=layout.edge_layer.repeat(n_nets),
-        batch=graph_ids.repeat_interleave(n),
+        batch=graph_ids[:, None].expand(n_nets, n).reshape(-1),  # repeat_interleave without its host sync on CUDA
         ptr=torch.arange(n_nets + 1, device=device) * n,
     )
     # PyG has no public constructor for a Batch whose graphs are already concatenated: Batch.from_data_list over
