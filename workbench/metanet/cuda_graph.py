@@ -1,7 +1,8 @@
 """One-shot optimization replayed from a captured CUDA graph: for low latency on a GPU.
 
-A one-shot pass of a ScaleGMN launches about a thousand small kernels (the Small CNN Zoo architecture, hidden 128,
-4 layers), so at batch 1 a GPU spends its time waiting for Python to launch them. :class:`GraphedOneShot` records
+A one-shot pass of a ScaleGMN is a long chain of small kernels (each layer runs a dozen linear maps, their
+element-wise products and two message passes), so at batch 1 a GPU spends its time waiting for Python to launch
+them (bench/README.md, "GPU numbers"). :class:`GraphedOneShot` records
 the pass once, for one architecture, one batch size and one precision, as a CUDA graph, and then replays it with a
 single launch. It reads the metanet's parameters where they are, so training the metanet in place afterwards is seen
 by later replays; a replaced parameter tensor (``load_state_dict`` with ``assign=True``, ``.to()``) is not.
