@@ -438,3 +438,61 @@ def test_a_second_zoo_of_a_family_gets_its_own_cache_folder(digits, tmp_path):
     assert len(again) == len(main) and len(again_big) == len(big) > len(main)
     with pytest.raises(ValueError, match="cache_suffix"):
         pipeline.get_zoo(tmp_path, "mlp-tanh", digits, n_networks=6, cache_suffix="/../x", **args)
+
+
+# -- skip_untrained: train and validate on the trained checkpoints only ------------------------------------------
+def test_skip_untrained_is_left_out_of_the_flat_form_at_its_default_so_old_run_digests_stay():
+    assert "skip_untrained" not in TrainConfig().to_dict()
+    on = TrainConfig(skip_untrained=True)
+    assert on.to_dict()["skip_untrained"] is True
+    assert TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
+    spec = NetSpec.mlp((64, 4, 10), "tanh")
+    folder = lambda c: pipeline.run_dir("out", "mlp-tanh", "ce", "sign", 0, c).name  # noqa: E731
+    assert folder(TrainConfig()) != folder(on)  # a skipping run never reuses an all-checkpoint run's folder
+    assert pipeline.training_settings({"meta_skip_untrained": True}) == {"skip_untrained": True}
+    assert pipeline.make_config(spec, objective="ce", lam=0.0, skip_untrained=True).skip_untrained
+
+
+def test_training_splits_leave_out_exactly_the_epoch_0_checkpoints(zoo):
+    every, trained = pipeline.training_splits(zoo), pipeline.training_splits(zoo, skip_untrained=True)
+    assert set(every) == set(trained) == {"train", "val"}
+    for split in ("train", "val"):
+        sub = zoo.subset(split=split)
+        keep = torch.as_tensor((sub.meta["epoch"] > 0).to_numpy().copy())
+        assert trained[split][0][0].shape[0] == int(keep.sum()) == 2 * len(_ids(sub))  # checkpoints 1 and 2
+        for (w_all, b_all), (w, b) in zip(every[split], trained[split]):
+            assert torch.equal(w_all[keep], w) and torch.equal(b_all[keep], b)
+
+
+def test_train_metanet_with_skip_untrained_trains_on_trained_checkpoints_only(zoo, digits, tmp_path, monkeypatch):
+    seen = {}
+    real_train = pipeline.runs.train
+
+    def spy(spec, train_params, val_params, *args, **kwargs):
+        seen["train"], seen["val"] = train_params[0][0].shape[0], val_params[0][0].shape[0]
+        return real_train(spec, train_params, val_params, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.runs, "train", spy)
+    settings = dict(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu")
+    pipeline.train_metanet(tmp_path, zoo, digits, objective="ce", lam=0.0, progress=False, **settings)
+    assert seen == {"train": 3 * 8, "val": 3 * 2}
+    result = pipeline.train_metanet(tmp_path, zoo, digits, objective="ce", lam=0.0, progress=False,
+                                    skip_untrained=True, **settings)
+    assert seen == {"train": 2 * 8, "val": 2 * 2}
+    assert json.loads((result.out_dir / "result.json").read_text())["config"]["skip_untrained"] is True
+
+
+def test_skip_untrained_on_a_zoo_of_untrained_networks_only_says_what_to_do(zoo, digits, tmp_path):
+    from workbench.errors import ConfigError
+
+    untrained = zoo.subset(epoch=0)
+    with pytest.raises(ConfigError, match="only epoch-0.*meta_skip_untrained: false"):
+        pipeline.training_splits(untrained, skip_untrained=True)
+
+
+def test_run_cost_counts_the_checkpoints_a_skipping_run_leaves_out():
+    from workbench.pipeline.runs import _run_cost
+
+    job = {"family": "mlp-tanh", "method": "scalegmn", "settings": {"epochs": 8, "mlp_epochs": 4}}
+    skipping = {**job, "settings": {**job["settings"], "skip_untrained": True}}
+    assert _run_cost(skipping) == pytest.approx(0.75 * _run_cost(job))

@@ -210,6 +210,7 @@ TRAIN_CONFIG_RANGES: dict[str, Rule] = {
     "val_networks": Rule(low=1, kind="int"),
     "noise": Rule(low=0, kind="float"),
     "group_augment": Rule(kind="bool"),
+    "skip_untrained": Rule(kind="bool"),
     "gate": Rule(kind="bool"),
     "augment_scales": Rule(low=0, low_open=True, nonempty=True, kind="float"),
     "patience": Rule(low=1, kind="int"),

@@ -21,6 +21,8 @@ __all__ = ["TrainConfig", "MetanetConfig", "build_model"]
 #: MetanetConfig fields that came after the run digests were fixed: the flat form leaves them out at their defaults,
 #: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
 _LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
+#: TrainConfig fields that came after the run digests were fixed, likewise left out at their defaults
+_OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class TrainConfig:
             the symmetry-broken GMN fairly ("GMN-B + symmetry augmentation").
         augment_scales: range of the positive scales drawn by ``group_augment`` for ReLU networks.
         patience: stop when the validation loss has not improved for this many epochs (None = run all epochs).
+        skip_untrained: leave the zoo's untrained (epoch-0) checkpoints out of the training and validation networks
+            of a pipeline run (:func:`workbench.pipeline.train_metanet`, which knows each entry's epoch; :func:`train`
+            itself takes whatever params it is given). No map from weights alone turns a random network into a
+            classifier, the results' headline is on trained checkpoints, and an epoch costs a quarter less.
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
         meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
@@ -74,6 +80,7 @@ class TrainConfig:
     augment_scales: tuple[float, float] = (0.25, 4.0)
     patience: int | None = None
     train_eval_networks: int = 128
+    skip_untrained: bool = False
     meta: MetanetConfig = field(default_factory=MetanetConfig)
 
     def __post_init__(self):
@@ -87,8 +94,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
         checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
-        ``out_scale_init`` and ``io_embed`` are left out at their defaults, so those digests stay the same."""
+        ``out_scale_init``, ``io_embed`` and ``skip_untrained`` are left out at their defaults, so those digests stay
+        the same."""
         d = dataclasses.asdict(self)
+        for name in _OWN_LEFT_OUT_AT_DEFAULT:
+            if d[name] == getattr(TrainConfig, name):
+                del d[name]
         meta, defaults = d.pop("meta"), MetanetConfig()
         for name in _LEFT_OUT_AT_DEFAULT:
             if meta[name] == getattr(defaults, name):

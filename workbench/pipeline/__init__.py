@@ -47,6 +47,7 @@ from .runs import (
     train_metanet,
     train_method,
     training_settings,
+    training_splits,
 )
 from .scaling import lam_sweep, scaling_study, subsample_train
 from .table import family_results, results_for_families
@@ -74,6 +75,7 @@ __all__ = [
     "train_metanet",
     "train_from_params",
     "training_settings",
+    "training_splits",
     "prefetch_runs",
     "run_exists",
     "train_method",

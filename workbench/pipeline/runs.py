@@ -9,6 +9,7 @@ so that runs with other settings live side by side and a finished run is reloade
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,7 +34,7 @@ from .methods import METHODS, _method_settings
 from .zoos import get_data, get_zoo, split_params
 
 __all__ = ["OBJECTIVES", "RUN_WIDE_SETTINGS", "SETTINGS_PREFIX", "run_dir", "make_config", "train_metanet",
-           "train_from_params", "training_settings", "prefetch_runs", "run_exists", "train_method"]
+           "train_from_params", "training_settings", "training_splits", "prefetch_runs", "run_exists", "train_method"]
 
 OBJECTIVES = ("ce", "l1")
 
@@ -107,13 +108,27 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
         model = load_model(folder / "best.pt", map_location=resolve_device(config.device), spec=zoo.spec)
         history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
         return TrainResult(model, history, info["best_epoch"], info["best_val_loss"], folder, info["seconds"])
-    splits = split_params(zoo)
+    splits = training_splits(zoo, config.skip_untrained)
     result = train(zoo.spec, splits["train"], splits["val"], data, config, folder, resume=True, progress=progress)
     if rank == 0:
         atomic_write_text(done, json.dumps({"config": config.to_dict(), "best_epoch": result.best_epoch,
                                             "best_val_loss": result.best_val_loss, "seconds": result.seconds,
                                             "family": zoo.spec.family, "objective": objective}, indent=1))
     return result
+
+
+def training_splits(zoo: Zoo, skip_untrained: bool = False) -> dict[str, list]:
+    """The zoo's ``"train"`` and ``"val"`` params for a metanet run: every checkpoint, or with ``skip_untrained``
+    (:class:`TrainConfig`) the trained ones (epoch >= 1) only."""
+    if not skip_untrained:
+        splits = split_params(zoo)
+        return {s: splits[s] for s in ("train", "val")}
+    trained = sorted(int(e) for e in zoo.meta["epoch"].unique() if e > 0)
+    if not trained:
+        raise ConfigError(f"skip_untrained leaves no training networks: the zoo of {zoo.spec.family} holds only "
+                          "epoch-0 (untrained) checkpoints; set meta_skip_untrained: false or use a zoo with trained "
+                          "checkpoints")
+    return {s: zoo.subset(split=s, epoch=trained).params for s in ("train", "val")}
 
 
 def train_from_params(params_path: str, family: str, objective: str = "ce", *, symmetry: str | None = None,
@@ -171,7 +186,8 @@ def training_settings(values: dict) -> dict:
     (``meta_n_layers`` -> ``n_layers``, ``meta_batch_networks`` -> ``batch_networks``), or ``mlp_epochs`` of
     :func:`make_config`; the run-wide ``device`` sets ``device``. Other keys are ignored; a ``meta_`` key that
     names no setting is an error that lists the valid ones."""
-    names = sorted((set(TrainConfig().to_dict()) | set(META_FIELDS) | {"mlp_epochs"}) - set(_NOT_BY_PREFIX))
+    own = {f.name for f in dataclasses.fields(TrainConfig)} - {"meta"}
+    names = sorted((own | set(META_FIELDS) | {"mlp_epochs"}) - set(_NOT_BY_PREFIX))
     settings = {}
     for key, value in values.items():
         if key in RUN_WIDE_SETTINGS:
@@ -237,4 +253,5 @@ def _run_cost(job: dict) -> float:
     epoch, NFN 3 - 3.5 s for either). The zoo's default architecture stands in for a zoo read from disk."""
     spec = default_spec(job["family"])
     per_epoch = 230 if METHODS[job["method"]].model == "nfn" else spec.n_edges + 200
-    return float((_epochs(spec, job["settings"]) or 1) * per_epoch)
+    share = 0.75 if job["settings"].get("skip_untrained") else 1.0  # the zoos' 4 checkpoints, epoch 0 left out
+    return float((_epochs(spec, job["settings"]) or 1) * per_epoch * share)

@@ -21,8 +21,8 @@ from ..optimize import TrainConfig, one_shot, train
 from ..parallel import run_parallel
 from ..zoo import Zoo
 from .held_out import test_networks, trained_mask
-from .runs import make_config, train_method
-from .zoos import get_data, get_zoo, split_params
+from .runs import make_config, train_method, training_splits
+from .zoos import get_data, get_zoo
 
 __all__ = ["subsample_train", "scaling_study", "lam_sweep"]
 
@@ -53,7 +53,7 @@ def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     before_val = float(evaluate(zoo.spec, test.params, xv, yv)["acc"].double().mean())
     trained = torch.as_tensor(trained_mask(test))
     sub = subsample_train(zoo, n, seed=s)
-    splits = split_params(sub)
+    splits = training_splits(sub, settings.get("skip_untrained", False))
     n_entries = n_networks(splits["train"])
     steps_per_epoch = max(1, n_entries // settings.get("batch_networks", TrainConfig().batch_networks))
     epochs = max(1, math.ceil(job["steps"] / steps_per_epoch))  # at least the requested steps for every size
