@@ -84,3 +84,36 @@ def test_cpu_comparison_times_each_family_beside_eager_fp32():
     assert all(r["seconds"] > 0 and r["rate"] == pytest.approx(2 / r["seconds"]) for r in rows)
     shots = [r for r in rows if r["measurement"].startswith("one shot")]
     assert {r["variant"] for r in shots} == {"eager fp32"}  # an optimizer variant has nothing to do in a shot
+
+
+def test_fresh_zoo_scores_the_runs_own_metanet_on_a_zoo_of_another_seed(tmp_path):
+    import fresh_zoo  # bench/fresh_zoo.py
+
+    from workbench import pipeline
+    from workbench.params import notebook_values
+
+    params = tmp_path / "tiny.yaml"
+    params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-tanh]\nn_networks: 12\nzoo_epochs: 2\n"
+                      "lam: 0.01\nmeta_epochs: 1\nmeta_hidden: 4\nmeta_n_layers: 1\nmeta_batch_networks: 4\n"
+                      "eval_networks: 3\ndevice: cpu\n")
+    run, log = tmp_path / "run", tmp_path / "fresh.jsonl"
+    argv = ["--params", str(params), "--run", str(run), "--networks", "5", "--cache", str(tmp_path / "zoos"),
+            "--json", str(log)]
+    with pytest.raises(SystemExit, match="no finished CE ScaleGMN-B run of mlp-tanh"):
+        fresh_zoo.main(argv)
+    # train the run the way notebook 06 does for these params
+    _, values = notebook_values(params, "06")
+    data = pipeline.get_data("digits", None, 0)
+    zoo = pipeline.get_zoo(run, "mlp-tanh", data, n_networks=12, zoo_epochs=2, seed=0,
+                           test_fraction=values["zoo_test_fraction"], progress=False)
+    pipeline.train_method(run, zoo, data, "scalegmn", objective="ce", lam=0.01, seed=0, progress=False,
+                          **pipeline.training_settings(values))
+    assert fresh_zoo.main(argv) == 0
+    held_out, fresh = [json.loads(line) for line in log.read_text().splitlines()]
+    assert (held_out["networks"], fresh["networks"]) == (3, 5)
+    assert "fresh zoo (seed 1)" == fresh["zoo"] and held_out["run"] == fresh["run"]
+    for r in (held_out, fresh):
+        assert set(r["gains"]) == {"0", "1", "2", "trained", "all"}
+        assert r["gains"]["all"][2] == 3 * r["networks"]  # every checkpoint of every network is scored
+    # another zoo seed: other networks, so other initial accuracies
+    assert fresh["gains"]["1"][0] != held_out["gains"]["1"][0]

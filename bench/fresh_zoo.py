@@ -1,0 +1,108 @@
+"""The default run's meta-optimizers on a freshly generated zoo: networks of another zoo seed, never seen in training.
+
+    python bench/fresh_zoo.py [--params params/default.yaml] [--run outputs/default] [--seed 1] [--networks 128]
+
+For every family of notebook 06 it reloads the finished cross-entropy ScaleGMN-B run that notebook 06 scored (the
+params file's settings, as notebook 06 reads them; ``make run`` must have finished), generates a zoo of
+``--networks`` networks with the same settings but zoo seed ``--seed`` (cached under ``--cache``), applies the
+metanet to every entry in one shot, and prints the average test accuracy before -> after per checkpoint epoch, over
+the trained checkpoints (epoch >= 1) and over all -- beside the same numbers on the run's own held-out networks.
+``--json`` appends one record per family and zoo.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gains(spec, model, params, epochs, data) -> dict:
+    """Average test accuracy (%) before and after the one shot, per checkpoint epoch, trained and all."""
+    from workbench.objective import evaluate
+    from workbench.optimize import one_shot
+
+    new, _ = one_shot(model, spec, params)
+    before = evaluate(spec, params, data.x_test, data.y_test)["acc"].double()
+    after = evaluate(spec, new, data.x_test, data.y_test)["acc"].double()
+    epochs = torch.as_tensor(epochs.copy())
+    groups = {str(int(e)): epochs == e for e in epochs.unique()}
+    groups.update(trained=epochs >= 1, all=torch.ones_like(epochs, dtype=torch.bool))
+    return {name: (100 * float(before[m].mean()), 100 * float(after[m].mean()), int(m.sum()))
+            for name, m in groups.items()}
+
+
+def run(args) -> list[dict]:
+    from workbench import pipeline
+    from workbench.params import notebook_values
+
+    params, values = notebook_values(args.params, "06")
+    out = Path(args.run) if args.run else ROOT / "outputs" / params.name
+    settings = pipeline.training_settings(values)
+    seed = values["seed"]
+    data = pipeline.get_data(values["dataset"], values["data_path"], seed)
+    zoo_args = dict(n_networks=values["n_networks"], zoo_epochs=values["zoo_epochs"], seed=seed,
+                    zoo_path=values["zoo_path"], test_fraction=values["zoo_test_fraction"])
+    records = []
+    for family in pipeline.check_families(values["families"]):
+        zoo = pipeline.get_zoo(out, family, data, progress=False, verbose=False, **zoo_args)
+        if not pipeline.run_exists(out, zoo, "scalegmn", objective="ce", lam=values["lam"], seed=seed, **settings):
+            raise SystemExit(f"error: {out} holds no finished CE ScaleGMN-B run of {family} for {args.params}; "
+                             f"run `make run` (or python -m workbench run {args.params}) first")
+        result = pipeline.train_method(out, zoo, data, "scalegmn", objective="ce", lam=values["lam"], seed=seed,
+                                       progress=False, **settings)
+        held_out = pipeline.test_networks(zoo, values["eval_networks"])
+        t0 = time.time()
+        fresh = pipeline.get_zoo(Path(args.cache), family, data, progress=False, verbose=False,
+                                 **{**zoo_args, "n_networks": args.networks, "seed": args.seed})
+        made = time.time() - t0
+        for name, z in ((f"default zoo, held out (seed {seed})", held_out), (f"fresh zoo (seed {args.seed})", fresh)):
+            g = gains(zoo.spec, result.model, z.params, z.meta["epoch"].to_numpy(), data)
+            records.append({"bench": "fresh_zoo", "family": family, "zoo": name,
+                            "networks": int(z.meta["net_id"].nunique()), "gains": g, "run": str(result.out_dir),
+                            **({"zoo_seconds": round(made, 1)} if "fresh" in name else {})})
+    return records
+
+
+def table(records: list[dict]) -> str:
+    epochs = sorted({k for r in records for k in r["gains"] if k.isdigit()}, key=int)
+    head = (["family", "zoo", "networks"] + [f"gain, epoch {e}" for e in epochs]
+            + ["trained ckpts before -> after (%)", "gain, trained", "gain, all"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        g = r["gains"]
+        cells = [r["family"], r["zoo"], str(r["networks"])]
+        cells += [f"{g[e][1] - g[e][0]:+.1f}" if e in g else "" for e in epochs]
+        b, a, _ = g["trained"]
+        cells += [f"{b:.1f} -> {a:.1f}", f"{a - b:+.1f}", f"{g['all'][1] - g['all'][0]:+.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default=str(ROOT / "params" / "default.yaml"))
+    parser.add_argument("--run", default=None, help="the finished run's folder (default outputs/<params name>)")
+    parser.add_argument("--seed", type=int, default=1, help="zoo seed of the fresh zoo (the run's own is its seed)")
+    parser.add_argument("--networks", type=int, default=128, help="networks in the fresh zoo (all of them scored)")
+    parser.add_argument("--cache", default=str(ROOT / "outputs" / "bench" / "fresh-zoos"))
+    parser.add_argument("--json", help="append one JSON line per family and zoo to this file")
+    args = parser.parse_args(argv)
+    records = run(args)
+    run_dir = Path(records[0]["run"]).parents[2] if records else args.run
+    print(f"# {args.params}: the run in {run_dir}, fresh zoo seed {args.seed}, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(table(records), end="")
+    if args.json:
+        with open(args.json, "a") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
