@@ -17,24 +17,21 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def gains(spec, model, params, epochs, data) -> dict:
-    """Average test accuracy (%) before and after the one shot, per checkpoint epoch, trained and all."""
+def gains(spec, model, zoo, data) -> dict:
+    """Average test accuracy (%) before and after the one shot, per checkpoint epoch, trained and all:
+    ``{name: (before, after, entries)}`` from :func:`workbench.pipeline.gain_by_checkpoint`."""
     from workbench.objective import evaluate
     from workbench.optimize import one_shot
+    from workbench.pipeline import gain_by_checkpoint
 
-    new, _ = one_shot(model, spec, params)
-    before = evaluate(spec, params, data.x_test, data.y_test)["acc"].double()
-    after = evaluate(spec, new, data.x_test, data.y_test)["acc"].double()
-    epochs = torch.as_tensor(epochs.copy())
-    groups = {str(int(e)): epochs == e for e in epochs.unique()}
-    groups.update(trained=epochs >= 1, all=torch.ones_like(epochs, dtype=torch.bool))
-    return {name: (100 * float(before[m].mean()), 100 * float(after[m].mean()), int(m.sum()))
-            for name, m in groups.items()}
+    new, _ = one_shot(model, spec, zoo.params)
+    before = evaluate(spec, zoo.params, data.x_test, data.y_test)["acc"]
+    after = evaluate(spec, new, data.x_test, data.y_test)["acc"]
+    frame = gain_by_checkpoint(zoo, before, after)
+    return {r.checkpoint: (float(r.before), float(r.after), int(r.entries)) for r in frame.itertuples()}
 
 
 def run(args) -> list[dict]:
@@ -62,7 +59,7 @@ def run(args) -> list[dict]:
                                  **{**zoo_args, "n_networks": args.networks, "seed": args.seed})
         made = time.time() - t0
         for name, z in ((f"default zoo, held out (seed {seed})", held_out), (f"fresh zoo (seed {args.seed})", fresh)):
-            g = gains(zoo.spec, result.model, z.params, z.meta["epoch"].to_numpy(), data)
+            g = gains(zoo.spec, result.model, z, data)
             records.append({"bench": "fresh_zoo", "family": family, "zoo": name,
                             "networks": int(z.meta["net_id"].nunique()), "gains": g, "run": str(result.out_dir),
                             **({"zoo_seconds": round(made, 1)} if "fresh" in name else {})})

@@ -27,6 +27,7 @@ def run(a) -> dict:
     from workbench import pipeline
     from workbench.objective import evaluate, l1_reduction
     from workbench.metanet import MetanetConfig
+    from workbench.nets import n_networks
     from workbench.optimize import TrainConfig, one_shot, train
     from workbench.zoo import default_spec, load_or_generate
 
@@ -37,13 +38,12 @@ def run(a) -> dict:
                            checkpoints=[0, 1, 2], seed=a.zoo_seed, batch_size=32, device=torch.device(a.device),
                            progress=False, verbose=False)
     zoo_seconds = time.time() - t0
-    epochs = [1, 2, 4] if a.skip0 else None
-    tr, va = zoo.subset(split="train", epoch=epochs), zoo.subset(split="val", epoch=epochs)
+    splits = pipeline.training_splits(zoo, skip_untrained=a.skip0)
     cfg = TrainConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, weight_decay=a.wd, noise=a.noise, group_augment=a.group,
                       batch_networks=a.bn, batch_images=a.bi, seed=a.seed, device=a.device, patience=a.patience,
                       meta=MetanetConfig(hidden=a.hidden, n_layers=a.layers, dropout=a.dropout, gate=a.gate,
                                          symmetry=a.sym))
-    res = train(spec, tr.params, va.params, data, cfg, None, progress=False)
+    res = train(spec, splits["train"], splits["val"], data, cfg, None, progress=False)
     test = zoo.subset(split="test")
     test_params = [(w.cpu(), b.cpu()) for w, b in test.params]
     new, _ = one_shot(res.model, spec, test_params)
@@ -51,9 +51,10 @@ def run(a) -> dict:
     after = evaluate(spec, new, data.x_test, data.y_test, a.lam)
     ep = test.meta["epoch"].to_numpy()
     pct = lambda t, m: round(100 * float(t[torch.as_tensor(m)].mean()), 1)  # noqa: E731
-    out = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, "date": time.strftime("%Y-%m-%d %H:%M"),
-           "machine": torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else platform.processor(), "zoo_s": round(zoo_seconds, 1),
-           "train_s": round(res.seconds, 1), "best_epoch": res.best_epoch, "ntrain": len(tr),
+    machine = torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else platform.processor()
+    out = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+           "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, "zoo_s": round(zoo_seconds, 1),
+           "train_s": round(res.seconds, 1), "best_epoch": res.best_epoch, "ntrain": n_networks(splits["train"]),
            "all": [pct(before["acc"], ep >= 0), pct(after["acc"], ep >= 0)],
            "loss": [round(float(before["loss"].mean()), 3), round(float(after["loss"].mean()), 3)]}
     for e in sorted(set(ep.tolist())):

@@ -7,5 +7,5 @@ from .layers import ScaleGMNConv
 from .model import ScaleGMN
 from .nfn import NFN, NPLinear, count_parameters, matched_hidden, rescale_response
 
-__all__ = ["MetanetConfig", "GraphedOneShot", "SYMMETRIES", "ScaleEq", "ScaleInv", "canon", "ScaleGMNConv", "ScaleGMN", "NFN",
-           "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]
+__all__ = ["MetanetConfig", "GraphedOneShot", "SYMMETRIES", "ScaleEq", "ScaleInv", "canon", "ScaleGMNConv",
+           "ScaleGMN", "NFN", "NPLinear", "count_parameters", "matched_hidden", "rescale_response"]

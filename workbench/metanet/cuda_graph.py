@@ -2,15 +2,14 @@
 
 A one-shot pass of a ScaleGMN is a long chain of small kernels (each layer runs a dozen linear maps, their
 element-wise products and two message passes), so at batch 1 a GPU spends its time waiting for Python to launch
-them (bench/README.md, "GPU numbers"). :class:`GraphedOneShot` records
-the pass once, for one architecture, one batch size and one precision, as a CUDA graph, and then replays it with a
-single launch. It reads the metanet's parameters where they are, so training the metanet in place afterwards is seen
+them (bench/README.md, "GPU numbers"). :class:`GraphedOneShot` records the pass once, for one architecture, one
+batch size and one precision, as a CUDA graph, and then replays it with a single launch. It reads the metanet's parameters where they are, so training the metanet in place afterwards is seen
 by later replays; a replaced parameter tensor (``load_state_dict`` with ``assign=True``, ``.to()``) is not.
 
     shot = GraphedOneShot(model, spec, n_networks=1)   # warm-up and capture (CUDA only)
     new_params = shot(params)                          # like model.optimize(spec, params), same numbers
 
-bench/metanet.py ``--gpu`` times it next to the eager pass; tests/test_cuda_graph.py (marker ``gpu``) checks that
+bench/metanet.py ``--gpu`` times it next to the eager pass; tests/test_gpu.py (marker ``gpu``) checks that
 both give the same parameters.
 """
 from __future__ import annotations
