@@ -496,3 +496,128 @@ def test_run_cost_counts_the_checkpoints_a_skipping_run_leaves_out():
     job = {"family": "mlp-tanh", "method": "scalegmn", "settings": {"epochs": 8, "mlp_epochs": 4}}
     skipping = {**job, "settings": {**job["settings"], "skip_untrained": True}}
     assert _run_cost(skipping) == pytest.approx(0.75 * _run_cost(job))
+
+
+# -- l1_from_ce: an L1 run starts from the trained CE run of the same settings -------------------------------------
+def test_l1_from_ce_is_left_out_of_the_flat_form_at_its_default_and_means_nothing_to_a_ce_run():
+    assert "l1_from_ce" not in TrainConfig().to_dict()
+    on = TrainConfig(lam=0.01, l1_from_ce=True)
+    assert on.to_dict()["l1_from_ce"] is True
+    assert TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
+    assert pipeline.training_settings({"meta_l1_from_ce": True}) == {"l1_from_ce": True}
+    spec = NetSpec.mlp((64, 4, 10), "tanh")
+    # a CE run asked for it is the plain CE run (same config, same folder), so the L1 runs and the table share it
+    assert pipeline.make_config(spec, objective="ce", lam=0.01, l1_from_ce=True) == \
+        pipeline.make_config(spec, objective="ce", lam=0.01)
+    l1 = pipeline.make_config(spec, objective="l1", lam=0.01, l1_from_ce=True)
+    assert l1.l1_from_ce and l1 != pipeline.make_config(spec, objective="l1", lam=0.01)
+    with pytest.raises(Exception, match="l1_from_ce"):
+        TrainConfig(l1_from_ce="yes")
+
+
+def test_an_l1_run_with_l1_from_ce_starts_from_the_weights_of_its_ce_run(zoo, digits, tmp_path, monkeypatch):
+    seen = []
+    real_train = pipeline.runs.train
+
+    def spy(spec, train_params, val_params, data, config, *args, **kwargs):
+        seen.append((config.lam, kwargs.get("init_state")))
+        return real_train(spec, train_params, val_params, data, config, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.runs, "train", spy)
+    settings = dict(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu", skip_untrained=True)
+    result = pipeline.train_metanet(tmp_path, zoo, digits, objective="l1", lam=0.01, progress=False,
+                                    l1_from_ce=True, **settings)
+    assert [lam for lam, _ in seen] == [0.0, 0.01]  # the CE run was trained first, then the L1 run from it
+    assert seen[0][1] is None
+    ce_config = pipeline.make_config(zoo.spec, objective="ce", lam=0.0, **settings)
+    ce_folder = pipeline.run_dir(tmp_path, zoo.spec.family, "ce", "sign", 0, ce_config)
+    assert (ce_folder / "result.json").is_file() and result.out_dir != ce_folder
+    ce_state = load_model(ce_folder / "best.pt", spec=zoo.spec).state_dict()
+    init = seen[1][1]
+    assert set(init) == set(ce_state) and all(torch.equal(init[k], ce_state[k]) for k in ce_state)
+    assert json.loads((result.out_dir / "result.json").read_text())["config"]["l1_from_ce"] is True
+    # a second L1 run reloads the finished CE run instead of training it again
+    seen.clear()
+    pipeline.train_metanet(tmp_path, zoo, digits, objective="l1", lam=0.02, progress=False, l1_from_ce=True,
+                           **settings)
+    assert [lam for lam, _ in seen] == [0.02] and seen[0][1] is not None
+    # negative control: without the switch an L1 run starts from a random initialisation
+    seen.clear()
+    pipeline.train_metanet(tmp_path, zoo, digits, objective="l1", lam=0.01, progress=False, **settings)
+    assert [(lam, init) for lam, init in seen] == [(0.01, None)]
+
+
+def test_train_from_init_state_starts_there_and_rejects_another_architecture(zoo, digits):
+    from workbench.checkpoints import CheckpointError
+
+    splits = pipeline.training_splits(zoo, skip_untrained=True)
+    spec = zoo.spec
+    config = TrainConfig(epochs=1, lr=1e-9, warmup_steps=0, weight_decay=0.0, batch_networks=4, device="cpu",
+                         meta=MetanetConfig(hidden=4, n_layers=1))
+    start = train(spec, splits["train"], splits["val"], digits, replace(config, lr=0.01, seed=5), progress=False)
+    state = {k: v.clone() for k, v in start.model.state_dict().items()}
+    continued = train(spec, splits["train"], splits["val"], digits, config, progress=False, init_state=state)
+    fresh = train(spec, splits["train"], splits["val"], digits, config, progress=False)
+    diff = lambda m: max(float((m.state_dict()[k].double() - state[k].double()).abs().max())  # noqa: E731
+                         for k in state)
+    assert diff(continued.model) < 1e-6  # at lr 1e-9 one epoch cannot move it away from where it started
+    assert diff(fresh.model) > 1e-2  # negative control: the seeded random start is elsewhere
+    other = optimize.build_model(spec, MetanetConfig(hidden=8, n_layers=1)).state_dict()  # a wider metanet
+    with pytest.raises(CheckpointError, match="init_state does not fit"):
+        train(spec, splits["train"], splits["val"], digits, config, progress=False, init_state=other)
+
+
+def test_a_run_from_init_state_that_goes_non_finite_before_any_best_epoch_returns_to_its_start():
+    from workbench.checkpoints import RunProgress
+    from workbench.optimize import _adamw, _restore_if_non_finite
+
+    spec = NetSpec.mlp((6, 5, 3), "tanh")
+    config = TrainConfig(device="cpu", meta=MetanetConfig(hidden=4, n_layers=1))
+    model = optimize.build_model(spec, config)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    run = RunProgress(_adamw(model, config), initial_state=start)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    events = []
+    _restore_if_non_finite(model, spec, config, run, None, events)
+    assert all(torch.equal(model.state_dict()[k], start[k]) for k in start)
+    assert run.lr_scale == 0.5 and "restored" in events[0]["event"]
+
+
+def test_prefetch_runs_with_l1_from_ce_trains_the_ce_runs_first_each_once(monkeypatch):
+    calls = []
+
+    def record(fn, jobs, **kwargs):
+        calls.append([(j["family"], j["method"], j["objective"], j["lam"]) for j in jobs])
+        return [{} for _ in jobs]
+
+    monkeypatch.setattr(pipeline.runs, "run_parallel", record)
+    runs = [("cnn-tanh", "scalegmn", "l1", 0, 0.01), ("cnn-tanh", "scalegmn", "l1", 0, 0.02),
+            ("mlp-tanh", "nfn", "ce", 0), ("cnn-tanh", "scalegmn", "ce", 0)]
+    args = dict(data={}, zoo={}, lam=0.007, workers=2, progress=False)
+    done = pipeline.prefetch_runs("out", runs, l1_from_ce=True, **args)
+    assert calls == [[("cnn-tanh", "scalegmn", "ce", 0.007), ("mlp-tanh", "nfn", "ce", 0.007)],
+                     [("cnn-tanh", "scalegmn", "l1", 0.01), ("cnn-tanh", "scalegmn", "l1", 0.02)]]
+    assert len(done) == 4
+    calls.clear()  # negative control: without the switch, one round in the order given
+    pipeline.prefetch_runs("out", runs, **args)
+    assert calls == [[("cnn-tanh", "scalegmn", "l1", 0.01), ("cnn-tanh", "scalegmn", "l1", 0.02),
+                      ("mlp-tanh", "nfn", "ce", 0.007), ("cnn-tanh", "scalegmn", "ce", 0.007)]]
+
+
+def test_lam_sweep_tunes_the_sgd_reference_per_lambda_on_validation_networks(zoo, digits, tmp_path):
+    from workbench.warmstart import tune_sgd_lr
+
+    settings = dict(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu", progress=False)
+    grid = [1e-4, 0.3]
+    sweep = pipeline.lam_sweep(tmp_path, zoo, digits, [0.01, 0.03], sgd_epochs=(1,), sgd_lr=0.05, sgd_lr_grid=grid,
+                               sgd_networks=1, **settings)
+    sgd = sweep[sweep["method"] == "SGD (1 epochs)"]
+    assert len(sgd) == 2 and set(sgd["sgd_lr"]) <= set(grid)
+    assert sweep.loc[sweep["method"] != "SGD (1 epochs)", "sgd_lr"].isna().all()
+    val = zoo.subset(split="val")
+    first = val.subset(mask=(val.meta["net_id"] == val.meta["net_id"].min()).to_numpy())
+    for lam, lr in zip(sgd["lam"], sgd["sgd_lr"]):  # the tuner's own choice on the first validation network
+        assert lr == tune_sgd_lr(zoo.spec, first.params, digits, lrs=grid, epochs=1, lam=lam)[0]
+    fixed = pipeline.lam_sweep(tmp_path, zoo, digits, [0.01], sgd_epochs=(1,), sgd_lr=0.05, **settings)
+    assert list(fixed.loc[fixed["method"] == "SGD (1 epochs)", "sgd_lr"]) == [0.05]  # no grid: the given rate

@@ -43,6 +43,7 @@ class RunProgress:
     best_epoch: int = -1
     best_val_loss: float = math.inf
     best_state: dict | None = None
+    initial_state: dict | None = None  # what a run given ``init_state`` started from (not saved: the caller has it)
 
 
 def atomic_save(obj, path: Path) -> None:

@@ -238,6 +238,8 @@ def _restore_if_non_finite(model: torch.nn.Module, spec: NetSpec, config: TrainC
     events.append({"step": run.step, "event": "non-finite weights: restored best, lr halved", "lr_scale": run.lr_scale})
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
+    elif run.initial_state is not None:
+        model.load_state_dict(run.initial_state)
     else:
         torch.manual_seed(config.seed)
         initial = build_model(spec, config).fit_normalization(map_params(lambda t: t.cpu(), inputs.train))
@@ -291,6 +293,7 @@ def train(
     progress: bool = True,
     stop_after_epoch: int | None = None,
     monitor: dict[str, Params] | None = None,
+    init_state: dict | None = None,
 ) -> TrainResult:
     """Train a ScaleGMN (or the metanetwork ``config.meta`` names) on ``train_params`` (zoo networks) to minimise
     the amortized objective on ``data``.
@@ -304,6 +307,10 @@ def train(
         monitor: extra named network sets scored every epoch like the validation networks (history keys
             ``<name>_loss``, ``<name>_acc``, ...) for plots such as held-out gain vs training steps; never used to
             select anything.
+        init_state: a ``state_dict`` of the same metanetwork to start from instead of the seeded random
+            initialisation (e.g. the cross-entropy run an L1 run continues, :attr:`TrainConfig.l1_from_ce`); a run
+            that goes non-finite before its first validated epoch is restored to it. A resumed run continues from
+            its checkpoint, which already holds what this started from.
 
     Returns:
         :class:`TrainResult` whose ``model`` holds the best-validation weights.
@@ -316,7 +323,13 @@ def train(
         writer.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = build_model(spec, config).fit_normalization(train_params).to(device)
-    run = RunProgress(_adamw(model, config))
+    if init_state is not None:
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as err:
+            raise CheckpointError(f"init_state does not fit the {type(model).__name__} of this config "
+                                  f"({spec.describe()}): {err}") from err
+    run = RunProgress(_adamw(model, config), initial_state=init_state)
     if resume and out is not None and (out / "checkpoint.pt").exists():
         resume_run(out / "checkpoint.pt", device, spec, config, model, run)
     net = model

@@ -22,7 +22,7 @@ __all__ = ["TrainConfig", "MetanetConfig", "build_model"]
 #: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
 _LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
 #: TrainConfig fields that came after the run digests were fixed, likewise left out at their defaults
-_OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained",)
+_OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,12 @@ class TrainConfig:
             of a pipeline run (:func:`workbench.pipeline.train_metanet`, which knows each entry's epoch; :func:`train`
             itself takes whatever params it is given). No map from weights alone turns a random network into a
             classifier, the results' headline is on trained checkpoints, and an epoch costs a quarter less.
+        l1_from_ce: an L1 run (``lam > 0``) of a pipeline run (:func:`workbench.pipeline.train_metanet`) starts from
+            the trained weights of the cross-entropy run with the same settings, method and seed (trained first when
+            missing), instead of a random initialisation: the metanet first learns to improve networks, then to
+            sparsify them. From scratch the uniform L1 pull is learnt long before any selective improvement, and the
+            metanet drifts towards shrinking everything (on validation networks of the digits CNN zoos it ended
+            worse than the all-zero network for CNN-ReLU). No effect on cross-entropy runs.
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
         meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
@@ -81,6 +87,7 @@ class TrainConfig:
     patience: int | None = None
     train_eval_networks: int = 128
     skip_untrained: bool = False
+    l1_from_ce: bool = False
     meta: MetanetConfig = field(default_factory=MetanetConfig)
 
     def __post_init__(self):
@@ -94,8 +101,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
         checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
-        ``out_scale_init``, ``io_embed`` and ``skip_untrained`` are left out at their defaults, so those digests stay
-        the same."""
+        ``out_scale_init``, ``io_embed``, ``skip_untrained`` and ``l1_from_ce`` are left out at their defaults, so
+        those digests stay the same."""
         d = dataclasses.asdict(self)
         for name in _OWN_LEFT_OUT_AT_DEFAULT:
             if d[name] == getattr(TrainConfig, name):

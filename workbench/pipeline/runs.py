@@ -61,6 +61,8 @@ def make_config(spec: NetSpec, *, objective: str, lam: float, symmetry: str | No
     sym = symmetry or group_for(spec)
     epochs = _epochs(spec, settings)
     settings = {k: v for k, v in settings.items() if k != "mlp_epochs"}
+    if objective == "ce":  # l1_from_ce means nothing to a CE run: keep its digest (and folder) that of a plain run
+        settings.pop("l1_from_ce", None)
     if epochs is not None:
         settings["epochs"] = epochs
     return TrainConfig.from_dict({**settings, "lam": lam if objective == "l1" else 0.0, "symmetry": sym, "seed": seed})
@@ -108,8 +110,14 @@ def train_metanet(output_dir: str | os.PathLike, zoo: Zoo, data: Dataset, *, obj
         model = load_model(folder / "best.pt", map_location=resolve_device(config.device), spec=zoo.spec)
         history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
         return TrainResult(model, history, info["best_epoch"], info["best_val_loss"], folder, info["seconds"])
+    init_state = None
+    if objective == "l1" and config.l1_from_ce:  # start from the CE run of the same settings (reloaded or trained)
+        ce = train_metanet(output_dir, zoo, data, objective="ce", lam=0.0, symmetry=symmetry, seed=seed,
+                           resume=resume, progress=progress, **settings)
+        init_state = {k: v.detach().clone() for k, v in ce.model.state_dict().items()}
     splits = training_splits(zoo, config.skip_untrained)
-    result = train(zoo.spec, splits["train"], splits["val"], data, config, folder, resume=True, progress=progress)
+    result = train(zoo.spec, splits["train"], splits["val"], data, config, folder, resume=True, progress=progress,
+                   init_state=init_state)
     if rank == 0:
         atomic_write_text(done, json.dumps({"config": config.to_dict(), "best_epoch": result.best_epoch,
                                             "best_val_loss": result.best_val_loss, "seconds": result.seconds,
@@ -237,13 +245,26 @@ def prefetch_runs(output_dir, runs, *, data: dict, zoo: dict, lam: float, worker
 
     ``data``: keyword arguments of :func:`get_data`; ``zoo``: those of :func:`get_zoo` (the zoos must exist, e.g.
     from notebook 03 -- they are loaded, not regenerated, by each worker). Runs already finished cost nothing.
+    With ``l1_from_ce`` the CE runs the L1 runs start from are trained first, in a round of their own (added when
+    not listed), so that no two processes ever train the same run.
     """
-    runs = list(dict.fromkeys(tuple(r) + (() if len(r) == 5 else (lam,)) for r in runs))  # one process per folder
-    jobs = [{"output_dir": str(output_dir), "family": f, "method": m, "objective": o, "seed": s, "lam": run_lam,
-             "data": dict(data), "zoo": dict(zoo), "settings": dict(settings)} for f, m, o, s, run_lam in runs]
-    return run_parallel(_train_job, jobs, workers=workers, desc="metanet runs", progress=progress,
-                        label=lambda j: f"{j['family']} {j['method']} {j['objective']} seed {j['seed']}",
-                        cost=_run_cost)
+    runs = [tuple(r) + (() if len(r) == 5 else (lam,)) for r in runs]
+    rounds = [runs]
+    if settings.get("l1_from_ce"):  # L1 runs start from their CE runs: those first (a lam means nothing to them)
+        ce = [(f, m, "ce", s, lam) for f, m, o, s, _ in runs]
+        rounds = [ce, [r for r in runs if r[2] == "l1"]]
+    done = []
+    for round_runs in rounds:
+        round_runs = list(dict.fromkeys(round_runs))  # one process per folder
+        if not round_runs:
+            continue
+        jobs = [{"output_dir": str(output_dir), "family": f, "method": m, "objective": o, "seed": s, "lam": run_lam,
+                 "data": dict(data), "zoo": dict(zoo), "settings": dict(settings)}
+                for f, m, o, s, run_lam in round_runs]
+        done += run_parallel(_train_job, jobs, workers=workers, desc="metanet runs", progress=progress,
+                             label=lambda j: f"{j['family']} {j['method']} {j['objective']} seed {j['seed']}",
+                             cost=_run_cost)
+    return done
 
 
 def _run_cost(job: dict) -> float:
