@@ -19,6 +19,7 @@ from ..nets import map_params, n_networks
 from ..objective import evaluate, l1_reduction, share_near_zero
 from ..optimize import TrainConfig, one_shot, train
 from ..parallel import run_parallel
+from ..warmstart import tune_sgd_lr
 from ..zoo import Zoo
 from .held_out import test_networks, trained_mask
 from .runs import make_config, train_method, training_splits
@@ -103,7 +104,8 @@ def scaling_study(output_dir, family: str, *, data: dict, zoo: dict, sizes, seed
 
 # -- choosing lambda for the L1 objective (notebook 07) ---------------------------------------------------------------
 def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_epochs=(5,), sgd_lr: float = 0.01,
-              eval_networks: int | None = None, max_acc_drop: float = 5.0, progress: bool = True, **settings):
+              sgd_lr_grid=None, sgd_networks: int = 32, eval_networks: int | None = None, max_acc_drop: float = 5.0,
+              progress: bool = True, **settings):
     """The accuracy-vs-sparsity trade-off of the L1 objective for every ``lam``, on the *validation* networks (the
     choice of lambda must not look at the test networks).
 
@@ -112,7 +114,13 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
     budget in ``sgd_epochs`` and each ``lam``. ``chosen`` (one row flagged) is the largest ``lam`` whose one shot
     keeps the accuracy on trained checkpoints within ``max_acc_drop`` points of the initial networks'.
 
-    Returns a DataFrame: method, lam, acc_trained (%), l1_reduction (%), near_zero (%), loss (CE + lam L1), chosen.
+    SGD's learning rate is ``sgd_lr``, or with ``sgd_lr_grid`` the best of the grid for each ``lam`` on the first
+    ``sgd_networks`` of these validation networks (:func:`~workbench.warmstart.tune_sgd_lr`, the smallest budget,
+    criterion CE + lam L1). A reference tuned on the networks it is then scored on is, if anything, flattered: an
+    untuned SGD point would flatter the one shot instead.
+
+    Returns a DataFrame: method, lam, acc_trained (%), l1_reduction (%), near_zero (%), loss (CE + lam L1), sgd_lr
+    (SGD rows; NaN elsewhere), chosen.
     """
     val = zoo.subset(split="val")
     if eval_networks is not None:
@@ -136,10 +144,18 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
                               **settings)
         new, _ = one_shot(result.model, spec, val.params)
         rows.append(point("ScaleGMN one shot", lam, new))
-        runs = sgd_finetune(spec, val.params, data, epochs=tuple(sgd_epochs), lam=lam, lr=sgd_lr, seed=seed,
+        lr = float(sgd_lr)
+        if sgd_lr_grid:
+            tune_on = val.subset(mask=val.meta["net_id"].isin(np.sort(val.meta["net_id"].unique())[:sgd_networks])
+                                 .to_numpy())
+            lr, _ = tune_sgd_lr(spec, tune_on.params, data, lrs=sgd_lr_grid, epochs=min(sgd_epochs), lam=lam,
+                                seed=seed)
+        runs = sgd_finetune(spec, val.params, data, epochs=tuple(sgd_epochs), lam=lam, lr=lr, seed=seed,
                             progress=False)
-        rows += [point(f"SGD ({e} epochs)", lam, r.params) for e, r in runs.items()]
+        rows += [{**point(f"SGD ({e} epochs)", lam, r.params), "sgd_lr": lr} for e, r in runs.items()]
     frame = pd.DataFrame(rows)
+    if "sgd_lr" not in frame:
+        frame["sgd_lr"] = np.nan
     frame["chosen"] = False
     initial_acc = frame.loc[frame["method"] == "Initial", "acc_trained"].iloc[0]
     ok = frame[(frame["method"] == "ScaleGMN one shot") & (frame["acc_trained"] >= initial_acc - max_acc_drop)]
