@@ -333,6 +333,12 @@ def test_verdicts_hold_exactly_when_the_numbers_meet_the_targets():
     assert tanh.loc["one shot is faster per network than SGD (5 epochs) (x)", "value"] == pytest.approx(100.0)
     assert beats not in relu.index  # no SGD rows: no claim about them
     assert results.verdicts({"x": _table(40.0, 48.0, 0, 0).iloc[1:]}).empty  # no Initial row: no verdict
+    balanced = "L1 one shot + L1 balancing (same function): L1-norm reduction (%)"
+    assert balanced not in tanh.index and balanced not in relu.index  # only where the table has the row
+    with_row = results.results_table([*_table(40.0, 42.0, 34.0, 60.0).to_dict("records"),
+                                      {"method": "ScaleGMN-B + L1 balancing", "l1_sparsity_pct": 71.0}])
+    b = results.verdicts({"cnn-relu": with_row}).set_index("claim").loc[balanced]
+    assert b["value"] == pytest.approx(71.0) and b["holds"]
 
 
 def test_markdown_table_rounds_and_marks_missing_values():
