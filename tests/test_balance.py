@@ -141,3 +141,55 @@ def test_the_results_table_of_a_relu_family_adds_the_balanced_l1_one_shot(tmp_pa
                                    finetune_epochs=0, methods=("scalegmn",), sequential_sample=0, progress=False,
                                    epochs=1, hidden=8, n_layers=1, batch_networks=8)
     assert not any("balancing" in m for m in tanh["table"]["method"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_cnn_removes_less_l1_by_balancing_than_the_same_function_as_an_mlp(seed):
+    from workbench.balance import unrolled_channel_groups
+    from workbench.gauge import unroll_cnn
+
+    cnn = _random_spec(seed, "cnn")
+    params = _params(cnn, torch.float64, n=3, seed=seed)
+    twin, twin_params = unroll_cnn(cnn, params)
+    x = _inputs(cnn, torch.float64)
+    groups = unrolled_channel_groups(cnn)
+    tied = balance_l1(twin, twin_params, groups=groups, tol=1e-14, max_sweeps=2000)
+    free = balance_l1(twin, twin_params, tol=1e-14, max_sweeps=2000)
+    for result in (tied, free):  # both keep the function of the CNN
+        out = forward(twin, result.params, x.reshape(x.shape[0], 1, 1, -1))
+        assert torch.allclose(out, forward(cnn, params, x), atol=1e-9)
+    for scale, g in zip(tied.element.scales, groups):  # the tied scales are one per channel
+        per_channel = scale[:, g == 0]
+        assert torch.allclose(per_channel, per_channel[:, :1].expand_as(per_channel))
+    # the channel scalings are a subgroup of the neuron scalings: they can never remove more, and here remove less
+    assert (free.l1_after <= tied.l1_after * (1 + 1e-9)).all()
+    assert (free.l1_after < tied.l1_after * (1 - 1e-3)).all()
+    # one group per neuron is no tie at all
+    alone = balance_l1(twin, twin_params, groups=[torch.arange(w) for w in twin.hidden_widths], tol=1e-14,
+                       max_sweeps=2000)
+    assert torch.allclose(alone.l1_after, free.l1_after, rtol=1e-12)
+
+
+def test_bad_groups_are_refused_with_the_expected_shapes():
+    from workbench.balance import unrolled_channel_groups
+
+    spec = NetSpec.mlp((4, 3, 2), "relu")
+    with pytest.raises(ValueError, match=r"one \(width,\) tensor"):
+        balance_l1(spec, _params(spec, torch.float64), groups=[torch.zeros(4, dtype=torch.long)])
+    with pytest.raises(ValueError, match="needs a CNN"):
+        unrolled_channel_groups(spec)
+
+
+def test_the_cnn_vs_mlp_gauge_table_and_its_figure():
+    from workbench.balance import cnn_vs_mlp_gauge_l1
+    from workbench.viz.gauge import gauge_l1_figure
+
+    cnn = _random_spec(2, "cnn")
+    frame = cnn_vs_mlp_gauge_l1(cnn, _params(cnn, torch.float32, n=3))
+    assert len(frame) == 3
+    assert (frame["removed_by_neurons_pct"] > frame["removed_by_channels_pct"]).all()
+    assert (frame["l1_neuron_balanced"] < frame["l1_channel_balanced"]).all()
+    assert (frame["l1_channel_balanced"] <= frame["l1"] * (1 + 1e-9)).all()
+    fig = gauge_l1_figure(frame)
+    assert [t.type for t in fig.data] == ["bar", "bar"]
+    assert list(fig.data[1].y) == pytest.approx(list(frame["removed_by_neurons_pct"]))

@@ -188,6 +188,25 @@ def directions_figure(spec: NetSpec) -> go.Figure:
     return fig
 
 
+def gauge_l1_figure(frame) -> go.Figure:
+    """Bars per network: the share of its L1 norm that balancing removes with a CNN's scalings (one per channel)
+    and with the same function's MLP scalings (one per neuron); ``frame`` from
+    :func:`workbench.balance.cnn_vs_mlp_gauge_l1`."""
+    x = [f"network {int(i)}" for i in frame["network"]]
+    fig = go.Figure([
+        go.Bar(x=x, y=frame["removed_by_channels_pct"].tolist(), name="CNN: one scale per channel",
+               text=[f"{v:.1f} %" for v in frame["removed_by_channels_pct"]], textposition="outside"),
+        go.Bar(x=x, y=frame["removed_by_neurons_pct"].tolist(), name="same function as an MLP: one scale per neuron",
+               text=[f"{v:.1f} %" for v in frame["removed_by_neurons_pct"]], textposition="outside"),
+    ])
+    top = float(max(frame["removed_by_neurons_pct"].max(), frame["removed_by_channels_pct"].max(), 1.0)) * 1.25
+    fig.update_layout(barmode="group", height=380, margin=dict(t=100), yaxis=dict(range=[0, top],
+                      title="L1 norm removed by balancing (%)"),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                      title="How much of the L1 norm is gauge (same weights, unrolled; the function is unchanged)")
+    return fig
+
+
 def scaling_widget(spec: NetSpec, params: Params, x: Tensor, *, network: int = 0):
     """Sliders for :func:`compute_scaling_demo`: hidden layer, unit, and log10 scale (ReLU) or a sign flip (tanh).
 
