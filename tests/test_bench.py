@@ -117,3 +117,37 @@ def test_fresh_zoo_scores_the_runs_own_metanet_on_a_zoo_of_another_seed(tmp_path
         assert r["gains"]["all"][2] == 3 * r["networks"]  # every checkpoint of every network is scored
     # another zoo seed: other networks, so other initial accuracies
     assert fresh["gains"]["1"][0] != held_out["gains"]["1"][0]
+
+
+def test_l1_from_ce_scores_both_starts_on_validation_networks_only(tmp_path):
+    import l1_from_ce  # bench/l1_from_ce.py
+
+    from workbench import pipeline
+    from workbench.objective import evaluate
+
+    params = tmp_path / "tiny.yaml"
+    params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-tanh]\nn_networks: 12\nzoo_epochs: 2\n"
+                      "zoo_test_fraction: 0.5\nlam: 0.01\nmeta_epochs: 1\nmeta_hidden: 4\nmeta_n_layers: 1\n"
+                      "meta_batch_networks: 4\nmeta_skip_untrained: true\ndevice: cpu\n")
+    log = tmp_path / "l1.jsonl"
+    argv = ["--family", "mlp-tanh", "--lam", "0.01", "--params", str(params), "--outputs", str(tmp_path), "--log",
+            str(log)]
+    assert l1_from_ce.main(argv) == 0
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["start"] for r in runs] == ["scratch", "ce"] and {r["params"] for r in runs} == {"tiny"}
+    for r in runs:
+        assert r["acc_drop"] == pytest.approx(r["acc_before"] - r["acc_after"], abs=0.011)
+        assert r["best_epoch"] == 0 and r["val_objective"] > 0
+    # "before" is the validation networks' trained checkpoints on the validation images, from the zoo make run keeps
+    data = pipeline.get_data("digits", None, 0)
+    zoo = pipeline.get_zoo(tmp_path / "tiny", "mlp-tanh", data, n_networks=12, zoo_epochs=2, seed=0,
+                           test_fraction=0.5, progress=False, verbose=False)
+    val = zoo.subset(split="val")
+    trained = torch.as_tensor(pipeline.trained_mask(val))
+    acc = evaluate(zoo.spec, val.params, *data.split("val"))["acc"][trained].double().mean()
+    assert runs[0]["acc_before"] == pytest.approx(100 * float(acc), abs=0.006)
+    test = zoo.subset(split="test")  # negative control: the test networks score differently
+    test_acc = evaluate(zoo.spec, test.params, *data.split("val"))["acc"][torch.as_tensor(pipeline.trained_mask(test))]
+    assert abs(100 * float(test_acc.double().mean()) - runs[0]["acc_before"]) > 0.01
+    md = l1_from_ce.table(log)
+    assert md.count("\n") == 3 and "| mlp-tanh | 0.01 | ce |" in md
