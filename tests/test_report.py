@@ -45,6 +45,20 @@ def test_rendered_numbers_come_from_the_snapshot(tmp_path):
     assert "12.2" in render(snap) and "47.5" not in render(snap)
 
 
+def test_the_snapshot_names_the_revision_the_run_executed_not_the_one_reporting_it(tmp_path):
+    from workbench.paths import git_revision
+
+    run = _fake_run(tmp_path / "run")
+    (run / "params.json").write_text(json.dumps({"source": "params/x.yaml", "git_revision": "abc1234"}))
+    snap = snapshot(run, tmp_path / "snap")
+    assert json.loads((snap / "run_info.json").read_text())["git_revision"] == "abc1234"
+    assert "git abc1234" in render(snap)
+    # a run folder from before the runner recorded it falls back to the current checkout's revision
+    (run / "params.json").write_text(json.dumps({"source": "params/x.yaml"}))
+    snap = snapshot(run, tmp_path / "snap2")
+    assert json.loads((snap / "run_info.json").read_text())["git_revision"] == git_revision()
+
+
 def test_update_readme_replaces_only_its_block(tmp_path):
     snap = snapshot(_fake_run(tmp_path / "run"), tmp_path / "demo")
     readme = tmp_path / "README.md"

@@ -77,8 +77,12 @@ def snapshot(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
         except (OSError, ValueError, AttributeError):
             continue
     finished = max((m.stat().st_mtime for m in markers), default=(run_dir / "results.csv").stat().st_mtime)
+    try:  # the revision the run executed (recorded by the runner when it started), not the one reporting it now
+        revision = json.loads((run_dir / "params.json").read_text()).get("git_revision")
+    except (OSError, ValueError, AttributeError):
+        revision = None
     info = {"run": run_dir.name, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(finished)),
-            "git_revision": git_revision(),
+            "git_revision": revision or git_revision(),
             "machine": machine_description(), "notebook_seconds": seconds,
             "total_minutes": round(sum(seconds.values()) / 60, 1)}
     dest.mkdir(parents=True, exist_ok=True)
