@@ -7,7 +7,10 @@ params file's settings, as notebook 06 reads them; ``make run`` must have finish
 ``--networks`` networks with the same settings but zoo seed ``--seed`` (cached under ``--cache``), applies the
 metanet to every entry in one shot, and prints the average test accuracy before -> after per checkpoint epoch, over
 the trained checkpoints (epoch >= 1) and over all -- beside the same numbers on the run's own held-out networks.
-``--json`` appends one record per family and zoo.
+Where the run also holds the family's L1 ScaleGMN-B run, a second table gives its one shot on the trained
+checkpoints of both zoos: accuracy before -> after, the L1-norm reduction and, for ReLU families, the reduction after
+L1 balancing (the same function, :func:`workbench.balance.balance_l1`). ``--json`` appends one record per family and
+zoo.
 """
 from __future__ import annotations
 
@@ -34,6 +37,27 @@ def gains(spec, model, zoo, data) -> dict:
     return {r.checkpoint: (float(r.before), float(r.after), int(r.entries)) for r in frame.itertuples()}
 
 
+def l1_scores(spec, model, zoo, data) -> dict:
+    """The L1 one shot on the trained checkpoints of ``zoo``: average test accuracy (%) before and after, the L1-norm
+    reduction (%) and, for ReLU networks, the reduction after balancing (same function)."""
+    import torch
+
+    from workbench.balance import balance_l1
+    from workbench.objective import evaluate, l1_reduction
+    from workbench.optimize import one_shot
+    from workbench.pipeline import trained_mask
+
+    trained = torch.as_tensor(trained_mask(zoo))
+    params = [(w[trained], b[trained]) for w, b in zoo.params]
+    new, _ = one_shot(model, spec, params)
+    acc = lambda p: 100 * float(evaluate(spec, p, data.x_test, data.y_test)["acc"].double().mean())  # noqa: E731
+    out = {"acc_before": acc(params), "acc_after": acc(new), "l1_reduction": l1_reduction(params, new),
+           "entries": int(trained.sum())}
+    if spec.activation == "relu":
+        out["l1_reduction_balanced"] = l1_reduction(params, balance_l1(spec, new).params)
+    return out
+
+
 def run(args) -> list[dict]:
     from workbench import pipeline
     from workbench.params import notebook_values
@@ -53,6 +77,10 @@ def run(args) -> list[dict]:
                              f"run `make run` (or python -m workbench run {args.params}) first")
         result = pipeline.train_method(out, zoo, data, "scalegmn", objective="ce", lam=values["lam"], seed=seed,
                                        progress=False, **settings)
+        l1_run = None
+        if pipeline.run_exists(out, zoo, "scalegmn", objective="l1", lam=values["lam"], seed=seed, **settings):
+            l1_run = pipeline.train_method(out, zoo, data, "scalegmn", objective="l1", lam=values["lam"], seed=seed,
+                                           progress=False, **settings)
         held_out = pipeline.test_networks(zoo, values["eval_networks"])
         t0 = time.time()
         fresh = pipeline.get_zoo(Path(args.cache), family, data, progress=False, verbose=False,
@@ -62,7 +90,9 @@ def run(args) -> list[dict]:
             g = gains(zoo.spec, result.model, z, data)
             records.append({"bench": "fresh_zoo", "family": family, "zoo": name,
                             "networks": int(z.meta["net_id"].nunique()), "gains": g, "run": str(result.out_dir),
-                            **({"zoo_seconds": round(made, 1)} if "fresh" in name else {})})
+                            **({"zoo_seconds": round(made, 1)} if "fresh" in name else {}),
+                            **({"l1": l1_scores(zoo.spec, l1_run.model, z, data), "lam": values["lam"]}
+                               if l1_run is not None else {})})
     return records
 
 
@@ -81,6 +111,23 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def l1_table(records: list[dict]) -> str:
+    """The L1 one shot's numbers per family and zoo (records with an ``l1`` entry); empty without any."""
+    rows = [r for r in records if "l1" in r]
+    if not rows:
+        return ""
+    head = ["family", "zoo", "lam", "trained entries", "accuracy before -> after (%)", "accuracy drop (points)",
+            "L1-norm reduction (%)", "after L1 balancing (%)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        s = r["l1"]
+        balanced = f"{s['l1_reduction_balanced']:.1f}" if "l1_reduction_balanced" in s else "-"
+        lines.append(f"| {r['family']} | {r['zoo']} | {r['lam']:g} | {s['entries']} | {s['acc_before']:.1f} -> "
+                     f"{s['acc_after']:.1f} | {s['acc_before'] - s['acc_after']:.1f} | {s['l1_reduction']:.1f} | "
+                     f"{balanced} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params" / "default.yaml"))
@@ -94,6 +141,9 @@ def main(argv=None) -> int:
     run_dir = Path(records[0]["run"]).parents[2] if records else args.run
     print(f"# {args.params}: the run in {run_dir}, fresh zoo seed {args.seed}, {time.strftime('%Y-%m-%d %H:%M')}")
     print(table(records), end="")
+    if l1_table(records):
+        print()
+        print(l1_table(records), end="")
     if args.json:
         with open(args.json, "a") as f:
             for r in records:

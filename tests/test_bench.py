@@ -93,18 +93,18 @@ def test_fresh_zoo_scores_the_runs_own_metanet_on_a_zoo_of_another_seed(tmp_path
     from workbench.params import notebook_values
 
     params = tmp_path / "tiny.yaml"
-    params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-tanh]\nn_networks: 12\nzoo_epochs: 2\n"
+    params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-relu]\nn_networks: 12\nzoo_epochs: 2\n"
                       "lam: 0.01\nmeta_epochs: 1\nmeta_hidden: 4\nmeta_n_layers: 1\nmeta_batch_networks: 4\n"
                       "eval_networks: 3\ndevice: cpu\n")
     run, log = tmp_path / "run", tmp_path / "fresh.jsonl"
     argv = ["--params", str(params), "--run", str(run), "--networks", "5", "--cache", str(tmp_path / "zoos"),
             "--json", str(log)]
-    with pytest.raises(SystemExit, match="no finished CE ScaleGMN-B run of mlp-tanh"):
+    with pytest.raises(SystemExit, match="no finished CE ScaleGMN-B run of mlp-relu"):
         fresh_zoo.main(argv)
     # train the run the way notebook 06 does for these params
     _, values = notebook_values(params, "06")
     data = pipeline.get_data("digits", None, 0)
-    zoo = pipeline.get_zoo(run, "mlp-tanh", data, n_networks=12, zoo_epochs=2, seed=0,
+    zoo = pipeline.get_zoo(run, "mlp-relu", data, n_networks=12, zoo_epochs=2, seed=0,
                            test_fraction=values["zoo_test_fraction"], progress=False)
     pipeline.train_method(run, zoo, data, "scalegmn", objective="ce", lam=0.01, seed=0, progress=False,
                           **pipeline.training_settings(values))
@@ -117,6 +117,21 @@ def test_fresh_zoo_scores_the_runs_own_metanet_on_a_zoo_of_another_seed(tmp_path
         assert r["gains"]["all"][2] == 3 * r["networks"]  # every checkpoint of every network is scored
     # another zoo seed: other networks, so other initial accuracies
     assert fresh["gains"]["1"][0] != held_out["gains"]["1"][0]
+    assert "l1" not in held_out and fresh_zoo.l1_table([held_out, fresh]) == ""  # no L1 run yet: no L1 numbers
+    # with the L1 run as well, both zoos get the L1 one shot's numbers on their trained checkpoints
+    pipeline.train_method(run, zoo, data, "scalegmn", objective="l1", lam=0.01, seed=0, progress=False,
+                          **pipeline.training_settings(values))
+    log.unlink()
+    assert fresh_zoo.main(argv) == 0
+    held_out, fresh = [json.loads(line) for line in log.read_text().splitlines()]
+    for r, networks in ((held_out, 3), (fresh, 5)):
+        s = r["l1"]
+        assert s["entries"] == 2 * networks and r["lam"] == 0.01  # checkpoints 1 and 2 of every network
+        assert 0 <= s["acc_before"] <= 100 and 0 <= s["acc_after"] <= 100
+        # balancing keeps the function and can only remove more of the L1 norm (ReLU networks)
+        assert s["l1_reduction_balanced"] >= s["l1_reduction"] - 1e-6
+    assert fresh["l1"]["acc_before"] != held_out["l1"]["acc_before"]
+    assert fresh_zoo.l1_table([held_out, fresh]).count("| mlp-relu |") == 2
 
 
 def test_l1_from_ce_scores_both_starts_on_validation_networks_only(tmp_path):

@@ -324,8 +324,15 @@ def test_verdicts_hold_exactly_when_the_numbers_meet_the_targets():
     drop = "L1 one shot: accuracy drop on trained checkpoints (points)"
     assert tanh.loc[drop, "value"] == pytest.approx(3.0) and tanh.loc[drop, "holds"]
     assert relu.loc[drop, "value"] == pytest.approx(6.0) and not relu.loc[drop, "holds"]  # at most 5
-    red = "L1 one shot: L1-norm reduction (%)"
+    red = "L1 one shot: L1-norm reduction, all checkpoints (%)"  # these tables have no trained-checkpoint column
     assert tanh.loc[red, "holds"] and not relu.loc[red, "holds"]  # 75 >= 70; 60 < 70
+    # with the trained-checkpoint reduction in the table, the verdict judges that one (where the target is set)
+    both = _table(40.0, 48.5, 37.0, 75.0)
+    both.loc[both["method"] == "ScaleGMN-B", "l1_sparsity_pct_trained"] = 66.0
+    on_trained = results.verdicts({"cnn-relu": both}).set_index("claim")
+    claim = "L1 one shot: L1-norm reduction on trained checkpoints (%)"
+    assert on_trained.loc[claim, "value"] == pytest.approx(66.0) and not on_trained.loc[claim, "holds"]
+    assert red not in on_trained.index
     zero = "L1 one shot beats the all-zero network on CE + lambda L1"
     assert tanh.loc[zero, "holds"] and not relu.loc[zero, "holds"]  # 2.0 < 2.3; 2.0 > 1.9
     beats = "CE one shot beats SGD (5 epochs) (poster: beats 150 epochs)"  # the cheapest SGD budget
@@ -333,7 +340,7 @@ def test_verdicts_hold_exactly_when_the_numbers_meet_the_targets():
     assert tanh.loc["one shot is faster per network than SGD (5 epochs) (x)", "value"] == pytest.approx(100.0)
     assert beats not in relu.index  # no SGD rows: no claim about them
     assert results.verdicts({"x": _table(40.0, 48.0, 0, 0).iloc[1:]}).empty  # no Initial row: no verdict
-    balanced = "L1 one shot + L1 balancing (same function): L1-norm reduction (%)"
+    balanced = "L1 one shot + L1 balancing (same function): L1-norm reduction, all checkpoints (%)"
     assert balanced not in tanh.index and balanced not in relu.index  # only where the table has the row
     with_row = results.results_table([*_table(40.0, 42.0, 34.0, 60.0).to_dict("records"),
                                       {"method": "ScaleGMN-B + L1 balancing", "l1_sparsity_pct": 71.0}])

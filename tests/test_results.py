@@ -68,6 +68,19 @@ def test_rows_score_known_params_with_the_shared_metrics(data, initial):
     assert (row["ce_time_per_net_s"], row["l1_time_per_net_s"]) == (0.5, 2.0)
 
 
+def test_the_trained_checkpoint_reduction_counts_only_the_trained_networks(data, initial):
+    n = initial[0][0].shape[0]
+    trained = torch.arange(n) % 2 == 1
+    # shrink the untrained networks to zero and the trained ones by a quarter: 25 % on trained checkpoints
+    shrunk = [(torch.where(trained.reshape(-1, *[1] * (w.dim() - 1)), 0.75 * w, torch.zeros_like(w)),
+               torch.where(trained.reshape(-1, 1), 0.75 * b, torch.zeros_like(b))) for w, b in initial]
+    row = method_row("shrunk", SPEC, data, initial=initial, l1_params=shrunk, lam=LAM, trained=trained)
+    assert row["l1_sparsity_pct_trained"] == pytest.approx(25.0)
+    assert row["l1_sparsity_pct"] > 25.0 + 1.0  # over all checkpoints the zeroed networks count too
+    assert math.isnan(method_row("no mask", SPEC, data, initial=initial, l1_params=shrunk,
+                                 lam=LAM)["l1_sparsity_pct_trained"])
+
+
 def test_initial_row_has_zero_sparsity_and_no_times(data, initial):
     row = method_row("Initial", SPEC, data, initial=initial, ce_params=initial, l1_params=initial, lam=LAM)
     assert row["l1_sparsity_pct"] == 0.0
@@ -134,11 +147,12 @@ def test_table_schema_and_markdown():
     assert len(table) == 2 + 3
     cells = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table[2:]}
     assert set(cells) == {"Initial", "ScaleGMN-B", "SGD (150 epochs)"}
-    # columns: method, CE avg, CE avg trained, CE max, CE time, L1 avg, L1 avg trained, L1 loss, L1 time, L1 red., near 0
-    assert cells["Initial"] == ["Initial", "37.9", "-", "48.6", "-", "37.9", "-", "3.233", "-", "0.0", "0.0"]
+    # columns: method, CE avg, CE avg trained, CE max, CE time, L1 avg, L1 avg trained, L1 loss, L1 time, L1 red.,
+    # L1 red. trained, near 0
+    assert cells["Initial"] == ["Initial", "37.9", "-", "48.6", "-", "37.9", "-", "3.233", "-", "0.0", "-", "0.0"]
     assert cells["ScaleGMN-B"][4] == "0.055" and cells["ScaleGMN-B"][8] == "5.5e-05"
     assert cells["SGD (150 epochs)"][4] == "357" and cells["SGD (150 epochs)"][8] == "1495"
-    assert cells["SGD (150 epochs)"][10] == "-"
+    assert cells["SGD (150 epochs)"][11] == "-"
 
 
 def test_write_results_writes_markdown_and_csv(tmp_path):

@@ -126,7 +126,8 @@ def render(snapshot_dir: str | os.PathLike) -> str:
         lines += [markdown_table(by_ckpt[["family", "checkpoint", "entries", "before", "after", "gain"]]), ""]
     table = pd.read_csv(folder / "results.csv")
     for family, frame in table.groupby("family", sort=False):
-        lines += [to_markdown(frame[COLUMNS].reset_index(drop=True), title=None).rstrip("\n")]
+        # reindex: a snapshot written before a column existed shows it as not measured ("-")
+        lines += [to_markdown(frame.reindex(columns=COLUMNS).reset_index(drop=True), title=None).rstrip("\n")]
         lines[-1] = f"*{family}*\n\n" + lines[-1]
         lines.append("")
     lines += _peer_lines(table)
