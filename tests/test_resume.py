@@ -310,6 +310,14 @@ def _check_smoke_artifacts(out: Path) -> None:
     assert len(scaling) == len(params["scaling_families"]) * len(params["scaling_sizes"]) * len(params["scaling_seeds"])
     sweep = pd.read_csv(out / "results" / "lam_sweep.csv")
     assert sorted(sweep["lam"].unique()) == sorted(params["lam_values"])
+    # every finished L1 run started from a finished CE run of its family, symmetry and seed (meta_l1_from_ce)
+    l1_runs = sorted((out / "metanet").glob("*/l1-*/result.json"))
+    assert l1_runs and params.get("meta_l1_from_ce")
+    for done in l1_runs:
+        assert json.loads(done.read_text())["config"]["l1_from_ce"] is True
+        name = done.parent.name.split("-")  # l1-<symmetry>-s<seed>-<digest>
+        ce = list(done.parent.parent.glob(f"ce-{name[1]}-{name[2]}-*/result.json"))
+        assert ce, f"no finished CE run beside {done.parent}"
 
 
 @pytest.mark.notebooks
