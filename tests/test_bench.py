@@ -166,3 +166,22 @@ def test_l1_from_ce_scores_both_starts_on_validation_networks_only(tmp_path):
     assert abs(100 * float(test_acc.double().mean()) - runs[0]["acc_before"]) > 0.01
     md = l1_from_ce.table(log)
     assert md.count("\n") == 3 and "| mlp-tanh | 0.01 | ce |" in md
+
+
+def test_validation_gain_scores_validation_networks_at_each_epoch_count(tmp_path):
+    import validation_gain  # bench/validation_gain.py
+
+    params = tmp_path / "tiny.yaml"
+    params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-tanh]\nn_networks: 12\nzoo_epochs: 2\n"
+                      "zoo_test_fraction: 0.5\nlam: 0.01\nmeta_epochs: 1\nmeta_hidden: 4\nmeta_n_layers: 1\n"
+                      "meta_batch_networks: 4\nmeta_skip_untrained: true\ndevice: cpu\n")
+    log = tmp_path / "v.jsonl"
+    argv = ["--family", "mlp-tanh", "--epochs", "1", "2", "--params", str(params), "--outputs", str(tmp_path),
+            "--log", str(log)]
+    assert validation_gain.main(argv) == 0
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["epochs"], len(r["curve"])) for r in runs] == [(1, 1), (2, 2)]  # the epochs replaced, all trained
+    for r in runs:
+        assert r["best_val_loss"] == pytest.approx(min(r["curve"]), abs=1e-4)
+        assert r["curve"][r["best_epoch"]] == pytest.approx(r["best_val_loss"], abs=1e-4)
+    assert (tmp_path / "tiny" / "zoo" / "mlp-tanh").is_dir()  # the zoo where make run keeps it

@@ -1,0 +1,79 @@
+"""CE one-shot gain of a params file's metanet at several epoch counts, scored on VALIDATION networks only.
+
+    python bench/validation_gain.py --family mlp-tanh mlp-relu --epochs 4 5 --outputs /tmp/run2 --log runs.jsonl
+
+The zoo and the metanet settings are those of notebook 06 for the params file (default ``params/default.yaml``; the
+zoo is read from, or generated into, ``--outputs/<name>/zoo`` exactly as ``make run`` does), with the run's epochs
+(``meta_epochs``, or ``meta_mlp_epochs`` for an MLP family) replaced by each value of ``--epochs``. Every run trains
+on the training networks, picks its best epoch on the validation networks, and is scored on the validation networks'
+trained checkpoints with the validation images: the best validation loss, the one-shot gain in accuracy and the
+validation-loss curve. Test networks are never touched: this is how the default's ``meta_mlp_epochs`` was chosen
+(``params/default.yaml``; records in ``docs/results/mlp-epochs-validation-2026-12-04.jsonl``, written by an
+identical ad-hoc script before this one existed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def run(family: str, epochs: int, values: dict, outputs: Path) -> dict:
+    from workbench import pipeline
+    from workbench.objective import evaluate
+    from workbench.optimize import one_shot, train
+
+    data = pipeline.get_data(values["dataset"], values["data_path"], values["seed"])
+    zoo = pipeline.get_zoo(outputs / values["name"], family, data, n_networks=values["n_networks"],
+                           zoo_epochs=values["zoo_epochs"], seed=values["seed"], progress=False, verbose=False,
+                           test_fraction=values["zoo_test_fraction"])
+    settings = pipeline.training_settings(values)
+    settings.pop("device", None)
+    settings.update(epochs=epochs, mlp_epochs=epochs)
+    config = pipeline.make_config(zoo.spec, objective="ce", lam=0.0, seed=values["seed"], **settings)
+    splits = pipeline.training_splits(zoo, config.skip_untrained)
+    t0 = time.time()
+    res = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False)
+    val = zoo.subset(split="val")
+    trained = torch.as_tensor(pipeline.trained_mask(val))
+    x, y = data.split("val")
+    new, _ = one_shot(res.model, zoo.spec, val.params)
+    before = evaluate(zoo.spec, val.params, x, y)["acc"][trained].double().mean()
+    after = evaluate(zoo.spec, new, x, y)["acc"][trained].double().mean()
+    return {"family": family, "epochs": epochs, "params": values["name"], "date": time.strftime("%Y-%m-%d %H:%M"),
+            "s": round(time.time() - t0), "best_epoch": res.best_epoch, "best_val_loss": round(res.best_val_loss, 4),
+            "val_gain_trained": round(100 * float(after - before), 2),
+            "curve": [round(h["val_loss"], 4) for h in res.history]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--family", nargs="+", default=["mlp-tanh"])
+    p.add_argument("--epochs", nargs="+", type=int, default=[4, 5])
+    p.add_argument("--params", default="params/default.yaml")
+    p.add_argument("--outputs", default="outputs", help="folder holding <params name>/zoo (as make run)")
+    p.add_argument("--log", type=Path, help="append one JSON line per run")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    from workbench.params import notebook_values
+
+    params, values = notebook_values(a.params, "06")
+    values = {**values, "name": params.name}
+    for family in a.family:
+        for epochs in a.epochs:
+            out = run(family, epochs, values, Path(a.outputs))
+            print(json.dumps(out), flush=True)
+            if a.log:
+                with a.log.open("a") as f:
+                    f.write(json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
