@@ -24,20 +24,16 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from on_validation import emit, load, notebook06_values, one_shot_on_validation  # noqa: E402
 
 
 def run(family: str, lam: float, start: str, values: dict, outputs: Path) -> dict:
     from workbench import pipeline
-    from workbench.objective import evaluate, l1_reduction
-    from workbench.optimize import one_shot, train
+    from workbench.objective import l1_reduction
+    from workbench.optimize import train
 
-    data = pipeline.get_data(values.get("dataset", "digits"), None, values.get("seed", 0))
-    zoo = pipeline.get_zoo(outputs / values["name"], family, data, n_networks=values["n_networks"],
-                           zoo_epochs=values["zoo_epochs"], seed=values.get("seed", 0), progress=False, verbose=False,
-                           test_fraction=values["zoo_test_fraction"])
-    settings = pipeline.training_settings(values)
-    settings.pop("device", None)
+    data, zoo, settings = load(values, family, outputs)
     settings.pop("l1_from_ce", None)  # this script sets the start itself
     spec = zoo.spec
     splits = pipeline.training_splits(zoo, settings.get("skip_untrained", False))
@@ -49,20 +45,17 @@ def run(family: str, lam: float, start: str, values: dict, outputs: Path) -> dic
         init = {k: v.detach().clone() for k, v in ce.model.state_dict().items()}
     config = pipeline.make_config(spec, objective="l1", lam=lam, **settings)
     res = train(spec, splits["train"], splits["val"], data, config, None, progress=False, init_state=init)
-    val = zoo.subset(split="val")
-    trained = torch.as_tensor(pipeline.trained_mask(val))
-    x, y = data.split("val")
-    new, _ = one_shot(res.model, spec, val.params)
-    before, after = evaluate(spec, val.params, x, y, lam), evaluate(spec, new, x, y, lam)
-    pct = lambda m: round(100 * float(m["acc"][trained].double().mean()), 2)  # noqa: E731
+    score = one_shot_on_validation(res.model, zoo, data, lam)
+    trained = score["trained"]
+    before, after = round(score["acc_before"], 2), round(score["acc_after"], 2)
     best = res.history[res.best_epoch]
     return {"family": family, "lam": lam, "start": start, "params": values["name"],
             "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
             "seconds": round(time.time() - t0), "best_epoch": res.best_epoch,
             "val_objective": round(best["val_loss"], 4),
-            "acc_before": pct(before), "acc_after": pct(after), "acc_drop": round(pct(before) - pct(after), 2),
-            "l1_reduction": round(l1_reduction([(w[trained], b[trained]) for w, b in val.params],
-                                               [(w[trained], b[trained]) for w, b in new]), 1)}
+            "acc_before": before, "acc_after": after, "acc_drop": round(before - after, 2),
+            "l1_reduction": round(l1_reduction([(w[trained], b[trained]) for w, b in score["val"].params],
+                                               [(w[trained], b[trained]) for w, b in score["new"]]), 1)}
 
 
 def table(log: Path) -> str:
@@ -92,18 +85,11 @@ def main(argv=None) -> int:
         print(table(a.table))
         return 0
     torch.set_num_threads(1)
-    from workbench.params import notebook_values
-
-    params, values = notebook_values(a.params, "06")  # what notebook 06 trains the table's L1 metanets with
-    values = {**values, "name": params.name}
+    values = notebook06_values(a.params)  # what notebook 06 trains the table's L1 metanets with
     for family in a.family:
         for lam in a.lam:
             for start in a.starts:
-                out = run(family, lam, start, values, Path(a.outputs))
-                print(json.dumps(out), flush=True)
-                if a.log:
-                    with a.log.open("a") as f:
-                        f.write(json.dumps(out) + "\n")
+                emit(run(family, lam, start, values, Path(a.outputs)), a.log)
     return 0
 
 

@@ -14,41 +14,30 @@ identical ad-hoc script before this one existed).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from on_validation import emit, load, notebook06_values, one_shot_on_validation  # noqa: E402
 
 
 def run(family: str, epochs: int, values: dict, outputs: Path) -> dict:
     from workbench import pipeline
-    from workbench.objective import evaluate
-    from workbench.optimize import one_shot, train
+    from workbench.optimize import train
 
-    data = pipeline.get_data(values["dataset"], values["data_path"], values["seed"])
-    zoo = pipeline.get_zoo(outputs / values["name"], family, data, n_networks=values["n_networks"],
-                           zoo_epochs=values["zoo_epochs"], seed=values["seed"], progress=False, verbose=False,
-                           test_fraction=values["zoo_test_fraction"])
-    settings = pipeline.training_settings(values)
-    settings.pop("device", None)
+    data, zoo, settings = load(values, family, outputs)
     settings.update(epochs=epochs, mlp_epochs=epochs)
     config = pipeline.make_config(zoo.spec, objective="ce", lam=0.0, seed=values["seed"], **settings)
     splits = pipeline.training_splits(zoo, config.skip_untrained)
     t0 = time.time()
     res = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False)
-    val = zoo.subset(split="val")
-    trained = torch.as_tensor(pipeline.trained_mask(val))
-    x, y = data.split("val")
-    new, _ = one_shot(res.model, zoo.spec, val.params)
-    before = evaluate(zoo.spec, val.params, x, y)["acc"][trained].double().mean()
-    after = evaluate(zoo.spec, new, x, y)["acc"][trained].double().mean()
+    score = one_shot_on_validation(res.model, zoo, data)
     return {"family": family, "epochs": epochs, "params": values["name"], "date": time.strftime("%Y-%m-%d %H:%M"),
             "s": round(time.time() - t0), "best_epoch": res.best_epoch, "best_val_loss": round(res.best_val_loss, 4),
-            "val_gain_trained": round(100 * float(after - before), 2),
+            "val_gain_trained": round(score["acc_after"] - score["acc_before"], 2),
             "curve": [round(h["val_loss"], 4) for h in res.history]}
 
 
@@ -61,17 +50,10 @@ def main(argv=None) -> int:
     p.add_argument("--log", type=Path, help="append one JSON line per run")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    from workbench.params import notebook_values
-
-    params, values = notebook_values(a.params, "06")
-    values = {**values, "name": params.name}
+    values = notebook06_values(a.params)
     for family in a.family:
         for epochs in a.epochs:
-            out = run(family, epochs, values, Path(a.outputs))
-            print(json.dumps(out), flush=True)
-            if a.log:
-                with a.log.open("a") as f:
-                    f.write(json.dumps(out) + "\n")
+            emit(run(family, epochs, values, Path(a.outputs)), a.log)
     return 0
 
 

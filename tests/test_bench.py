@@ -134,16 +134,22 @@ def test_fresh_zoo_scores_the_runs_own_metanet_on_a_zoo_of_another_seed(tmp_path
     assert fresh_zoo.l1_table([held_out, fresh]).count("| mlp-relu |") == 2
 
 
+def _tiny_validation_params(tmp_path: Path) -> Path:
+    """A params file small enough for the validation-only benches to train in seconds (one MLP-tanh zoo)."""
+    params = tmp_path / "tiny.yaml"
+    params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-tanh]\nn_networks: 12\nzoo_epochs: 2\n"
+                      "zoo_test_fraction: 0.5\nlam: 0.01\nmeta_epochs: 1\nmeta_hidden: 4\nmeta_n_layers: 1\n"
+                      "meta_batch_networks: 4\nmeta_skip_untrained: true\ndevice: cpu\n")
+    return params
+
+
 def test_l1_from_ce_scores_both_starts_on_validation_networks_only(tmp_path):
     import l1_from_ce  # bench/l1_from_ce.py
 
     from workbench import pipeline
     from workbench.objective import evaluate
 
-    params = tmp_path / "tiny.yaml"
-    params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-tanh]\nn_networks: 12\nzoo_epochs: 2\n"
-                      "zoo_test_fraction: 0.5\nlam: 0.01\nmeta_epochs: 1\nmeta_hidden: 4\nmeta_n_layers: 1\n"
-                      "meta_batch_networks: 4\nmeta_skip_untrained: true\ndevice: cpu\n")
+    params = _tiny_validation_params(tmp_path)
     log = tmp_path / "l1.jsonl"
     argv = ["--family", "mlp-tanh", "--lam", "0.01", "--params", str(params), "--outputs", str(tmp_path), "--log",
             str(log)]
@@ -171,10 +177,7 @@ def test_l1_from_ce_scores_both_starts_on_validation_networks_only(tmp_path):
 def test_validation_gain_scores_validation_networks_at_each_epoch_count(tmp_path):
     import validation_gain  # bench/validation_gain.py
 
-    params = tmp_path / "tiny.yaml"
-    params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-tanh]\nn_networks: 12\nzoo_epochs: 2\n"
-                      "zoo_test_fraction: 0.5\nlam: 0.01\nmeta_epochs: 1\nmeta_hidden: 4\nmeta_n_layers: 1\n"
-                      "meta_batch_networks: 4\nmeta_skip_untrained: true\ndevice: cpu\n")
+    params = _tiny_validation_params(tmp_path)
     log = tmp_path / "v.jsonl"
     argv = ["--family", "mlp-tanh", "--epochs", "1", "2", "--params", str(params), "--outputs", str(tmp_path),
             "--log", str(log)]

@@ -122,10 +122,7 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
     Returns a DataFrame: method, lam, acc_trained (%), l1_reduction (%), near_zero (%), loss (CE + lam L1), sgd_lr
     (SGD rows; NaN elsewhere), chosen.
     """
-    val = zoo.subset(split="val")
-    if eval_networks is not None:
-        ids = np.sort(val.meta["net_id"].unique())[:eval_networks]
-        val = val.subset(mask=val.meta["net_id"].isin(ids).to_numpy())
+    val = test_networks(zoo, eval_networks, split="val")
     x, y = data.split("val")
     trained = torch.as_tensor(trained_mask(val))
     spec = zoo.spec
@@ -146,8 +143,7 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
         rows.append(point("ScaleGMN one shot", lam, new))
         lr = float(sgd_lr)
         if sgd_lr_grid:
-            tune_on = val.subset(mask=val.meta["net_id"].isin(np.sort(val.meta["net_id"].unique())[:sgd_networks])
-                                 .to_numpy())
+            tune_on = test_networks(val, sgd_networks, split="val")
             lr, _ = tune_sgd_lr(spec, tune_on.params, data, lrs=sgd_lr_grid, epochs=min(sgd_epochs), lam=lam,
                                 seed=seed)
         runs = sgd_finetune(spec, val.params, data, epochs=tuple(sgd_epochs), lam=lam, lr=lr, seed=seed,
