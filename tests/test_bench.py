@@ -188,3 +188,21 @@ def test_validation_gain_scores_validation_networks_at_each_epoch_count(tmp_path
         assert r["best_val_loss"] == pytest.approx(min(r["curve"]), abs=1e-4)
         assert r["curve"][r["best_epoch"]] == pytest.approx(r["best_val_loss"], abs=1e-4)
     assert (tmp_path / "tiny" / "zoo" / "mlp-tanh").is_dir()  # the zoo where make run keeps it
+
+
+def test_roofline_counts_matrix_product_flops_and_bounds_the_eager_time():
+    import roofline  # bench/roofline.py
+
+    a, b = torch.randn(30, 20), torch.randn(20, 10)
+    assert roofline.product_flops(lambda: a @ b) == 2 * 30 * 20 * 10
+    assert roofline.product_flops(lambda: torch.tanh(a) + 1) == 0  # element-wise work is not counted
+    lin = torch.nn.Linear(20, 7)
+    assert roofline.product_flops(lambda: lin(a)) == 2 * 30 * 20 * 7
+    rows = roofline.roofline_rows(["cnn-tanh"], ["run"], repeats=1, n_graphs=2, n_images=4, n_shot=2, roof=1e11)
+    assert [r["measurement"] for r in rows] == ["training step, 2 graphs x 4 images", "one shot, batch 2"]
+    step, shot = rows
+    assert step["product_gflop"] > shot["product_gflop"] > 0  # a step adds the backward and the zoo networks
+    for r in rows:
+        assert r["floor_s"] == pytest.approx(r["product_gflop"] * 1e9 / 1e11)
+        assert r["bound"] == pytest.approx(r["eager_s"] / r["floor_s"])
+        assert "compiled_s" not in r  # only with use_compile

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .checkpoints import CheckpointError, RunProgress, load_model, resume_run, save_epoch
-from .metanet import NFN, ScaleGMN
+from .metanet import NFN, Compiled, ScaleGMN
 from .metanet.config import MetanetConfig
 from .nets import NetSpec, Params, SpecError, check_params, map_params, n_networks, select
 from .notebook import progress_bar
@@ -191,6 +192,27 @@ def _step(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: T
     return float(loss.detach()), None
 
 
+def _compiled_step(net, model, spec, config, run, batch, x, y, world, events) -> tuple[float, str | None]:
+    """:func:`_step`; through a :class:`~workbench.metanet.Compiled` ``net`` the first step compiles (its time is
+    logged), and if compiling fails there -- in the forward or the backward -- the step is redone eagerly and the
+    run goes on eager (logged)."""
+    first = isinstance(net, Compiled) and net.compiled and net.first_call_seconds is None
+    if not first:
+        return _step(net, model, spec, config, run.optimizer, batch, x, y, world)
+    start = time.perf_counter()
+    try:
+        result = _step(net, model, spec, config, run.optimizer, batch, x, y, world)
+    except Exception as err:  # noqa: BLE001  (compiling failed: the eager model does the same)
+        net.fall_back(err)
+        result = _step(net, model, spec, config, run.optimizer, batch, x, y, world)
+    if net.failure is None:
+        events.append({"step": run.step, "event": f"torch.compile: first step took {time.perf_counter() - start:.1f} "
+                       "s, compiling included"})
+    else:
+        events.append({"step": run.step, "event": f"torch.compile failed, training eagerly: {net.failure}"})
+    return result
+
+
 def _train_epoch(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: TrainConfig, run: RunProgress,
                  inputs: _Inputs, epoch: int, total_steps: int) -> dict:
     """One pass over the training networks. Seeded per epoch, so a resumed run sees exactly the batches, images,
@@ -210,8 +232,8 @@ def _train_epoch(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, co
         for group in run.optimizer.param_groups:
             group["lr"] = _lr_at(config, run.step, total_steps) * run.lr_scale
         batch = augment(spec, select(inputs.train, idx), config, gen)
-        loss, problem = _step(net, model, spec, config, run.optimizer, batch, inputs.x_train[img],
-                              inputs.y_train[img], inputs.world)
+        loss, problem = _compiled_step(net, model, spec, config, run, batch, inputs.x_train[img],
+                                       inputs.y_train[img], inputs.world, events)
         if problem is None:
             loss_sum, n_steps = loss_sum + loss, n_steps + 1
         else:  # never step on NaN/inf: skip, halve the learning rate, log it
@@ -335,6 +357,10 @@ def train(
     net = model
     if inputs.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if config.compile and inputs.rank == 0:
+            warnings.warn("TrainConfig.compile is not used under DDP: the ranks train eagerly", RuntimeWarning)
+    elif config.compile:
+        net = Compiled(model)  # training steps only: validation's one shots keep the eager model (other shapes)
     total_steps = max(1, inputs.n_train // config.batch_networks) * config.epochs
     t0 = time.perf_counter()
     bar = progress_bar(range(run.epoch + 1, config.epochs), desc=f"train {spec.family} lam={config.lam:g}",

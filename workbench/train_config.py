@@ -22,7 +22,7 @@ __all__ = ["TrainConfig", "MetanetConfig", "build_model"]
 #: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
 _LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
 #: TrainConfig fields that came after the run digests were fixed, likewise left out at their defaults
-_OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce")
+_OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce", "compile")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class TrainConfig:
             sparsify them. From scratch the uniform L1 pull is learnt long before any selective improvement, and the
             metanet drifts towards shrinking everything (on validation networks of the digits CNN zoos it ended
             worse than the all-zero network for CNN-ReLU). No effect on cross-entropy runs.
+        compile: run the training steps' metanet forward (and so its backward) through ``torch.compile``
+            (:class:`~workbench.metanet.Compiled`): the same model, each step's result the same up to float rounding
+            (which compounds over a run, so a compiled run is a run of its own), faster steps after seconds to tens of
+            seconds of compiling in the first step (cached on disk for later runs; measured in bench/README.md).
+            Falls back to eager, logged, when compiling fails; not used under DDP.
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
         meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
@@ -88,6 +93,7 @@ class TrainConfig:
     train_eval_networks: int = 128
     skip_untrained: bool = False
     l1_from_ce: bool = False
+    compile: bool = False
     meta: MetanetConfig = field(default_factory=MetanetConfig)
 
     def __post_init__(self):
@@ -101,8 +107,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
         checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
-        ``out_scale_init``, ``io_embed``, ``skip_untrained`` and ``l1_from_ce`` are left out at their defaults, so
-        those digests stay the same."""
+        ``out_scale_init``, ``io_embed``, ``skip_untrained``, ``l1_from_ce`` and ``compile`` are left out at their
+        defaults, so those digests stay the same."""
         d = dataclasses.asdict(self)
         for name in _OWN_LEFT_OUT_AT_DEFAULT:
             if d[name] == getattr(TrainConfig, name):

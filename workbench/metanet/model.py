@@ -129,21 +129,28 @@ class ScaleGMN(nn.Module):
         return self
 
     # -- the forward pass ------------------------------------------------------------------------------------
-    def deltas(self, params: Params) -> tuple[Tensor, Tensor]:
+    def deltas(self, params: Params, core=None) -> tuple[Tensor, Tensor]:
         """Raw updates for B networks: node values ``(B*n,)`` (0 on input nodes) and edge values ``(B*E, F)``.
 
-        With ``gate`` the multiplicative part ``s_l * gamma * theta`` is included (it needs the input values)."""
+        With ``gate`` the multiplicative part ``s_l * gamma * theta`` is included (it needs the input values).
+        The graph is built here; the rest is :meth:`graph_deltas` on its plain tensors, or ``core``, a compiled
+        form of it (:class:`~workbench.metanet.Compiled`)."""
         graph = to_graph(self.spec, params, check=False)
-        node_type, node_kind, node_layer = graph.node_type, graph.node_kind, graph.node_layer
-        edge_layer, edge_index = graph.edge_layer, graph.edge_index
+        return (core or self.graph_deltas)(graph.x, graph.edge_attr, graph.edge_index, graph.edge_mask,
+                                           graph.node_type, graph.node_layer, graph.edge_layer)
+
+    def graph_deltas(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, edge_mask: Tensor, node_type: Tensor,
+                     node_layer: Tensor, edge_layer: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`deltas` on a batch graph's tensors (``to_graph``'s fields of those names): a function of tensors
+        only, which ``torch.compile`` can trace whole."""
         hidden = self.hidden_type[node_type][:, None]  # (N, 1) bool
         has_bias = node_layer > 0
         bias_layer = (node_layer - 1).clamp_min(0)
-        b = graph.x / self.b_norm[bias_layer][:, None].to(graph.x.dtype)  # (N, 1)
+        b = x / self.b_norm[bias_layer][:, None].to(x.dtype)  # (N, 1)
         b = torch.where(has_bias[:, None], b, torch.zeros_like(b))
         h = self.init_node(b)  # (N, d)
         h = torch.where(hidden, h * self.type_mul[node_type], h + self.type_add[node_type])
-        e = graph.edge_attr / self.w_norm[edge_layer][:, None].to(graph.edge_attr.dtype)  # (E, F)
+        e = edge_attr / self.w_norm[edge_layer][:, None].to(edge_attr.dtype)  # (E, F)
         e = self.init_edge(e) * self.edge_mul[edge_layer]  # (E, d)
         g = None
         if self.bidirectional:
@@ -165,15 +172,16 @@ class ScaleGMN(nn.Module):
         dw = dw * (self.out_scale_w[edge_layer] * self.w_norm[edge_layer]).to(dw.dtype)[:, None]
         if self.gate:  # invariant gates times the input values: equivariant, and 0 at gamma = -1 / s_l
             gb = self.head_gate_b(h, node_side).squeeze(-1) * self.gate_scale_b[bias_layer].to(h.dtype)  # (N,)
-            db = db + torch.where(has_bias, gb * graph.x.squeeze(-1).to(db.dtype), torch.zeros_like(db))
+            db = db + torch.where(has_bias, gb * x.squeeze(-1).to(db.dtype), torch.zeros_like(db))
             gw = self.head_gate_w(e, pre=pre) * self.gate_scale_w[edge_layer].to(e.dtype)[:, None]  # (E, F)
-            dw = dw + gw * graph.edge_attr.to(dw.dtype)
-        dw = dw * graph.edge_mask  # dense edges of a CNN only use their one slot
+            dw = dw + gw * edge_attr.to(dw.dtype)
+        dw = dw * edge_mask  # dense edges of a CNN only use their one slot
         return db, dw
 
-    def forward(self, params: Params) -> Params:
-        """New parameters ``theta + delta`` for B networks (differentiable; used in training)."""
-        db, dw = self.deltas(params)
+    def forward(self, params: Params, core=None) -> Params:
+        """New parameters ``theta + delta`` for B networks (differentiable; used in training). ``core``: a compiled
+        :meth:`graph_deltas` (:class:`~workbench.metanet.Compiled` passes it)."""
+        db, dw = self.deltas(params, core)
         delta = from_graph(self.spec, (db, dw))
         return [(w + dw_l.to(w.dtype), b + db_l.to(b.dtype)) for (w, b), (dw_l, db_l) in zip(params, delta)]
 

@@ -1,0 +1,158 @@
+"""How fast could the metanet's training step and one shot be on this CPU? A roofline bound, measured.
+
+Every fp32 implementation of the same model must do the same matrix products (the linear maps of the message-passing
+layers, the heads, the zoo networks' forward and backward). This script
+
+1. measures this CPU's fp32 matrix-product roof: the best rate of a few large square products on the threads
+   torch uses (the workbench sets one);
+2. counts the matrix-product FLOPs of one eager training step and one one-shot pass (torch.profiler's FLOP
+   counter over ``mm``, ``addmm``, ``bmm``, ``baddbmm`` and convolutions), for the same models and sizes as
+   ``bench/metanet.py``;
+3. times the eager step and shot (median of ``--repeats``), and with ``--compile`` also the compiled pass
+   (``workbench.metanet.Compiled``, what ``TrainConfig.compile`` trains with);
+4. prints the floor ``FLOPs / roof`` -- the time the matrix products alone would take if they ran at the roof and
+   everything else (element-wise chains, gathers, scatters, the optimizer, Python) cost nothing -- and the bound
+   ``eager time / floor``: no fp32 implementation on this CPU can be faster than eager by more than that.
+
+A bound below the issue's 2x means the target cannot be met in fp32 here, however well the element-wise work is
+fused; it takes fewer FLOPs (another model) or faster matrix units (bf16/AMX, a GPU).
+
+    python bench/roofline.py [--families cnn-tanh mlp-tanh] [--sizes run default large] [--compile] [--json F]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import workbench  # noqa: F401  (one CPU thread)
+from metanet import SIZES, _images, make_shot, make_step  # bench/metanet.py
+from workbench.metanet import Compiled, ScaleGMN
+from workbench.nets import init_params
+from workbench.zoo import default_spec
+
+#: the operators whose FLOPs the floor counts: every matrix product and convolution
+PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::conv1d", "aten::conv2d",
+               "aten::convolution")
+
+
+def matmul_roof(sizes=(512, 1024, 2048), repeats=5) -> float:
+    """This CPU's fp32 matrix-product rate in FLOP/s: the best of ``repeats`` square products per size."""
+    best = 0.0
+    gen = torch.Generator().manual_seed(0)
+    for n in sizes:
+        a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+        a @ b  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - start))
+    return best
+
+
+def product_flops(fn) -> float:
+    """FLOPs of the matrix products and convolutions of one call of ``fn`` (the profiler's counter)."""
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        fn()
+    return float(sum(e.flops for e in prof.key_averages() if e.key in PRODUCT_OPS))
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def roofline_rows(families, sizes, repeats=5, use_compile=False, n_graphs=32, n_images=128, n_shot=64,
+                  roof: float | None = None):
+    """One record per family, size and measurement (training step, one shot) with FLOPs, floor and bound."""
+    roof = roof or matmul_roof()
+    rows = []
+    for family in families:
+        spec = default_spec(family)
+        zoo = init_params(spec, n_graphs, torch.Generator().manual_seed(2))
+        shot_params = init_params(spec, n_shot, torch.Generator().manual_seed(1))
+        x = _images(spec, n_images)
+        y = torch.randint(0, 10, (n_images,), generator=torch.Generator().manual_seed(4))
+        for size in sizes:
+            hidden, layers = SIZES[size]
+            torch.manual_seed(0)  # the model of bench/metanet.py
+            model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True, gate=False)
+            fns = {f"training step, {n_graphs} graphs x {n_images} images":
+                   (make_step(model, model, spec, zoo, x, y, fused=True), n_graphs, "graphs/s"),
+                   f"one shot, batch {n_shot}": (make_shot(model, spec, shot_params), n_shot, "nets/s")}
+            fast = {}
+            if use_compile:  # what TrainConfig.compile trains with (a failure falls back to eager: not timed)
+                twin = Compiled(copy.deepcopy(model))
+                fast = {f"training step, {n_graphs} graphs x {n_images} images":
+                        make_step(twin.model, twin, spec, zoo, x, y, fused=True),
+                        f"one shot, batch {n_shot}": make_shot(twin, spec, shot_params)}
+            for measurement, (fn, n, unit) in fns.items():
+                flops = product_flops(fn)
+                eager = median_seconds(fn, repeats)
+                floor = flops / roof
+                row = {"family": family, "size": size, "hidden": hidden, "layers": layers,
+                       "measurement": measurement, "unit": unit, "n": n, "product_gflop": flops / 1e9,
+                       "roof_gflops": roof / 1e9, "eager_s": eager, "floor_s": floor, "bound": eager / floor,
+                       "product_share_at_roof": floor / eager}
+                if measurement in fast:
+                    compiled = median_seconds(fast[measurement], repeats)
+                    if twin.failure is None:
+                        row["compiled_s"], row["compiled_ratio"] = compiled, eager / compiled
+                    else:
+                        print(f"# torch.compile failed, not timed: {twin.failure}")
+                rows.append(row)
+    return rows
+
+
+def print_table(rows) -> None:
+    compiled = any("compiled_s" in r for r in rows)
+    head = "| family | metanet | measurement | product GFLOP | eager (ms) | floor at roof (ms) | bound vs eager |"
+    rule = "|---|---|---|---:|---:|---:|---:|"
+    if compiled:
+        head += " torch.compile (ms) | compile vs eager |"
+        rule += "---:|---:|"
+    print(head + "\n" + rule)
+    for r in rows:
+        line = (f"| {r['family']} | hidden {r['hidden']}, {r['layers']} layers | {r['measurement']} | "
+                f"{r['product_gflop']:.2f} | {r['eager_s'] * 1e3:.1f} | {r['floor_s'] * 1e3:.1f} | "
+                f"**{r['bound']:.2f}x** |")
+        if compiled:
+            line += (f" {r['compiled_s'] * 1e3:.1f} | {r['compiled_ratio']:.2f}x |" if "compiled_s" in r else " | |")
+        print(line, flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", default=["cnn-tanh", "mlp-tanh"])
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time the torch.compile'd layers")
+    parser.add_argument("--json", help="append one JSON line per measurement to this file")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    roof = matmul_roof()
+    print(f"# torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), load average "
+          f"{load:.2f}; fp32 matrix-product roof {roof / 1e9:.1f} GFLOP/s")
+    rows = roofline_rows(args.families, args.sizes, args.repeats, args.compile, roof=roof)
+    print_table(rows)
+    if args.json:
+        with open(args.json, "a") as f:
+            for r in rows:
+                f.write(json.dumps({"bench": "roofline", **r}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
