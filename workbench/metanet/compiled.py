@@ -28,6 +28,9 @@ from .model import optimize_in_chunks
 
 __all__ = ["Compiled"]
 
+#: compiled graphs dynamo may keep per function before it runs it eagerly (torch's default is 8)
+RECOMPILE_LIMIT = 256
+
 
 class Compiled(nn.Module):
     """``model`` with its forward pass compiled (see the module docstring).
@@ -44,6 +47,10 @@ class Compiled(nn.Module):
         self.spec: NetSpec = model.spec
         self.failure: str | None = None
         self.first_call_seconds: float | None = None
+        # dynamo keeps its compiled graphs per function (graph_deltas of every model, one per model, shape and grad
+        # mode) and runs eagerly, silently, beyond this many: a process that trains and scores several metanets needs
+        # more than the default 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         try:
             if hasattr(model, "graph_deltas"):
                 self._core = torch.compile(model.graph_deltas, dynamic=False)
