@@ -56,6 +56,7 @@ bench: setup
 	$(PY) bench/zoo_generation.py
 	$(PY) bench/sgd_baselines.py
 	$(PY) bench/metanet.py
+	$(PY) bench/roofline.py --compile
 	$(PY) bench/amortization.py
 
 # the GPU numbers (needs CUDA; fails at once without it): JSON lines + markdown under outputs/bench/gpu-<date-time>/

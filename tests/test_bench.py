@@ -206,3 +206,16 @@ def test_roofline_counts_matrix_product_flops_and_bounds_the_eager_time():
         assert r["floor_s"] == pytest.approx(r["product_gflop"] * 1e9 / 1e11)
         assert r["bound"] == pytest.approx(r["eager_s"] / r["floor_s"])
         assert "compiled_s" not in r  # only with use_compile
+
+
+@pytest.mark.slow
+def test_compile_training_trains_the_same_run_eager_and_compiled(tmp_path):
+    import compile_training  # bench/compile_training.py
+    from on_validation import notebook06_values
+
+    values = notebook06_values(str(_tiny_validation_params(tmp_path)))
+    row = compile_training.compare(values, "mlp-tanh", tmp_path)
+    assert row["compile_failed"] is None and row["first_compiled_step_s"] > 0
+    assert row["ratio"] == pytest.approx(row["eager_s"] / row["compiled_s"])
+    assert row["max_val_loss_diff"] < 1e-3  # one epoch: the runs have not drifted apart
+    assert not (tmp_path / "tiny" / "metanet").exists()  # trained in memory: no run folder is written
