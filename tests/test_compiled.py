@@ -1,6 +1,10 @@
-"""The compiled metanet (workbench.metanet.Compiled, TrainConfig.compile): the same function, gradients and
-equivariance as the eager model within float32 tolerance, an eager fallback that is exact when compiling fails,
-and the training loop's switch, its log and its flat form."""
+"""The CPU speed switches.
+
+* The compiled metanet (workbench.metanet.Compiled, TrainConfig.compile): the same function, gradients and equivariance
+  as the eager model within float32 tolerance, an eager fallback that is exact when compiling fails, and the training
+  loop's switch, its log and its flat form.
+* bf16 autocast on the CPU (TrainConfig.cpu_amp): on, bounded in its effect, and a warning where it cannot pay.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -167,3 +171,34 @@ def test_compile_is_in_the_flat_form_only_when_on():
     assert TrainConfig.from_dict(on.to_dict()) == on and TrainConfig.from_dict(off.to_dict()) == off
     with pytest.raises(Exception, match="compile"):
         TrainConfig(compile="yes")
+
+
+def test_cpu_amp_trains_in_bf16_on_the_cpu_and_warns_where_the_cpu_has_no_bf16_units(monkeypatch):
+    import warnings
+
+    import workbench.optimize as optimize
+
+    config = _tiny_config(epochs=1)
+    fp32 = _tiny_run(config)
+    monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bf16 units"):
+        bf16 = _tiny_run(dataclasses.replace(config, cpu_amp=True))
+    loss32, loss16 = fp32.history[0]["train_loss"], bf16.history[0]["train_loss"]
+    assert loss16 != loss32  # autocast was on: bf16 rounding changes the loss ...
+    assert loss16 == pytest.approx(loss32, rel=5e-2)  # ... by bf16's precision, not more
+    monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # where it pays, no warning
+        again = _tiny_run(dataclasses.replace(config, cpu_amp=True))
+    assert again.history[0]["train_loss"] == loss16  # the same run, deterministic
+    assert "cpu_amp" not in config.to_dict() and dataclasses.replace(config, cpu_amp=True).to_dict()["cpu_amp"]
+
+
+def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch):
+    from workbench.optimize import cpu_has_native_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert cpu_has_native_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert cpu_has_native_bf16() is True

@@ -3,7 +3,7 @@
     L(phi) = mean over networks theta in a batch of [ lambda * ||f_phi(theta)||_1 + CE(u_{f_phi(theta)}(x), y) ]
 
 Gradients flow into the metanetwork only; the zoo networks are inputs. The loop: AdamW with linear warm-up and
-cosine decay, gradient clipping, bf16 autocast on CUDA, a guard against non-finite losses (the step is skipped
+cosine decay, gradient clipping, bf16 autocast on CUDA (and, with ``cpu_amp``, on the CPU), a guard against non-finite losses (the step is skipped
 and the learning rate halved, logged), validation every epoch with best-checkpoint selection, atomic
 checkpoints, exact resume after a kill (per-epoch seeding), tqdm progress and a JSON-lines metrics history.
 Under ``torchrun`` the same loop runs with DistributedDataParallel, each rank taking its shard of every batch
@@ -35,7 +35,7 @@ from .train_config import TrainConfig, build_model
 # TrainConfig, MetanetConfig, build_model, CheckpointError and load_model live in train_config / checkpoints and are
 # re-exported here: `from workbench.optimize import TrainConfig, load_model, ...` is how notebooks and tools use them
 __all__ = ["TrainConfig", "MetanetConfig", "TrainResult", "CheckpointError", "train", "validate", "load_model",
-           "one_shot", "resolve_device", "build_model", "augment"]
+           "one_shot", "resolve_device", "build_model", "augment", "cpu_has_native_bf16"]
 
 
 @dataclass
@@ -46,6 +46,12 @@ class TrainResult:
     best_val_loss: float = math.inf
     out_dir: Path | None = None
     seconds: float = 0.0
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (avx512_bf16 or AMX tiles): where ``TrainConfig.cpu_amp`` pays."""
+    return any(bool(getattr(torch.cpu, name, lambda: False)())
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -173,7 +179,7 @@ def _step(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: T
           world: int) -> tuple[float, str | None]:
     """One AdamW step on ``batch`` and images ``x, y``: ``(loss, None)``, or ``(nan, "loss" | "gradient")`` when
     the loss or the gradient is not finite on some rank -- then nothing is stepped."""
-    use_amp = config.amp and x.device.type == "cuda"
+    use_amp = (config.amp and x.device.type == "cuda") or (config.cpu_amp and x.device.type == "cpu")
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=use_amp):
         new = net(batch)
         loss = objective(spec, new, x, y, config.lam).mean()
@@ -338,6 +344,10 @@ def train(
         :class:`TrainResult` whose ``model`` holds the best-validation weights.
     """
     device = resolve_device(config.device)
+    if config.cpu_amp and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("cpu_amp: this CPU has no native bf16 units (avx512_bf16 or AMX), so bf16 autocast runs several "
+                      "times slower than fp32 here (bench/README.md); set cpu_amp (meta_cpu_amp) to false",
+                      RuntimeWarning, stacklevel=2)
     inputs = _prepare_inputs(spec, train_params, val_params, data, config, device)
     out = Path(out_dir) if out_dir is not None else None
     writer = out if inputs.rank == 0 else None  # rank 0 alone writes files

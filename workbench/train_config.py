@@ -22,7 +22,7 @@ __all__ = ["TrainConfig", "MetanetConfig", "build_model"]
 #: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
 _LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
 #: TrainConfig fields that came after the run digests were fixed, likewise left out at their defaults
-_OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce", "compile")
+_OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce", "compile", "cpu_amp")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,9 @@ class TrainConfig:
             (which compounds over a run, so a compiled run is a run of its own), faster steps after seconds to tens of
             seconds of compiling in the first step (cached on disk for later runs; measured in bench/README.md).
             Falls back to eager, logged, when compiling fails; not used under DDP.
+        cpu_amp: bf16 autocast of the training steps on a CPU as well (``amp`` is for CUDA). It pays only on CPUs
+            with native bf16 units (avx512_bf16 or AMX; :func:`workbench.optimize.cpu_has_native_bf16`); elsewhere
+            it runs several times slower than fp32, and training warns. Validation stays in fp32.
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
         meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
@@ -94,6 +97,7 @@ class TrainConfig:
     skip_untrained: bool = False
     l1_from_ce: bool = False
     compile: bool = False
+    cpu_amp: bool = False
     meta: MetanetConfig = field(default_factory=MetanetConfig)
 
     def __post_init__(self):
@@ -107,8 +111,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
         checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
-        ``out_scale_init``, ``io_embed``, ``skip_untrained``, ``l1_from_ce`` and ``compile`` are left out at their
-        defaults, so those digests stay the same."""
+        ``out_scale_init``, ``io_embed``, ``skip_untrained``, ``l1_from_ce``, ``compile`` and ``cpu_amp`` are left out
+        at their defaults, so those digests stay the same."""
         d = dataclasses.asdict(self)
         for name in _OWN_LEFT_OUT_AT_DEFAULT:
             if d[name] == getattr(TrainConfig, name):
