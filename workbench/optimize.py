@@ -3,9 +3,10 @@
     L(phi) = mean over networks theta in a batch of [ lambda * ||f_phi(theta)||_1 + CE(u_{f_phi(theta)}(x), y) ]
 
 Gradients flow into the metanetwork only; the zoo networks are inputs. The loop: AdamW with linear warm-up and
-cosine decay, gradient clipping, bf16 autocast on CUDA (and, with ``cpu_amp``, on the CPU), a guard against non-finite losses (the step is skipped
-and the learning rate halved, logged), validation every epoch with best-checkpoint selection, atomic
-checkpoints, exact resume after a kill (per-epoch seeding), tqdm progress and a JSON-lines metrics history.
+cosine decay, gradient clipping, bf16 autocast on CUDA (and, with ``cpu_amp``, on the CPU), optionally the
+compiled metanet (``compile``), a guard against non-finite losses (the step is skipped and the learning rate
+halved, logged), validation every epoch with best-checkpoint selection, atomic checkpoints, exact resume after a
+kill (per-epoch seeding), tqdm progress and a JSON-lines metrics history.
 Under ``torchrun`` the same loop runs with DistributedDataParallel, each rank taking its shard of every batch
 of networks. The run's configuration is :mod:`workbench.train_config`; what it writes and resumes from,
 :mod:`workbench.checkpoints`.
