@@ -201,10 +201,10 @@ def test_initial_scores_are_measured_on_the_test_networks(zoo, digits):
     mask = pipeline.trained_mask(held)
     assert mask.tolist() == (held.meta["epoch"] >= 1).tolist() and 0 < mask.sum() < len(held)
     row = frame.iloc[0]
-    assert row["avg_acc"] == pytest.approx(100 * float(m["acc"].double().mean()))
-    assert row["avg_acc_trained"] == pytest.approx(100 * float(m["acc"][torch.as_tensor(mask)].double().mean()))
-    assert row["l1_test_loss"] == pytest.approx(float(m["loss"].double().mean()))
-    assert row["avg_acc_trained"] > row["avg_acc"]  # trained checkpoints beat the untrained ones
+    assert row["acc"] == pytest.approx(100 * float(m["acc"].double().mean()))
+    assert row["acc_trained"] == pytest.approx(100 * float(m["acc"][torch.as_tensor(mask)].double().mean()))
+    assert row["loss"] == pytest.approx(float(m["loss"].double().mean()), rel=1e-6)
+    assert row["acc_trained"] > row["acc"]  # trained checkpoints beat the untrained ones
 
 
 def test_gain_by_checkpoint_groups_entries_by_epoch(zoo):
@@ -238,114 +238,100 @@ def test_subsample_train_draws_training_networks_and_keeps_held_out_ones(zoo):
             pipeline.subsample_train(zoo, bad)
 
 
-# -- ablation verdicts -----------------------------------------------------------------------------------------
-def _runs(values: dict, objective="ce", family="mlp-tanh"):
-    metric = pipeline.OBJECTIVE_METRIC[objective][0]
-    rows = []
+# -- ablation verdicts ------------------------------------------------------------------------------------------
+def _score(per_seed_acc, n_networks=12, noise=0.0, seed=0):
+    """A Score of ``n_networks`` networks x 2 checkpoints whose trained entries have the accuracy (%) of each seed
+    (plus per-network noise), the same for the loss."""
+    from workbench.score import Score
+
+    rng = np.random.default_rng(seed)
+    ids = np.repeat(np.arange(n_networks), 2)
+    trained = np.tile([False, True], n_networks)
+    jitter = rng.normal(0, noise, n_networks)[ids]
+    acc = np.stack([np.where(trained, v + jitter, 10.0) / 100.0 for v in per_seed_acc])
+    return Score(acc=acc, ce=acc * 10, l1=np.ones_like(acc), l1_before=np.ones(ids.size), trained=trained,
+                 net_id=ids, lam=0.0, near_zero=0.0)
+
+
+def _ablation(values: dict, objective="ce", family="mlp-tanh", noise=0.0):
+    from workbench.uncertainty import Bootstrap
+
+    scores, rows = {}, []
     for method, vals in values.items():
-        for seed, v in enumerate(vals):
-            rows.append({"family": family, "objective": objective, "method": method, "seed": seed, metric: v,
-                         "smoothness": 0.1 if method.startswith("ScaleGMN") else 0.2})
-    return pd.DataFrame(rows)
+        scores[(family, objective, method)] = _score(vals, noise=noise)
+        rows += [{"family": family, "objective": objective, "method": method, "seed": s,
+                  "smoothness": 0.1 if method.startswith("ScaleGMN") else 0.2} for s in range(len(vals))]
+    boot = Bootstrap(np.repeat(np.arange(12), 2), draws=500)
+    return pipeline.Ablation(pd.DataFrame(rows), scores=scores, boots={family: boot})
 
 
 def _outcomes(frame):
     return dict(zip(frame["other_method"], frame["outcome"]))
 
 
-def test_ablation_verdict_wins_ties_and_losses_by_margin():
-    runs = _runs({"ScaleGMN-B": [50.0, 50.0], "win": [49.0, 49.0], "tie": [49.7, 49.7], "loss": [51.0, 51.0]})
-    verdict = pipeline.ablation_verdict(runs, acc_margin=0.5)
-    assert _outcomes(verdict) == {"win": "win", "tie": "tie", "loss": "loss"}
-    assert verdict.set_index("other_method")["effect"].to_dict() == pytest.approx({"win": 1, "tie": 0.3, "loss": -1})
-    assert verdict["smoother"].all()
-    # the L1 objective compares test losses, where lower is better
-    l1 = pipeline.ablation_verdict(_runs({"ScaleGMN-B": [2.0, 2.0], "worse": [2.1, 2.1], "better": [1.9, 1.9]},
-                                         objective="l1"), loss_margin=0.01)
-    assert _outcomes(l1) == {"worse": "win", "better": "loss"}
+def test_ablation_verdict_wins_and_losses_need_the_whole_interval_on_one_side():
+    ab = _ablation({"ScaleGMN-B": [50.0, 50.0], "GMN-B (sym. broken)": [49.0, 49.0],
+                    "GMN-B + sym. aug.": [51.0, 51.0], "NFN (perm. only)": [50.0, 50.0]}, noise=3.0)
+    verdict = pipeline.ablation_verdict(ab)
+    assert _outcomes(verdict) == {"GMN-B (sym. broken)": "win", "GMN-B + sym. aug.": "loss",
+                                  "NFN (perm. only)": "inconclusive"}
+    effect = verdict.set_index("other_method")
+    assert effect.loc["GMN-B (sym. broken)", "effect"] == pytest.approx(1.0)
+    assert effect.loc["GMN-B (sym. broken)", "other_key"] == "gmn"  # records, not labels
+    assert (verdict["effect_lo"] <= verdict["effect"]).all() and verdict["smoother"].all()
+    assert set(verdict["seeds"]) == {"2/2"}
 
 
-def test_ablation_verdict_spread_over_seeds_turns_a_difference_into_a_tie():
-    steady = pipeline.ablation_verdict(_runs({"ScaleGMN-B": [52.0, 52.0, 52.0], "GMN": [50.0, 50.0, 50.0]}))
-    noisy = pipeline.ablation_verdict(_runs({"ScaleGMN-B": [47.0, 52.0, 57.0], "GMN": [45.0, 50.0, 55.0]}))
+def test_the_l1_objective_judges_the_loss_where_lower_is_better():
+    ab = _ablation({"ScaleGMN-B": [20.0], "GMN-B (sym. broken)": [25.0]}, objective="l1")  # loss = acc / 10
+    verdict = pipeline.ablation_verdict(ab)
+    assert verdict["metric"].item() == "loss" and verdict["outcome"].item() == "win"
+    assert verdict["effect"].item() == pytest.approx(0.25)  # mean loss over all entries: 1.75 - 1.5
+
+
+def test_seed_spread_turns_the_same_mean_difference_inconclusive():
+    steady = pipeline.ablation_verdict(_ablation({"ScaleGMN-B": [52.0, 52.0, 52.0], "GMN": [50.0, 50.0, 50.0]}))
+    noisy = pipeline.ablation_verdict(_ablation({"ScaleGMN-B": [47.0, 52.0, 57.0], "GMN": [45.0, 50.0, 55.0]}))
     assert steady["effect"].iloc[0] == pytest.approx(noisy["effect"].iloc[0]) == pytest.approx(2.0)
-    assert _outcomes(steady) == {"GMN": "win"} and _outcomes(noisy) == {"GMN": "tie"}
-    se = math.sqrt(2 * 25.0 / 3)
-    assert noisy["margin"].iloc[0] == pytest.approx(2 * se)
+    assert steady["outcome"].iloc[0] == "win" and noisy["outcome"].iloc[0] == "inconclusive"
+    assert noisy["effect_hi"].iloc[0] - noisy["effect_lo"].iloc[0] > 4.0
 
 
-def test_ablation_conclusions_compare_mlps_with_cnns():
-    runs = pd.concat([_runs({"ScaleGMN-B": [52.0, 52.0], "GMN-B (sym. broken)": [50.0, 50.0]}, family="mlp-tanh"),
-                      _runs({"ScaleGMN-B": [51.0, 51.0], "GMN-B (sym. broken)": [50.5, 50.5]}, family="cnn-tanh")])
-    lines = pipeline.ablation_conclusions(pipeline.ablation_verdict(runs))
-    claim = next(line for line in lines if "larger for MLPs" in line)
-    assert claim.endswith("True") and "MLP +2.000" in claim and "CNN +0.500" in claim
-    assert "ce: ScaleGMN wins 1, ties 1, loses 0 of 2 comparisons" in lines
+def test_kind_contrast_compares_mlps_with_cnns_with_an_interval():
+    mlp = _ablation({"ScaleGMN-B": [52.0, 52.0], "GMN-B (sym. broken)": [50.0, 50.0]}, family="mlp-tanh", noise=1.0)
+    cnn = _ablation({"ScaleGMN-B": [51.0, 51.0], "GMN-B (sym. broken)": [50.5, 50.5]}, family="cnn-tanh", noise=1.0)
+    both = pipeline.Ablation(pd.concat([mlp.runs, cnn.runs]), scores={**mlp.scores, **cnn.scores},
+                             boots={**mlp.boots, **cnn.boots})
+    contrast = pipeline.kind_contrast(both)
+    row = contrast.set_index("objective").loc["ce"]
+    assert row["mlp_effect"] == pytest.approx(2.0) and row["cnn_effect"] == pytest.approx(0.5)
+    assert row["difference"] == pytest.approx(1.5) and row["difference_lo"] > 0
+    assert row["outcome"] == "larger for MLPs"
+    lines = pipeline.ablation_conclusions(pipeline.ablation_verdict(both), contrast)
+    assert any("larger for MLPs" in line and "+1.500" in line for line in lines)
+    assert "ce: ScaleGMN wins 2, loses 0, inconclusive 0 of 2 comparisons" in lines
+    assert pipeline.kind_contrast(mlp).empty  # no CNN family: no contrast
 
 
-# -- results: trained-checkpoint columns and targets -------------------------------------------------------------
-def test_method_row_trained_columns_average_over_the_mask(zoo, digits):
-    held = pipeline.test_networks(zoo)
-    mask = pipeline.trained_mask(held)
-    row = results.method_row("Initial", zoo.spec, digits, initial=held.params, ce_params=held.params,
-                             l1_params=held.params, lam=0.01, trained=mask)
-    acc = evaluate(zoo.spec, held.params, *digits.split("test"))["acc"].double().numpy()
-    assert row["ce_avg_acc_trained"] == pytest.approx(100 * acc[mask].mean())
-    assert row["l1_avg_acc_trained"] == pytest.approx(100 * acc[mask].mean())
-    assert row["ce_avg_acc"] == pytest.approx(100 * acc.mean()) != pytest.approx(row["ce_avg_acc_trained"])
-    none = results.method_row("Initial", zoo.spec, digits, initial=held.params, ce_params=held.params, lam=0.01)
-    assert math.isnan(none["ce_avg_acc_trained"])
-    with pytest.raises(ValueError, match=r"trained mask has shape \(3,\), expected \(30,\)"):
-        results.method_row("x", zoo.spec, digits, initial=held.params, ce_params=held.params, lam=0.01,
-                           trained=[True, False, True])
+def test_ablation_objectives_limit_l1_to_the_named_families():
+    assert pipeline.ablation_objectives(["mlp-tanh", "cnn-relu"], ["ce", "l1"], ["cnn-relu"]) == {
+        "mlp-tanh": ["ce"], "cnn-relu": ["ce", "l1"]}
+    assert pipeline.ablation_objectives(["mlp-tanh"], ["ce", "l1"]) == {"mlp-tanh": ["ce", "l1"]}
+    with pytest.raises(ValueError, match="cnn-tanh"):
+        pipeline.ablation_objectives(["mlp-tanh"], ["ce", "l1"], ["cnn-tanh"])
 
 
-def _table(initial_acc, ce_acc, l1_acc, reduction, *, zero_loss=None, sgd=None):
-    rows = [{"method": "Initial", "ce_avg_acc": initial_acc, "ce_avg_acc_trained": initial_acc,
-             "l1_avg_acc_trained": initial_acc, "l1_test_loss": 2.5},
-            {"method": "ScaleGMN-B", "ce_avg_acc": ce_acc, "ce_avg_acc_trained": ce_acc, "ce_time_per_net_s": 1e-3,
-             "l1_avg_acc_trained": l1_acc, "l1_test_loss": 2.0, "l1_sparsity_pct": reduction}]
-    if zero_loss is not None:
-        rows.append({"method": "All-zero network", "l1_test_loss": zero_loss})
-    if sgd is not None:
-        rows.append({"method": "SGD (5 epochs)", "ce_avg_acc": sgd, "ce_time_per_net_s": 0.1})
-        rows.append({"method": "SGD (50 epochs)", "ce_avg_acc": 99.0, "ce_time_per_net_s": 1.0})
-    return results.results_table(rows)
+# -- verdicts --------------------------------------------------------------------------------------------------
+def test_a_claim_is_judged_on_its_interval_against_its_own_or_a_given_threshold():
+    from workbench.uncertainty import Interval
+    from workbench.verdicts import claim_row
 
-
-def test_verdicts_hold_exactly_when_the_numbers_meet_the_targets():
-    tables = {"cnn-tanh": _table(40.0, 48.5, 37.0, 75.0, zero_loss=2.3, sgd=47.0),
-              "cnn-relu": _table(40.0, 42.0, 34.0, 60.0, zero_loss=1.9)}
-    v = results.verdicts(tables)
-    tanh, relu = v[v.family == "cnn-tanh"].set_index("claim"), v[v.family == "cnn-relu"].set_index("claim")
-    gain = "CE one shot: gain on trained checkpoints (points)"
-    assert tanh.loc[gain, "value"] == pytest.approx(8.5) and tanh.loc[gain, "holds"]  # tanh needs 8
-    assert relu.loc[gain, "value"] == pytest.approx(2.0) and not relu.loc[gain, "holds"]  # any family needs 3
-    drop = "L1 one shot: accuracy drop on trained checkpoints (points)"
-    assert tanh.loc[drop, "value"] == pytest.approx(3.0) and tanh.loc[drop, "holds"]
-    assert relu.loc[drop, "value"] == pytest.approx(6.0) and not relu.loc[drop, "holds"]  # at most 5
-    red = "L1 one shot: L1-norm reduction, all checkpoints (%)"  # these tables have no trained-checkpoint column
-    assert tanh.loc[red, "holds"] and not relu.loc[red, "holds"]  # 75 >= 70; 60 < 70
-    # with the trained-checkpoint reduction in the table, the verdict judges that one (where the target is set)
-    both = _table(40.0, 48.5, 37.0, 75.0)
-    both.loc[both["method"] == "ScaleGMN-B", "l1_sparsity_pct_trained"] = 66.0
-    on_trained = results.verdicts({"cnn-relu": both}).set_index("claim")
-    claim = "L1 one shot: L1-norm reduction on trained checkpoints (%)"
-    assert on_trained.loc[claim, "value"] == pytest.approx(66.0) and not on_trained.loc[claim, "holds"]
-    assert red not in on_trained.index
-    zero = "L1 one shot beats the all-zero network on CE + lambda L1"
-    assert tanh.loc[zero, "holds"] and not relu.loc[zero, "holds"]  # 2.0 < 2.3; 2.0 > 1.9
-    beats = "CE one shot beats SGD (5 epochs) (poster: beats 150 epochs)"  # the cheapest SGD budget
-    assert tanh.loc[beats, "value"] == pytest.approx(1.5) and tanh.loc[beats, "holds"]
-    assert tanh.loc["one shot is faster per network than SGD (5 epochs) (x)", "value"] == pytest.approx(100.0)
-    assert beats not in relu.index  # no SGD rows: no claim about them
-    assert results.verdicts({"x": _table(40.0, 48.0, 0, 0).iloc[1:]}).empty  # no Initial row: no verdict
-    balanced = "L1 one shot + L1 balancing (same function): L1-norm reduction, all checkpoints (%)"
-    assert balanced not in tanh.index and balanced not in relu.index  # only where the table has the row
-    with_row = results.results_table([*_table(40.0, 42.0, 34.0, 60.0).to_dict("records"),
-                                      {"method": "ScaleGMN-B + L1 balancing", "l1_sparsity_pct": 71.0}])
-    b = results.verdicts({"cnn-relu": with_row}).set_index("claim").loc[balanced]
-    assert b["value"] == pytest.approx(71.0) and b["holds"]
+    row = claim_row("cnn-tanh", "ce_gain", Interval(8.5, 7.9, 9.1, networks=32, seeds=(3, 1)), threshold=8.0)
+    assert (row["outcome"], row["threshold"], row["seeds"], row["networks"]) == ("inconclusive", 8.0, "3/1", 32)
+    assert claim_row("cnn-relu", "ce_gain", Interval(8.5, 7.9, 9.1))["outcome"] == "holds"  # its own threshold: 3
+    assert claim_row("x", "l1_beats_zero", Interval(0.1, 0.05, 0.2))["outcome"] == "fails"
+    text = claim_row("x", "ce_beats_sgd", Interval(1.0, 0.5, 1.5), sgd="SGD (5 epochs)")["text"]
+    assert "SGD (5 epochs)" in text
 
 
 def test_markdown_table_rounds_and_marks_missing_values():

@@ -88,6 +88,48 @@ def test_name_key_and_empty_file(tiny, write):
             load_params(write(bad), notebooks=tiny)
 
 
+def test_extends_starts_from_another_file_and_overrides_it_key_by_key(tiny, write):
+    write("""
+        name: base
+        seed: 3
+        lr: 0.5
+        "02":
+          epochs: 7
+    """, name="base.yaml")
+    child = load_params(write("""
+        extends: base.yaml
+        lr: 0.25
+        families: [cnn-relu]
+        "02":
+          seed: 9
+    """, name="child.yaml"), notebooks=tiny)
+    assert child.name == "child"  # the base's name is not inherited
+    assert child.shared == {"seed": 3, "lr": 0.25, "families": ["cnn-relu"]}
+    assert child.sections == {"02": {"epochs": 7, "seed": 9}}
+
+
+def test_extends_validates_the_merged_file_and_refuses_cycles_and_missing_bases(tiny, write):
+    write("seed: 3\nbogus: 1\n", name="bad_base.yaml")
+    with pytest.raises(ParamsError, match="unknown key 'bogus'"):
+        load_params(write("extends: bad_base.yaml\n", name="a.yaml"), notebooks=tiny)
+    write("extends: loop_b.yaml\n", name="loop_a.yaml")
+    with pytest.raises(ParamsError, match="extends it back"):
+        load_params(write("extends: loop_a.yaml\n", name="loop_b.yaml"), notebooks=tiny)
+    with pytest.raises(ParamsError, match="not a file next to it"):
+        load_params(write("extends: nowhere.yaml\n", name="c.yaml"), notebooks=tiny)
+    with pytest.raises(ParamsError, match="must name another params file"):
+        load_params(write("extends: [a, b]\n", name="d.yaml"), notebooks=tiny)
+
+
+def test_the_study_shares_the_default_recipe_by_construction():
+    """params/study.yaml extends params/default.yaml: every training setting it does not override is the default's."""
+    default, study = (load_params(REPO_ROOT / "params" / f"{n}.yaml") for n in ("default", "study"))
+    recipe = {k: v for k, v in default.shared.items() if k.startswith("meta_")}
+    assert recipe and {k: study.shared[k] for k in recipe} == recipe
+    assert study.name == "study" and study.shared["n_networks"] == default.shared["n_networks"]
+    assert study.shared["n_seeds"] > default.shared["n_seeds"]  # what one 15-minute run cannot afford
+
+
 def test_real_notebook_01(write):
     params = load_params(write("seed: 2\nn_networks: 2\ncnn_activation: relu\nmlp_widths: [4, 3]\n"), notebooks=[NB01])
     assert params.shared == {"seed": 2, "n_networks": 2, "cnn_activation": "relu", "mlp_widths": [4, 3]}

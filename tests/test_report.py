@@ -6,27 +6,53 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from workbench.findings import findings_markdown
 from workbench.report import ReportError, readme_blocks, render, snapshot, update_readme
 from workbench.results import results_table
+from workbench.uncertainty import Interval
+from workbench.verdicts import claim_row
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _fake_run(folder: Path) -> Path:
-    rows = [{"method": "Initial", "ce_avg_acc": 41.234, "ce_avg_acc_trained": 51.0, "ce_max_acc": 90.0,
-             "l1_avg_acc": 41.234, "l1_avg_acc_trained": 51.0, "l1_test_loss": 3.1, "l1_sparsity_pct": 0.0,
-             "l1_near_zero_pct": 1.0},
-            {"method": "ScaleGMN-B", "ce_avg_acc": 47.456, "ce_avg_acc_trained": 59.8, "ce_max_acc": 91.0,
-             "ce_time_per_net_s": 0.001, "l1_avg_acc": 40.0, "l1_avg_acc_trained": 49.0, "l1_test_loss": 2.0,
-             "l1_time_per_net_s": 0.001, "l1_sparsity_pct": 75.5, "l1_near_zero_pct": 20.0}]
+    """A run folder with the files notebook 06 writes, numbers made up and every one distinct."""
+    rows = [{"label": "Initial", "kind": "reference", "method": "initial", "seeds": 1, "ce_acc": 41.234,
+             "ce_acc_trained": 51.0, "ce_acc_trained_lo": 49.5, "ce_acc_trained_hi": 52.5, "ce_acc_max": 90.0,
+             "l1_acc": 41.234, "l1_acc_trained": 51.0, "l1_loss": 3.1, "l1_reduction": 0.0, "l1_near_zero": 1.0},
+            {"label": "ScaleGMN-B", "kind": "one_shot", "method": "scalegmn", "seeds": 3, "ce_acc": 47.456,
+             "ce_acc_trained": 59.8, "ce_acc_trained_lo": 58.1, "ce_acc_trained_hi": 61.4, "ce_acc_max": 91.0,
+             "ce_seconds_per_net": 0.001, "l1_acc": 40.0, "l1_acc_trained": 49.0, "l1_loss": 2.0,
+             "l1_seconds_per_net": 0.001, "l1_reduction": 75.5, "l1_reduction_trained": 71.25, "l1_near_zero": 20.0}]
     table = results_table(rows)
     (folder / "results").mkdir(parents=True)
     (folder / "notebooks").mkdir()
     table.assign(family="cnn-tanh")[["family", *table.columns]].to_csv(folder / "results.csv", index=False)
-    pd.DataFrame([{"family": "cnn-tanh", "claim": "CE one shot: gain on trained checkpoints (points)",
-                   "value": 8.8, "threshold": ">= 8", "holds": True}]).to_csv(folder / "results" / "verdicts.csv",
-                                                                               index=False)
-    (folder / "params.json").write_text(json.dumps({"source": "params/x.yaml"}))
+    verdicts = [claim_row("cnn-tanh", "ce_gain", Interval(8.8, 7.1, 10.4, networks=32, seeds=(3, 1)), threshold=8.0),
+                claim_row("cnn-tanh", "cheaper_at_equal_accuracy", Interval(0.0425, 0.031, 0.057, networks=32)),
+                claim_row("cnn-tanh", "warm_start_1", Interval(2.25, 0.75, 3.5, networks=32)),
+                claim_row("cnn-tanh", "l1_reduction", Interval(71.25, 68.5, 73.0, networks=32))]
+    pd.DataFrame(verdicts).to_csv(folder / "results" / "verdicts.csv", index=False)
+    iv = Interval(3.5, 2.75, 4.25)
+    pd.DataFrame([{"family": "cnn-tanh", "method": "ScaleGMN-B", "lr": 0.1, "one_shot_s_per_net": 0.001,
+                   "train_seconds": 40.0, "zoo_seconds": 12.0, "steps_per_epoch": 17, "max_steps": 85,
+                   "reached": True, **Interval(59.8, 58.1, 61.4).as_dict("one_shot_acc_"), **iv.as_dict("steps_"),
+                   **Interval(3.5e-4, 2.75e-4, 4.25e-4).as_dict("sgd_seconds_per_net_"),
+                   **Interval(0.35, 0.275, 0.425).as_dict("ratio_"), **Interval(math.inf, math.inf, math.inf).as_dict(
+                       "break_even_"), **Interval(math.inf, math.inf, math.inf).as_dict("break_even_with_zoo_")}]
+                 ).to_csv(folder / "results" / "matched_compute.csv", index=False)
+    pd.DataFrame([{"family": "cnn-tanh", "start": "scalegmn", "reference": "initial", "epochs": 1, "lr": 0.03,
+                   "reference_lr": 0.1, **Interval(80.25, 79.0, 81.5).as_dict("acc_"),
+                   **Interval(78.0, 76.5, 79.5).as_dict("reference_acc_"),
+                   **Interval(2.25, 0.75, 3.5).as_dict("difference_"), "outcome": "leads"}]
+                 ).to_csv(folder / "results" / "warm_start.csv", index=False)
+    pd.DataFrame([{"family": "cnn-tanh", "kind": "cnn", "objective": "ce", "metric": "acc_trained",
+                   "scalegmn": 59.8, "other_method": "GMN-B (sym. broken)", "other_key": "gmn", "other": 61.125,
+                   "effect": -1.325, "effect_lo": -2.5, "effect_hi": -0.125, "seeds": "1/1", "networks": 32,
+                   "outcome": "loss", "smoother": False}]).to_csv(folder / "results" / "ablation_verdict.csv",
+                                                                  index=False)
+    (folder / "params.json").write_text(json.dumps({"source": "params/x.yaml", "machine": {
+        "cpu": "Test CPU", "cpu_capability": "AVX2", "cores": 2, "torch": "2.13.0+cpu"}}))
     (folder / "notebooks" / ".06_results.done.json").write_text(json.dumps({"seconds": 12.5}))
     return folder
 
@@ -34,13 +60,17 @@ def _fake_run(folder: Path) -> Path:
 def test_rendered_numbers_come_from_the_snapshot(tmp_path):
     snap = snapshot(_fake_run(tmp_path / "run"), tmp_path / "snap")
     md = render(snap)
-    assert "47.5" in md and "59.8" in md and "75.5" in md  # formatted from results.csv
-    assert "params/x.yaml" in md and "06: 12 s" in md
+    assert "47.5" in md and "59.8 [58.1, 61.4]" in md and "75.5" in md  # formatted from results.csv
+    assert "params/x.yaml" in md and "06: 12 s" in md and "Test CPU (AVX2)" in md  # the run's machine, recorded
     info = json.loads((snap / "run_info.json").read_text())
-    assert info["notebook_seconds"] == {"06_results": 12.5} and info["machine"]["cores"] >= 1
+    assert info["notebook_seconds"] == {"06_results": 12.5} and info["machine"]["cpu_capability"] == "AVX2"
+    assert "8.8 [7.1, 10.4]" in md and "inconclusive" in md  # the verdict with its interval and outcome
+    assert "0.350 [0.275, 0.425]" in md and "never" in md  # matched compute
+    assert "+2.25 [+0.75, +3.50]" in md and "leads" in md  # the warm start
+    assert "-1.325 [-2.500, -0.125]" in md  # the ablation
     # negative control: change a number in the snapshot and the rendering changes with it
     csv = pd.read_csv(snap / "results.csv")
-    csv.loc[1, "ce_avg_acc"] = 12.25
+    csv.loc[1, "ce_acc"] = 12.25
     csv.to_csv(snap / "results.csv", index=False)
     assert "12.2" in render(snap) and "47.5" not in render(snap)
 
@@ -85,28 +115,30 @@ def test_readme_results_match_their_committed_snapshots():
         body = block.split("\n", 1)[1]  # after the "generated by" comment line
         assert body == render(snap), f"README block {name} differs from its snapshot: regenerate it"
         table = pd.read_csv(snap / "results.csv")
-        for value in table["ce_avg_acc"].dropna():
+        for value in table["ce_acc"].dropna():
             assert f"{value:.1f}" in body
 
 
-def test_peer_and_warm_start_sections_are_computed_from_the_snapshot(tmp_path):
-    run = _fake_run(tmp_path / "run")
-    table = pd.read_csv(run / "results.csv")
-    nfn = table[table["method"] == "ScaleGMN-B"].squeeze().copy()  # a copy of the ScaleGMN-B row
-    nfn["method"], nfn["ce_avg_acc_trained"], nfn["l1_test_loss"] = "NFN (perm. only)", 55.3, 2.25
-    pd.concat([table, nfn.to_frame().T], ignore_index=True).to_csv(run / "results.csv", index=False)
-    pd.DataFrame([{"start": s, "lr": lr, "epoch": e, "acc_mean": a, "acc_q25": a, "acc_q75": a,
-                   "acc_trained": a, "family": "cnn-tanh"}
-                  for s, lr, e, a in (("Initial (tuned lr)", 0.1, 0, 41.0), ("Initial (tuned lr)", 0.1, 5, 80.25),
-                                      ("ScaleGMN-B (tuned lr)", 0.1, 0, 47.0),
-                                      ("ScaleGMN-B (tuned lr)", 0.1, 5, 88.75))]
-                 ).to_csv(run / "results" / "warm_start.csv", index=False)
-    pd.DataFrame([{"lr": lr, "val_acc": 50.0, "val_objective": 1.0, "diverged": 0, "chosen": lr == 0.1,
-                   "family": "cnn-tanh", "objective": "ce", "epochs": 5, "entries": 8} for lr in (0.01, 0.1)]
-                 ).to_csv(run / "results" / "sgd_lr_tuning.csv", index=False)
-    md = render(snapshot(run, tmp_path / "snap"))
-    peer = md[md.index("**ScaleGMN-B vs NFN"):]
-    assert "59.800" in peer and "55.300" in peer and "4.500" in peer  # 59.8 - 55.3, computed
-    assert "-0.250" in peer  # L1: 2.0 - 2.25
-    assert "80.2" in md and "88.8" in md and "after 5 SGD epochs" in md
-    assert "cnn-tanh CE 0.1" in md and "grid 0.01, 0.1" in md
+def test_readme_findings_match_their_committed_snapshots():
+    """Every generated findings block of the README equals the findings of the snapshot it names."""
+    blocks = readme_blocks(ROOT / "README.md", kind="FINDINGS")
+    for name, block in blocks.items():
+        body = block.split("\n", 1)[1]
+        assert body == findings_markdown(ROOT / "docs" / "results" / name), f"findings {name}: regenerate them"
+
+
+def test_findings_are_sentences_computed_from_the_snapshot(tmp_path):
+    snap = snapshot(_fake_run(tmp_path / "run"), tmp_path / "snap")
+    md = findings_markdown(snap)
+    assert "+8.8 [+7.1, +10.4]: inconclusive (>= 8)" in md  # the headline table's cell
+    assert "0.043 [0.031, 0.057]: fails (> 1)" in md
+    assert "SGD is the cheaper optimizer in cnn-tanh" in md and "3.5 to 3.5 steps" in md
+    assert "leads SGD from the initial networks in cnn-tanh" in md
+    assert "-1.3 [-2.5, -0.1]: loss" in md
+    assert "Test CPU (AVX2)" in md and "params/x.yaml" in md
+    # negative control: a verdict that changes in the snapshot changes the sentence
+    v = pd.read_csv(snap / "verdicts.csv")
+    v.loc[v["claim"] == "cheaper_at_equal_accuracy", ["value", "lo", "hi", "outcome"]] = [2.5, 1.5, 3.5, "holds"]
+    v.to_csv(snap / "verdicts.csv", index=False)
+    again = findings_markdown(snap)
+    assert "SGD is the cheaper optimizer" not in again and "the one shot is cheaper in cnn-tanh" in again

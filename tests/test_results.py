@@ -1,29 +1,31 @@
-"""The results table: the poster's columns, scored with the shared metrics, nothing invented."""
+"""The results table: typed rows scored by workbench.score, found by their key columns, nothing invented."""
 from __future__ import annotations
 
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from workbench.baselines import SGDResult
-from workbench.forward_pass import forward
 from workbench.nets import NetSpec, init_params
-from workbench.objective import cross_entropy_per_network, l1_norm
 from workbench.results import (
     COLUMNS,
     TableSchemaError,
     check_table_schema,
-    method_row,
+    find_row,
     results_table,
-    sgd_rows,
     spread,
+    table_row,
     to_markdown,
     training_smoothness,
     write_results,
 )
+from workbench.score import score
+from workbench.uncertainty import Bootstrap
+from workbench.zoo import Zoo
+from workbench.zoo.container import META_COLUMNS
 
 SPEC = NetSpec.mlp((12, 6, 4), "relu")
 LAM = 0.01
@@ -43,169 +45,119 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def initial():
-    return init_params(SPEC, 5, torch.Generator().manual_seed(3))
+def entries():
+    """5 networks x 2 checkpoints (epoch 0 and 2)."""
+    params = init_params(SPEC, 10, torch.Generator().manual_seed(3))
+    meta = pd.DataFrame({"net_id": np.repeat(np.arange(5), 2), "epoch": np.tile([0, 2], 5), "split": "test"})
+    for c in META_COLUMNS[3:]:
+        meta[c] = 0
+    return Zoo(SPEC, params, meta, "stand-in")
+
+
+@pytest.fixture(scope="module")
+def boot(entries):
+    return Bootstrap(entries.meta["net_id"].to_numpy(), draws=200)
 
 
 def halved(params):
     return [(w / 2, b / 2) for w, b in params]
 
 
-def test_rows_score_known_params_with_the_shared_metrics(data, initial):
-    tuned = [(w * 1.5, b) for w, b in initial]
-    row = method_row("Made up", SPEC, data, initial=initial, ce_params=tuned, ce_seconds_per_net=0.5,
-                     l1_params=halved(initial), l1_seconds_per_net=2.0, lam=LAM)
+def test_a_row_carries_its_key_columns_and_the_scores_metrics_with_intervals(entries, data, boot):
+    ce = score(entries, data, [(w * 1.5, b) for w, b in entries.params], seconds_per_net=0.5)
+    l1 = score(entries, data, halved(entries.params), lam=LAM, seconds_per_net=2.0)
+    row = table_row("Made up", "one_shot", "scalegmn", boot=boot, ce=ce, l1=l1)
     assert list(row) == COLUMNS
-    x, y = data.split("test")
-    acc = (forward(SPEC, tuned, x).argmax(-1) == y).double().mean(1) * 100  # (B,)
-    assert row["ce_avg_acc"] == pytest.approx(float(acc.mean()))
-    assert row["ce_max_acc"] == pytest.approx(float(acc.max()))
-    half = halved(initial)
-    loss = cross_entropy_per_network(forward(SPEC, half, x), y) + LAM * l1_norm(half)
-    assert row["l1_test_loss"] == pytest.approx(float(loss.mean()), rel=1e-6)
-    assert row["l1_avg_acc"] == pytest.approx(float((forward(SPEC, half, x).argmax(-1) == y).double().mean() * 100))
-    assert row["l1_sparsity_pct"] == pytest.approx(50.0)
-    assert (row["ce_time_per_net_s"], row["l1_time_per_net_s"]) == (0.5, 2.0)
+    assert (row["label"], row["kind"], row["method"], row["seeds"]) == ("Made up", "one_shot", "scalegmn", 1)
+    assert math.isnan(row["epochs"]) and math.isnan(row["lr"])
+    assert row["ce_acc"] == pytest.approx(ce.value("acc")) and row["ce_acc_max"] == pytest.approx(ce.value("acc_max"))
+    assert row["l1_loss"] == pytest.approx(l1.value("loss")) and row["l1_reduction"] == pytest.approx(50.0)
+    for name in ("ce_acc_trained", "l1_acc_trained", "l1_loss", "l1_reduction_trained"):
+        assert row[f"{name}_lo"] <= row[name] <= row[f"{name}_hi"], name
+    assert (row["ce_seconds_per_net"], row["l1_seconds_per_net"]) == (0.5, 2.0)
 
 
-def test_the_trained_checkpoint_reduction_counts_only_the_trained_networks(data, initial):
-    n = initial[0][0].shape[0]
-    trained = torch.arange(n) % 2 == 1
-    # shrink the untrained networks to zero and the trained ones by a quarter: 25 % on trained checkpoints
-    shrunk = [(torch.where(trained.reshape(-1, *[1] * (w.dim() - 1)), 0.75 * w, torch.zeros_like(w)),
-               torch.where(trained.reshape(-1, 1), 0.75 * b, torch.zeros_like(b))) for w, b in initial]
-    row = method_row("shrunk", SPEC, data, initial=initial, l1_params=shrunk, lam=LAM, trained=trained)
-    assert row["l1_sparsity_pct_trained"] == pytest.approx(25.0)
-    assert row["l1_sparsity_pct"] > 25.0 + 1.0  # over all checkpoints the zeroed networks count too
-    assert math.isnan(method_row("no mask", SPEC, data, initial=initial, l1_params=shrunk,
-                                 lam=LAM)["l1_sparsity_pct_trained"])
-
-
-def test_initial_row_has_zero_sparsity_and_no_times(data, initial):
-    row = method_row("Initial", SPEC, data, initial=initial, ce_params=initial, l1_params=initial, lam=LAM)
-    assert row["l1_sparsity_pct"] == 0.0
-    assert math.isnan(row["ce_time_per_net_s"]) and math.isnan(row["l1_time_per_net_s"])
-    assert row["ce_avg_acc"] == row["l1_avg_acc"]
-
-
-def test_split_selects_what_is_scored(data, initial):
-    test = method_row("a", SPEC, data, initial=initial, ce_params=initial, lam=LAM)
-    val = method_row("a", SPEC, data, initial=initial, ce_params=initial, lam=LAM, split="val")
-    x, y = data.split("val")
-    acc = (forward(SPEC, initial, x).argmax(-1) == y).double().mean(1) * 100
-    assert val["ce_avg_acc"] == pytest.approx(float(acc.mean()))
-    assert val["ce_avg_acc"] != test["ce_avg_acc"]
-
-
-def test_missing_measurements_stay_missing(data, initial):
-    row = method_row("CE only", SPEC, data, initial=initial, ce_params=initial, lam=LAM)
-    for c in ("l1_avg_acc", "l1_test_loss", "l1_time_per_net_s", "l1_sparsity_pct", "l1_near_zero_pct"):
+def test_missing_measurements_stay_missing(entries, data, boot):
+    row = table_row("SGD (5 epochs)", "sgd", "sgd", boot=boot, epochs=5, lr=0.1, ce=score(entries, data))
+    for c in ("l1_acc", "l1_loss", "l1_seconds_per_net", "l1_reduction", "l1_near_zero", "ce_seconds_per_net"):
         assert math.isnan(row[c]), c
-    assert not math.isnan(row["ce_avg_acc"])
+    assert (row["epochs"], row["lr"]) == (5, 0.1) and not math.isnan(row["ce_acc"])
+    with pytest.raises(TableSchemaError, match="unknown row kind"):
+        table_row("x", "magic", "x", boot=boot)
 
 
-def test_near_zero_share_counts_small_weights(data, initial):
-    sparse = [(w.clone(), b.clone()) for w, b in initial]
-    sparse[0][0].zero_()  # 5 networks x 6 x 12 weights of 5 x 110 values
-    row = method_row("sparse", SPEC, data, initial=initial, l1_params=sparse, lam=LAM)
-    untouched = [initial[0][1], *[t for pair in initial[1:] for t in pair]]
-    small = sum(int((t.abs() < 1e-3).sum()) for t in untouched)
-    assert row["l1_near_zero_pct"] == pytest.approx(100.0 * (5 * 72 + small) / (5 * SPEC.n_params))
+def _table(entries, data, boot):
+    initial = score(entries, data, lam=LAM)
+    return results_table([
+        table_row("Initial", "reference", "initial", boot=boot, ce=initial, l1=initial),
+        table_row("ScaleGMN-B", "one_shot", "scalegmn", boot=boot,
+                  ce=score(entries, data, halved(entries.params), seconds_per_net=0.055)),
+        table_row("SGD (5 epochs)", "sgd", "sgd", boot=boot, epochs=5, lr=0.1,
+                  ce=score(entries, data, halved(halved(entries.params)), seconds_per_net=357.2)),
+        table_row("SGD (20 epochs)", "sgd", "sgd", boot=boot, epochs=20, lr=0.1,
+                  ce=score(entries, data, seconds_per_net=1495.0)),
+    ])
 
 
-def test_rejects_non_finite_or_mismatched_params(data, initial):
-    broken = [(w.clone(), b.clone()) for w, b in initial]
-    broken[1][1][0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        method_row("broken", SPEC, data, initial=initial, ce_params=broken, lam=LAM)
-    with pytest.raises(ValueError, match="networks"):
-        method_row("fewer", SPEC, data, initial=initial, l1_params=[(w[:2], b[:2]) for w, b in initial], lam=LAM)
+def test_rows_are_found_by_their_key_columns_not_their_label(entries, data, boot):
+    table = _table(entries, data, boot)
+    assert find_row(table, kind="one_shot", method="scalegmn")["label"] == "ScaleGMN-B"
+    assert find_row(table, kind="sgd", epochs=20)["ce_seconds_per_net"] == 1495.0
+    assert find_row(table, kind="balanced", method="scalegmn") is None
+    relabelled = table.assign(label=[f"row {i}" for i in range(len(table))])  # labels are for display only
+    assert find_row(relabelled, kind="sgd", epochs=5)["ce_seconds_per_net"] == pytest.approx(357.2)
+    with pytest.raises(TableSchemaError, match="2 rows match"):
+        find_row(table, kind="sgd")
+    with pytest.raises(TableSchemaError, match="key columns"):
+        find_row(table, label="Initial")
 
 
-def poster_like_table():
-    rows = [
-        {"method": "Initial", "ce_avg_acc": 37.94, "ce_max_acc": 48.6, "l1_avg_acc": 37.9, "l1_test_loss": 3.2331,
-         "l1_sparsity_pct": 0.0, "l1_near_zero_pct": 0.01},
-        {"method": "ScaleGMN-B", "ce_avg_acc": 50.3, "ce_max_acc": 55.1, "ce_time_per_net_s": 0.055,
-         "l1_avg_acc": 37.4, "l1_test_loss": 1.901, "l1_time_per_net_s": 5.5e-05, "l1_sparsity_pct": 87.6,
-         "l1_near_zero_pct": 12.0},
-        {"method": "SGD (150 epochs)", "ce_avg_acc": 44.5, "ce_max_acc": 51.4, "ce_time_per_net_s": 357.2,
-         "l1_avg_acc": 41.6, "l1_test_loss": 2.07, "l1_time_per_net_s": 1495.0, "l1_sparsity_pct": 70.9},
-    ]
-    return results_table(rows)
-
-
-def test_table_schema_and_markdown():
-    df = poster_like_table()
-    assert list(df.columns) == COLUMNS and len(df) == 3
-    check_table_schema(df, required_methods=["Initial", "ScaleGMN-B"])
-    assert math.isnan(df.loc[0, "ce_time_per_net_s"]) and math.isnan(df.loc[2, "l1_near_zero_pct"])
-    md = to_markdown(df, title="CNN (tanh)")
+def test_markdown_shows_intervals_and_marks_what_was_not_measured(entries, data, boot):
+    table = _table(entries, data, boot)
+    md = to_markdown(table, title="MLP (relu)")
     lines = md.strip().splitlines()
-    assert lines[0] == "## CNN (tanh)"
-    table = [line for line in lines if line.startswith("|")]
-    assert len(table) == 2 + 3
-    cells = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table[2:]}
-    assert set(cells) == {"Initial", "ScaleGMN-B", "SGD (150 epochs)"}
-    # columns: method, CE avg, CE avg trained, CE max, CE time, L1 avg, L1 avg trained, L1 loss, L1 time, L1 red.,
-    # L1 red. trained, near 0
-    assert cells["Initial"] == ["Initial", "37.9", "-", "48.6", "-", "37.9", "-", "3.233", "-", "0.0", "-", "0.0"]
-    assert cells["ScaleGMN-B"][4] == "0.055" and cells["ScaleGMN-B"][8] == "5.5e-05"
-    assert cells["SGD (150 epochs)"][4] == "357" and cells["SGD (150 epochs)"][8] == "1495"
-    assert cells["SGD (150 epochs)"][11] == "-"
+    assert lines[0] == "## MLP (relu)" and len([line for line in lines if line.startswith("|")]) == 2 + 4
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines[4:]}
+    init = table.iloc[0]
+    assert cells["Initial"][2] == (f"{init['ce_acc_trained']:.1f} [{init['ce_acc_trained_lo']:.1f}, "
+                                   f"{init['ce_acc_trained_hi']:.1f}]")
+    assert cells["Initial"][4] == "-"  # no time for the networks as they are
+    assert cells["ScaleGMN-B"][4] == "0.055" and cells["SGD (5 epochs)"][4] == "357"
+    assert cells["SGD (20 epochs)"][4] == "1495" and cells["SGD (5 epochs)"][5] == "-"
 
 
-def test_write_results_writes_markdown_and_csv(tmp_path):
-    tables = {"CNN (tanh)": poster_like_table(), "MLP (tanh)": poster_like_table().iloc[:2]}
+def test_write_results_writes_markdown_and_csv_atomically(entries, data, boot, tmp_path):
+    tables = {"mlp-relu": _table(entries, data, boot), "other": _table(entries, data, boot).iloc[:2]}
     paths = write_results(tables, tmp_path / "out", extra_md="Times are seconds per network.")
     md = (tmp_path / "out" / "results.md").read_text()
-    assert paths["md"] == tmp_path / "out" / "results.md"
-    assert "## CNN (tanh)" in md and "## MLP (tanh)" in md and "Times are seconds per network." in md
+    assert "## mlp-relu" in md and "## other" in md and "Times are seconds per network." in md
     csv = pd.read_csv(paths["csv"])
-    assert list(csv.columns) == ["family", *COLUMNS]
-    assert csv["family"].tolist() == ["CNN (tanh)"] * 3 + ["MLP (tanh)"] * 2
-    assert csv.loc[1, "ce_time_per_net_s"] == pytest.approx(0.055)
-    assert math.isnan(csv.loc[0, "ce_time_per_net_s"])
+    assert list(csv.columns) == ["family", *COLUMNS] and csv["family"].tolist() == ["mlp-relu"] * 4 + ["other"] * 2
     assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize("breakage, message", [
-    (lambda df: df.drop(columns="l1_test_loss"), "missing \\['l1_test_loss'\\]"),
+    (lambda df: df.drop(columns="l1_loss"), "missing \\['l1_loss'\\]"),
     (lambda df: df.assign(extra=1.0), "unexpected \\['extra'\\]"),
     (lambda df: df[COLUMNS[::-1]], "wrong order"),
     (lambda df: df.iloc[:0], "no rows"),
     (lambda df: pd.concat([df, df.iloc[:1]]), "unique"),
-    (lambda df: df.assign(ce_max_acc=[48.6, 155.1, 51.4]), "outside"),
-    (lambda df: df.assign(l1_time_per_net_s=["a", "b", "c"]), "numeric"),
+    (lambda df: df.assign(label=["a", "b", "c", "c"]), "labels must be unique"),
+    (lambda df: df.assign(kind="guess"), "unknown row kinds"),
+    (lambda df: df.assign(ce_acc_max=[48.6, 155.1, 51.4, 1.0]), "outside"),
+    (lambda df: df.assign(l1_seconds_per_net=["a", "b", "c", "d"]), "numeric"),
 ])
-def test_check_table_schema_rejects_broken_tables(breakage, message):
+def test_check_table_schema_rejects_broken_tables(entries, data, boot, breakage, message):
     with pytest.raises(TableSchemaError, match=message):
-        check_table_schema(breakage(poster_like_table()))
+        check_table_schema(breakage(_table(entries, data, boot)))
 
 
-def test_check_table_schema_requires_named_rows_and_write_results_refuses_bad_tables(tmp_path):
-    with pytest.raises(TableSchemaError, match="SGD \\(25 epochs\\)"):
-        check_table_schema(poster_like_table(), required_methods=["SGD (25 epochs)"])
+def test_write_results_refuses_bad_tables(entries, data, boot, tmp_path):
     with pytest.raises(TableSchemaError, match="family 'bad'"):
-        write_results({"bad": poster_like_table().drop(columns="method")}, tmp_path)
+        write_results({"bad": _table(entries, data, boot).drop(columns="label")}, tmp_path)
     assert not (tmp_path / "results.md").exists()
     with pytest.raises(TableSchemaError, match="unknown columns"):
-        results_table([{"method": "x", "ce_acc": 1.0}])
-
-
-def test_sgd_rows_one_per_budget(data, initial):
-    def fake(epochs, params, seconds):
-        return SGDResult(epochs, params, seconds * 5, seconds, torch.zeros(5, dtype=torch.bool), torch.zeros(5, epochs))
-
-    ce = {25: fake(25, initial, 1.0), 50: fake(50, halved(initial), 2.0)}
-    l1 = {25: fake(25, halved(initial), 3.0)}
-    rows = sgd_rows(SPEC, data, initial=initial, ce_results=ce, l1_results=l1, lam=LAM)
-    df = results_table(rows)
-    check_table_schema(df)
-    assert df["method"].tolist() == ["SGD (25 epochs)", "SGD (50 epochs)"]
-    assert df["ce_time_per_net_s"].tolist() == [1.0, 2.0]
-    assert df.loc[0, "l1_sparsity_pct"] == pytest.approx(50.0)
-    assert math.isnan(df.loc[1, "l1_sparsity_pct"]) and math.isnan(df.loc[1, "l1_time_per_net_s"])
+        results_table([{"label": "x", "ce_avg_acc": 1.0}])
 
 
 def test_training_smoothness():

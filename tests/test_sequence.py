@@ -17,7 +17,12 @@ def test_metanet_validation_and_results_table_use_the_same_metrics():
     from workbench.metanet import ScaleGMN
     from workbench.nets import NetSpec, init_params
     from workbench.optimize import validate
-    from workbench.results import method_row
+    import numpy as np
+    import pandas as pd
+
+    from workbench.score import score
+    from workbench.zoo import Zoo
+    from workbench.zoo.container import META_COLUMNS
 
     spec = NetSpec.mlp((6, 5, 3), "relu")
     params = init_params(spec, 7, torch.Generator().manual_seed(0))
@@ -30,6 +35,7 @@ def test_metanet_validation_and_results_table_use_the_same_metrics():
         model.out_scale_b.zero_()
     lam = 0.01
     metrics = validate(model, spec, params, x, y, lam)
-    row = method_row("m", spec, data, initial=params, ce_params=params, l1_params=params, lam=lam)
-    assert metrics["val_acc"] * 100 == pytest.approx(row["ce_avg_acc"], rel=1e-6)
-    assert metrics["val_loss"] == pytest.approx(row["l1_test_loss"], rel=1e-6)
+    meta = pd.DataFrame({"net_id": np.arange(7), "epoch": 1, "split": "test", **{c: 0 for c in META_COLUMNS[3:]}})
+    scored = score(Zoo(spec, params, meta, "stand-in"), data, params, lam=lam)
+    assert metrics["val_acc"] * 100 == pytest.approx(scored.value("acc"), rel=1e-6)
+    assert metrics["val_loss"] == pytest.approx(scored.value("loss"), rel=1e-6)

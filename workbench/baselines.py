@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -34,7 +34,9 @@ from .objective import objective
 
 __all__ = [
     "SGDResult",
+    "StepSnapshots",
     "sgd_finetune",
+    "sgd_steps",
     "time_one_at_a_time",
     "minibatch_order",
     "default_device",
@@ -309,6 +311,76 @@ def sgd_finetune(
     finally:
         bar.close()
     return _merge_chunks(per_chunk, budgets, n_nets)
+
+
+@dataclass
+class StepSnapshots:
+    """SGD's parameters after given numbers of steps (:func:`sgd_steps`).
+
+    Attributes:
+        params: ``{step: batched params}`` (detached, on CPU); step 0 is the start.
+        steps_per_epoch: minibatches in one epoch of the training split.
+        seconds_per_network_step: wall time of the training steps for all networks, divided by networks and steps.
+        diverged: (B,) bool, networks frozen because their loss or gradient became non-finite.
+    """
+
+    params: dict[int, Params]
+    steps_per_epoch: int
+    seconds_per_network_step: float
+    diverged: Tensor
+
+
+def sgd_steps(spec: NetSpec, params: Params, data, *, steps: Sequence[int], lr: float | Tensor = 0.01,
+              lam: float = 0.0, momentum: float = 0.9, batch_size: int = 64, seed: int = 0,
+              device: torch.device | str | None = None, split: str = "train",
+              observe: Callable[[int, Params], None] | None = None) -> StepSnapshots:
+    """:func:`sgd_finetune` counted in optimizer steps, not epochs: the parameters after each number of ``steps``
+    (0 = the start), the minibatch order running on across epochs exactly as in :func:`sgd_finetune` (same seed, same
+    batches; after ``steps_per_epoch`` steps the snapshot equals its one-epoch result).
+
+    This is the resolution at which an SGD budget can be matched to a one shot's accuracy: a fraction of an epoch.
+    ``lr``: one rate, or a (B,) tensor of one rate per network (e.g. a grid tiled over copies of the networks).
+    ``observe(step, params)``: called with each snapshot instead of keeping it (``params`` is then empty), so that
+    many snapshots of many networks need not sit in memory at once; the time it takes is not counted."""
+    wanted = sorted({int(s) for s in steps})
+    if not wanted or wanted[0] < 0:
+        raise ValueError(f"steps must be non-negative integers, got {steps!r}")
+    params, x, y, device, forward_kw = _prepare(spec, params, data, split, device, None)
+    n_nets = n_networks(params)
+    if isinstance(lr, Tensor) and lr.numel() != n_nets:
+        raise ValueError(f"a per-network lr needs {n_nets} entries (one per network), got shape {tuple(lr.shape)}")
+    state = _MomentumState.start(params)
+    step_size = lr.to(device=device, dtype=state.theta.dtype).reshape(-1, 1) if isinstance(lr, Tensor) else float(lr)
+    per_epoch = -(-x.shape[0] // batch_size)
+    snapshots: dict[int, Params] = {}
+
+    def keep(step: int) -> None:
+        snapshot = map_params(lambda t: t.detach().cpu().clone(), unflatten_params(spec, state.theta))
+        if observe is None:
+            snapshots[step] = snapshot
+        else:
+            observe(step, snapshot)
+
+    if wanted[0] == 0:
+        keep(0)
+    done, seconds = 0, 0.0
+    epochs = -(-wanted[-1] // per_epoch)
+    for batches in minibatch_order(x.shape[0], batch_size, seed, epochs):
+        for idx in batches:
+            if done >= wanted[-1]:
+                break
+            _sync(device)
+            start = time.perf_counter()
+            idx = idx.to(device)
+            losses, grad = _losses_and_gradient(spec, state, x[idx], y[idx], lam=lam, amp=False,
+                                                forward_kw=forward_kw)
+            state.update(losses, grad, step_size, momentum)
+            _sync(device)
+            seconds += time.perf_counter() - start
+            done += 1
+            if done in wanted:
+                keep(done)
+    return StepSnapshots(snapshots, per_epoch, seconds / max(1, done * n_nets), state.diverged.cpu().clone())
 
 
 def _merge_chunks(per_chunk: list[list[SGDResult]], budgets: list[int], n_nets: int) -> dict[int, SGDResult]:

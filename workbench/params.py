@@ -9,7 +9,9 @@ Layout (flat; validated against each notebook's ``parameters`` cell before anyth
     "04":                    # optional per-notebook section (by number prefix): only that notebook
       meta_epochs: 30
 
-A key no notebook declares, a section key its notebook does not declare, or a value whose type does not match
+``extends: default.yaml`` starts from another params file (relative to this one's folder): its keys and sections,
+overridden by this file's own (a section key by key) -- so a larger study shares the default's recipe by
+construction. A key no notebook declares, a section key its notebook does not declare, or a value whose type does not match
 the notebook's default is an error that names the key, the notebook(s) and the valid keys. Values are then checked
 against their ranges (:data:`workbench.ranges.PARAMS_RANGES`: ``n_networks >= 1``, ``meta_lr > 0``, known
 families, a device such as "cpu" or "cuda:0" ...) and, per notebook, for what only makes sense together (enough
@@ -47,7 +49,7 @@ __all__ = ["ParamsError", "RunParams", "load_params", "file_values", "notebook_v
            "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-RESERVED = {"name"}
+RESERVED = {"name", "extends"}
 INJECTED = {"output_dir"}  # set by the runner, never by a params file
 #: keys renamed when the training settings took one rule (``meta_`` + the TrainConfig/MetanetConfig field name):
 #: an old params file fails with the new name instead of "unknown key"
@@ -57,6 +59,8 @@ RENAMED = {"meta_layers": "meta_n_layers", "meta_val_entries": "meta_val_network
 MAX_ELEMENTS = 10_000  # per value: lists/mappings beyond this (e.g. YAML alias bombs) are refused
 MAX_INT = 2**63 - 1  # integers must fit torch's int64 (seeds, sizes)
 MAX_FILE_BYTES = 1_000_000  # a params file holds settings; PyYAML needs seconds per MB, so larger files are refused
+EXTENDS = "extends"  # the key naming a params file whose settings this one starts from
+MAX_EXTENDS = 4  # params files in one extends chain
 MAX_NAME_BYTES = 100  # run names become folder names (and parts of temporary file names)
 MIN_SPLIT_NETWORKS = 4  # fewest zoo networks whose split (split_networks) has a train and a validation network
 _repr = reprlib.Repr()  # bounded repr for error messages (Repr() takes no options before Python 3.12)
@@ -205,7 +209,7 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
     (enough networks for its splits, a zoo that fits in memory) run for the ``selected`` notebooks (default: all),
     so that ``--only 01`` is not refused for a setting only notebook 04 could not use."""
     path = Path(path)
-    raw = _parse_yaml(path, _read_text(path))
+    raw = _resolved(path)
     notebooks = list_notebooks() if notebooks is None else notebooks
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     by_key = {notebook_key(nb): nb for nb in notebooks}
@@ -230,6 +234,34 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
         if selected is None or nb in selected:
             _check_notebook_values(path, nb, params_declared, params)
     return params
+
+
+def _resolved(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The file's mapping with what it ``extends`` filled in: ``extends: default.yaml`` (a path relative to the
+    file's folder) takes every key and section of that params file, then this file's own keys override them --
+    a section key by key. The base's ``name`` is not inherited. Chains of at most :data:`MAX_EXTENDS` files, no
+    cycles."""
+    raw = _parse_yaml(path, _read_text(path))
+    base = raw.pop(EXTENDS, None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base.strip():
+        raise ParamsError(f"{EXTENDS!r} in {path} must name another params file (e.g. extends: default.yaml), got "
+                          f"{_short(base)}")
+    base_path = (path.parent / base).resolve()
+    if base_path in {p.resolve() for p in (*chain, path)}:
+        raise ParamsError(f"{path} extends {base}, which (through {' -> '.join(p.name for p in (*chain, path))}) "
+                          "extends it back: remove the cycle")
+    if len(chain) + 1 >= MAX_EXTENDS:
+        raise ParamsError(f"{path} extends a chain of more than {MAX_EXTENDS} params files; extend the base directly")
+    if not base_path.is_file():
+        raise ParamsError(f"{path} extends {base}, which is not a file next to it ({base_path}); name an existing "
+                          "params file relative to this one's folder")
+    merged = {k: v for k, v in _resolved(base_path, (*chain, path)).items() if k != "name"}
+    for key, value in raw.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
 
 
 def _read_text(path: Path) -> str:

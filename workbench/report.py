@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import time
@@ -25,42 +24,21 @@ import pandas as pd
 
 from .errors import WorkbenchError
 from .io import atomic_write_text
+from .machine import machine_description
 from .paths import git_revision
-from .results import COLUMNS, markdown_table, to_markdown
+from .findings import findings_markdown, run_line
+from .results import COLUMNS, markdown_table, matched_summary, to_markdown, warm_summary
 
-__all__ = ["ReportError", "snapshot", "render", "update_readme", "machine_description"]
+__all__ = ["ReportError", "snapshot", "render", "update_readme"]
 
-SNAPSHOT_FILES = ["results.csv", "results/ablation_runs.csv", "results/ablation_verdict.csv", "results/verdicts.csv",
-                  "results/scaling.csv", "results/lam_sweep.csv", "results/by_checkpoint.csv", "results/warm_start.csv",
-                  "results/sgd_lr_tuning.csv", "results/break_even.csv", "params.json"]
+SNAPSHOT_FILES = ["results.csv", "results/ablation_runs.csv", "results/ablation_verdict.csv",
+                  "results/ablation_contrast.csv", "results/verdicts.csv", "results/scaling.csv", "results/lam_sweep.csv",
+                  "results/by_checkpoint.csv", "results/matched_compute.csv", "results/warm_start.csv",
+                  "results/sgd_lr_tuning.csv", "params.json"]
 
 
 class ReportError(WorkbenchError, ValueError):
     """A run folder or snapshot lacks what a report needs, or the README has no block for it."""
-
-
-def machine_description() -> dict:
-    """What the numbers were measured on: CPU model and cores, memory, torch and CUDA device when present."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "os": platform.platform(terse=True)}
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        info["memory_gib"] = round(pages * size / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def snapshot(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
@@ -77,13 +55,14 @@ def snapshot(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
         except (OSError, ValueError, AttributeError):
             continue
     finished = max((m.stat().st_mtime for m in markers), default=(run_dir / "results.csv").stat().st_mtime)
-    try:  # the revision the run executed (recorded by the runner when it started), not the one reporting it now
-        revision = json.loads((run_dir / "params.json").read_text()).get("git_revision")
+    try:  # the revision and machine the run executed on (recorded by the runner when it started), not this one's
+        recorded = json.loads((run_dir / "params.json").read_text())
+        revision, machine = recorded.get("git_revision"), recorded.get("machine")
     except (OSError, ValueError, AttributeError):
-        revision = None
+        revision = machine = None
     info = {"run": run_dir.name, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(finished)),
             "git_revision": revision or git_revision(),
-            "machine": machine_description(), "notebook_seconds": seconds,
+            "machine": machine or machine_description(), "notebook_seconds": seconds,
             "total_minutes": round(sum(seconds.values()) / 60, 1)}
     dest.mkdir(parents=True, exist_ok=True)
     for name in SNAPSHOT_FILES:
@@ -108,43 +87,97 @@ def render(snapshot_dir: str | os.PathLike) -> str:
         raise ReportError(f"{folder} is not a results snapshot (needs run_info.json and results.csv); make one with "
                           "python -m workbench report RUN_DIR --snapshot DEST")
     info = json.loads(info_file.read_text())
-    params = json.loads((folder / "params.json").read_text()) if (folder / "params.json").is_file() else {}
-    m = info.get("machine", {})
-    machine = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores" + (f", {m['gpu']}" if m.get("gpu") else ", no GPU")
     times = ", ".join(f"{k.split('_')[0]}: {v:.0f} s" for k, v in sorted(info.get("notebook_seconds", {}).items()))
-    lines = [f"Run `{info.get('run')}` (params `{params.get('source', '?')}`), finished {info.get('finished')}, git "
-             f"{info.get('git_revision')}, on {machine}, torch {m.get('torch', '?')}: "
-             f"{info.get('total_minutes', '?')} minutes in notebooks ({times}).", ""]
+    lines = [f"From {run_line(folder)}: {info.get('total_minutes', '?')} minutes in notebooks ({times}).", "",
+             "Brackets are 95 % intervals over held-out networks (all checkpoints of a network resampled together) "
+             "and metanet seeds; a verdict *holds* or *fails* only when its whole interval lies on one side of the "
+             "threshold, else it is *inconclusive*.", ""]
     verdicts = _read(folder, "verdicts.csv")
     if verdicts is not None and len(verdicts):
-        lines += ["**Targets and the poster's claims, judged by the run** (each threshold stated):", ""]
-        shown = verdicts.assign(value=verdicts["value"].round(2))
-        lines += [markdown_table(shown[["family", "claim", "value", "threshold", "holds"]]), ""]
+        shown = pd.DataFrame({"family": verdicts["family"], "claim": verdicts["text"],
+                              "value [95 % interval]": [_interval_text(r) for _, r in verdicts.iterrows()],
+                              "threshold": [f"{o} {t:g}" for o, t in zip(verdicts["op"], verdicts["threshold"])],
+                              "outcome": verdicts["outcome"]})
+        lines += ["**Targets and the poster's claims, judged by the run:**", "", markdown_table(shown), ""]
     by_ckpt = _read(folder, "by_checkpoint.csv")
     if by_ckpt is not None and len(by_ckpt):
-        lines += ["**One-shot gain (CE, ScaleGMN-B) by checkpoint epoch, held-out networks** (accuracy in %):", ""]
+        lines += ["**One-shot gain (CE, ScaleGMN-B, mean over its seeds) by checkpoint epoch, held-out networks** "
+                  "(accuracy in %):", ""]
         lines += [markdown_table(by_ckpt[["family", "checkpoint", "entries", "before", "after", "gain"]]), ""]
+    lines += _matched_lines(folder)
     table = pd.read_csv(folder / "results.csv")
     for family, frame in table.groupby("family", sort=False):
-        # reindex: a snapshot written before a column existed shows it as not measured ("-")
-        lines += [to_markdown(frame.reindex(columns=COLUMNS).reset_index(drop=True), title=None).rstrip("\n")]
-        lines[-1] = f"*{family}*\n\n" + lines[-1]
-        lines.append("")
-    lines += _peer_lines(table)
-    lines += _warm_start_lines(folder)
+        body = to_markdown(frame[COLUMNS].reset_index(drop=True), title=None).rstrip("\n")
+        lines += [f"*{family}*\n\n" + body, ""]
+    lines += _ablation_lines(folder)
+    lines += _study_lines(folder)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _interval_text(row) -> str:
+    return f"{row['value']:.3g} [{row['lo']:.3g}, {row['hi']:.3g}]"
+
+
+def _matched_lines(folder: Path) -> list[str]:
+    """Matched compute, the warm start and the tuned learning rates."""
+    lines = []
+    matched = _read(folder, "matched_compute.csv")
+    if matched is not None and len(matched):
+        lines += ["**Matched compute**: SGD from the initial networks, step by step, until it reaches each one shot's "
+                  "accuracy on trained checkpoints (rate chosen on validation networks); cost ratio > 1 means the one "
+                  "shot is cheaper at equal accuracy; break-even: networks from which metanet training + one shots "
+                  "cost less than SGD at equal accuracy (\"never\" when SGD is cheaper per network):", "",
+                  markdown_table(matched_summary(matched)), ""]
+    warm = _read(folder, "warm_start.csv")
+    if warm is not None and len(warm):
+        lines += ["**Warm start**: SGD from the one shot vs from the initial networks, each start at the rate chosen "
+                  "for it on validation networks, held-out accuracy on trained checkpoints:", "",
+                  markdown_table(warm_summary(warm)), ""]
+    tuning = _read(folder, "sgd_lr_tuning.csv")
+    if tuning is not None and len(tuning):
+        grid = ", ".join(f"{v:g}" for v in sorted(tuning["lr"].unique()))
+        ce = tuning[tuning.get("chosen_ce", pd.Series(False, index=tuning.index)).astype(str) == "True"]
+        l1 = tuning[tuning.get("chosen_l1", pd.Series(False, index=tuning.index)).astype(str) == "True"]
+        chosen = [f"{r['family']} CE {r['lr']:g}" for _, r in ce.iterrows()]
+        chosen += [f"{r['family']} L1 {r['lr']:g}" for _, r in l1.iterrows()]
+        lines += [f"**SGD learning rate of the \"SGD (k epochs)\" rows**, chosen per family and objective on "
+                  f"validation networks (grid {grid}): " + "; ".join(chosen) + ".", ""]
+    return lines
+
+
+def _ablation_lines(folder: Path) -> list[str]:
+    lines = []
     ablation = _read(folder, "ablation_verdict.csv")
     if ablation is not None and len(ablation):
-        lines += ["**Ablation** (ScaleGMN vs each symmetry-broken model, on each objective's own metric; effect > 0 "
-                  "means the equivariant model is better):", ""]
-        cols = ["family", "objective", "metric", "other_method", "scalegmn", "other", "effect", "margin", "outcome"]
-        lines += [markdown_table(ablation[cols], digits=3), ""]
+        shown = pd.DataFrame({
+            "family": ablation["family"], "objective": ablation["objective"], "metric": ablation["metric"],
+            "versus": ablation["other_method"], "ScaleGMN": ablation["scalegmn"].round(3),
+            "other": ablation["other"].round(3),
+            "effect [95 % interval]": [f"{r['effect']:+.3f} [{r['effect_lo']:+.3f}, {r['effect_hi']:+.3f}]"
+                                       for _, r in ablation.iterrows()],
+            "seeds": ablation["seeds"], "outcome": ablation["outcome"]})
+        lines += ["**Ablation** (ScaleGMN vs each symmetry-broken model on each objective's own metric; effect > 0 "
+                  "means the equivariant model is better; paired over the held-out networks, seeds resampled per "
+                  "method):", "", markdown_table(shown), ""]
+    contrast = _read(folder, "ablation_contrast.csv")
+    if contrast is not None and len(contrast):
+        lines += [f"Effect of symmetry vs the plain GMN-B, MLP minus CNN families ({r['objective']}): "
+                  f"{r['difference']:+.3f} [{r['difference_lo']:+.3f}, {r['difference_hi']:+.3f}] -> {r['outcome']} "
+                  "(the poster: larger for MLPs)." for _, r in contrast.iterrows()] + [""]
+    return lines
+
+
+def _study_lines(folder: Path) -> list[str]:
+    """The scaling study and the lambda sweep (notebook 07)."""
+    lines = []
     scaling = _read(folder, "scaling.csv")
     if scaling is not None and len(scaling):
         agg = (scaling.groupby(["family", "train_networks"])
                .agg(seeds=("seed", "count"), steps=("steps", "mean"), gain_trained=("gain_trained", "mean"),
                     gain_trained_min=("gain_trained", "min"), gain_trained_max=("gain_trained", "max"),
                     gain_all=("gain_all", "mean")).reset_index())
-        lines += ["**Scaling study** (held-out gain in points vs training networks, equal steps per size):", ""]
+        lines += ["**Scaling study** (held-out gain in points vs training networks, equal steps per size; min and max "
+                  "over seeds):", ""]
         lines += [markdown_table(agg), ""]
     sweep = _read(folder, "lam_sweep.csv")
     if sweep is not None and len(sweep):
@@ -153,82 +186,39 @@ def render(snapshot_dir: str | os.PathLike) -> str:
             c = chosen.iloc[0]
             lines += [f"**Lambda sweep** (validation networks): chosen lam = {c['lam']:g} (accuracy on trained "
                       f"checkpoints {c['acc_trained']:.1f}%, L1-norm reduction {c['l1_reduction']:.1f}%).", ""]
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def _peer_lines(table: pd.DataFrame, ours: str = "ScaleGMN-B", peer: str = "NFN (perm. only)") -> list[str]:
-    """ScaleGMN-B against the peer metanetwork, per family, on each objective's own metric (from results.csv)."""
-    rows = []
-    for family, frame in table.groupby("family", sort=False):
-        t = frame.set_index("method")
-        if ours not in t.index or peer not in t.index:
-            continue
-        a, b = t.loc[ours], t.loc[peer]
-        rows.append({"family": family, f"CE acc. trained, {ours}": a["ce_avg_acc_trained"],
-                     f"CE acc. trained, {peer}": b["ce_avg_acc_trained"],
-                     "CE difference (points)": a["ce_avg_acc_trained"] - b["ce_avg_acc_trained"],
-                     f"L1 test loss, {ours}": a["l1_test_loss"], f"L1 test loss, {peer}": b["l1_test_loss"],
-                     "L1 difference": a["l1_test_loss"] - b["l1_test_loss"]})
-    if not rows:
-        return []
-    return [f"**{ours} vs {peer}** (held-out networks; CE: accuracy on trained checkpoints, higher is better; L1: "
-            "test loss CE + lambda L1, lower is better; one seed each):", "",
-            markdown_table(pd.DataFrame(rows), digits=3), ""]
-
-
-def _warm_start_lines(folder: Path) -> list[str]:
-    """The tuned SGD learning rates, the warm start after its last SGD epoch and the break-even per family."""
-    lines = []
-    tuning = _read(folder, "sgd_lr_tuning.csv")
-    if tuning is not None and len(tuning):
-        chosen = tuning[tuning["chosen"].astype(str) == "True"]
-        grid = ", ".join(f"{v:g}" for v in sorted(tuning["lr"].unique()))
-        lines += [f"**SGD learning rate**, tuned per family and objective on validation networks (grid {grid}; "
-                  f"validation images): " + "; ".join(f"{r['family']} {r['objective'].upper()} {r['lr']:g}"
-                                                     for _, r in chosen.iterrows()) + ".", ""]
-    curves = _read(folder, "warm_start.csv")
-    if curves is not None and len(curves):
-        last = curves[curves["epoch"] == curves["epoch"].max()]
-        wide = last.pivot_table(index="family", columns="start", values="acc_mean", sort=False).reset_index()
-        wide.columns.name = None
-        lines += [f"**Warm start**: held-out test accuracy (%) after {int(last['epoch'].iloc[0])} SGD epochs from each "
-                  "start (tuned or fixed learning rate):", "", markdown_table(wide, digits=1), ""]
-    breakeven = _read(folder, "break_even.csv")
-    if breakeven is not None and len(breakeven):
-        rows = []
-        for family, sub in breakeven.groupby("family", sort=False):
-            match = sub[sub["sgd_acc"] >= sub["one_shot_acc"]].sort_values("sgd_s_per_net")
-            ref = match.iloc[0] if len(match) else sub.sort_values("sgd_s_per_net").iloc[-1]
-            rows.append({"family": family, "one shot": ref["method"], "training (s)": ref["train_seconds"],
-                         "one shot (s/network)": ref["one_shot_s_per_net"], "versus": ref["versus"],
-                         "reaches one-shot accuracy": bool(len(match)), "SGD (s/network)": ref["sgd_s_per_net"],
-                         "break-even networks": ref["break_even_networks"]})
-        lines += ["**Amortization break-even** (networks from which training + one shot costs less than SGD; against "
-                  "the cheapest SGD budget that reaches the one-shot accuracy, else the largest):", "",
-                  markdown_table(pd.DataFrame(rows), digits=4), ""]
     return lines
 
 
-def _markers(name: str) -> tuple[str, str]:
-    return f"<!-- BEGIN RESULTS {name} -->", f"<!-- END RESULTS {name} -->"
+#: the kinds of generated blocks: the full results of a snapshot, and its findings (workbench.findings)
+BLOCKS = {"RESULTS": render, "FINDINGS": findings_markdown}
 
 
-def update_readme(readme: str | os.PathLike, snapshot_dir: str | os.PathLike, name: str | None = None) -> Path:
-    """Replace the README block for ``name`` (default: the snapshot folder's name) with :func:`render`."""
+def _markers(name: str, kind: str = "RESULTS") -> tuple[str, str]:
+    return f"<!-- BEGIN {kind} {name} -->", f"<!-- END {kind} {name} -->"
+
+
+def update_readme(readme: str | os.PathLike, snapshot_dir: str | os.PathLike, name: str | None = None,
+                  kind: str = "RESULTS") -> Path:
+    """Replace the block ``kind`` (``"RESULTS"``: :func:`render`, ``"FINDINGS"``:
+    :func:`~workbench.findings.findings_markdown`) for ``name`` (default: the snapshot folder's name) in ``readme``
+    (any markdown file: the README, docs/results.md)."""
+    if kind not in BLOCKS:
+        raise ReportError(f"unknown block kind {kind!r}; expected one of {sorted(BLOCKS)}")
     readme, snapshot_dir = Path(readme), Path(snapshot_dir)
     name = name or snapshot_dir.name
-    begin, end = _markers(name)
+    begin, end = _markers(name, kind)
     text = readme.read_text(encoding="utf-8")
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         raise ReportError(f"{readme} has no block {begin} ... {end}; add those two lines where the results go")
     block = f"{begin}\n<!-- generated by: python -m workbench report --snapshot {snapshot_dir.as_posix()} -- do not edit -->\n" \
-            f"{render(snapshot_dir)}{end}"
+            f"{BLOCKS[kind](snapshot_dir)}{end}"
     return atomic_write_text(readme, pattern.sub(lambda _: block, text))
 
 
-def readme_blocks(readme: str | os.PathLike) -> dict[str, str]:
-    """``{name: block text}`` of every generated block in the README (for the test that re-renders them)."""
+def readme_blocks(readme: str | os.PathLike, kind: str = "RESULTS") -> dict[str, str]:
+    """``{name: block text}`` of every generated block of ``kind`` in a markdown file (for the test that re-renders
+    them)."""
     text = Path(readme).read_text(encoding="utf-8")
-    return {m.group(1): m.group(2) for m in re.finditer(r"<!-- BEGIN RESULTS (\S+) -->\n(.*?)<!-- END RESULTS \1 -->",
-                                                        text, re.S)}
+    pattern = rf"<!-- BEGIN {kind} (\S+) -->\n(.*?)<!-- END {kind} \1 -->"
+    return {m.group(1): m.group(2) for m in re.finditer(pattern, text, re.S)}

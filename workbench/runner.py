@@ -26,6 +26,7 @@ from .io import sha256_file as _sha256
 from .index import write_index
 from .notebook import BATCH_ENV
 from .params import ParamsError, RunParams, declared_parameters, list_notebooks, load_params, notebook_key
+from .machine import machine_description
 from .paths import REPO_ROOT, git_revision, output_root
 
 __all__ = ["KERNEL_NAME", "NotebookFailed", "SetupError", "check_kernel", "select_notebooks", "NotebookState",
@@ -214,7 +215,8 @@ def _run_locked(params: RunParams, notebooks: list[Path], out: Path, resume: boo
         log(f"[workbench] removed {len(removed)} temporary file(s) left by an interrupted run in {out}")
     atomic_write_text(out / "params.json", json.dumps({
         "source": str(params.path), "shared": params.shared, "sections": params.sections,
-        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_revision": git_revision()},
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_revision": git_revision(),
+        "machine": machine_description()},
         indent=2, default=str))
     try:
         _run_notebooks(params, notebooks, out, resume, kernel_name, log)

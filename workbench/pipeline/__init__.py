@@ -13,7 +13,9 @@ One module per concept:
   many runs in parallel (:func:`prefetch_runs`) and the command-line training (:func:`train_from_params`).
 * :mod:`~workbench.pipeline.held_out`: the held-out networks every method is scored on (:func:`test_networks`).
 * :mod:`~workbench.pipeline.ablation`: notebook 05's ablation and its verdicts (:func:`run_ablation`).
-* :mod:`~workbench.pipeline.table`: notebook 06's results table (:func:`family_results`).
+* :mod:`~workbench.pipeline.table`: notebook 06's results (:func:`family_results`): the table, matched compute, the
+  warm start and the verdicts (:mod:`~workbench.pipeline.verdict_rows`); :mod:`~workbench.pipeline.results_files`
+  writes them.
 * :mod:`~workbench.pipeline.scaling`: notebook 07's scaling study and lambda sweep.
 
 Folder layout under ``output_dir``::
@@ -26,6 +28,9 @@ Folder layout under ``output_dir``::
 from ..optimize import load_model  # noqa: F401 -- notebook 04 reloads a run's best.pt as pipeline.load_model
 from .ablation import (
     OBJECTIVE_METRIC,
+    Ablation,
+    ablation_objectives,
+    kind_contrast,
     ablation_conclusions,
     ablation_verdict,
     initial_scores,
@@ -50,7 +55,8 @@ from .runs import (
     training_splits,
 )
 from .scaling import lam_sweep, scaling_study, subsample_train
-from .table import family_results, results_for_families
+from .results_files import RESULT_FILES, save_family_results, stacked
+from .table import FamilyResults, family_results, results_for_families
 from .zoos import ZOO_BATCH_SIZE, ZOO_CHECKPOINTS, check_families, get_data, get_zoo, prefetch_zoos, split_params
 
 __all__ = [
@@ -85,15 +91,22 @@ __all__ = [
     "gain_by_checkpoint",
     # ablation
     "OBJECTIVE_METRIC",
+    "Ablation",
+    "ablation_objectives",
+    "kind_contrast",
     "run_ablation",
     "summarize_ablation",
     "symmetry_response",
     "initial_scores",
     "ablation_verdict",
     "ablation_conclusions",
-    # table
+    # table and its files
+    "FamilyResults",
     "family_results",
     "results_for_families",
+    "RESULT_FILES",
+    "save_family_results",
+    "stacked",
     # scaling
     "subsample_train",
     "scaling_study",

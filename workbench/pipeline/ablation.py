@@ -1,12 +1,15 @@
 """The ablation of notebook 05: ScaleGMN against its symmetry-broken variants, trained alike and scored on the same
-held-out networks.
+held-out networks, each comparison judged on its 95 % interval over networks and seeds.
 
-:func:`run_ablation` trains (or reloads) every family x objective x method x seed and scores its one shot;
-:func:`summarize_ablation` averages over seeds; :func:`ablation_verdict` and :func:`ablation_conclusions` turn the
-runs into win/tie/loss outcomes and sentences; :func:`initial_scores` is the reference level (no optimization) and
+:func:`run_ablation` trains (or reloads) every family x objective x method x seed and scores its one shot
+(:func:`workbench.score.score`); :func:`summarize_ablation` averages over seeds; :func:`ablation_verdict` turns the
+scores into win / loss / inconclusive outcomes (paired over networks, seeds resampled per method) and
+:func:`ablation_conclusions` into sentences; :func:`initial_scores` is the reference level (no optimization) and
 :func:`symmetry_response` measures how each trained model answers a function-preserving rescaling.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -15,71 +18,102 @@ from tqdm.auto import tqdm
 
 from ..data import Dataset
 from ..metanet import MetanetConfig, count_parameters, rescale_response
-from ..objective import evaluate, l1_reduction, share_near_zero
 from ..optimize import one_shot
 from ..records import Family, RunKey
 from ..results import training_smoothness
+from ..score import Score, score
+from ..uncertainty import Bootstrap
 from ..zoo import Zoo
-from .held_out import test_networks, trained_mask
+from .held_out import test_networks
 from .methods import method_label, method_of_label
 from .runs import OBJECTIVES, train_method
 
-__all__ = ["OBJECTIVE_METRIC", "run_ablation", "summarize_ablation", "symmetry_response", "initial_scores",
-           "ablation_verdict", "ablation_conclusions"]
+__all__ = ["OBJECTIVE_METRIC", "Ablation", "ablation_objectives", "run_ablation", "summarize_ablation", "symmetry_response",
+           "initial_scores", "ablation_verdict", "kind_contrast", "ablation_conclusions"]
+
+#: each objective's own metric (a name of workbench.score.METRICS) and +1 when higher is better
+OBJECTIVE_METRIC = {"ce": ("acc_trained", +1), "l1": ("loss", -1)}
+#: per-run columns of :attr:`Ablation.runs` that are metrics of workbench.score (one name per metric)
+RUN_METRICS = ("acc", "acc_trained", "acc_max", "loss", "l1_reduction", "near_zero")
+
+
+@dataclass
+class Ablation:
+    """What :func:`run_ablation` measured.
+
+    Attributes:
+        runs: one row per run (family, objective, method, seed, the metrics of :data:`RUN_METRICS`, smoothness, best
+            epoch, training and one-shot seconds, finite, collapsed).
+        histories: ``{RunKey: training history}``.
+        scores: ``{(family, objective, method label): Score}`` with one row per seed.
+        boots: ``{family: Bootstrap}`` over that family's held-out networks (shared by its comparisons: paired).
+    """
+
+    runs: pd.DataFrame
+    histories: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    boots: dict = field(default_factory=dict)
 
 
 def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=OBJECTIVES, n_seeds: int = 3,
                  seed: int = 0, lam: float = 1e-3, methods=("scalegmn", "gmn", "gmn-aug"), eval_networks: int | None = None,
-                 progress: bool = True, **settings):
+                 progress: bool = True, objectives_for: dict | None = None, **settings) -> Ablation:
     """The metanetworks of ``methods`` (ScaleGMN, the symmetry-broken GMN, the GMN trained on randomly
-    permuted/scaled copies of its training networks) for every family x objective x seed, with the same
-    architecture, budget and seeds; trained runs are cached in ``output_dir/metanet``.
+    permuted/scaled copies of its training networks, ...) for every family x objective x seed, with the same
+    architecture, budget and seeds; trained runs are cached in ``output_dir/metanet``. ``objectives_for``: a family's
+    own objectives (others: ``objectives``).
 
-    Every run is scored on the same held-out networks (:func:`test_networks` with ``eval_networks``). Returns
-    ``(runs, histories)``: a DataFrame with one row per run (accuracy over all and over trained checkpoints, the
-    objective's test loss, L1 reduction, near-zero share, ``collapsed`` = accuracy on trained checkpoints at chance
-    level) and a dict ``{RunKey(family, objective, method label, seed): history}``."""
-    jobs = [(f, o, m, s) for f in zoos for o in objectives for m in methods for s in range(n_seeds)]
-    rows, histories = [], {}
+    Every run is scored on the same held-out networks (:func:`test_networks` with ``eval_networks``)."""
+    objectives_for = objectives_for or {}
+    jobs = [(f, o, m) for f in zoos for o in objectives_for.get(f, objectives) for m in methods]
+    out = Ablation(pd.DataFrame())
     bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
     tests = {f: test_networks(z, eval_networks) for f, z in zoos.items()}
-    for family, objective, method, s in tqdm(jobs, desc="ablation runs", disable=not progress):
-        zoo, test = zoos[family], tests[family]
-        result = train_method(output_dir, zoo, data, method, objective=objective, lam=lam, seed=seed + s,
-                              progress=False, **settings)
-        new, seconds = one_shot(result.model, zoo.spec, test.params)
-        lam_eval = lam if objective == "l1" else 0.0
-        metrics = evaluate(zoo.spec, new, data.x_test, data.y_test, lam_eval)
-        trained = torch.as_tensor(trained_mask(test))
-        label = method_label(method, bidirectional)
-        val_losses = [h["val_loss"] for h in result.history]
-        acc_trained = 100 * float(metrics["acc"][trained].double().mean())
-        rows.append({
-            "family": family, "objective": objective, "method": label, "seed": seed + s,
-            "avg_acc": 100 * float(metrics["acc"].double().mean()),
-            "avg_acc_trained": acc_trained,
-            "max_acc": 100 * float(metrics["acc"].max()),
-            "test_loss": float(metrics["loss"].double().mean()),
-            "l1_reduction": l1_reduction(test.params, new),
-            "near_zero": share_near_zero(new),
-            "smoothness": training_smoothness(val_losses) if len(val_losses) > 1 else float("nan"),
-            "best_epoch": result.best_epoch, "train_seconds": result.seconds,
-            "seconds_per_net": seconds / len(test), "finite": all(bool(torch.isfinite(t).all()) for p in new for t in p),
-            "collapsed": acc_trained < 100 * (1.5 / zoo.spec.n_classes),
-            "n_test_entries": len(test),
-        })
-        histories[RunKey(family, objective, label, seed + s)] = result.history
-    return pd.DataFrame(rows), histories
+    out.boots = {f: Bootstrap(t.meta["net_id"].to_numpy(), seed=seed) for f, t in tests.items()}
+    rows = []
+    for family, objective, method in tqdm(jobs, desc="ablation runs", disable=not progress):
+        zoo, test, label = zoos[family], tests[family], method_label(method, bidirectional)
+        outs, per_seed = [], []
+        for s in range(seed, seed + n_seeds):
+            result = train_method(output_dir, zoo, data, method, objective=objective, lam=lam, seed=s,
+                                  progress=False, **settings)
+            new, seconds = one_shot(result.model, zoo.spec, test.params)
+            outs.append(new)
+            val_losses = [h["val_loss"] for h in result.history]
+            per_seed.append({"family": family, "objective": objective, "method": label, "seed": s,
+                             "smoothness": training_smoothness(val_losses) if len(val_losses) > 1 else float("nan"),
+                             "best_epoch": result.best_epoch, "train_seconds": result.seconds,
+                             "seconds_per_net": seconds / len(test),
+                             "finite": all(bool(torch.isfinite(t).all()) for p in new for t in p),
+                             "n_test_entries": len(test)})
+            out.histories[RunKey(family, objective, label, s)] = result.history
+        scored = score(test, data, outs, lam=lam if objective == "l1" else 0.0)
+        out.scores[(family, objective, label)] = scored
+        for i, row in enumerate(per_seed):
+            one = scored.seed(i)
+            rows.append({**row, **{m: one.value(m) for m in RUN_METRICS},
+                         "collapsed": one.value("acc_trained") < 100 * (1.5 / zoo.spec.n_classes)})
+    out.runs = pd.DataFrame(rows)
+    return out
+
+
+def ablation_objectives(families, objectives, l1_families=None) -> dict[str, list[str]]:
+    """Each family's ablation objectives: ``objectives`` for every family, except that with ``l1_families`` given
+    the L1 objective is ablated for those families only (the L1 runs cost as much as the CE ones)."""
+    unknown = sorted(set(l1_families or ()) - set(families))
+    if unknown:
+        raise ValueError(f"l1_ablation_families {unknown} are not among the ablation families {list(families)}")
+    return {f: [o for o in objectives if o != "l1" or l1_families is None or f in l1_families] for f in families}
 
 
 def summarize_ablation(runs):
     """Mean and sample std across seeds per family x objective x method."""
-    metrics = ["avg_acc", "avg_acc_trained", "max_acc", "test_loss", "l1_reduction", "near_zero", "smoothness"]
+    metrics = [*RUN_METRICS, "smoothness"]
     grouped = runs.groupby(["family", "objective", "method"], sort=False)[metrics]
     mean, std = grouped.mean(), grouped.std(ddof=1)
-    out = mean.add_suffix("_mean").join(std.add_suffix("_std")).reset_index()
-    out["n_seeds"] = grouped.size().to_numpy()
-    return out
+    summary = mean.add_suffix("_mean").join(std.add_suffix("_std")).reset_index()
+    summary["n_seeds"] = grouped.size().to_numpy()
+    return summary
 
 
 def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], *, methods, lam: float, seed: int = 0,
@@ -106,69 +140,102 @@ def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], *, method
 
 
 # -- ablation verdicts (notebook 05) ----------------------------------------------------------------------------------
-#: each objective's own metric: (column of run_ablation's frame, +1 when higher is better)
-OBJECTIVE_METRIC = {"ce": ("avg_acc_trained", +1), "l1": ("test_loss", -1)}
-
-
 def initial_scores(data: Dataset, zoos: dict[str, Zoo], *, lam: float, eval_networks: int | None = None):
-    """The held-out networks as they are (no optimization), per family: the reference level of the ablation."""
+    """The held-out networks as they are (no optimization), per family: the reference level of the ablation (the
+    metrics of :func:`workbench.score.score`; ``loss`` at ``lam``)."""
     rows = []
     for family, zoo in zoos.items():
-        test = test_networks(zoo, eval_networks)
-        m = evaluate(zoo.spec, test.params, data.x_test, data.y_test, lam)
-        trained = torch.as_tensor(trained_mask(test))
-        rows.append({"family": family, "avg_acc": 100 * float(m["acc"].double().mean()),
-                     "avg_acc_trained": 100 * float(m["acc"][trained].double().mean()),
-                     "ce_loss": float(m["ce"].double().mean()), "l1_test_loss": float(m["loss"].double().mean())})
+        s = score(test_networks(zoo, eval_networks), data, lam=lam)
+        rows.append({"family": family, **{m: s.value(m) for m in ("acc", "acc_trained", "loss")}})
     return pd.DataFrame(rows)
 
 
-def ablation_verdict(runs, *, acc_margin: float = 0.5, loss_margin: float = 0.01):
+def ablation_verdict(ablation: Ablation) -> pd.DataFrame:
     """ScaleGMN against each symmetry-broken method, per family x objective, on the objective's own metric.
 
-    ``effect`` = (ScaleGMN - other) signed so that positive means the equivariant model is better; it counts as a
-    win or loss only when it exceeds both the margin (``acc_margin`` points of accuracy, ``loss_margin`` of loss)
-    and twice the standard error of the difference over seeds, else "tie". ``smoother``: ScaleGMN's mean
-    smoothness (validation-loss jumpiness, lower = smoother) is below the other's.
+    ``effect`` = (ScaleGMN - other), signed so that positive means the equivariant model is better, with its 95 %
+    interval: paired over the held-out networks (the same networks score both), each method's seeds resampled on
+    their own. ``outcome``: ``"win"`` when the whole interval is above 0, ``"loss"`` when below, else
+    ``"inconclusive"``. ``smoother``: ScaleGMN's mean smoothness (validation-loss jumpiness, lower = smoother) is below
+    the other's (descriptive; no interval).
 
-    The equivariant method's rows are found by their label (:func:`method_of_label`); every other method label in
-    ``runs`` is compared with it."""
+    The equivariant method is found by its record (:func:`method_of_label`), never by its text."""
     rows = []
+    runs = ablation.runs
     for (family, objective), sub in runs.groupby(["family", "objective"], sort=False):
         metric, sign = OBJECTIVE_METRIC[objective]
-        by = {m: g for m, g in sub.groupby("method", sort=False)}
-        sym = next((m for m in by if getattr(method_of_label(m), "equivariant", False)), None)
+        labels = list(dict.fromkeys(sub["method"]))
+        sym = next((m for m in labels if getattr(method_of_label(m), "equivariant", False)), None)
         if sym is None:
             continue
-        for other in (m for m in by if m != sym):
-            a, b = by[sym][metric].to_numpy(float), by[other][metric].to_numpy(float)
-            effect = sign * (a.mean() - b.mean())
-            se = np.sqrt((a.var(ddof=1) / len(a) if len(a) > 1 else 0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0))
-            margin = max(acc_margin if objective == "ce" else loss_margin, 2 * se)
-            outcome = "win" if effect > margin else "loss" if effect < -margin else "tie"
+        boot = ablation.boots[family]
+        a = ablation.scores[(family, objective, sym)]
+        for other in (m for m in labels if m != sym):
+            b = ablation.scores[(family, objective, other)]
+            effect = _effect(boot, a, b, metric, sign, keys=(sym, other))
+            smooth = sub.groupby("method")["smoothness"].mean()
             rows.append({"family": family, "kind": Family.parse(family).kind, "objective": objective, "metric": metric,
-                         "scalegmn": a.mean(), "other_method": other, "other": b.mean(), "effect": effect,
-                         "margin": margin, "outcome": outcome,
-                         "smoother": bool(by[sym]["smoothness"].mean() < by[other]["smoothness"].mean())})
+                         "scalegmn": a.value(metric), "other_method": other,
+                         "other_key": getattr(method_of_label(other), "key", other), "other": b.value(metric),
+                         "effect": effect.estimate, "effect_lo": effect.lo, "effect_hi": effect.hi,
+                         "seeds": f"{a.seeds}/{b.seeds}", "networks": boot.networks,
+                         "outcome": effect.sign("win", "loss"), "smoother": bool(smooth[sym] < smooth[other])})
     return pd.DataFrame(rows)
 
 
-def ablation_conclusions(verdict) -> list[str]:
-    """Plain sentences, each computed from :func:`ablation_verdict`'s frame."""
+def _effect(boot: Bootstrap, a: Score, b: Score, metric: str, sign: int, keys: tuple[str, str]):
+    """sign * (a - b) on ``metric``, paired over networks, with its interval."""
+    diff = boot.difference(a.per_entry(metric), b.per_entry(metric), a.mask(metric), key_a=keys[0], key_b=keys[1])
+    if sign > 0:
+        return diff
+    return type(diff)(-diff.estimate, -diff.hi, -diff.lo, diff.level, diff.networks, diff.seeds)
+
+
+def kind_contrast(ablation: Ablation, versus: str = "gmn") -> pd.DataFrame:
+    """The poster's claim that symmetry helps MLPs more than CNNs, per objective: the mean effect of ScaleGMN against
+    the method ``versus`` over the MLP families minus that over the CNN families, with its interval (the families'
+    networks are independent draws, so their bootstrap draws combine draw by draw). Empty when either kind lacks the
+    comparison."""
+    rows = []
+    for objective, (metric, sign) in OBJECTIVE_METRIC.items():
+        by_kind: dict[str, list] = {"mlp": [], "cnn": []}
+        for (family, obj, label), a in ablation.scores.items():
+            m = method_of_label(label)
+            if obj != objective or m is None or not m.equivariant:
+                continue
+            other = next((s for (f, o, lb), s in ablation.scores.items() if f == family and o == objective
+                          and getattr(method_of_label(lb), "key", None) == versus), None)
+            if other is None:
+                continue
+            boot = ablation.boots[family]
+            ea, da = boot.mean(a.per_entry(metric), a.mask(metric), key=label)
+            eb, db = boot.mean(other.per_entry(metric), other.mask(metric), key=versus)
+            by_kind[Family.parse(family).kind].append((sign * (ea - eb), sign * (da - db), boot))
+        if by_kind["mlp"] and by_kind["cnn"]:
+            est = {k: np.mean([e for e, _, _ in v]) for k, v in by_kind.items()}
+            draws = {k: np.mean([d for _, d, _ in v], axis=0) for k, v in by_kind.items()}
+            boot = by_kind["mlp"][0][2]
+            iv = boot.interval(est["mlp"] - est["cnn"], draws["mlp"] - draws["cnn"])
+            rows.append({"objective": objective, "metric": metric, "versus": versus, "mlp_effect": est["mlp"],
+                         "cnn_effect": est["cnn"], "difference": iv.estimate, "difference_lo": iv.lo,
+                         "difference_hi": iv.hi, "outcome": iv.sign("larger for MLPs", "larger for CNNs")})
+    return pd.DataFrame(rows)
+
+
+def ablation_conclusions(verdict: pd.DataFrame, contrast: pd.DataFrame | None = None) -> list[str]:
+    """Plain sentences, each computed from :func:`ablation_verdict`'s frame (every effect with its interval)."""
     lines = []
     for r in verdict.itertuples():
         unit = "points" if r.objective == "ce" else "(loss)"
-        lines.append(f"{r.family} {r.objective}: ScaleGMN vs {r.other_method}: effect {r.effect:+.3f} {unit} "
-                     f"(margin {r.margin:.3f}) -> {r.outcome}; smoother: {r.smoother}")
+        lines.append(f"{r.family} {r.objective}: ScaleGMN vs {r.other_method}: effect {r.effect:+.3f} "
+                     f"[{r.effect_lo:+.3f}, {r.effect_hi:+.3f}] {unit} ({r.seeds} seeds) -> {r.outcome}; "
+                     f"smoother: {r.smoother}")
     for objective, sub in verdict.groupby("objective", sort=False):
-        broken = sub[sub["other_method"].map(lambda m: getattr(method_of_label(m), "key", None) == "gmn")]
-        kinds = broken.groupby("kind")["effect"].mean()
-        if {"mlp", "cnn"} <= set(kinds.index):
-            lines.append(f"{objective}: mean effect of symmetry (vs the plain symmetry-broken GMN) MLP {kinds['mlp']:+.3f}, "
-                         f"CNN {kinds['cnn']:+.3f} -> larger for MLPs than for CNNs (the poster's claim): "
-                         f"{bool(kinds['mlp'] > kinds['cnn'])}")
-        wins = (sub["outcome"] == "win").sum()
-        lines.append(f"{objective}: ScaleGMN wins {wins}, ties {(sub['outcome'] == 'tie').sum()}, loses "
-                     f"{(sub['outcome'] == 'loss').sum()} of {len(sub)} comparisons")
+        counts = sub["outcome"].value_counts()
+        lines.append(f"{objective}: ScaleGMN wins {counts.get('win', 0)}, loses {counts.get('loss', 0)}, "
+                     f"inconclusive {counts.get('inconclusive', 0)} of {len(sub)} comparisons")
+    for r in ([] if contrast is None else contrast.itertuples()):
+        lines.append(f"{r.objective}: effect of symmetry vs the plain symmetry-broken GMN, MLP families {r.mlp_effect:+.3f}"
+                     f", CNN families {r.cnn_effect:+.3f}; difference {r.difference:+.3f} [{r.difference_lo:+.3f}, "
+                     f"{r.difference_hi:+.3f}] -> {r.outcome} (the poster: larger for MLPs)")
     return lines
-

@@ -8,7 +8,7 @@ from ..metanet import MetanetConfig, ScaleGMN, count_parameters, matched_hidden
 from ..nets import NetSpec
 from ..records import Method
 
-__all__ = ["METHODS", "method_label", "method_of_label"]
+__all__ = ["METHODS", "method_label", "method_of_label", "epochs_text"]
 
 #: the metanetworks compared, by key (see :class:`~workbench.records.Method`). "nfn": the permutation-equivariant
 #: Neural Functional Network (Zhou et al. 2023), the peer baseline that knows no scaling symmetry; "nfn-aug" trains
@@ -30,6 +30,11 @@ def method_label(method: str | bool, bidirectional: bool) -> str:
     if key not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
     return METHODS[key].label(bidirectional)
+
+
+def epochs_text(epochs: int) -> str:
+    """``"1 epoch"``, ``"5 epochs"``: a budget in row labels and claims."""
+    return f"{int(epochs)} epoch{'' if int(epochs) == 1 else 's'}"
 
 
 def method_of_label(label: str) -> Method | None:

@@ -1,254 +1,308 @@
-"""The results table of notebook 06: every method's row for one family, measured on the same held-out networks.
+"""The results of notebook 06 for one family: every method's row, matched compute, the warm start and the verdicts,
+all measured on the same held-out networks and each headline number with its 95 % interval.
 
-:func:`family_results` assembles the table from its parts, in this order: the reference rows (initial and all-zero
-networks), the one shots of the metanetwork methods, SGD at each budget (at a learning rate tuned on validation
-networks when a grid is given), the warm start (SGD from the one shots, scored after every epoch) and the
-accuracy-vs-time points; :func:`results_for_families` runs it for several families in worker processes.
+:func:`family_results` assembles them, in this order: the reference rows (initial and all-zero networks); the one
+shots of the metanetwork methods (the first method's cross-entropy one shot with ``seeds`` metanet seeds: the
+headline rests on it); SGD from the initial and from the one-shot networks at every rate of the grid, recorded step
+by step on validation and test networks (:func:`workbench.amortization.sgd_grid`); SGD at each budget at the rate
+tuned on validation networks; matched compute per one-shot method; the warm start per start; the verdicts.
+:func:`results_for_families` runs it for several families in worker processes.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 
+from ..amortization import best_lr, matched_compute, sgd_grid, step_grid, warm_start
 from ..balance import balance_l1
-from ..baselines import sgd_finetune, time_one_at_a_time
+from ..baselines import sgd_finetune, sgd_steps, time_one_at_a_time
 from ..data import Dataset
 from ..metanet import MetanetConfig
-from ..nets import NetSpec, Params, map_params
-from ..objective import evaluate
+from ..nets import Params, map_params
 from ..optimize import one_shot
 from ..parallel import run_parallel
-from ..results import method_row, results_table, sgd_rows
-from ..warmstart import sgd_curves, tune_sgd_lr
+from ..results import results_table, table_row
+from ..score import Score, score
+from ..uncertainty import Bootstrap
+from ..warmstart import tune_sgd_lr
 from ..zoo import Zoo
-from .held_out import gain_by_checkpoint, test_networks, trained_mask
-from .methods import method_label
+from .held_out import gain_by_checkpoint, test_networks
+from .methods import epochs_text, method_label
 from .runs import OBJECTIVES, run_exists, train_method
+from .verdict_rows import family_verdicts
 from .zoos import get_data, get_zoo
 
-__all__ = ["family_results", "results_for_families"]
+__all__ = ["FamilyResults", "family_results", "results_for_families"]
 
-
-def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: float, seed: int = 0,
-                   sgd_epochs=(25, 50, 100, 150), sgd_lr: float = 0.01, sgd_networks: int | None = None,
-                   sequential_sample: int = 2, finetune_epochs: int = 5, methods=("scalegmn", "gmn"),
-                   reuse_only=(), sgd_lr_grid=None, progress: bool = True, **settings) -> dict:
-    """All rows of the poster's table for one family, measured now on the same held-out networks
-    (:func:`test_networks` with ``sgd_networks`` networks, all their checkpoints).
-
-    Rows: Initial; the all-zero network (an L1 reference: CE + lam * L1 = ln(classes) at chance accuracy); the
-    metanetworks of ``methods`` (seed ``seed`` of the ablation runs, trained here when missing) for the CE and the L1
-    objective; for ReLU families "<first method> + L1 balancing" (L1 only: its L1 one shot moved to the L1-smallest
-    point of its scaling orbit, :func:`workbench.balance.balance_l1`, same function); SGD at each budget (vectorised over networks); the first method followed by ``finetune_epochs`` of
-    SGD. Methods in ``reuse_only`` are never trained here: their rows show the objectives whose runs already exist
-    (e.g. notebook 05's CE runs), the others stay NaN ("-").
-
-    ``sgd_lr_grid``: when given, SGD's learning rate is tuned per objective on as many *validation* networks
-    (:func:`workbench.warmstart.tune_sgd_lr`, ``finetune_epochs`` epochs, validation images) and the "SGD (k
-    epochs)" rows use it; the fixed ``sgd_lr`` stays as the labelled control rows "Fixed-lr SGD (...)". The warm
-    start: SGD for ``finetune_epochs`` from the initial networks and from the CE one shots of the first method
-    (and of "gmn", the control, when among ``methods``), at the tuned and the fixed rate, scored after every epoch
-    (:func:`workbench.warmstart.sgd_curves`).
-
-    Returns ``{"table", "points", "sgd_sequential_s_per_epoch", "n_networks", "by_checkpoint", "curves",
-    "sgd_lr", "lr_tuning", "train_seconds"}``: ``by_checkpoint`` is :func:`gain_by_checkpoint` of the first
-    method's CE one shot; ``curves`` the warm-start curves (None without ``finetune_epochs``); ``sgd_lr`` the rate
-    per objective; ``lr_tuning`` the tuning frame (None without a grid); ``train_seconds`` the metanet training
-    time per row label (CE objective).
-    """
-    test = test_networks(zoo, sgd_networks)
-    spec, initial, n, trained = zoo.spec, test.params, len(test), trained_mask(test)
-    bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
-    rows = _reference_rows(spec, data, initial, lam=lam, trained=trained)
-    shots = _one_shot_rows(output_dir, zoo, data, test, methods, lam=lam, seed=seed, reuse_only=reuse_only,
-                           bidirectional=bidirectional, progress=progress, settings=settings)
-    rows += shots.rows
-    budgets = tuple(sorted(set(int(e) for e in sgd_epochs)))
-    lrs, lr_tuning = _sgd_learning_rates(zoo, data, family=family, sgd_lr=sgd_lr, sgd_lr_grid=sgd_lr_grid,
-                                         sgd_networks=sgd_networks, finetune_epochs=finetune_epochs,
-                                         budgets=budgets, lam=lam, seed=seed)
-    warm = tuple(range(1, int(finetune_epochs) + 1)) if finetune_epochs else ()
-    sgd_table_rows, ce_runs = _sgd_rows(spec, data, initial, budgets=budgets, warm=warm, lrs=lrs, lam=lam, seed=seed,
-                                        trained=trained, progress=progress)
-    rows += sgd_table_rows
-    curves = None
-    if warm:
-        control = shots.ce_params.get("gmn") if methods and methods[0] != "gmn" else None
-        starts = _warm_starts(initial, shots.first, control, method_label("gmn", bidirectional), lrs=lrs,
-                              sgd_lr=sgd_lr, tuned=bool(sgd_lr_grid))
-        first_start = next(iter(starts))
-        curves, runs = sgd_curves(spec, {k: v for k, v in starts.items() if k != first_start}, data,
-                                  epochs=int(finetune_epochs), seed=seed, trained=trained, precomputed={
-                                      first_start: (initial, lrs["ce"], {e: ce_runs[e] for e in warm})})
-        rows += _warm_start_rows(spec, data, initial, runs, rows, shots.first, last=int(finetune_epochs),
-                                 sgd_lr=sgd_lr, tuned=bool(sgd_lr_grid), lam=lam, trained=trained)
-    sample = min(sequential_sample, n)
-    sequential = (time_one_at_a_time(spec, initial, data, epochs=1, sample=sample, lr=sgd_lr, seed=seed)
-                  if sample else float("nan"))
-    table = results_table(rows)
-    return {"table": table, "points": _time_points(table, family, shots.train_seconds, n),
-            "sgd_sequential_s_per_epoch": sequential, "n_networks": n, "by_checkpoint": shots.by_checkpoint,
-            "curves": curves, "sgd_lr": lrs, "lr_tuning": lr_tuning, "train_seconds": shots.train_seconds}
-
-
-def _reference_rows(spec: NetSpec, data: Dataset, initial: Params, *, lam: float, trained) -> list[dict]:
-    """The rows every method is compared with: the initial networks and the all-zero network (L1 only)."""
-    rows = [method_row("Initial", spec, data, initial=initial, ce_params=initial, l1_params=initial, lam=lam,
-                       trained=trained)]
-    zeros = map_params(torch.zeros_like, initial)
-    rows.append(method_row("All-zero network", spec, data, initial=initial, l1_params=zeros, lam=lam, trained=trained))
-    return rows
+#: bootstrap draws of every interval (enough for stable 2.5 / 97.5 percentiles; cheap next to any training)
+BOOTSTRAP_DRAWS = 2000
+#: SGD is recorded step by step over at least this many epochs (matched compute needs SGD's curve past the point
+#: where it reaches a one shot's accuracy)
+MATCH_EPOCHS = 2
 
 
 @dataclass
-class _OneShots:
-    """The metanetwork methods' part of :func:`family_results`."""
+class FamilyResults:
+    """What :func:`family_results` measured for one family (every frame carries its numbers' intervals)."""
 
-    rows: list[dict] = field(default_factory=list)
-    ce_params: dict[str, Params] = field(default_factory=dict)  # method key -> its CE one shot of the held-out nets
-    train_seconds: dict[str, float] = field(default_factory=dict)  # row label -> CE training seconds
-    first: tuple[str, Params] | None = None  # (label, CE one shot) of the first method with a CE run
-    first_l1: tuple[str, Params, float] | None = None  # (label, L1 one shot, seconds per network), likewise
-    by_checkpoint: pd.DataFrame | None = None  # gain_by_checkpoint of ``first``'s one shot
+    family: str
+    table: pd.DataFrame
+    verdicts: pd.DataFrame
+    matched: pd.DataFrame  # one row per one-shot method: SGD steps/seconds to reach its accuracy, ratio, break-even
+    warm: pd.DataFrame  # one row per (start, epochs): SGD from a one shot vs from the initial networks
+    curves: pd.DataFrame  # SGD's mean accuracy on the test networks per (start, lr, step), with seconds per network
+    by_checkpoint: pd.DataFrame  # the first method's CE gain per checkpoint epoch
+    lr_tuning: pd.DataFrame  # validation accuracy per (start, lr, epochs): what the rates were chosen from
+    n_entries: int
+    n_networks: int
+    seconds_per_step: float  # SGD seconds per network and step on the test networks
+    sgd_sequential_s_per_epoch: float
+    sgd_lr: dict = field(default_factory=dict)  # the tuned rate per objective
 
 
-def _one_shot_rows(output_dir, zoo: Zoo, data: Dataset, test: Zoo, methods, *, lam: float, seed: int, reuse_only,
-                   bidirectional: bool, progress: bool, settings: dict) -> _OneShots:
-    """One row per method with a run (CE and L1 one shots of the held-out networks ``test``, timed per network)."""
-    spec, initial, trained = zoo.spec, test.params, trained_mask(test)
-    shots = _OneShots()
-    for method in methods:
-        label = method_label(method, bidirectional)
-        outs = {}
-        for objective in OBJECTIVES:
-            if method in reuse_only and not run_exists(output_dir, zoo, method, objective=objective, lam=lam,
-                                                       seed=seed, **settings):
+@dataclass
+class _Method:
+    """One metanetwork method's one shots of the test (and, for CE, validation) entries."""
+
+    key: str
+    label: str
+    ce: Score | None = None
+    l1: Score | None = None
+    ce_test: Params | None = None  # seed 0's CE one shot of the test entries (the warm start's start)
+    ce_val: Params | None = None  # likewise of the validation entries
+    l1_test: Params | None = None  # seed 0's L1 one shot of the test entries (for the balanced row)
+    val_target: float = float("nan")  # mean CE one-shot accuracy (%) on the validation entries' trained checkpoints
+    train_seconds: float = float("nan")  # CE training, mean over seeds
+
+
+def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: float, seed: int = 0, seeds: int = 1,
+                   sgd_epochs=(25, 50, 100, 150), sgd_lr: float = 0.01, sgd_lr_grid=(), sgd_networks: int | None = None,
+                   sequential_sample: int = 2, finetune_epochs: int = 5, methods=("scalegmn", "gmn"), reuse_only=(),
+                   progress: bool = True, **settings) -> FamilyResults:
+    """Every result of one family on the held-out networks :func:`test_networks` (``sgd_networks`` of them, all
+    their checkpoints); rates and settings are chosen on as many validation networks, never on test networks.
+
+    Rows: Initial; the all-zero network (an L1 reference: CE + lam * L1 = ln(classes) at chance); the metanetworks of
+    ``methods`` (the first one's CE runs with ``seeds`` seeds from ``seed``, the others with ``seed``; trained here
+    when missing, except methods in ``reuse_only``, whose rows show only the objectives whose runs exist); for ReLU
+    families the first method's L1 one shot balanced (:func:`workbench.balance.balance_l1`, same function); SGD at
+    each budget of ``sgd_epochs`` at the rate of ``sgd_lr_grid`` best on the validation networks (``sgd_lr`` alone
+    without a grid) and, as a control, at the fixed ``sgd_lr``; SGD for 1 and ``finetune_epochs`` epochs started from
+    the first method's one shot at the rate chosen for that start."""
+    test, val = test_networks(zoo, sgd_networks), test_networks(zoo, sgd_networks, split="val")
+    boot = Bootstrap(test.meta["net_id"].to_numpy(), draws=BOOTSTRAP_DRAWS, seed=seed)
+    bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
+    grid_lrs = tuple(dict.fromkeys(float(v) for v in (sgd_lr_grid or (sgd_lr,))))
+    initial = score(test, data, lam=lam)
+    rows = [table_row("Initial", "reference", "initial", boot=boot, ce=initial, l1=initial),
+            table_row("All-zero network", "reference", "zero", boot=boot,
+                      l1=score(test, data, map_params(torch.zeros_like, test.params), lam=lam))]
+    shots = [m for m in (_one_shots(output_dir, zoo, data, test, val, key, lam=lam, seed=seed,
+                                    seeds=seeds if i == 0 else 1, reuse_only=reuse_only, bidirectional=bidirectional,
+                                    progress=progress, settings=settings) for i, key in enumerate(methods))
+             if m.ce is not None or m.l1 is not None]
+    rows += [table_row(m.label, "one_shot", m.key, boot=boot, ce=m.ce, l1=m.l1) for m in shots]
+    first = next((m for m in shots if m.ce is not None), None)
+    rows += _balanced_rows(zoo, data, test, shots, lam=lam, boot=boot)
+    # SGD step by step from the initial networks and from each method's one shot, at every rate, val and test
+    max_epochs = max(MATCH_EPOCHS, int(finetune_epochs))
+    starts = [m for m in shots if m.ce_test is not None]
+    grids = {}
+    for split, entries in (("val", val), ("test", test)):
+        per_epoch = -(-len(data.split("train")[1]) // 64)
+        grids[split] = sgd_grid(entries, {"initial": entries.params, **{m.key: (m.ce_val if split == "val" else
+                                                                                m.ce_test) for m in starts}},
+                                grid_lrs, data, steps=step_grid(max_epochs * per_epoch, per_epoch, max_epochs),
+                                split=split, seed=seed)
+    val_mask, test_mask = val.meta["epoch"].to_numpy() >= 1, initial.trained
+    lrs, lr_tuning = _tuned_rates(zoo, data, val, grids["val"], val_mask, grid_lrs=grid_lrs, sgd_lr=sgd_lr,
+                                  sgd_lr_grid=sgd_lr_grid, finetune_epochs=finetune_epochs, sgd_epochs=sgd_epochs,
+                                  lam=lam, seed=seed)
+    sgd = _sgd_rows(test, data, lrs=lrs, sgd_lr=sgd_lr, budgets=sorted({int(e) for e in sgd_epochs}),
+                    fixed_epochs=int(finetune_epochs), lam=lam, seed=seed, boot=boot, progress=progress)
+    rows += sgd.rows
+    seconds_per_step = sgd_steps(zoo.spec, test.params, data, steps=[grids["test"].steps_per_epoch], lr=lrs["ce"],
+                                 seed=seed).seconds_per_network_step
+    zoo_seconds = _training_zoo_seconds(zoo)
+    matched = [matched_compute(m.label, m.ce, m.val_target, grids["val"], grids["test"], val_mask, boot,
+                               seconds_per_step=seconds_per_step, train_seconds=m.train_seconds,
+                               zoo_seconds=zoo_seconds) for m in shots if m.ce is not None]
+    warm = [warm_start(m.key, e, grids["val"], grids["test"], val_mask, test_mask, boot)
+            for m in starts for e in sorted({1, int(finetune_epochs)}) if finetune_epochs]
+    if first is not None and finetune_epochs:
+        rows += _warm_start_rows(test, data, first, grids["val"], val_mask, epochs=int(finetune_epochs), lam=lam,
+                                 seed=seed, boot=boot)
+    table = results_table(rows)
+    verdicts = family_verdicts(family, zoo.spec.activation, boot, initial=initial, first=first, shots=shots,
+                               table=table, sgd_ce=sgd.ce_scores, matched=matched, warm=warm,
+                               finetune_epochs=int(finetune_epochs))
+    by_checkpoint = (gain_by_checkpoint(test, initial.acc.mean(0), first.ce.acc.mean(0)) if first is not None
+                     else pd.DataFrame())
+    sample = min(sequential_sample, len(test))
+    sequential = (time_one_at_a_time(zoo.spec, test.params, data, epochs=1, sample=sample, lr=sgd_lr, seed=seed)
+                  if sample else float("nan"))
+    return FamilyResults(
+        family=family, table=table, verdicts=verdicts, matched=pd.DataFrame([m.row() for m in matched]),
+        warm=pd.DataFrame([w.row() for w in warm]), curves=_curve_frame(grids["test"], test_mask, seconds_per_step,
+                                                                        lrs["ce"]),
+        by_checkpoint=by_checkpoint, lr_tuning=lr_tuning, n_entries=len(test),
+        n_networks=int(test.meta["net_id"].nunique()), seconds_per_step=seconds_per_step,
+        sgd_sequential_s_per_epoch=sequential, sgd_lr=lrs)
+
+
+def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: str, *, lam: float, seed: int,
+               seeds: int, reuse_only, bidirectional: bool, progress: bool, settings: dict) -> _Method:
+    """``key``'s one shots of the test entries (timed: one warm-up call, then the whole batch) and, for CE, of the
+    validation entries, with ``seeds`` CE seeds from ``seed`` and one L1 seed."""
+    method = _Method(key, method_label(key, bidirectional))
+    for objective in OBJECTIVES:
+        outs, val_outs, seconds, trained = [], [], [], []
+        for s in range(seed, seed + (seeds if objective == "ce" else 1)):
+            if key in reuse_only and not run_exists(output_dir, zoo, key, objective=objective, lam=lam, seed=s,
+                                                    **settings):
                 continue
-            result = train_method(output_dir, zoo, data, method, objective=objective, lam=lam, seed=seed,
-                                  progress=progress, **settings)
-            one_shot(result.model, spec, map_params(lambda t: t[:1], initial))  # warm-up, not timed
-            new, seconds = one_shot(result.model, spec, initial)
-            outs[objective] = (new, seconds / len(test))
+            result = train_method(output_dir, zoo, data, key, objective=objective, lam=lam, seed=s, progress=progress,
+                                  **settings)
+            one_shot(result.model, zoo.spec, map_params(lambda t: t[:1], test.params))  # warm-up, not timed
+            new, t = one_shot(result.model, zoo.spec, test.params)
+            outs.append(new)
+            seconds.append(t / len(test))
+            trained.append(result.seconds)
             if objective == "ce":
-                shots.ce_params[method], shots.train_seconds[label] = new, float(result.seconds)
+                val_outs.append(one_shot(result.model, zoo.spec, val.params)[0])
         if not outs:
             continue
-        (ce, ce_seconds), (l1, l1_seconds) = outs.get("ce", (None, None)), outs.get("l1", (None, None))
-        if shots.first is None and ce is not None:
-            shots.first = (label, ce)
-            x, y = data.split("test")
-            shots.by_checkpoint = gain_by_checkpoint(test, evaluate(spec, initial, x, y)["acc"],
-                                                     evaluate(spec, ce, x, y)["acc"])
-        shots.rows.append(method_row(label, spec, data, initial=initial, ce_params=ce, ce_seconds_per_net=ce_seconds,
-                                     l1_params=l1, l1_seconds_per_net=l1_seconds, lam=lam, trained=trained))
-        if shots.first_l1 is None and l1 is not None:
-            shots.first_l1 = (label, l1, l1_seconds)
-    if spec.activation == "relu" and shots.first_l1 is not None:
-        # the L1 that is pure gauge: an equivariant one shot keeps its input's place on the scaling orbit, so it cannot
-        # remove it; balancing (function-preserving, workbench.balance) can, in milliseconds
-        label, l1, l1_seconds = shots.first_l1
-        t0 = time.perf_counter()
-        balanced = balance_l1(spec, l1).params
-        seconds = (time.perf_counter() - t0) / len(test)
-        shots.rows.append(method_row(f"{label} + L1 balancing", spec, data, initial=initial, l1_params=balanced,
-                                     l1_seconds_per_net=l1_seconds + seconds, lam=lam, trained=trained))
-    return shots
+        scored = score(test, data, outs, lam=lam if objective == "l1" else 0.0,
+                       seconds_per_net=float(np.mean(seconds)))
+        if objective == "l1":
+            method.l1, method.l1_test = scored, outs[0]
+            continue
+        method.ce, method.ce_test, method.ce_val = scored, outs[0], val_outs[0]
+        method.val_target = score(val, data, val_outs, split="val").value("acc_trained")
+        method.train_seconds = float(np.mean(trained))
+    return method
 
 
-def _sgd_learning_rates(zoo: Zoo, data: Dataset, *, family: str, sgd_lr: float, sgd_lr_grid, sgd_networks,
-                        finetune_epochs: int, budgets: tuple[int, ...], lam: float, seed: int):
-    """SGD's learning rate per objective: ``sgd_lr``, or the best of ``sgd_lr_grid`` on the validation networks
-    (``finetune_epochs`` epochs, else the smallest budget). Returns ``(lrs, tuning frame or None)``."""
-    lrs = {"ce": float(sgd_lr), "l1": float(sgd_lr)}
+def _balanced_rows(zoo: Zoo, data: Dataset, test: Zoo, shots: list[_Method], *, lam: float,
+                   boot: Bootstrap) -> list[dict]:
+    """For a ReLU family, the first L1 one shot moved to the L1-smallest point of its scaling orbit (same function):
+    the L1 that is pure gauge, out of reach of an equivariant one shot, which keeps its input's place on the orbit."""
+    m = next((m for m in shots if m.l1_test is not None), None)
+    if zoo.spec.activation != "relu" or m is None:
+        return []
+    t0 = time.perf_counter()
+    balanced = balance_l1(zoo.spec, m.l1_test).params
+    seconds = (time.perf_counter() - t0) / len(test) + m.l1.seconds_per_net
+    return [table_row(f"{m.label} + L1 balancing", "balanced", m.key, boot=boot,
+                      l1=score(test, data, balanced, lam=lam, seconds_per_net=seconds))]
+
+
+def _tuned_rates(zoo: Zoo, data: Dataset, val: Zoo, val_grid, val_mask, *, grid_lrs, sgd_lr: float, sgd_lr_grid,
+                 finetune_epochs: int, sgd_epochs, lam: float, seed: int) -> tuple[dict, pd.DataFrame]:
+    """SGD's rate per objective, chosen on the validation networks: CE from the SGD grid (best accuracy on trained
+    checkpoints after ``finetune_epochs`` epochs, else the smallest budget), L1 by
+    :func:`~workbench.warmstart.tune_sgd_lr` (criterion CE + lam L1). Without a grid, ``sgd_lr`` for both.
+    Returns ``(rates, frame)``: the frame lists every start's validation accuracy per rate and recorded epoch."""
+    frame = _tuning_frame(val_grid, val_mask)
     if not sgd_lr_grid:
-        return lrs, None
-    val = test_networks(zoo, sgd_networks, split="val")
-    tune_epochs = int(finetune_epochs or budgets[0])
-    frames = []
-    for objective, lam_o in (("ce", 0.0), ("l1", lam)):
-        lrs[objective], frame = tune_sgd_lr(zoo.spec, val.params, data, lrs=sgd_lr_grid, epochs=tune_epochs, lam=lam_o,
-                                            seed=seed)
-        frames.append(frame.assign(family=family, objective=objective, epochs=tune_epochs, entries=len(val)))
-    return lrs, pd.concat(frames, ignore_index=True)
+        return {"ce": float(sgd_lr), "l1": float(sgd_lr)}, frame
+    epochs = int(finetune_epochs or min(sgd_epochs))
+    epochs = min(epochs, val_grid.steps[-1] // val_grid.steps_per_epoch)
+    ce = best_lr(val_grid, "initial", epochs, val_mask)
+    l1, l1_frame = tune_sgd_lr(zoo.spec, val.params, data, lrs=grid_lrs, epochs=epochs, lam=lam, seed=seed)
+    frame["chosen_ce"] = (frame["start"] == "initial") & (frame["epochs"] == epochs) & np.isclose(frame["lr"], ce)
+    l1_frame = l1_frame.rename(columns={"chosen": "chosen_l1"}).assign(start="initial", epochs=epochs, objective="l1")
+    return {"ce": ce, "l1": l1}, pd.concat([frame.assign(objective="ce"), l1_frame], ignore_index=True)
 
 
-def _sgd_rows(spec: NetSpec, data: Dataset, initial: Params, *, budgets, warm, lrs: dict, lam: float, seed: int,
-              trained, progress: bool):
-    """The "SGD (k epochs)" rows, one per budget, and the CE runs at every budget and warm-start epoch (the warm
-    start from the initial networks reuses them). Returns ``(rows, {epochs: SGDResult})``."""
-    ce_runs = sgd_finetune(spec, initial, data, epochs=tuple(sorted(set(budgets) | set(warm))), lam=0.0, lr=lrs["ce"],
-                           seed=seed, progress=progress)
-    l1_runs = sgd_finetune(spec, initial, data, epochs=budgets, lam=lam, lr=lrs["l1"], seed=seed, progress=progress)
-    rows = sgd_rows(spec, data, initial=initial, ce_results={e: ce_runs[e] for e in budgets}, l1_results=l1_runs,
-                    lam=lam, trained=trained)
-    return rows, ce_runs
+def _tuning_frame(grid, mask) -> pd.DataFrame:
+    """Validation accuracy on trained checkpoints per start, rate and whole epoch of ``grid``."""
+    rows = []
+    for start in grid.starts:
+        for lr in grid.lrs:
+            for e in range(1, grid.steps[-1] // grid.steps_per_epoch + 1):
+                rows.append({"start": start, "lr": lr, "epochs": e,
+                             "val_acc_trained": float(grid.at_epoch(start, lr, e)[mask].mean())})
+    return pd.DataFrame(rows)
 
 
-def _warm_starts(initial: Params, first, control, control_label: str, *, lrs: dict, sgd_lr: float,
-                 tuned: bool) -> dict[str, tuple[Params, float]]:
-    """``{curve label: (start params, lr)}`` of the warm start: the initial networks, the first method's one shot
-    and the control's (``control``: "gmn"'s one shot or None), at the tuned rate, and with ``tuned`` also at the
-    fixed ``sgd_lr``. The first entry is the initial networks at the CE rate (their SGD runs exist already)."""
-    fixed = f"lr {sgd_lr:g}"
-    starts = {"Initial (tuned lr)" if tuned else "Initial": (initial, lrs["ce"])}
-    if tuned:
-        starts[f"Initial ({fixed})"] = (initial, float(sgd_lr))
-    if first is not None:
-        label, params = first
-        starts[f"{label} (tuned lr)" if tuned else label] = (params, lrs["ce"])
-        if tuned:
-            starts[f"{label} ({fixed})"] = (params, float(sgd_lr))
-    if control is not None:
-        starts[control_label + (" (tuned lr)" if tuned else "")] = (control, lrs["ce"])
-    return starts
+@dataclass
+class _SGD:
+    rows: list[dict]
+    ce_scores: dict[int, Score]  # budget -> CE score at the tuned rate
 
 
-def _warm_start_rows(spec: NetSpec, data: Dataset, initial: Params, runs: dict, rows: list[dict], first, *,
-                     last: int, sgd_lr: float, tuned: bool, lam: float, trained) -> list[dict]:
-    """Rows of the warm start's last epoch ``last``: fixed-lr SGD from the initial networks (with ``tuned``), and
-    the first method's one shot followed by SGD (its time = one shot + SGD, per network; ``rows`` holds its row)."""
-    fixed = f"lr {sgd_lr:g}"
-    new_rows = []
-    if tuned:
-        new_rows.append(method_row(f"Fixed-lr SGD ({last} epochs, {fixed})", spec, data, initial=initial,
-                                   ce_params=runs[f"Initial ({fixed})"][last].params,
-                                   ce_seconds_per_net=runs[f"Initial ({fixed})"][last].seconds_per_network,
-                                   lam=lam, trained=trained))
-    if first is not None:
-        first_label = first[0]
-        one_shot_seconds = next(r for r in rows if r["method"] == first_label)["ce_time_per_net_s"]
-        variants = [("tuned lr" if tuned else None, "")] + ([(fixed, "fixed-lr ")] if tuned else [])
-        for which, prefix in variants:
-            key = f"{first_label} ({which})" if which else first_label
-            name = f"{first_label} + {prefix}SGD ({last} epochs{', ' + fixed if prefix else ''})"
-            new_rows.append(method_row(name, spec, data, initial=initial, ce_params=runs[key][last].params,
-                                       ce_seconds_per_net=one_shot_seconds + runs[key][last].seconds_per_network,
-                                       lam=lam, trained=trained))
-    return new_rows
+def _sgd_rows(test: Zoo, data: Dataset, *, lrs: dict, sgd_lr: float, budgets: list[int], fixed_epochs: int,
+              lam: float, seed: int, boot: Bootstrap, progress: bool) -> _SGD:
+    """"SGD (k epochs)" at the tuned rates, one row per budget, and the fixed-rate control "Fixed-lr SGD"."""
+    spec = test.spec
+    ce = sgd_finetune(spec, test.params, data, epochs=budgets, lam=0.0, lr=lrs["ce"], seed=seed, progress=progress)
+    l1 = sgd_finetune(spec, test.params, data, epochs=budgets, lam=lam, lr=lrs["l1"], seed=seed, progress=progress)
+    out = _SGD([], {})
+    for e in budgets:
+        out.ce_scores[e] = score(test, data, ce[e].params, seconds_per_net=ce[e].seconds_per_network)
+        out.rows.append(table_row(f"SGD ({epochs_text(e)})", "sgd", "sgd", boot=boot, epochs=e, lr=lrs["ce"],
+                                  ce=out.ce_scores[e], l1=score(test, data, l1[e].params, lam=lam,
+                                                                seconds_per_net=l1[e].seconds_per_network)))
+    if fixed_epochs and not np.isclose(sgd_lr, lrs["ce"]):
+        fixed = sgd_finetune(spec, test.params, data, epochs=(fixed_epochs,), lr=sgd_lr, seed=seed,
+                             progress=progress)[fixed_epochs]
+        out.rows.append(table_row(f"Fixed-lr SGD ({epochs_text(fixed_epochs)}, lr {sgd_lr:g})", "sgd_fixed", "sgd",
+                                  boot=boot, epochs=fixed_epochs, lr=sgd_lr,
+                                  ce=score(test, data, fixed.params, seconds_per_net=fixed.seconds_per_network)))
+    return out
 
 
-def _time_points(table: pd.DataFrame, family: str, train_seconds: dict[str, float], n: int) -> list[dict]:
-    """The accuracy-vs-time points: one per row with a CE time per network."""
-    points = []
-    for _, r in table.iterrows():
-        if r["ce_time_per_net_s"] == r["ce_time_per_net_s"]:  # not NaN
-            points.append({"family": family, "method": r["method"], "seconds_per_net": float(r["ce_time_per_net_s"]),
-                           "avg_acc": float(r["ce_avg_acc"]), "kind": _point_kind(r["method"], train_seconds),
-                           "train_seconds": train_seconds.get(r["method"], 0.0), "networks": n})
-    return points
+def _warm_start_rows(test: Zoo, data: Dataset, first: _Method, val_grid, val_mask, *, epochs: int, lam: float,
+                     seed: int, boot: Bootstrap) -> list[dict]:
+    """"<one shot> + SGD (k epochs)" for k = 1 and ``epochs``: SGD from the first method's one shot at the rate chosen
+    for that start on validation networks; its time is one shot + SGD, per network."""
+    rows = []
+    for e in sorted({1, epochs}):
+        lr = best_lr(val_grid, first.key, e, val_mask)
+        run = sgd_finetune(test.spec, first.ce_test, data, epochs=(e,), lr=lr, seed=seed, progress=False)[e]
+        rows.append(table_row(f"{first.label} + SGD ({epochs_text(e)})", "one_shot_sgd", first.key,
+                              boot=boot, epochs=e, lr=lr,
+                              ce=score(test, data, run.params,
+                                       seconds_per_net=first.ce.seconds_per_net + run.seconds_per_network)))
+    return rows
+
+
+def _curve_frame(grid, mask, seconds_per_step: float, chosen_lr: float) -> pd.DataFrame:
+    """SGD's mean accuracy (%) on the test networks' trained checkpoints per start, rate and recorded step, with the
+    seconds per network that many steps cost (for the accuracy-vs-time figure)."""
+    rows = []
+    for start in grid.starts:
+        for lr in grid.lrs:
+            curve = grid.curve(start, lr)[:, mask].mean(1)
+            rows += [{"start": start, "lr": lr, "step": k, "epochs": k / grid.steps_per_epoch,
+                      "seconds_per_net": k * seconds_per_step, "acc_trained": float(a),
+                      "tuned_lr": bool(np.isclose(lr, chosen_lr))} for k, a in zip(grid.steps, curve)]
+    return pd.DataFrame(rows)
+
+
+def _training_zoo_seconds(zoo: Zoo) -> float:
+    """Seconds it took to generate the zoo's training networks (their share of the zoo's generation time; NaN for a
+    zoo read from disk)."""
+    seconds = zoo.info.get("seconds")
+    if seconds is None:
+        return float("nan")
+    ids = zoo.meta.groupby("split")["net_id"].nunique()
+    return float(seconds) * float(ids.get("train", 0)) / float(ids.sum())
 
 
 def results_for_families(output_dir, families, *, data: dict, zoo: dict, per_family: dict | None = None,
-                         workers: int | None = None, progress: bool = True, **kwargs) -> dict[str, dict]:
+                         workers: int | None = None, progress: bool = True, **kwargs) -> dict[str, FamilyResults]:
     """:func:`family_results` for every family of ``families``, one family per worker process (the SGD baselines
     and the warm start, the cost of notebook 06 once the metanets exist, are independent per family).
 
     ``data``/``zoo``: keyword arguments of :func:`get_data`/:func:`get_zoo`; ``per_family``: extra keyword
     arguments of one family (e.g. its ``methods``); ``kwargs``: those shared by all. Timings inside are taken
-    while the other worker runs too (two families at a time on a 2-core machine), for one shot and SGD alike."""
+    while the other worker runs too (``workers`` families at a time), for one shot and SGD alike."""
     per_family = per_family or {}
     jobs = [{"output_dir": str(output_dir), "family": f, "data": dict(data), "zoo": dict(zoo),
              "kwargs": {**kwargs, **per_family.get(f, {})}} for f in families]
@@ -257,22 +311,7 @@ def results_for_families(output_dir, families, *, data: dict, zoo: dict, per_fam
     return dict(zip(families, results))
 
 
-def _family_job(job: dict) -> dict:
+def _family_job(job: dict) -> FamilyResults:
     data = get_data(**job["data"])
     zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
     return family_results(job["output_dir"], job["family"], zoo, data, progress=False, **job["kwargs"])
-
-
-def _point_kind(name: str, one_shot_labels) -> str:
-    """What a results row is, for the accuracy-vs-time figure: "sgd", "sgd (fixed lr)", "one shot",
-    "one shot + sgd" or "other"."""
-    if name.startswith("SGD ("):
-        return "sgd"
-    if name.startswith("Fixed-lr SGD"):
-        return "sgd (fixed lr)"
-    if name in one_shot_labels:
-        return "one shot"
-    if any(name.startswith(f"{label} + ") for label in one_shot_labels):
-        return "one shot + sgd"
-    return "other"
-

@@ -187,8 +187,8 @@ def training_curves_grid(histories: Mapping[RunKey, Sequence[dict]], families: S
 def ablation_points_figure(runs, initial, title: str = "Ablation: each objective by its own metric") -> go.Figure:
     """Two panels: CE -> held-out accuracy on trained checkpoints (%), L1 -> held-out test loss CE + lambda L1.
     One marker per seed (methods side by side per family), the initial networks' level as a dashed line."""
-    panels = [("ce", "avg_acc_trained", "CE: accuracy on trained checkpoints (%)", "avg_acc_trained"),
-              ("l1", "test_loss", "L1: test loss CE + lambda L1 (lower is better)", "l1_test_loss")]
+    panels = [("ce", "acc_trained", "CE: accuracy on trained checkpoints (%)", "acc_trained"),
+              ("l1", "loss", "L1: test loss CE + lambda L1 (lower is better)", "loss")]
     panels = [p for p in panels if (runs["objective"] == p[0]).any()]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[2] for p in panels], horizontal_spacing=0.1)
     methods = list(dict.fromkeys(runs["method"]))
