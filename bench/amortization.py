@@ -1,12 +1,14 @@
-"""The headline ratio: time per network of one-shot ScaleGMN optimization vs the SGD budget that reaches the same
-average test accuracy (or the largest budget tried, if none does) -- measured side by side in one run.
+"""Matched compute: what SGD costs per network to reach a one shot's accuracy, measured side by side in one run.
 
 Self-contained on the embedded digits data: generates (or reuses) a zoo under outputs/bench/, trains a ScaleGMN-B
-on its training networks, then times one-shot optimization and vectorised SGD fine-tuning of the same held-out
-networks.
+on its training networks, then, in one process: the one shot of the held-out networks (timed), SGD from those
+networks step by step at every rate of a grid (:func:`workbench.amortization.sgd_grid`, the rate chosen on the
+validation networks), and the cost of one SGD step per network on the same held-out batch. Prints the SGD steps,
+seconds and the cost ratio SGD / one shot at the one shot's accuracy (trained checkpoints), each with its 95 %
+interval over held-out networks, and the same ratio for one-network-at-a-time SGD.
 
-    python bench/amortization.py [--family cnn-tanh] [--networks 128] [--meta-epochs 15] [--max-epochs 50]
-                                 [--device cpu|cuda] [--out DIR] [--json results.jsonl]
+    python bench/amortization.py [--family cnn-tanh] [--networks 128] [--meta-epochs 15] [--max-epochs 2]
+                                 [--lrs 0.01 0.03 0.1 0.3] [--device cpu|cuda] [--out DIR] [--json results.jsonl]
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import json
 from pathlib import Path
 
 from workbench import pipeline
-from workbench.baselines import sgd_finetune, time_one_at_a_time
-from workbench.objective import evaluate
+from workbench.amortization import matched_compute, sgd_grid, step_grid
+from workbench.baselines import sgd_steps, time_one_at_a_time
 from workbench.optimize import one_shot
+from workbench.score import score
+from workbench.uncertainty import Bootstrap
 
 OUT = Path(__file__).resolve().parent.parent / "outputs" / "bench"
 
@@ -28,61 +32,56 @@ def main(argv=None):
     parser.add_argument("--networks", type=int, default=128)
     parser.add_argument("--zoo-epochs", type=int, default=4)
     parser.add_argument("--meta-epochs", type=int, default=15)
-    parser.add_argument("--max-epochs", type=int, default=50)
-    parser.add_argument("--sgd-lr", type=float, default=0.01)
+    parser.add_argument("--max-epochs", type=int, default=2, help="SGD is recorded step by step up to this many epochs")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3])
     parser.add_argument("--device", default="cpu", help="where the zoo, the metanet and SGD run")
     parser.add_argument("--out", default=str(OUT), help="cache folder for the zoo and the metanet run")
     parser.add_argument("--json", help="append the measured rows as JSON lines to this file")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    records = []
 
     data = pipeline.get_data("digits")
     zoo = pipeline.get_zoo(out, args.family, data, n_networks=args.networks, zoo_epochs=args.zoo_epochs,
                            device=args.device, progress=False)
     result = pipeline.train_metanet(out, zoo, data, objective="ce", lam=0.0, epochs=args.meta_epochs, hidden=32,
                                     n_layers=3, lr=0.01, device=args.device, progress=False)
-    test = pipeline.test_networks(zoo)
-    n = len(test)
+    test, val = pipeline.test_networks(zoo), pipeline.test_networks(zoo, split="val")
     one_shot(result.model, zoo.spec, test.params)  # warm-up
     new, seconds = one_shot(result.model, zoo.spec, test.params)
-    initial_acc = float(evaluate(zoo.spec, test.params, data.x_test, data.y_test)["acc"].mean()) * 100
-    target = float(evaluate(zoo.spec, new, data.x_test, data.y_test)["acc"].mean()) * 100
-    budgets = sorted({b for b in (1, 2, 3, 5, 8, 13, 20, 30, 50, 80, 100, 150) if b <= args.max_epochs} | {args.max_epochs})
-    runs = sgd_finetune(zoo.spec, test.params, data, epochs=budgets, lr=args.sgd_lr, progress=False,
-                        device=args.device)
-    sequential = time_one_at_a_time(zoo.spec, test.params, data, epochs=1, sample=2, lr=args.sgd_lr,
-                                    device=args.device)
-    print(f"{args.family}: {n} held-out networks; initial average test accuracy {initial_acc:.1f}%")
-    print("| method | avg test acc (%) | time per network (s) | one-at-a-time SGD time per network (s) |")
-    print("|---|---|---|---|")
-    print(f"| one-shot ScaleGMN-B | {target:.1f} | {seconds / n:.3g} | - |")
-    records.append({"method": "one-shot ScaleGMN-B", "acc": target, "seconds_per_network": seconds / n})
-    reached = None
-    for epochs in budgets:
-        r = runs[epochs]
-        acc = float(evaluate(zoo.spec, r.params, data.x_test, data.y_test)["acc"].mean()) * 100
-        print(f"| SGD {epochs} epochs (vectorised) | {acc:.1f} | {r.seconds_per_network:.3g} | {sequential * epochs:.3g} |")
-        records.append({"method": f"SGD {epochs} epochs (vectorised)", "acc": acc,
-                        "seconds_per_network": r.seconds_per_network,
-                        "one_at_a_time_seconds_per_network": sequential * epochs})
-        if reached is None and acc >= target:
-            reached = (epochs, r.seconds_per_network, sequential * epochs)
-    if reached is None:
-        epochs = budgets[-1]
-        reached = (epochs, runs[epochs].seconds_per_network, sequential * epochs)
-        print(f"\nno SGD budget up to {epochs} epochs reached the one-shot accuracy; comparing with the largest")
-    else:
-        print(f"\nSGD first reaches the one-shot accuracy ({target:.1f}%) after {reached[0]} epochs")
-    print(f"amortization ratio (SGD time / one-shot time per network): vectorised SGD {reached[1] / (seconds / n):.1f}x, "
-          f"one-network-at-a-time SGD {reached[2] / (seconds / n):.1f}x")
-    records.append({"method": f"amortization ratio at SGD {reached[0]} epochs", "vectorised_ratio": reached[1] / (seconds / n),
-                    "one_at_a_time_ratio": reached[2] / (seconds / n)})
+    shot = score(test, data, new, seconds_per_net=seconds / len(test))
+    val_target = score(val, data, one_shot(result.model, zoo.spec, val.params)[0], split="val").value("acc_trained")
+    per_epoch = -(-len(data.split("train")[1]) // 64)
+    steps = step_grid(args.max_epochs * per_epoch, per_epoch, args.max_epochs)
+    grids = {s: sgd_grid(e, {"initial": e.params}, args.lrs, data, steps=steps, split=s, device=args.device)
+             for s, e in (("val", val), ("test", test))}
+    boot = Bootstrap(test.meta["net_id"].to_numpy())
+    lr_probe = sgd_steps(zoo.spec, test.params, data, steps=[per_epoch], lr=args.lrs[0], device=args.device)
+    m = matched_compute("ScaleGMN-B", shot, val_target, grids["val"], grids["test"],
+                        val.meta["epoch"].to_numpy() >= 1, boot, seconds_per_step=lr_probe.seconds_per_network_step,
+                        train_seconds=result.seconds)
+    sequential_per_step = time_one_at_a_time(zoo.spec, test.params, data, epochs=1, sample=2, lr=m.lr,
+                                             device=args.device) / per_epoch
+    print(f"{args.family}: {len(test)} held-out entries ({test.meta['net_id'].nunique()} networks); SGD recorded at "
+          f"{len(steps)} step counts up to {steps[-1]} steps ({args.max_epochs} epochs), rates {args.lrs}")
+    print("| quantity | value [95 % interval] |")
+    print("|---|---|")
+    rows = [("one-shot accuracy, trained checkpoints (%)", m.one_shot_acc.text(1)),
+            ("one shot, seconds per network", f"{m.one_shot_seconds_per_net:.3g}"),
+            ("SGD rate (fastest to that accuracy on validation networks)", f"{m.lr:g}"),
+            ("SGD steps to reach it", m.steps.text(1)),
+            ("SGD seconds per network step (vectorised)", f"{lr_probe.seconds_per_network_step:.3g}"),
+            ("SGD seconds per network step (one network at a time)", f"{sequential_per_step:.3g}"),
+            ("cost ratio SGD / one shot (vectorised)", m.ratio.text(3)),
+            ("cost ratio SGD / one shot (one network at a time)",
+             f"{m.steps.estimate * sequential_per_step / m.one_shot_seconds_per_net:.3g}"),
+            ("break-even networks (metanet training included)", m.break_even.text(0))]
+    for name, value in rows:
+        print(f"| {name} | {value} |")
     if args.json:
         with open(args.json, "a") as f:
-            for r in records:
-                f.write(json.dumps({"bench": "amortization", "device": args.device, "family": args.family,
-                                    "networks": n, **r}) + "\n")
+            f.write(json.dumps({"bench": "amortization", "device": args.device, "family": args.family,
+                                "entries": len(test), "sequential_seconds_per_step": sequential_per_step,
+                                **m.row()}) + "\n")
 
 
 if __name__ == "__main__":

@@ -89,10 +89,11 @@ class SGDGrid:
 
 
 def sgd_grid(entries, starts: Mapping[str, Params], lrs: Sequence[float], data, *, steps: Sequence[int],
-             split: str, seed: int = 0) -> SGDGrid:
+             split: str, seed: int = 0, device=None) -> SGDGrid:
     """SGD (cross-entropy, momentum 0.9, batch 64, minibatches of ``seed``) from every start in ``starts`` (each the
     same entries of ``entries``, a :class:`~workbench.zoo.Zoo`) at every rate of ``lrs``, all in one vectorised run on
-    the training images; every entry is scored on ``split``'s images after each of ``steps``."""
+    the training images (on ``device``, default CUDA when present); every entry is scored on ``split``'s images after
+    each of ``steps``."""
     names, rates = tuple(starts), tuple(float(v) for v in lrs)
     if not names or not rates or any(not (v > 0 and math.isfinite(v)) for v in rates):
         raise ValueError(f"sgd_grid needs at least one start and positive, finite learning rates; got {names}, {rates}")
@@ -111,7 +112,7 @@ def sgd_grid(entries, starts: Mapping[str, Params], lrs: Sequence[float], data, 
         a = 100.0 * evaluate(spec, map_params(lambda t: t.to(x.dtype), params), x, y)["acc"].double().numpy()
         acc[:, :, grid.index(step), :] = a.reshape(len(names), len(rates), n)
 
-    run = sgd_steps(spec, tiled, data, steps=grid, lr=lr, seed=seed, observe=observe)
+    run = sgd_steps(spec, tiled, data, steps=grid, lr=lr, seed=seed, observe=observe, device=device)
     diverged = run.diverged.reshape(len(names), len(rates), n).sum(-1).numpy()
     return SGDGrid(names, rates, tuple(grid), run.steps_per_epoch, acc, diverged)
 
