@@ -611,12 +611,13 @@ def test_lam_sweep_tunes_the_sgd_reference_per_lambda_on_validation_networks(zoo
     grid = [1e-4, 0.3]
     sweep = pipeline.lam_sweep(tmp_path, zoo, digits, [0.01, 0.03], sgd_epochs=(1,), sgd_lr=0.05, sgd_lr_grid=grid,
                                sgd_networks=1, **settings)
-    sgd = sweep[sweep["method"] == "SGD (1 epochs)"]
-    assert len(sgd) == 2 and set(sgd["sgd_lr"]) <= set(grid)
-    assert sweep.loc[sweep["method"] != "SGD (1 epochs)", "sgd_lr"].isna().all()
+    sgd = sweep[(sweep["kind"] == "sgd") & (sweep["epochs"] == 1)]
+    assert len(sgd) == 2 and set(sgd["sgd_lr"]) <= set(grid) and set(sgd["label"]) == {"SGD (1 epoch)"}
+    assert sweep.loc[sweep["kind"] != "sgd", "sgd_lr"].isna().all()
+    assert sweep["chosen"].sum() <= 1 and set(sweep.loc[sweep["chosen"], "kind"]) <= {"one_shot"}
     val = zoo.subset(split="val")
     first = val.subset(mask=(val.meta["net_id"] == val.meta["net_id"].min()).to_numpy())
     for lam, lr in zip(sgd["lam"], sgd["sgd_lr"]):  # the tuner's own choice on the first validation network
         assert lr == tune_sgd_lr(zoo.spec, first.params, digits, lrs=grid, epochs=1, lam=lam)[0]
     fixed = pipeline.lam_sweep(tmp_path, zoo, digits, [0.01], sgd_epochs=(1,), sgd_lr=0.05, **settings)
-    assert list(fixed.loc[fixed["method"] == "SGD (1 epochs)", "sgd_lr"]) == [0.05]  # no grid: the given rate
+    assert list(fixed.loc[fixed["kind"] == "sgd", "sgd_lr"]) == [0.05]  # no grid: the given rate

@@ -133,11 +133,14 @@ def finding_sentences(folder: str | os.PathLike) -> list[str]:
     if len(ablation):
         for objective, sub in ablation.groupby("objective", sort=False):
             c = _count(sub)
-            seeds = ", ".join(sorted(set(sub["seeds"].astype(str))))
+            seeds = sorted(set(sub["seeds"].astype(str)))
+            single = all(min(int(n) for n in s.split("/")) < 2 for s in seeds)
             lines.append(
                 f"**Ablation ({objective.upper()})**: ScaleGMN-B wins {c.get('win', 0)}, loses {c.get('loss', 0)} and is "
                 f"inconclusive in {c.get('inconclusive', 0)} of {len(sub)} comparisons with the symmetry-broken models "
-                f"(families {', '.join(dict.fromkeys(sub['family']))}; seeds per side {seeds}).")
+                f"(families {', '.join(dict.fromkeys(sub['family']))}; seeds per side {', '.join(seeds)}"
+                + ("; with one seed on a side the intervals cover the held-out networks, not the spread between "
+                   "trainings: a win or loss is that of one trained model" if single else "") + ").")
     l1 = verdicts[verdicts["claim"] == "l1_reduction"] if len(verdicts) else pd.DataFrame()
     if len(l1):
         lines.append(

@@ -38,7 +38,7 @@ from .ablation import (
     summarize_ablation,
     symmetry_response,
 )
-from .held_out import gain_by_checkpoint, test_networks, trained_mask
+from .held_out import gain_by_checkpoint, one_shot_gain, test_networks, trained_mask
 from .methods import METHODS, method_label, method_of_label
 from .runs import (
     OBJECTIVES,
@@ -54,7 +54,7 @@ from .runs import (
     training_settings,
     training_splits,
 )
-from .scaling import lam_sweep, scaling_study, subsample_train
+from .scaling import lam_sweep, scaling_study, scaling_table, scaling_trend, subsample_train
 from .results_files import RESULT_FILES, save_family_results, stacked
 from .table import FamilyResults, family_results, results_for_families
 from .zoos import ZOO_BATCH_SIZE, ZOO_CHECKPOINTS, check_families, get_data, get_zoo, prefetch_zoos, split_params
@@ -89,6 +89,7 @@ __all__ = [
     "test_networks",
     "trained_mask",
     "gain_by_checkpoint",
+    "one_shot_gain",
     # ablation
     "OBJECTIVE_METRIC",
     "Ablation",
@@ -110,5 +111,7 @@ __all__ = [
     # scaling
     "subsample_train",
     "scaling_study",
+    "scaling_table",
+    "scaling_trend",
     "lam_sweep",
 ]

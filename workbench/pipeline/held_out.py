@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..zoo import Zoo
 
-__all__ = ["test_networks", "trained_mask", "gain_by_checkpoint"]
+__all__ = ["test_networks", "trained_mask", "gain_by_checkpoint", "one_shot_gain"]
 
 
 def test_networks(zoo: Zoo, limit: int | None = None, split: str = "test") -> Zoo:
@@ -42,3 +42,15 @@ def gain_by_checkpoint(zoo: Zoo, before, after) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame["gain"] = frame["after"] - frame["before"]
     return frame
+
+
+def one_shot_gain(entries: Zoo, data, new, *, seed: int = 0):
+    """The held-out gain of a one shot on the trained checkpoints (points), with its 95 % interval over the networks
+    (paired: the same networks before and after; :mod:`workbench.uncertainty`)."""
+    from ..score import score
+    from ..uncertainty import Bootstrap
+
+    before, after = score(entries, data), score(entries, data, new)
+    boot = Bootstrap(entries.meta["net_id"].to_numpy(), seed=seed)
+    return boot.difference(after.per_entry("acc"), before.per_entry("acc"), before.trained, key_a="after",
+                           key_b="before")

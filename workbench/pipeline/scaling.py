@@ -16,16 +16,17 @@ import torch
 from ..baselines import sgd_finetune
 from ..data import Dataset
 from ..nets import map_params, n_networks
-from ..objective import evaluate, l1_reduction, share_near_zero
+from ..score import score
 from ..optimize import TrainConfig, one_shot, train
 from ..parallel import run_parallel
 from ..warmstart import tune_sgd_lr
 from ..zoo import Zoo
-from .held_out import test_networks, trained_mask
+from .held_out import test_networks
+from .methods import epochs_text
 from .runs import make_config, train_method, training_splits
 from .zoos import get_data, get_zoo
 
-__all__ = ["subsample_train", "scaling_study", "lam_sweep"]
+__all__ = ["subsample_train", "scaling_study", "scaling_table", "scaling_trend", "lam_sweep"]
 
 
 # -- scaling study (notebook 07) ------------------------------------------------------------------------------------
@@ -49,10 +50,8 @@ def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
     n, s, settings = job["size"], job["seed"], job["settings"]
     test = test_networks(zoo, job["eval_networks"])
-    (x, y), (xv, yv) = data.split("test"), data.split("val")
-    before = evaluate(zoo.spec, test.params, x, y)["acc"].double()
-    before_val = float(evaluate(zoo.spec, test.params, xv, yv)["acc"].double().mean())
-    trained = torch.as_tensor(trained_mask(test))
+    before = score(test, data)
+    before_val = score(test, data, split="val").value("acc")
     sub = subsample_train(zoo, n, seed=s)
     splits = training_splits(sub, settings.get("skip_untrained", False))
     n_entries = n_networks(splits["train"])
@@ -61,20 +60,19 @@ def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     config = make_config(zoo.spec, objective="ce", lam=0.0, seed=s, **{**settings, "epochs": epochs})
     result = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False,
                    monitor={"test": test.params})
-    new, _ = one_shot(result.model, zoo.spec, test.params)
-    after = evaluate(zoo.spec, new, x, y)["acc"].double()
+    after = score(test, data, one_shot(result.model, zoo.spec, test.params)[0])
     best = result.history[result.best_epoch] if result.best_epoch >= 0 else {}
     row = {
         "family": zoo.spec.family, "train_networks": n, "train_entries": n_entries, "seed": s, "epochs": epochs,
         "steps": result.history[-1]["step"] if result.history else 0, "best_epoch": result.best_epoch,
-        "gain_all": 100 * float(after.mean() - before.mean()),
-        "gain_trained": 100 * float(after[trained].mean() - before[trained].mean()),
+        "gain_all": after.value("acc") - before.value("acc"),
+        "gain_trained": after.value("acc_trained") - before.value("acc_trained"),
         "seen_minus_val_loss": best.get("seen_loss", float("nan")) - best.get("val_loss", float("nan")),
         "train_seconds": result.seconds,
     }
     curve = [{"family": zoo.spec.family, "train_networks": n, "seed": s, "epoch": h["epoch"], "step": h["step"],
               "val_loss": h["val_loss"], "seen_loss": h.get("seen_loss"),
-              "test_gain_val_images": 100 * (h["test_acc"] - before_val)} for h in result.history]
+              "test_gain_val_images": 100 * h["test_acc"] - before_val} for h in result.history]
     return row, curve
 
 
@@ -102,6 +100,42 @@ def scaling_study(output_dir, family: str, *, data: dict, zoo: dict, sizes, seed
     return (pd.DataFrame([r for r, _ in results]), pd.DataFrame([c for _, cs in results for c in cs]))
 
 
+def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per family and training-set size: seeds, steps, and the held-out gain's mean, min and max over seeds."""
+    return (runs.groupby(["family", "train_networks"])
+            .agg(entries=("train_entries", "first"), seeds=("seed", "count"), steps=("steps", "mean"),
+                 gain_trained_mean=("gain_trained", "mean"), gain_trained_min=("gain_trained", "min"),
+                 gain_trained_max=("gain_trained", "max"), gain_all_mean=("gain_all", "mean"),
+                 best_epoch_mean=("best_epoch", "mean"), gap_seen_minus_val=("seen_minus_val_loss", "mean"))
+            .reset_index())
+
+
+def scaling_trend(table: pd.DataFrame) -> list[str]:
+    """Per family, whether the gain grows from the smallest to the largest training set: only when the largest
+    size's lowest seed beats the smallest size's highest (their seed ranges do not overlap); with one seed per size
+    there is no spread to judge by, and the sentence says so."""
+    lines = []
+    for family, sub in table.groupby("family"):
+        small, large = sub.iloc[0], sub.iloc[-1]
+        seeds = int(min(small["seeds"], large["seeds"]))
+        if seeds < 2:
+            trend = "changes (one seed per size: no spread to judge by, indicative only)"
+        elif large["gain_trained_min"] > small["gain_trained_max"]:
+            trend = "grows (the seed ranges do not overlap)"
+        elif large["gain_trained_max"] < small["gain_trained_min"]:
+            trend = "shrinks (the seed ranges do not overlap)"
+        else:
+            trend = "shows no clear change (the seed ranges overlap)"
+        lines.append(
+            f"{family}: with the same {int(large['steps'])} steps, the held-out gain on trained checkpoints {trend}: "
+            f"{small['gain_trained_mean']:+.2f} [{small['gain_trained_min']:+.2f}, {small['gain_trained_max']:+.2f}] "
+            f"with {int(small['train_networks'])} training networks, {large['gain_trained_mean']:+.2f} "
+            f"[{large['gain_trained_min']:+.2f}, {large['gain_trained_max']:+.2f}] with {int(large['train_networks'])} "
+            f"(min and max over {seeds} seed{'s' * (seeds != 1)}); the training-minus-validation loss gap at the best "
+            f"epoch goes from {small['gap_seen_minus_val']:+.3f} to {large['gap_seen_minus_val']:+.3f}.")
+    return lines
+
+
 # -- choosing lambda for the L1 objective (notebook 07) ---------------------------------------------------------------
 def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_epochs=(5,), sgd_lr: float = 0.01,
               sgd_lr_grid=None, sgd_networks: int = 32, eval_networks: int | None = None, max_acc_drop: float = 5.0,
@@ -119,28 +153,28 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
     criterion CE + lam L1). A reference tuned on the networks it is then scored on is, if anything, flattered: an
     untuned SGD point would flatter the one shot instead.
 
-    Returns a DataFrame: method, lam, acc_trained (%), l1_reduction (%), near_zero (%), loss (CE + lam L1), sgd_lr
-    (SGD rows; NaN elsewhere), chosen.
+    Returns a DataFrame: label (display), kind (``"reference"``, ``"one_shot"``, ``"sgd"``), method (``"initial"``,
+    ``"zero"``, ``"scalegmn"``, ``"sgd"``), epochs (SGD rows), lam, acc_trained (%), l1_reduction (%), near_zero (%),
+    loss (CE + lam L1), sgd_lr (SGD rows; NaN elsewhere), chosen.
     """
     val = test_networks(zoo, eval_networks, split="val")
-    x, y = data.split("val")
-    trained = torch.as_tensor(trained_mask(val))
     spec = zoo.spec
 
-    def point(method, lam, params):
-        m = evaluate(spec, params, x, y, lam)
-        return {"method": method, "lam": lam, "acc_trained": 100 * float(m["acc"][trained].double().mean()),
-                "l1_reduction": l1_reduction(val.params, params), "near_zero": share_near_zero(params),
-                "loss": float(m["loss"].double().mean())}
+    def point(kind, method, lam, params, epochs=None):
+        s = score(val, data, params, split="val", lam=lam)
+        label = {"initial": "Initial", "zero": "All-zero network", "scalegmn": "ScaleGMN one shot"}.get(method)
+        return {"label": label or f"SGD ({epochs_text(epochs)})", "kind": kind, "method": method,
+                "epochs": np.nan if epochs is None else epochs, "lam": lam,
+                **{m: s.value(m) for m in ("acc_trained", "l1_reduction", "near_zero", "loss")}}
 
     rows = []
     for lam in lams:
-        rows.append(point("Initial", lam, val.params))
-        rows.append(point("All-zero network", lam, map_params(torch.zeros_like, val.params)))
+        rows.append(point("reference", "initial", lam, val.params))
+        rows.append(point("reference", "zero", lam, map_params(torch.zeros_like, val.params)))
         result = train_method(output_dir, zoo, data, "scalegmn", objective="l1", lam=lam, seed=seed, progress=progress,
                               **settings)
         new, _ = one_shot(result.model, spec, val.params)
-        rows.append(point("ScaleGMN one shot", lam, new))
+        rows.append(point("one_shot", "scalegmn", lam, new))
         lr = float(sgd_lr)
         if sgd_lr_grid:
             tune_on = test_networks(val, sgd_networks, split="val")
@@ -148,13 +182,13 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
                                 seed=seed)
         runs = sgd_finetune(spec, val.params, data, epochs=tuple(sgd_epochs), lam=lam, lr=lr, seed=seed,
                             progress=False)
-        rows += [{**point(f"SGD ({e} epochs)", lam, r.params), "sgd_lr": lr} for e, r in runs.items()]
+        rows += [{**point("sgd", "sgd", lam, r.params, epochs=e), "sgd_lr": lr} for e, r in runs.items()]
     frame = pd.DataFrame(rows)
     if "sgd_lr" not in frame:
         frame["sgd_lr"] = np.nan
     frame["chosen"] = False
-    initial_acc = frame.loc[frame["method"] == "Initial", "acc_trained"].iloc[0]
-    ok = frame[(frame["method"] == "ScaleGMN one shot") & (frame["acc_trained"] >= initial_acc - max_acc_drop)]
+    initial_acc = frame.loc[frame["method"] == "initial", "acc_trained"].iloc[0]
+    ok = frame[(frame["kind"] == "one_shot") & (frame["acc_trained"] >= initial_acc - max_acc_drop)]
     if len(ok):
         frame.loc[ok["lam"].idxmax(), "chosen"] = True
     return frame

@@ -219,18 +219,19 @@ def lam_pareto_figure(sweep, title: str = "L1 objective: accuracy vs L1-norm red
     :func:`workbench.pipeline.lam_sweep`; the one-shot points of the lambdas are joined, SGD budgets joined per
     budget, the initial and the all-zero network as reference points; the chosen lambda is circled."""
     fig = go.Figure()
-    one = sweep[sweep["method"] == "ScaleGMN one shot"].sort_values("lam")
+    one = sweep[sweep["kind"] == "one_shot"].sort_values("lam")
     fig.add_trace(go.Scatter(x=one["l1_reduction"], y=one["acc_trained"], mode="lines+markers+text",
                              text=[f"lam={v:g}" for v in one["lam"]], textposition="top center", name="ScaleGMN one shot",
                              marker=dict(size=10, color=PALETTE[0]), line=dict(color=PALETTE[0])))
-    for i, (method, sub) in enumerate((m, g) for m, g in sweep.groupby("method", sort=False) if m.startswith("SGD")):
+    for i, (_, sub) in enumerate(sweep[sweep["kind"] == "sgd"].groupby("epochs", sort=True)):
         sub = sub.sort_values("lam")
-        fig.add_trace(go.Scatter(x=sub["l1_reduction"], y=sub["acc_trained"], mode="lines+markers", name=method,
+        fig.add_trace(go.Scatter(x=sub["l1_reduction"], y=sub["acc_trained"], mode="lines+markers",
+                                 name=sub["label"].iloc[0],
                                  text=[f"lam={v:g}" for v in sub["lam"]], marker=dict(size=8, symbol="square",
                                  color=PALETTE[(i + 2) % len(PALETTE)]), line=dict(dash="dot")))
-    for method, symbol in (("Initial", "diamond"), ("All-zero network", "x")):
+    for method, symbol in (("initial", "diamond"), ("zero", "x")):
         ref = sweep[sweep["method"] == method].iloc[:1]
-        fig.add_trace(go.Scatter(x=ref["l1_reduction"], y=ref["acc_trained"], mode="markers", name=method,
+        fig.add_trace(go.Scatter(x=ref["l1_reduction"], y=ref["acc_trained"], mode="markers", name=ref["label"].iloc[0],
                                  marker=dict(size=12, symbol=symbol, color="black")))
     chosen = sweep[sweep["chosen"]]
     if len(chosen):
