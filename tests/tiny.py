@@ -1,7 +1,11 @@
 """Tiny zoos and metanetwork checkpoints for the command tests (seconds to build): a digits CNN zoo of a few networks
-and ``best.pt`` files written as ``train()`` writes them."""
+and ``best.pt`` files written as ``train()`` writes them; a full disk (:func:`file_size_limit`) and a folder's
+contents (:func:`listing`) for the tests that nothing is lost."""
 from __future__ import annotations
 
+import contextlib
+import resource
+import signal
 from pathlib import Path
 
 import torch
@@ -55,3 +59,22 @@ def checkpoint(path: Path, zoo: Zoo, scramble: float = 0.0, edit=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"spec": zoo.spec.to_dict(), "config": METANET.to_dict(), "model": state}, path)
     return path
+
+
+@contextlib.contextmanager
+def file_size_limit(n_bytes: int):
+    """Writes past ``n_bytes`` in one file fail with EFBIG ("File too large") for the block, as writes on a full disk
+    fail (RLIMIT_FSIZE, with SIGXFSZ ignored so that the write raises instead of killing the process)."""
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def listing(root: Path) -> dict[str, bytes]:
+    """``{relative path: bytes}`` of every file under ``root`` (what a failed command must leave as it was)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

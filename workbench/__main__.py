@@ -206,6 +206,14 @@ def _after_interrupt(args: argparse.Namespace) -> str:
             "Rerun the command")
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars an interrupted command left open, so that the error line starts a line of its own
+    (instead of the bar redrawing itself after it at exit)."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", [])):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -228,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
+        _close_progress_bars()
         print(f"error: {_after_interrupt(args)}", file=sys.stderr)
         return 130
     return 0

@@ -127,7 +127,7 @@ def check_output_folder(out: str | os.PathLike, kind: OutputKind, flag: str = "-
     reason = _foreign_reason(out, kind, names)
     if reason:
         raise OutputFolderError(
-            f"refusing to write into {flag} {out}: it was not written by `{kind.command}` ({reason}; it holds "
+            f"refusing to write into {flag} {out}: it was not written by `{kind.command}` ({reason}; in it: "
             f"{_listing(names)}). `{kind.command}` replaces only a folder it wrote itself; pass a new or empty folder")
     return True
 

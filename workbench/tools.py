@@ -5,8 +5,7 @@
 
 ``optimize`` reads either format the workbench knows -- its own zoo folder (``zoo.json``, safetensors, meta.csv) or
 a Small CNN Zoo folder (``weights.npy``, ``layout.csv``, ``metrics.csv[.gz]``) -- and writes the new weights in the
-same format, so the output folder can be read back by the same loader (or by the Small CNN Zoo's own tools).
-
+same format (and dtype), so the output folder can be read back by the same loader (or the Small CNN Zoo's tools).
 Both commands follow the workbench's output-folder rule (:func:`workbench.paths.check_output_folder`): ``--out`` is a
 new or empty folder or one the same command wrote (its manifest, nothing else inside), never the input or a folder
 holding it; the folder is built beside its target and renamed into place, under a lock beside it
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from .errors import ConfigError, WorkbenchError
 from .io import RunFolderError, atomic_path, output_lock, read_regular_bytes
@@ -77,10 +77,14 @@ def _prepare_out(out: Path, kind: OutputKind, inputs: dict) -> None:
                                 f"{getattr(err, 'strerror', None) or err}; pass a writable folder") from None
 
 
-def _write_failed(out: Path, err: OSError) -> RunFolderError:
-    return RunFolderError(f"cannot write {out}: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}; "
-                          "nothing was written there (a full disk? a read-only folder?). Free space or pass another "
-                          "--out")
+# what a failed write raises: OSError, or SafetensorError (safetensors wraps the OSError of a full disk in it)
+_WRITE_ERRORS = (OSError, SafetensorError)
+
+
+def _write_failed(out: Path, err: Exception) -> RunFolderError:
+    why = getattr(err, "strerror", None) or str(err)[:200]
+    return RunFolderError(f"cannot write {out}: {why}; nothing was written there (a full disk? a read-only "
+                          "folder?). Free space or pass another --out")
 
 
 def generate_zoo(params_path: str | os.PathLike, family: str, out: str | os.PathLike, *, seed: int | None = None,
@@ -111,7 +115,7 @@ def generate_zoo(params_path: str | os.PathLike, family: str, out: str | os.Path
         check_output_folder(out, ZOO_OUTPUT)  # again: nothing of anyone else's appeared meanwhile
         try:
             zoo.save(out)
-        except OSError as err:
+        except _WRITE_ERRORS as err:
             raise _write_failed(out, err) from None
     return zoo
 
@@ -208,11 +212,10 @@ def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out:
     ``test_accuracy``/``test_loss`` are the new ones and the old ones ``*_before``.
 
     Networks whose one-shot weights (or, with ``evaluate``, logits) are not finite are a :class:`NonFiniteOutput`
-    naming them, and nothing is written; with ``drop_nonfinite`` they are left out and counted
-    (``dropped_nonfinite``, ``dropped`` in the summary) unless all are. With ``evaluate`` the networks before and
-    after are scored on the test split of the zoo's data set (digits ships with scikit-learn; grayscale CIFAR-10
-    needs ``data_path``). Returns a summary dict (also written to ``out/optimized.json``). A model trained for
-    another architecture is a CheckpointError naming both.
+    naming them, and nothing is written; ``drop_nonfinite`` leaves them out (``dropped`` in the summary) unless all
+    are. ``evaluate`` scores the networks before and after on the test split of the zoo's data set (CIFAR-10 needs
+    ``data_path``). Returns a summary dict (also ``out/optimized.json``). A model trained for another architecture
+    is a CheckpointError naming both.
     """
     from .optimize import CheckpointError, one_shot  # the metanetwork (and PyG) stay off `zoo`'s path
 
@@ -243,15 +246,7 @@ def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out:
                    "ms_per_network": round(1e3 * seconds / len(zoo), 4), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         screen = _Screen(zoo, new, model_path, drop_nonfinite)
         screen.drop(_nonfinite(new), "NaN or infinite weights")
-        after = None
-        if data is not None:
-            before, after = _scores(screen.zoo.spec, screen.zoo.params, screen.new, data)
-            bad = ~torch.isfinite(after["ce"]).numpy()
-            already = int((bad & ~torch.isfinite(before["ce"]).numpy()).sum())
-            kept = screen.drop(bad, "finite weights but NaN or infinite logits",
-                               f"{already} of them had non-finite logits before the one shot too" if already else None)
-            before, after = ({k: v[kept] for k, v in d.items()} for d in (before, after))
-            summary.update(_accuracy_summary(data.name, before, after))
+        after = _evaluate(screen, data, summary) if data is not None else None
         summary.update(screen.summary())
         _write_output(out, fmt, screen.zoo, screen.new, after, model_path, zoo_dir, summary)
     return summary
@@ -268,7 +263,7 @@ def _write_output(out: Path, fmt: str, zoo: Zoo, new: Params, after: dict | None
                 _write_small_cnn_zoo(tmp, zoo, new, after, zoo_dir)
             (tmp / OPTIMIZED_FILE).write_text(json.dumps(summary, indent=1, allow_nan=False))
             check_output_folder(out, OPTIMIZE_OUTPUT)  # again, just before the rename
-    except OSError as err:
+    except _WRITE_ERRORS as err:
         raise _write_failed(out, err) from None
 
 
@@ -286,8 +281,7 @@ class _Screen:
 
     def __init__(self, zoo: Zoo, new: Params, model_path: Path, drop_nonfinite: bool):
         self.zoo, self.new, self.model_path, self.allowed = zoo, new, model_path, drop_nonfinite
-        self.dropped: list[dict] = []
-        self.n_input = len(zoo)
+        self.dropped, self.n_input = [], len(zoo)
 
     def drop(self, bad: np.ndarray, what: str, cause: str | None = None) -> np.ndarray:
         """Leave out the entries where ``bad`` (``what`` they got; ``cause``: why, if known); returns the kept mask
@@ -318,10 +312,8 @@ class _Screen:
         return keep
 
     def summary(self) -> dict:
-        if not self.dropped:
-            return {}
-        return {"n_networks": len(self.zoo), "n_networks_input": self.n_input,
-                "dropped_nonfinite": len(self.dropped), "dropped": self.dropped}
+        return {"n_networks": len(self.zoo), "n_networks_input": self.n_input, "dropped_nonfinite": len(self.dropped),
+                "dropped": self.dropped} if self.dropped else {}
 
 
 def _small_cnn_zoo_activation(model_path: Path, zoo_dir: Path) -> str:
@@ -335,6 +327,19 @@ def _small_cnn_zoo_activation(model_path: Path, zoo_dir: Path) -> str:
                               "holds CNNs of the Small CNN Zoo design. Use a checkpoint trained on that zoo "
                               "(zoo_path in the params file) or retrain")
     return found.activation
+
+
+def _evaluate(screen: "_Screen", data, summary: dict) -> dict:
+    """Score the kept networks before and after, screen out those whose logits are not finite, add the accuracies
+    to ``summary``; returns the after-metrics of the networks kept."""
+    before, after = _scores(screen.zoo.spec, screen.zoo.params, screen.new, data)
+    bad = ~torch.isfinite(after["ce"]).numpy()
+    already = int((bad & ~torch.isfinite(before["ce"]).numpy()).sum())
+    kept = screen.drop(bad, "finite weights but NaN or infinite logits",
+                       f"{already} of them had non-finite logits before the one shot too" if already else None)
+    before, after = ({k: v[kept] for k, v in d.items()} for d in (before, after))
+    summary.update(_accuracy_summary(data.name, before, after))
+    return after
 
 
 def _scores(spec, before: Params, after: Params, data) -> tuple[dict, dict]:
