@@ -174,3 +174,25 @@ def test_ctrl_c_during_zoo_generation_prints_one_line_and_writes_nothing(tmp_pat
     assert text.count("error:") == 1 and text.endswith("\n") and "Traceback" not in text
     assert not (tmp_path / "z").exists() and not [p for p in tmp_path.iterdir() if ".workbench-" in p.name
                                                   and p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_notebook_run_prints_the_resume_command_and_no_traceback(tmp_path):
+    """A real SIGINT while notebook 01 runs (the kernel lives in its own session, as under a terminal's Ctrl-C)."""
+    process = subprocess.Popen([sys.executable, "-m", "workbench", "run", "params/smoke.yaml", "--only", "01",
+                                "--outputs", str(tmp_path)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(iter(lambda: process.stdout.read(1), "")), daemon=True)
+    reader.start()
+    t0 = time.perf_counter()
+    while "running 01" not in "".join(out) and time.perf_counter() - t0 < 120:
+        time.sleep(0.1)
+    time.sleep(3)  # the kernel is up and executing
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    err = process.stderr.read()
+    assert "Traceback" not in err, err
+    assert err.splitlines()[-1] == ("error: interrupted (Ctrl-C); the notebooks that finished are intact. Rerun with "
+                                    "--resume to go on from the first one that did not: python -m workbench run "
+                                    f"params/smoke.yaml --only 01 --outputs {tmp_path} --resume")
