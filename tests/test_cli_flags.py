@@ -154,6 +154,23 @@ def test_ctrl_c_ends_with_one_line_saying_what_to_do(monkeypatch, capsys, argv, 
     assert err.startswith("error: interrupted (Ctrl-C); ")
 
 
+def test_ctrl_c_closes_an_open_progress_bar_before_its_line(monkeypatch, capsys):
+    from tqdm import tqdm
+
+    def interrupted(args):
+        bar = tqdm(total=10, desc="4 x mlp-tanh")  # left open, as a bar in the middle of a zoo's generation
+        bar.update(3)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_command", interrupted)
+    assert cli.main(["zoo", "p.yaml", "--family", "mlp-tanh", "--out", "z"]) == 130
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[-1].startswith("error: interrupted (Ctrl-C); nothing was half-written") and err.endswith("\n")
+    assert "\nerror: " in err and err.count("error:") == 1  # on a line of its own, after the closed bar
+
+
+@pytest.mark.slow
 def test_ctrl_c_during_zoo_generation_prints_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "p.yaml").write_text(PARAMS.replace("zoo_epochs: 1", "zoo_epochs: 5000"))  # minutes of training
     process = subprocess.Popen([sys.executable, "-m", "workbench", "zoo", str(tmp_path / "p.yaml"), "--family",
