@@ -436,7 +436,7 @@ def test_every_workbench_error_shares_the_base_and_keeps_its_builtin_base():
     (["validate", "{dir}/nul.yaml"], 2, r"error: 'name' in .*nul.yaml must be a plain folder name .*'a\\x00b'"),
     (["validate", "{dir}/long.yaml"], 2, r"error: 'name' in .*long.yaml is 300 bytes long"),
     (["run", "{dir}/ok.yaml", "--outputs", "{dir}/a-file"], 1, r"error: cannot create the output folder .*a-file/ok"),
-    (["train", "{dir}/ok.yaml", "--family", "mlp-gelu"], 1, r"error: --family is 'mlp-gelu', but must be one of"),
+    (["train", "{dir}/ok.yaml", "--family", "mlp-gelu"], 2, r"error: --family is 'mlp-gelu', but must be one of"),
     (["train", "{dir}/ok.yaml", "--family", "mlp-tanh", "--symmetry", "rotation"], 2,
      r"error: argument --symmetry: invalid choice: 'rotation'"),
     (["validate", "{dir}/big.yaml"], 2, r"error: params file .*big.yaml is 2,000,000 bytes; .* limited to 1,000,000"),

@@ -133,7 +133,11 @@ def test_index_without_figures_or_notebooks_and_bad_folders(tmp_path):
         write_index(run)
     with pytest.raises(RunIndexError, match="no such directory"):
         write_index(tmp_path / "missing")
-    (run / "params.json").write_text("{not json")
+    (run / "params.json").write_text("{not json")  # not the runner's params.json: not a run folder either
+    with pytest.raises(RunIndexError, match=r"does not look like a run folder.*params.json"):
+        write_index(run)
+    (run / "notebooks").mkdir()
+    (run / "notebooks" / ".01_a.done.json").write_text(json.dumps({"seconds": 1.0}))  # a finished notebook's marker
     text = write_index(run).read_text()
     assert "No executed notebooks" in text and "No figures yet" in text and "unknown" in text
 

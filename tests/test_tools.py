@@ -19,6 +19,7 @@ from workbench.nets import NetSpec, small_cnn_zoo_spec
 from workbench.objective import evaluate
 from workbench.metanet import MetanetConfig
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
+from workbench.paths import OutputFolderError
 from workbench.tools import generate_zoo, optimize_zoo, zoo_format
 from workbench.zoo import Zoo, ZooError, default_spec, generate, load_small_cnn_zoo
 
@@ -107,13 +108,13 @@ def test_evaluate_reports_the_accuracies_of_evaluate_on_the_test_split(zoo_dir, 
 
 def test_a_second_run_replaces_its_own_output_but_never_another_zoo(zoo_dir, model_path, tmp_path):
     out = tmp_path / "out"
+    summary = optimize_zoo(model_path, zoo_dir, out)
+    (out / "optimized.json").write_text(json.dumps({**summary, "date": "stale"}))
     optimize_zoo(model_path, zoo_dir, out)
-    (out / "optimized.json").write_text(json.dumps({"stale": True}))
-    optimize_zoo(model_path, zoo_dir, out)
-    assert "stale" not in json.loads((out / "optimized.json").read_text())
+    assert json.loads((out / "optimized.json").read_text())["date"] != "stale"
     other = tmp_path / "other-zoo"
     Zoo.load(zoo_dir).save(other)  # a real zoo that `optimize` did not write: replacing it would lose it
-    with pytest.raises(ZooError, match="was not written by `optimize`"):
+    with pytest.raises(OutputFolderError, match="was not written by `optimize`"):
         optimize_zoo(model_path, zoo_dir, other)
     assert _equal(Zoo.load(other).params, Zoo.load(zoo_dir).params)
 
@@ -185,12 +186,12 @@ def test_bad_out_folders_are_refused_before_any_work(zoo_dir, model_path, tmp_pa
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     (tmp_path / "file").write_text("keep me")
-    out, message = {"same folder": (zoo_dir, "is the input zoo folder"),
+    out, message = {"same folder": (zoo_dir, "is the input zoo"),
                     "holds the input": (zoo_dir.parent, "holds the input zoo"),
-                    "foreign folder": (foreign, r"not empty and was not written by `optimize`.*notes.txt"),
+                    "foreign folder": (foreign, r"was not written by `optimize`.*notes.txt"),
                     "a file": (tmp_path / "file", "is a file, not a folder")}[case]
     listing = sorted(p.name for p in out.iterdir()) if out.is_dir() else None
-    with pytest.raises(ZooError, match=message):
+    with pytest.raises(OutputFolderError, match=message):
         optimize_zoo(model_path, zoo_dir, out)
     assert (sorted(p.name for p in out.iterdir()) if out.is_dir() else None) == listing
     assert (foreign / "notes.txt").read_text() == (tmp_path / "file").read_text() == "keep me"
@@ -266,13 +267,17 @@ def test_cli_zoo_generates_notebook_03s_zoo(tmp_path, capsys, digits):
 
 def test_cli_zoo_refuses_bad_input_with_an_error_line(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text(PARAMS)
-    assert main(["zoo", str(tmp_path / "p.yaml"), "--family", "mlp-sigmoid", "--out", str(tmp_path / "z")]) == 1
-    assert capsys.readouterr().err.startswith("error: unknown family 'mlp-sigmoid'")
+    assert main(["zoo", str(tmp_path / "p.yaml"), "--family", "mlp-sigmoid", "--out", str(tmp_path / "z")]) == 2
+    assert capsys.readouterr().err.startswith("error: --family is 'mlp-sigmoid', but must be one of")
     # a non-empty folder that is not a zoo: refused before generating anything (nothing written into it)
-    assert main(["zoo", str(tmp_path / "p.yaml"), "--family", "mlp-tanh", "--out", str(tmp_path)]) == 1
-    assert "refusing to write a zoo into" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    assert main(["zoo", str(tmp_path / "p.yaml"), "--family", "mlp-tanh", "--out", str(tmp_path / "d")]) == 1
+    assert "was not written by `zoo` (it holds files `zoo` does not write: notes.txt" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "p.yaml"]
     assert main(["zoo", str(tmp_path / "missing.yaml"), "--family", "mlp-tanh", "--out", str(tmp_path / "z")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    with pytest.raises(ZooError, match="refusing to write a zoo"):
+    with pytest.raises(OutputFolderError, match="holds the input params file"):
         generate_zoo(tmp_path / "p.yaml", "mlp-tanh", tmp_path)
+    with pytest.raises(ZooError, match="unknown family 'mlp-sigmoid'"):  # the API's own check
+        generate_zoo(tmp_path / "p.yaml", "mlp-sigmoid", tmp_path / "z")

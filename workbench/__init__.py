@@ -3,15 +3,13 @@
 On import, torch's CPU intra-op threads are set to ``WORKBENCH_THREADS`` (default 1). The workbench's tensors are
 many small ones; on a 2-core machine two OpenMP threads made the metanetwork's elementwise ops up to 40x slower
 whenever another process held the second core (measured: 0.06 s vs 2.8 s per forward), while a single thread
-loses at most ~1.4x on the largest matmuls. Set ``WORKBENCH_THREADS=0`` to leave torch's own default.
+loses at most ~1.4x on the largest matmuls. Set ``WORKBENCH_THREADS=0`` to leave torch's own default (here and in
+worker processes). A value that is not such a number is ignored on import and refused by every command
+(:mod:`workbench.environment`), so that ``python -m workbench --help`` works whatever the environment holds.
 """
-import os as _os
+from .environment import apply_threads as _apply_threads
 
-import torch as _torch
-
-_threads = int(_os.environ.get("WORKBENCH_THREADS", "1"))
-if _threads > 0:
-    _torch.set_num_threads(_threads)
+_apply_threads()
 
 from .forward_pass import forward  # noqa: E402
 from .nets import NetSpec, check_params, init_params, small_cnn_zoo_spec  # noqa: E402

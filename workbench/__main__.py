@@ -2,7 +2,10 @@
 
 Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchError`: a bad params file, a corrupt
 zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
-(2 for params files and usage, 1 otherwise); only real bugs show a traceback, or every error with ``--debug``.
+(2 for params files, flags and ``WORKBENCH_*`` variables, 1 otherwise); only real bugs show a traceback, or every
+error with ``--debug``. Flags that set a setting a params file also sets (``--seed``, ``--device``, ``--family``,
+``--batch-size``) meet the params file's rules (:func:`workbench.params.check_flag`) before any work. Ctrl-C ends
+with one line that says what to do next (exit code 130).
 To add a command: a sub-parser in :func:`build_parser` and a branch in :func:`run_command`.
 """
 from __future__ import annotations
@@ -61,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print average/max test accuracy before -> after on the zoo's data set")
     p_opt.add_argument("--data-path", default=None, metavar="P", help="CIFAR-10 for cifar10-gs zoos")
     p_opt.add_argument("--batch-size", type=int, default=256, metavar="N", help="networks per forward pass")
-    p_opt.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
+    p_opt.add_argument("--device", default="cpu", help="cpu | cuda[:i] | mps | auto")
+    p_opt.add_argument("--drop-nonfinite", action="store_true",
+                       help="leave out (and count) the networks whose one-shot output is not finite, instead of "
+                            "refusing the whole zoo")
     p_rep = sub.add_parser("report", parents=[common],
                            help="snapshot a finished run's results into the repository and render them (README block)")
     p_rep.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
@@ -95,39 +101,36 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "train":
         _train_command(args)
     elif args.command == "zoo":
+        from .params import check_flag
         from .tools import generate_zoo
 
+        check_flag("--family", args.family)
+        check_flag("--seed", args.seed)
         zoo = generate_zoo(args.params, args.family, args.out, seed=args.seed)
         print(f"[workbench] {args.family} zoo written to {args.out}: {zoo.meta['net_id'].nunique()} networks, "
               f"{len(zoo)} entries (checkpoints), {zoo.spec.describe()}")
     elif args.command == "optimize":
         _optimize_command(args)
     elif args.command == "report":
-        from .report import render, snapshot, update_readme
-
-        dest = snapshot(args.run_dir, args.snapshot)
-        print(render(dest))
-        if args.readme:
-            update_readme(args.readme, dest)
-            print(f"[workbench] {args.readme}: block {dest.name} regenerated from {dest}")
+        _report_command(args)
     elif args.command == "index":
-        from .index import write_index
+        from .index import check_run_folder, write_index
+        from .io import run_lock
 
-        print(f"[workbench] results index: {write_index(args.run_dir, convert=not args.no_html, log=print)}")
+        check_run_folder(args.run_dir)
+        with run_lock(args.run_dir, f"python -m workbench index {args.run_dir}"):
+            print(f"[workbench] results index: {write_index(args.run_dir, convert=not args.no_html, log=print)}")
 
 
 def _train_command(args: argparse.Namespace) -> None:
     """``train``: one metanetwork training from a params file, holding the run folder's lock."""
-    from .errors import ConfigError
     from .io import RunFolderError, run_lock
-    from .params import load_params
+    from .params import check_flag, load_params
     from .pipeline import train_from_params
-    from .ranges import PARAMS_RANGES
     from .runner import output_root
 
-    why = PARAMS_RANGES["family"].problem(args.family)
-    if why:
-        raise ConfigError(f"--family {why}")
+    check_flag("--family", args.family)
+    _check_symmetry_flag(args.family, args.symmetry)
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone holds the folder's lock
         train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
                           resume=not args.no_resume)
@@ -142,33 +145,100 @@ def _train_command(args: argparse.Namespace) -> None:
                           resume=not args.no_resume)
 
 
+def _check_symmetry_flag(family: str, symmetry: str | None) -> None:
+    """``--symmetry sign`` suits tanh families and ``scale`` ReLU ones (``none`` any): refused before the zoo is
+    generated, not after."""
+    from .errors import UsageError
+    from .symmetry import ACTIVATION_GROUPS
+
+    activation = family.rsplit("-", 1)[-1]
+    if symmetry in (None, "none") or ACTIVATION_GROUPS.get(activation) == symmetry:
+        return
+    suits = ", ".join(f"{group} for {act}" for act, group in ACTIVATION_GROUPS.items())
+    raise UsageError(f"--symmetry {symmetry} does not suit --family {family}: {activation} networks have the "
+                     f"{ACTIVATION_GROUPS.get(activation)} symmetry ({suits}; none breaks it for any family). Pass "
+                     f"--symmetry {ACTIVATION_GROUPS.get(activation)} or none, or leave it out")
+
+
 def _optimize_command(args: argparse.Namespace) -> None:
     """``optimize``: a trained meta-optimizer applied to a zoo folder, with a one-line summary."""
+    from .params import check_flag
     from .tools import optimize_zoo
 
+    check_flag("--device", args.device)
+    check_flag("--batch-size", args.batch_size)
     s = optimize_zoo(args.model, args.zoo_dir, args.out, evaluate=args.evaluate, data_path=args.data_path,
-                     batch_size=args.batch_size, device=args.device)
+                     batch_size=args.batch_size, device=args.device, drop_nonfinite=args.drop_nonfinite)
     print(f"[workbench] optimized {s['n_networks']} networks ({s['format']} format) in "
           f"{s['ms_per_network']:.3f} ms per network; written to {args.out}")
+    if s.get("dropped_nonfinite"):
+        named = ", ".join(d["entry"] for d in s["dropped"][:8]) + (" ..." if len(s["dropped"]) > 8 else "")
+        print(f"[workbench] left out {s['dropped_nonfinite']} of {s['n_networks_input']} networks whose one-shot "
+              f"output is not finite (--drop-nonfinite; listed in optimized.json): {named}")
     if args.evaluate:
         print(f"[workbench] test accuracy on {s['dataset']}: average {s['avg_acc_before']:.2f} -> "
               f"{s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> {s['max_acc_after']:.2f} %")
 
 
+def _report_command(args: argparse.Namespace) -> None:
+    """``report``: snapshot a finished run, print its rendering and (``--readme``) regenerate the README block."""
+    from .report import render, snapshot, update_readme
+
+    dest = snapshot(args.run_dir, args.snapshot)
+    print(render(dest))
+    if args.readme:
+        update_readme(args.readme, dest)
+        print(f"[workbench] {args.readme}: block {dest.name} regenerated from {dest}")
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What to do after Ctrl-C stopped ``args.command`` (the one line printed)."""
+    if args.command == "run":
+        again = " ".join(["python -m workbench run", args.params, *(["--only", *args.only] if args.only else []),
+                          *(["--outputs", args.outputs] if args.outputs else []), "--resume"])
+        return ("interrupted (Ctrl-C); the notebooks that finished are intact. Rerun with --resume to go on from the "
+                f"first one that did not: {again}")
+    if args.command == "train":
+        how = "without --no-resume " if args.no_resume else ""
+        return (f"interrupted (Ctrl-C); rerun the same command {how}to resume training from the run's last "
+                "checkpoint.pt")
+    return ("interrupted (Ctrl-C); nothing was half-written (outputs are renamed into place only when complete). "
+            "Rerun the command")
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars an interrupted command left open, so that the error line starts a line of its own
+    (instead of the bar redrawing itself after it at exit)."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", [])):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
 
-    from .errors import WorkbenchError
+    from . import environment
+    from .errors import UsageError, WorkbenchError
     from .params import ParamsError
 
     try:
+        debug = args.debug or environment.debug()
+    except UsageError:
+        debug = args.debug  # the check below reports the bad value
+    try:
+        environment.check()
         run_command(args)
     except WorkbenchError as err:
         if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ParamsError) else 1
+        return 2 if isinstance(err, (ParamsError, UsageError)) else 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _close_progress_bars()
+        print(f"error: {_after_interrupt(args)}", file=sys.stderr)
+        return 130
     return 0
 
 

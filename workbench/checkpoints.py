@@ -112,6 +112,7 @@ def load_model(path: str | os.PathLike, map_location="cpu", *, spec: NetSpec | N
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'model' must be a state dict of tensors")
     _check_cheap_shapes(path, found_spec, config, state)
+    _check_state_values(path, state)
     try:
         model = build_model(found_spec, config)
     except (ValueError, TypeError) as err:
@@ -160,6 +161,24 @@ def _check_cheap_shapes(path: Path, spec: NetSpec, config: TrainConfig, state: d
                                   f"hidden {meta.hidden}): {key} has shape {got}, expected {want}")
 
 
+_NORM_BUFFERS = ("w_norm", "b_norm")  # per-layer RMS of the training zoo's weights: the metanet divides by them
+
+
+def _check_state_values(path: Path, state: dict, what: str = "its weights") -> None:
+    """Values no trained metanetwork holds: NaN or infinite weights (training restores the best weights after a
+    non-finite step, so a saved state never has them) and normalisation buffers that are not positive (an RMS over
+    a zoo's weights; dividing by 0 or NaN makes every one-shot output NaN). Either means a damaged or edited file."""
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise CheckpointError(f"{path}: {what} {nonfinite[:5]} hold NaN or infinite values, which training never "
+                              "saves: the file is damaged or was edited. Retrain or restore it")
+    norms = [k for k, v in state.items() if k.rsplit(".", 1)[-1] in _NORM_BUFFERS and not bool((v > 0).all())]
+    if norms:
+        raise CheckpointError(f"{path}: {what} {norms} (the normalisation by the training zoo's weight RMS) hold zero "
+                              "or negative values, which would make every one-shot output NaN: the file is damaged "
+                              "or was edited. Retrain or restore it")
+
+
 def _check_state_fits(path: Path, spec: NetSpec, config: TrainConfig, state: dict, expected: dict) -> None:
     """Every weight of the built model present in ``state`` with its shape, and nothing else."""
     wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" for k, v in state.items()
@@ -189,8 +208,11 @@ def _resume_checkpoint(path: Path, device, spec: NetSpec, config: TrainConfig) -
         if not ok and not (kind is float and isinstance(ckpt.get(key), int)):
             raise CheckpointError(f"{path} cannot be resumed: {key!r} must be of type {kind.__name__}, got "
                                   f"{type(ckpt.get(key)).__name__}; delete it to start the run afresh")
-    if ckpt.get("best_state") is not None and not isinstance(ckpt["best_state"], dict):
+    best = ckpt.get("best_state")
+    if best is not None and (not isinstance(best, dict) or not all(isinstance(v, torch.Tensor) for v in best.values())):
         raise CheckpointError(f"{path} cannot be resumed: 'best_state' must be a state dict; delete it to start afresh")
+    if best is not None:
+        _check_state_values(path, best, "its best weights ('best_state')")
     return ckpt
 
 

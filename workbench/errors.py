@@ -16,4 +16,9 @@ class ConfigError(WorkbenchError, ValueError):
     """A setting (a :class:`~workbench.optimize.TrainConfig` field or a params-file value) is out of its range."""
 
 
-__all__ = ["WorkbenchError", "ConfigError"]
+class UsageError(WorkbenchError, ValueError):
+    """A command-line flag or a ``WORKBENCH_*`` environment variable holds a value the workbench cannot use; the
+    command line exits with code 2, as for a bad params file."""
+
+
+__all__ = ["WorkbenchError", "ConfigError", "UsageError"]

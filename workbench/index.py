@@ -8,11 +8,18 @@ JSON), and the tables (``results.md``, ``results.csv`` -- also shown inline -- a
 The page holds no script and no absolute link: it works offline and after the run folder is copied elsewhere. The
 notebook pages draw their plotly figures with the run's own ``figures/plotly.min.js`` (not a CDN), and leave out
 what cannot work without a kernel (widget views). ``python -m workbench run`` writes the index at the end (also after
-a failed notebook); ``python -m workbench index RUN_DIR`` rebuilds it. Every file is written atomically.
+a failed notebook); ``python -m workbench index RUN_DIR`` rebuilds it (holding the run folder's lock).
+
+Only a run folder gets an index (:func:`check_run_folder`: the runner's ``params.json`` or its completion markers),
+and only pages the workbench wrote are replaced: each carries a ``generator`` meta tag (pages written before it
+are recognised by their title or their empty require.js stub). Someone else's ``index.html`` is an error; someone
+else's ``notebooks/NN_x.html`` is left alone (the notebook is linked as ``.ipynb``). All pages are rendered before
+any is written, then each is written atomically; every file read is checked to be a regular file first.
 """
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
 import re
@@ -20,12 +27,16 @@ import time
 from pathlib import Path
 
 from .errors import WorkbenchError
-from .io import atomic_write_text
+from .io import atomic_write_text, open_regular, read_regular_bytes, read_regular_text
 from .paths import git_revision
 
-__all__ = ["INDEX", "RunIndexError", "write_index", "build_index", "notebook_to_html"]
+__all__ = ["INDEX", "RunIndexError", "check_run_folder", "write_index", "build_index", "notebook_to_html"]
 
 INDEX = "index.html"
+GENERATOR = '<meta name="generator" content="workbench index">'
+PAGE_GENERATOR = '<meta name="generator" content="workbench index: notebook page">'
+_LEGACY_MARKS = {INDEX: re.compile(r"<title>Run .*: results index</title>"),
+                 "page": re.compile(re.escape('<script src="data:text/javascript,"></script>'))}
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 MAX_INLINE_ROWS = 200
@@ -63,7 +74,7 @@ def _plain_title(text: str) -> str:
 
 def _figure_title(json_file: Path) -> str:
     try:
-        layout = json.loads(json_file.read_text(encoding="utf-8")).get("layout", {})
+        layout = json.loads(read_regular_text(json_file)).get("layout", {})
     except (OSError, ValueError, RecursionError, AttributeError):
         return ""
     title = layout.get("title") if isinstance(layout, dict) else None
@@ -76,7 +87,7 @@ def _markers(run_dir: Path) -> dict[str, dict]:
     found = {}
     for marker in (run_dir / "notebooks").glob(".*.done.json"):
         try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
+            info = json.loads(read_regular_text(marker))
         except (OSError, ValueError, RecursionError):
             continue
         if isinstance(info, dict):
@@ -107,10 +118,16 @@ def notebook_to_html(ipynb: Path, target: Path, plotly_js: Path) -> Path:
     """Convert an executed notebook to a static HTML page at ``target`` whose plotly figures are drawn with the
     local ``plotly_js`` (linked relatively) instead of plotly's CDN; widget views (useless without a kernel) and
     plotly's CDN loader outputs are left out. Needs nbconvert."""
+    atomic_write_text(target, _notebook_page(ipynb, target, plotly_js))
+    return target
+
+
+def _notebook_page(ipynb: Path, target: Path, plotly_js: Path) -> str:
+    """The HTML of :func:`notebook_to_html` (to be written at ``target``: its links are relative to it)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(ipynb, as_version=4)
+    nb = nbformat.reads(read_regular_text(ipynb), as_version=4)
     nb.metadata.pop("widgets", None)  # no widget manager from a CDN
     loader = f'<script src="{html.escape(os.path.relpath(plotly_js, target.parent))}"></script>'
     first = True
@@ -134,8 +151,7 @@ def notebook_to_html(ipynb: Path, target: Path, plotly_js: Path) -> Path:
     # no require.js: it would turn plotly.min.js into an anonymous AMD module (and needs the network)
     exporter = HTMLExporter(template_name="lab", require_js_url="data:text/javascript,")
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": ipynb.stem}})
-    atomic_write_text(target, body)
-    return target
+    return body.replace("<head>", "<head>" + PAGE_GENERATOR, 1)
 
 
 def _nbconvert_available() -> bool:
@@ -158,21 +174,38 @@ def _plotly_js(run_dir: Path) -> Path:
     return bundle
 
 
-def _notebook_pages(run_dir: Path, notebooks: list[Path], convert: bool, log) -> dict[Path, Path]:
-    """``{executed .ipynb: its HTML page}`` for those that could be converted (up-to-date pages are reused)."""
-    pages = {}
+def _ours(page: Path, kind: str) -> bool:
+    """Whether the existing ``page`` was written by the workbench (``kind``: INDEX or "page"): its generator tag,
+    or the mark of a page written before the tag existed, in its first 4 KiB."""
+    try:
+        with open_regular(page) as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:  # a FIFO, a folder, unreadable: not ours
+        return False
+    return (GENERATOR if kind == INDEX else PAGE_GENERATOR) in head or bool(_LEGACY_MARKS[kind].search(head))
+
+
+def _notebook_pages(run_dir: Path, notebooks: list[Path], convert: bool, log) -> tuple[dict, dict]:
+    """``({executed .ipynb: its HTML page}, {page to write: its HTML})``: up-to-date pages are reused, the others
+    rendered (written later, with the index); a page the workbench did not write is never replaced."""
+    pages, rendered = {}, {}
     if not convert or not notebooks or not _nbconvert_available():
-        return pages
+        return pages, rendered
     for ipynb in notebooks:
         page = ipynb.with_suffix(".html")
         try:
+            if os.path.lexists(page) and not _ours(page, "page"):
+                if log:
+                    log(f"[workbench] index: {page} was not written by the workbench; left alone, the notebook is "
+                        "linked as .ipynb")
+                continue
             if not page.is_file() or page.stat().st_mtime < ipynb.stat().st_mtime:
-                notebook_to_html(ipynb, page, _plotly_js(run_dir))
+                rendered[page] = _notebook_page(ipynb, page, _plotly_js(run_dir))
             pages[ipynb] = page
         except Exception as err:  # a page is a convenience: the .ipynb is linked anyway
             if log:
                 log(f"[workbench] index: could not convert {ipynb.name} to HTML ({type(err).__name__}: {err})")
-    return pages
+    return pages, rendered
 
 
 # ---------------------------------------------------------------------------------------------------- the page
@@ -182,7 +215,7 @@ def _csv_table(csv: Path) -> str:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(csv)
+        frame = pd.read_csv(io.BytesIO(read_regular_bytes(csv)))
     except Exception as err:  # unreadable: say so, the link is there anyway
         return f'<p class="muted">({html.escape(csv.name)} could not be read: {html.escape(str(err))})</p>'
     if len(frame) > MAX_INLINE_ROWS:
@@ -191,20 +224,32 @@ def _csv_table(csv: Path) -> str:
     return '<div class="scroll">' + table + "</div>"
 
 
+def _run_params(run_dir: Path) -> dict:
+    """The runner's ``params.json`` of the run ({} when missing or unreadable)."""
+    try:
+        params = json.loads(read_regular_text(run_dir / "params.json"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
 def build_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -> str:
     """The HTML of ``run_dir``'s index (converting the executed notebooks to HTML first when ``convert``)."""
-    run_dir = Path(run_dir)
-    try:
-        params = json.loads((run_dir / "params.json").read_text(encoding="utf-8"))
-        params = params if isinstance(params, dict) else {}
-    except (OSError, ValueError, RecursionError):
-        params = {}
+    html_text, rendered = _build(Path(run_dir), convert, log)
+    for page, body in rendered.items():
+        atomic_write_text(page, body)
+    return html_text
+
+
+def _build(run_dir: Path, convert: bool, log) -> tuple[str, dict]:
+    """The index's HTML and ``{notebook page: HTML}`` of the pages to (re)write, nothing written yet."""
+    params = _run_params(run_dir)
     markers = _markers(run_dir)
     nb_dir = run_dir / "notebooks"
     executed = sorted(p for p in nb_dir.glob("*.ipynb") if not p.name.startswith(".")) if nb_dir.is_dir() else []
-    pages = _notebook_pages(run_dir, executed, convert, log)
+    pages, rendered = _notebook_pages(run_dir, executed, convert, log)
     rows = _run_rows(run_dir, params, markers)
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', GENERATOR,
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>Run {html.escape(run_dir.name)}: results index</title>", f"<style>{_STYLE}</style></head><body>",
              f"<h1>Run <code>{html.escape(run_dir.name)}</code></h1>",
@@ -213,7 +258,7 @@ def build_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -
     parts += _notebooks_section(run_dir, executed, pages, markers)
     parts += _figures_section(run_dir)
     parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return "\n".join(parts) + "\n", rendered
 
 
 def _run_rows(run_dir: Path, params: dict, markers: dict) -> list[tuple[str, str]]:
@@ -294,12 +339,31 @@ def _figures_section(run_dir: Path) -> list[str]:
     return parts
 
 
-def write_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -> Path:
-    """Write ``run_dir/index.html`` (atomically) and return its path; see the module docstring."""
+def check_run_folder(run_dir: str | os.PathLike) -> Path:
+    """``run_dir`` if it is a run folder -- the runner's ``params.json`` (a mapping with its ``source`` and
+    ``sections``) or a completion marker in ``notebooks/`` -- else a :class:`RunIndexError` naming what is there.
+    A folder that merely has a ``figures/`` or ``notebooks/`` folder gets no index written into it."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunIndexError(f"{run_dir} is not a run folder (no such directory)")
-    if not any((run_dir / name).exists() for name in ("params.json", "notebooks", "figures", "results.csv")):
-        raise RunIndexError(f"{run_dir} does not look like a run folder: it has no params.json, notebooks/, "
-                            "figures/ or results.csv (pass outputs/<name>)")
-    return atomic_write_text(run_dir / INDEX, build_index(run_dir, convert=convert, log=log))
+    params = _run_params(run_dir)
+    if {"source", "sections"} <= set(params) or _markers(run_dir):
+        return run_dir
+    found = sorted(p.name for p in run_dir.iterdir())[:8]
+    raise RunIndexError(f"{run_dir} does not look like a run folder: it has neither the params.json a run writes "
+                        f"nor a finished notebook's marker (it holds {found or 'nothing'}). Pass outputs/<name>, the "
+                        "folder `python -m workbench run` wrote")
+
+
+def write_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -> Path:
+    """Write ``run_dir/index.html`` (and the notebook pages) and return its path; see the module docstring. An
+    ``index.html`` the workbench did not write is a :class:`RunIndexError`, and nothing is written."""
+    run_dir = check_run_folder(run_dir)
+    index = run_dir / INDEX
+    if os.path.lexists(index) and not _ours(index, INDEX):
+        raise RunIndexError(f"{index} was not written by the workbench (no generator tag); refusing to replace it. "
+                            f"Move it away, then rebuild the index")
+    html_text, rendered = _build(run_dir, convert, log)
+    for page, body in rendered.items():
+        atomic_write_text(page, body)
+    return atomic_write_text(index, html_text)

@@ -29,8 +29,10 @@ from pathlib import Path
 from .errors import WorkbenchError
 
 __all__ = [
-    "crash_point", "NotARegularFile", "is_regular_file", "sha256_file", "atomic_write_bytes", "atomic_write_text",
-    "atomic_path", "stale_temps", "clean_stale_temps", "RunFolderError", "RunLocked", "run_lock",
+    "crash_point", "NotARegularFile", "is_regular_file", "open_regular", "read_regular_bytes", "read_regular_text",
+    "sha256_file", "atomic_write_bytes", "atomic_write_text",
+    "atomic_path", "stale_temps", "clean_stale_temps", "RunFolderError", "RunLocked", "run_lock", "output_lock",
+    "run_not_in_use",
     "run_result_problem", "run_result_readable",
 ]
 
@@ -66,22 +68,46 @@ def is_regular_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks. Only regular files (symlinks to them are followed):
-    a FIFO, socket or device raises :class:`NotARegularFile` at once instead of blocking or reading forever."""
-    h = hashlib.sha256()
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike):
+    """Open ``path`` for reading in binary mode, but only if it is a regular file (a symlink to one is followed).
+
+    The one check every reader of a file a user could have replaced goes through: a FIFO, socket or device raises
+    :class:`NotARegularFile` at once (the open does not wait for a FIFO's writer, and the type is checked on the
+    opened file itself, so the file cannot be swapped between a check and the read)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # opening a FIFO must not wait for a writer
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotARegularFile(f"{path} is not a regular file (a pipe, socket, device or folder)")
         os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb") as fh:
-            fd = -1  # closed by the file object
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        fh = os.fdopen(fd, "rb")
+        fd = -1  # closed by the file object
     finally:
         if fd >= 0:
             os.close(fd)
+    with fh:
+        yield fh
+
+
+def read_regular_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of ``path`` through :func:`open_regular` (a FIFO or device raises :class:`NotARegularFile`)."""
+    with open_regular(path) as fh:
+        return fh.read()
+
+
+def read_regular_text(path: str | os.PathLike) -> str:
+    """The UTF-8 text of ``path`` through :func:`open_regular`, newlines as they are in the file (no translation).
+    Raises :class:`NotARegularFile` (an OSError) or UnicodeDecodeError (a ValueError)."""
+    return read_regular_bytes(path).decode("utf-8")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks. Only regular files (symlinks to them are followed):
+    a FIFO, socket or device raises :class:`NotARegularFile` at once instead of blocking or reading forever."""
+    h = hashlib.sha256()
+    with open_regular(path) as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()
 
 
@@ -106,7 +132,9 @@ def _give_default_mode(path: Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically; ``mode`` (e.g. an existing file's permission bits) replaces the
+    default mode a plain ``open`` would give."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_TOKEN}", suffix=".tmp")
@@ -115,7 +143,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        _give_default_mode(Path(tmp), directory=False)
+        if mode is None:
+            _give_default_mode(Path(tmp), directory=False)
+        else:
+            os.chmod(tmp, mode)
         crash_point(f"before-rename:{path.name}")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -126,8 +157,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> Path:
+    return atomic_write_bytes(path, text.encode(), mode)
 
 
 @contextlib.contextmanager
@@ -203,13 +234,38 @@ class RunLocked(RunFolderError):
     """Another run is writing into the same output folder."""
 
 
-def _holder_text(folder: Path) -> str:
+def _holder_text(holder: Path) -> str:
     try:
-        info = json.loads((folder / HOLDER_FILE).read_text(encoding="utf-8"))
+        info = json.loads(read_regular_text(holder))
         return (f"pid {int(info['pid'])} on host {str(info['host'])[:100]}, started {str(info['started'])[:40]}: "
                 f"{str(info.get('command', ''))[:300]}")
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return "details unknown"
+
+
+@contextlib.contextmanager
+def _hold(lock_file: Path, holder: Path, command: str, busy: str, unwritable: str):
+    """Hold an ``flock`` on ``lock_file`` (the ``filelock`` package) and record who holds it in ``holder``;
+    ``busy`` is the error when another process holds it (``{holder}`` names that process), ``unwritable`` the
+    start of the error when the lock file cannot be created."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_file), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunLocked(busy.format(holder=_holder_text(holder))) from None
+    except OSError as err:
+        raise RunFolderError(f"{unwritable}: {err.strerror or err}; pass a writable folder") from None
+    try:
+        stale = _holder_text(holder) if os.path.lexists(holder) else None
+        atomic_write_text(holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                                              "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        yield stale
+    finally:
+        with contextlib.suppress(OSError):
+            holder.unlink()
+        lock.release()
 
 
 @contextlib.contextmanager
@@ -220,28 +276,47 @@ def run_lock(folder: str | os.PathLike, command: str = ""):
     The lock is an ``flock`` (the ``filelock`` package) on ``folder/.workbench.lock``: the operating system
     releases it when the holder exits or is killed, so a stale lock never blocks a later run. A holder record
     left behind by a run that was killed is reported as the block's value (None otherwise)."""
-    from filelock import FileLock, Timeout
-
     folder = Path(folder)
-    lock = FileLock(str(folder / LOCK_FILE), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunLocked(f"{folder} is in use by another run ({_holder_text(folder)}); wait for it to finish, or "
-                        "give this run another name or --outputs folder") from None
-    except OSError as err:
-        raise RunFolderError(f"cannot lock the output folder {folder}: {err.strerror or err}; pass --outputs a "
-                             "writable folder") from None
-    try:
-        stale = _holder_text(folder) if (folder / HOLDER_FILE).exists() else None
-        atomic_write_text(folder / HOLDER_FILE, json.dumps({
-            "pid": os.getpid(), "host": socket.gethostname(), "command": command,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    busy = (f"{folder} is in use by another run ({{holder}}); wait for it to finish, or give this run another name "
+            "or --outputs folder")
+    with _hold(folder / LOCK_FILE, folder / HOLDER_FILE, command, busy,
+               f"cannot lock the output folder {folder}") as stale:
         yield stale
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike, command: str = ""):
+    """The lock of a folder that a command builds elsewhere and renames into place (``optimize --out``, ``zoo
+    --out``): as :func:`run_lock`, but on ``.<name>.workbench.lock`` beside ``out`` (a lock inside would be renamed
+    away with the old folder). The empty lock file stays, as a run folder's does."""
+    out = Path(out)
+    with _hold(out.with_name(f".{out.name}.workbench.lock"), out.with_name(f".{out.name}.workbench.lock.json"),
+               command, f"{out} is being written by another command ({{holder}}); wait for it to finish, or pass "
+               "another folder", f"cannot lock {out}") as stale:
+        yield stale
+
+
+@contextlib.contextmanager
+def run_not_in_use(folder: str | os.PathLike):
+    """For readers of a run folder (``report``): raise :class:`RunLocked` if a run (or ``train``, ``index``) holds
+    its lock, and keep a shared lock for the block so none starts meanwhile. Takes nothing where no run ever
+    locked the folder; opens the lock file read-only, so a read-only copy of a run can be read."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+    except OSError:  # no lock file (never run here) or a link: nothing holds it
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{folder} is in use by another run ({_holder_text(Path(folder) / HOLDER_FILE)}); "
+                            "wait for it to finish, then rerun this command") from None
+        yield
     finally:
-        with contextlib.suppress(OSError):
-            (folder / HOLDER_FILE).unlink()
-        lock.release()
+        os.close(fd)  # releases the shared lock
 
 
 # -- state of a finished metanetwork run ------------------------------------------------------------------------------
@@ -254,13 +329,13 @@ def run_result_problem(folder: str | os.PathLike) -> str | None:
     continues from ``checkpoint.pt`` and rewrites both files."""
     folder = Path(folder)
     try:
-        info = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+        info = json.loads(read_regular_text(folder / "result.json"))
         if not isinstance(info, dict):
             return "result.json does not hold a JSON object"
         for key, kind in _RESULT_FIELDS.items():
             if not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
                 return f"result.json: {key!r} is missing or not a number"
-        for n, line in enumerate((folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines(), start=1):
+        for n, line in enumerate(read_regular_text(folder / "metrics.jsonl").splitlines(), start=1):
             if line and not isinstance(json.loads(line), dict):
                 return f"metrics.jsonl line {n} is not a JSON object"
     except (OSError, ValueError, RecursionError) as err:  # missing, unreadable, truncated, not JSON, not UTF-8

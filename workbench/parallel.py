@@ -13,6 +13,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Callable, Sequence
 
+from . import environment
+
 __all__ = ["default_workers", "run_parallel", "start_order"]
 
 
@@ -22,9 +24,9 @@ def default_workers(requested: int | None = None) -> int:
         if int(requested) < 1:
             raise ValueError(f"workers must be >= 1, got {requested}")
         return int(requested)
-    env = os.environ.get("WORKBENCH_WORKERS")
-    if env:
-        return max(1, int(env))
+    env = environment.workers()
+    if env is not None:
+        return env
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -61,10 +63,7 @@ def _die_with_parent() -> None:
 
 def _init_worker() -> None:
     _die_with_parent()
-    os.environ.setdefault("WORKBENCH_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(int(os.environ["WORKBENCH_THREADS"]))
+    environment.apply_threads()  # WORKBENCH_THREADS as in the parent; 0 leaves torch's default
 
 
 def run_parallel(fn: Callable, jobs: Sequence, *, workers: int | None = None, desc: str = "jobs",
@@ -77,6 +76,7 @@ def run_parallel(fn: Callable, jobs: Sequence, *, workers: int | None = None, de
     """
     from .notebook import progress_bar as tqdm  # plain text lines in batch runs (workbench.notebook)
 
+    environment.threads()  # a bad WORKBENCH_THREADS is an error here, not a crash in every worker
     workers = min(default_workers(workers), max(1, len(jobs)))
     if workers == 1:
         results = []

@@ -23,8 +23,10 @@ The metanetwork's training settings follow one rule: ``meta_<name>`` sets the fi
 ``meta_n_layers``, ``meta_batch_networks``, ...; :func:`workbench.pipeline.training_settings` applies it); ``seed``,
 ``lam`` and ``device`` are run-wide keys. A key renamed by that rule (:data:`RENAMED`) is an error naming the new key.
 
-The module is longer than the package's other modules (about 420 lines) on purpose: every rule a params file must
-meet lives here, next to the reader that enforces it, so one file answers "why was my params file refused".
+The module is longer than the package's other modules (about 450 lines) on purpose: every rule a params file must
+meet lives here, next to the reader that enforces it, so one file answers "why was my params file refused"; the
+command-line flags that set the same settings (``--seed``, ``--device``, ...) are checked by the same rules here
+(:func:`check_flag`).
 """
 from __future__ import annotations
 
@@ -41,12 +43,12 @@ from pathlib import Path
 
 import yaml
 
-from .errors import WorkbenchError
+from .errors import UsageError, WorkbenchError
 from .ranges import PARAMS_RANGES, Rule
 from .zoo import DEFAULT_BATCH_SIZE, default_spec
 
 __all__ = ["ParamsError", "RunParams", "load_params", "file_values", "notebook_values", "declared_parameters",
-           "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED"]
+           "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED", "FLAG_KEYS", "check_flag"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESERVED = {"name", "extends"}
@@ -199,6 +201,25 @@ def _check_value(path, label: str, value) -> None:
             stack.extend(item.values())
         elif isinstance(item, (list, tuple, set)):
             stack.extend(item)
+
+
+#: command-line flag -> the params key whose rule (:data:`workbench.ranges.PARAMS_RANGES`) its value meets
+FLAG_KEYS = {"--seed": "seed", "--device": "device", "--family": "family", "--batch-size": "meta_batch_networks"}
+
+
+def check_flag(flag: str, value) -> None:
+    """Check a command-line flag's value as a params file's value of the same meaning is checked (64-bit integers,
+    finite numbers, :data:`FLAG_KEYS`' range); a :class:`~workbench.errors.UsageError` names the flag. None (the
+    flag not given) passes."""
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{flag} is {value}; it must be a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise UsageError(f"{flag} is the integer {_short(value)}, which does not fit in 64 bits")
+    why = PARAMS_RANGES[FLAG_KEYS[flag]].problem(value)
+    if why:
+        raise UsageError(f"{flag} {why}")
 
 
 def load_params(path: str | Path, notebooks: list[Path] | None = None, *,

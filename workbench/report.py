@@ -4,32 +4,38 @@
 
 1. :func:`snapshot` copies the small text artifacts of a finished run (``results.csv``, ``results/*.csv``, the
    params, per-notebook times from the completion markers) and a ``run_info.json`` (date, machine, git revision)
-   into ``docs/results/NAME/`` -- a few kilobytes that live in the repository, unlike ``outputs/``;
+   into ``docs/results/NAME/`` -- a few kilobytes that live in the repository, unlike ``outputs/``. The snapshot is
+   built in a hidden folder beside NAME and renamed into place whole (no stale file of an earlier snapshot stays,
+   no copy is left half-written), while no run holds the run folder's lock. NAME must be new, empty, or a snapshot
+   (:data:`SNAPSHOT_OUTPUT`: a ``run_info.json`` of the report's own and only the file names a snapshot holds --
+   how the snapshots written before the rule existed are recognised too); anything else is refused;
 2. :func:`render` turns such a snapshot into markdown (tables, per-checkpoint gains, verdicts, ablation and
    scaling summaries), every number read from those files;
 3. :func:`update_readme` replaces the README block between ``<!-- BEGIN RESULTS NAME -->`` and
-   ``<!-- END RESULTS NAME -->`` with the rendered markdown. A test re-renders every snapshot the README names
+   ``<!-- END RESULTS NAME -->`` with the rendered markdown, atomically, keeping the file's newline style (the
+   block's own), its permission bits and, for a symlinked README, the link (the file it points to is updated). A test re-renders every snapshot the README names
    and compares, so a hand edit of a number fails the test suite.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import shutil
+import stat
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import WorkbenchError
-from .io import atomic_write_text
-from .machine import machine_description
-from .paths import git_revision
 from .findings import findings_markdown, run_line
+from .io import atomic_path, atomic_write_text, read_regular_bytes, read_regular_text, run_not_in_use
+from .machine import machine_description
+from .paths import OutputKind, check_not_an_input, check_output_folder, git_revision
 from .results import COLUMNS, markdown_table, matched_summary, to_markdown, warm_summary
 
-__all__ = ["ReportError", "snapshot", "render", "update_readme"]
+__all__ = ["ReportError", "snapshot", "render", "update_readme", "readme_blocks", "SNAPSHOT_OUTPUT", "BLOCKS"]
 
 SNAPSHOT_FILES = ["results.csv", "results/ablation_runs.csv", "results/ablation_verdict.csv",
                   "results/ablation_contrast.csv", "results/verdicts.csv", "results/scaling.csv", "results/lam_sweep.csv",
@@ -41,37 +47,95 @@ class ReportError(WorkbenchError, ValueError):
     """A run folder or snapshot lacks what a report needs, or the README has no block for it."""
 
 
+def _is_run_info(info) -> bool:
+    return isinstance(info, dict) and all(k in info for k in ("run", "finished", "machine", "notebook_seconds"))
+
+
+RUN_INFO = "run_info.json"
+#: what a snapshot folder holds: run_info.json (its manifest) and the copied files, by their names
+#: files that snapshots of earlier versions held (still recognised as a snapshot's own, so those are replaceable)
+LEGACY_SNAPSHOT_FILES = ("break_even.csv",)
+SNAPSHOT_OUTPUT = OutputKind("report --snapshot", RUN_INFO,
+                             frozenset({RUN_INFO, *LEGACY_SNAPSHOT_FILES, *(Path(name).name for name in SNAPSHOT_FILES)}),
+                             _is_run_info)
+
+
 def snapshot(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Copy a finished run's small text artifacts into ``dest`` with ``run_info.json``; returns ``dest``."""
+    """Copy a finished run's small text artifacts into ``dest`` with ``run_info.json``; returns ``dest``.
+
+    ``dest`` is replaced whole (built beside it, renamed into place) and only if it is new, empty or a snapshot
+    (:data:`SNAPSHOT_OUTPUT`); never the run folder, a folder holding it or one inside it. Refused while a run
+    holds the run folder's lock, and when a table does not read back as CSV."""
     run_dir, dest = Path(run_dir), Path(dest)
-    if not (run_dir / "results.csv").is_file():
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir} is not a run folder (no such directory); pass outputs/<name>")
+    if not os.path.lexists(run_dir / "results.csv"):
         raise ReportError(f"{run_dir} has no results.csv: run the notebook sequence to the end first "
                           "(python -m workbench run PARAMS)")
-    markers = sorted((run_dir / "notebooks").glob(".*.done.json"))
-    seconds = {}
-    for m in markers:
+    check_not_an_input(dest, {"run folder": run_dir}, flag="--snapshot")
+    check_output_folder(dest, SNAPSHOT_OUTPUT, flag="--snapshot")
+    with run_not_in_use(run_dir):
+        files = _snapshot_files(run_dir)
+        info = _run_info(run_dir)
         try:
-            seconds[m.name[1:].split(".done.json")[0]] = float(json.loads(m.read_text()).get("seconds", float("nan")))
-        except (OSError, ValueError, AttributeError):
-            continue
-    finished = max((m.stat().st_mtime for m in markers), default=(run_dir / "results.csv").stat().st_mtime)
-    try:  # the revision and machine the run executed on (recorded by the runner when it started), not this one's
-        recorded = json.loads((run_dir / "params.json").read_text())
-        revision, machine = recorded.get("git_revision"), recorded.get("machine")
-    except (OSError, ValueError, AttributeError):
-        revision = machine = None
-    info = {"run": run_dir.name, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(finished)),
-            "git_revision": revision or git_revision(),
-            "machine": machine or machine_description(), "notebook_seconds": seconds,
-            "total_minutes": round(sum(seconds.values()) / 60, 1)}
-    dest.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dest) as tmp:
+                tmp.mkdir()
+                for name, data in files.items():
+                    (tmp / name).write_bytes(data)
+                (tmp / RUN_INFO).write_text(json.dumps(info, indent=1))
+                check_output_folder(dest, SNAPSHOT_OUTPUT, flag="--snapshot")  # again, just before the rename
+        except OSError as err:
+            raise ReportError(f"cannot write the snapshot {dest}: {err.strerror or err}; nothing was changed there "
+                              "(a full disk? a read-only folder?)") from None
+    return dest
+
+
+def _snapshot_files(run_dir: Path) -> dict[str, bytes]:
+    """``{name in the snapshot: bytes}`` of the run's :data:`SNAPSHOT_FILES` that exist; each a regular file,
+    each table a CSV that reads back, ``results.csv`` holding rows with family and method."""
+    files = {}
     for name in SNAPSHOT_FILES:
         src = run_dir / name
-        if src.is_file():
-            target = dest / Path(name).name
-            shutil.copyfile(src, target)
-    atomic_write_text(dest / "run_info.json", json.dumps(info, indent=1))
-    return dest
+        if not os.path.lexists(src):
+            continue
+        try:
+            data = read_regular_bytes(src)
+            if name.endswith(".csv"):
+                table = pd.read_csv(io.BytesIO(data))
+            else:
+                json.loads(data.decode("utf-8"))
+        except OSError as err:
+            raise ReportError(f"cannot read {src}: {err.strerror or err}") from None
+        except (ValueError, RecursionError) as err:  # pandas' EmptyDataError and ParserError, not UTF-8, not JSON
+            raise ReportError(f"{src} does not read back ({type(err).__name__}: {str(err)[:200]}); rerun the "
+                              "notebook that writes it (python -m workbench run PARAMS --resume)") from None
+        if name == "results.csv" and (table.empty or not {"family", "method"} <= set(table.columns)):
+            raise ReportError(f"{src} holds no results (no rows with 'family' and 'method'); rerun notebook 06 "
+                              "(python -m workbench run PARAMS --resume)")
+        files[Path(name).name] = data
+    return files
+
+
+def _run_info(run_dir: Path) -> dict:
+    """run_info.json: the run's name, when its last notebook finished, the revision it ran at, the machine and
+    the notebooks' times (from their completion markers; unreadable ones are skipped)."""
+    seconds, finished = {}, []
+    for m in sorted((run_dir / "notebooks").glob(".*.done.json")):
+        try:
+            seconds[m.name[1:].split(".done.json")[0]] = float(json.loads(read_regular_text(m)).get("seconds",
+                                                                                                 float("nan")))
+            finished.append(m.stat().st_mtime)
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+            continue
+    try:  # the revision and machine the run executed on (recorded by the runner when it started), not this one's
+        recorded = json.loads(read_regular_text(run_dir / "params.json"))
+        revision, machine = recorded.get("git_revision"), recorded.get("machine")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        revision = machine = None
+    last = max(finished, default=(run_dir / "results.csv").stat().st_mtime)
+    return {"run": run_dir.name, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last)),
+            "git_revision": revision or git_revision(), "machine": machine or machine_description(),
+            "notebook_seconds": seconds, "total_minutes": round(sum(seconds.values()) / 60, 1)}
 
 
 def _read(folder: Path, name: str) -> pd.DataFrame | None:
@@ -201,19 +265,34 @@ def update_readme(readme: str | os.PathLike, snapshot_dir: str | os.PathLike, na
                   kind: str = "RESULTS") -> Path:
     """Replace the block ``kind`` (``"RESULTS"``: :func:`render`, ``"FINDINGS"``:
     :func:`~workbench.findings.findings_markdown`) for ``name`` (default: the snapshot folder's name) in ``readme``
-    (any markdown file: the README, docs/results.md)."""
+    (any markdown file: the README, docs/results.md), keeping the file's newline style, its permission bits and its
+    symlink (see the module docstring)."""
     if kind not in BLOCKS:
         raise ReportError(f"unknown block kind {kind!r}; expected one of {sorted(BLOCKS)}")
     readme, snapshot_dir = Path(readme), Path(snapshot_dir)
     name = name or snapshot_dir.name
     begin, end = _markers(name, kind)
-    text = readme.read_text(encoding="utf-8")
+    target = Path(os.path.realpath(readme))  # a symlinked README: update the file it points to, keep the link
+    try:
+        raw, mode = read_regular_bytes(target), stat.S_IMODE(os.stat(target).st_mode)
+    except OSError as err:
+        raise ReportError(f"cannot read {readme}: {err.strerror or err}; pass the README that holds the block") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{readme} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
+    found = pattern.search(text)
+    if not found:
         raise ReportError(f"{readme} has no block {begin} ... {end}; add those two lines where the results go")
+    newline = "\r\n" if text.startswith("\r\n", found.start() + len(begin)) else "\n"  # the block's own style
     block = f"{begin}\n<!-- generated by: python -m workbench report --snapshot {snapshot_dir.as_posix()} -- do not edit -->\n" \
-            f"{BLOCKS[kind](snapshot_dir)}{end}"
-    return atomic_write_text(readme, pattern.sub(lambda _: block, text))
+            f"{BLOCKS[kind](snapshot_dir)}{end}".replace("\n", newline)
+    try:
+        atomic_write_text(target, pattern.sub(lambda _: block, text), mode=mode)
+    except OSError as err:
+        raise ReportError(f"cannot write {readme}: {err.strerror or err}; it was left as it was") from None
+    return readme
 
 
 def readme_blocks(readme: str | os.PathLike, kind: str = "RESULTS") -> dict[str, str]:

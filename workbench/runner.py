@@ -263,9 +263,12 @@ def _run_notebooks(params: RunParams, notebooks: list[Path], out: Path, resume: 
         t0 = time.perf_counter()
         try:
             with _batch_environment():
+                # shutdown_kernel="immediate": on Ctrl-C nbclient's graceful shutdown of a busy kernel made the
+                # kernel print a 20-line ZMQ traceback above the command's one-line advice; a finished notebook's
+                # kernel has nothing left to do, so ending it at once loses nothing
                 pm.execute_notebook(str(nb), str(tmp), parameters=injected, kernel_name=kernel_name,
                                     cwd=str(nb.parent), progress_bar=False, log_output=False,
-                                    timeout_func=_cell_timeout)
+                                    timeout_func=_cell_timeout, shutdown_kernel="immediate")
         except Exception as err:
             failed = target.with_name(f"{nb.stem}.failed.ipynb")
             if tmp.exists():

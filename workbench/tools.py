@@ -1,15 +1,21 @@
 """The product surface without Jupyter: generate a zoo, and apply a trained meta-optimizer to a zoo folder.
 
     python -m workbench zoo PARAMS --family F [--seed S] --out DIR
-    python -m workbench optimize MODEL ZOO_DIR --out DIR [--evaluate] [--data-path P]
+    python -m workbench optimize MODEL ZOO_DIR --out DIR [--evaluate] [--data-path P] [--drop-nonfinite]
 
 ``optimize`` reads either format the workbench knows -- its own zoo folder (``zoo.json``, safetensors, meta.csv) or
 a Small CNN Zoo folder (``weights.npy``, ``layout.csv``, ``metrics.csv[.gz]``) -- and writes the new weights in the
-same format, so the output folder can be read back by the same loader (or by the Small CNN Zoo's own tools).
+same format (and dtype), so the output folder can be read back by the same loader (or the Small CNN Zoo's tools).
+Both commands follow the workbench's output-folder rule (:func:`workbench.paths.check_output_folder`): ``--out`` is a
+new or empty folder or one the same command wrote (its manifest, nothing else inside), never the input or a folder
+holding it; the folder is built beside its target and renamed into place, under a lock beside it
+(:func:`workbench.io.output_lock`). ``optimize`` writes nothing unless every network's one-shot output (and, with
+``--evaluate``, its logits) is finite; ``--drop-nonfinite`` leaves the other networks out instead, named and counted.
 """
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import time
@@ -17,12 +23,39 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
-from .io import atomic_path
-from .nets import Params, n_networks, small_cnn_zoo_spec
+from .errors import ConfigError, WorkbenchError
+from .io import RunFolderError, atomic_path, output_lock, read_regular_bytes
+from .nets import Params, n_networks, select, small_cnn_zoo_spec
+from .paths import OutputFolderError, OutputKind, check_not_an_input, check_output_folder
 from .zoo import FAMILIES, Zoo, ZooError, default_spec, generate, load_small_cnn_zoo, read_layout
+from .zoo.container import FORMAT, MANIFEST, META_FILE, PARAMS_FILE
 
-__all__ = ["generate_zoo", "optimize_zoo", "zoo_format", "zoo_settings"]
+__all__ = ["generate_zoo", "optimize_zoo", "zoo_format", "zoo_settings", "NonFiniteOutput", "OPTIMIZE_OUTPUT",
+           "ZOO_OUTPUT"]
+
+OPTIMIZED_FILE = "optimized.json"  # the summary that marks a folder written by optimize_zoo
+_WORKBENCH_FILES = (MANIFEST, PARAMS_FILE, META_FILE)
+_SMALL_CNN_ZOO_FILES = ("weights.npy", "layout.csv", "metrics.csv.gz")
+_METRIC_COLUMNS = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss", "l1")
+# floating dtypes the one shot and the forward pass compute in on every device (float8 has no arithmetic there)
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _is_optimize_summary(info) -> bool:
+    return (isinstance(info, dict) and isinstance(info.get("model"), str) and isinstance(info.get("zoo"), str)
+            and info.get("format") in ("workbench", "small-cnn-zoo") and isinstance(info.get("n_networks"), int))
+
+
+OPTIMIZE_OUTPUT = OutputKind("optimize", OPTIMIZED_FILE,
+                             frozenset({OPTIMIZED_FILE, *_WORKBENCH_FILES, *_SMALL_CNN_ZOO_FILES}), _is_optimize_summary)
+ZOO_OUTPUT = OutputKind("zoo", MANIFEST, frozenset(_WORKBENCH_FILES),
+                        lambda info: isinstance(info, dict) and info.get("format") == FORMAT)
+
+
+class NonFiniteOutput(WorkbenchError, ValueError):
+    """The one shot gave NaN or infinite weights (or logits) for some networks; nothing was written."""
 
 
 def zoo_settings(params_path: str | os.PathLike) -> dict:
@@ -33,22 +66,32 @@ def zoo_settings(params_path: str | os.PathLike) -> dict:
     return notebook_values(params_path, "03")[1]
 
 
-def _check_zoo_target(out: Path) -> None:
-    """Refuse, before any work, an ``out`` that :meth:`Zoo.save` would refuse after it (or could not create)."""
-    if out.is_symlink():
-        raise ZooError(f"--out {out} is a symbolic link; pass the folder itself or a new folder")
-    if out.exists() and not out.is_dir():
-        raise ZooError(f"--out {out} is a file, not a folder; pass a new or empty folder for the zoo")
-    if out.is_dir() and not (out / "zoo.json").is_file() and any(out.iterdir()):
-        found = sorted(p.name for p in out.iterdir())[:5]
-        raise ZooError(f"refusing to write a zoo into {out}: it is not empty and not a zoo (no zoo.json; it holds "
-                       f"{found}); pass a new or empty folder")
+def _prepare_out(out: Path, kind: OutputKind, inputs: dict) -> None:
+    """Refuse, before any work, an ``out`` the command may not write; create its parent (where its lock goes)."""
+    check_not_an_input(out, inputs)
+    check_output_folder(out, kind)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as err:  # a read-only mount, no permission, a name too long
+        raise OutputFolderError(f"cannot create the folder {out.parent} for --out {out}: "
+                                f"{getattr(err, 'strerror', None) or err}; pass a writable folder") from None
+
+
+# what a failed write raises: OSError, or SafetensorError (safetensors wraps the OSError of a full disk in it)
+_WRITE_ERRORS = (OSError, SafetensorError)
+
+
+def _write_failed(out: Path, err: Exception) -> RunFolderError:
+    why = getattr(err, "strerror", None) or str(err)[:200]
+    return RunFolderError(f"cannot write {out}: {why}; nothing was written there (a full disk? a read-only "
+                          "folder?). Free space or pass another --out")
 
 
 def generate_zoo(params_path: str | os.PathLike, family: str, out: str | os.PathLike, *, seed: int | None = None,
                  progress: bool = True) -> Zoo:
     """Generate the zoo of ``family`` that notebook 03 would generate with a params file (:func:`zoo_settings`;
-    ``seed`` overrides the file's) and save it to ``out`` (a new or empty folder, or an existing zoo, replaced).
+    ``seed`` overrides the file's) and save it to ``out`` (a new or empty folder, or a zoo the workbench wrote --
+    :data:`ZOO_OUTPUT` -- which is replaced).
 
     With a ``zoo_path`` in the params file notebook 03 reads the Small CNN Zoo instead; this command always
     generates (on ``dataset``)."""
@@ -57,28 +100,41 @@ def generate_zoo(params_path: str | os.PathLike, family: str, out: str | os.Path
     if family not in FAMILIES:
         raise ZooError(f"unknown family {family!r}; choose from {list(FAMILIES)}")
     out = Path(out)
-    _check_zoo_target(out)
     values = zoo_settings(params_path)
     seed = int(values["seed"] if seed is None else seed)
-    data = pipeline.get_data(values["dataset"], values.get("data_path"), seed)
-    zoo_epochs = int(values["zoo_epochs"])
-    checkpoints = [c for c in pipeline.ZOO_CHECKPOINTS if c < zoo_epochs]
-    zoo = generate(default_spec(family, data.name), data, int(values["n_networks"]), epochs=zoo_epochs,
-                   checkpoints=checkpoints, seed=seed, batch_size=pipeline.ZOO_BATCH_SIZE,
-                   device=_device(values.get("device", "cpu")), progress=progress,
-                   test_fraction=float(values.get("zoo_test_fraction", 0.5)))
-    zoo.save(out)
+    device = _device(values.get("device", "cpu"), f"device in {params_path}")
+    _prepare_out(out, ZOO_OUTPUT, {"params file": params_path})
+    with output_lock(out, f"python -m workbench zoo {params_path} --family {family} --out {out}"):
+        check_output_folder(out, ZOO_OUTPUT)
+        data = pipeline.get_data(values["dataset"], values.get("data_path"), seed)
+        zoo_epochs = int(values["zoo_epochs"])
+        checkpoints = [c for c in pipeline.ZOO_CHECKPOINTS if c < zoo_epochs]
+        zoo = generate(default_spec(family, data.name), data, int(values["n_networks"]), epochs=zoo_epochs,
+                       checkpoints=checkpoints, seed=seed, batch_size=pipeline.ZOO_BATCH_SIZE, device=device,
+                       progress=progress, test_fraction=float(values.get("zoo_test_fraction", 0.5)))
+        check_output_folder(out, ZOO_OUTPUT)  # again: nothing of anyone else's appeared meanwhile
+        try:
+            zoo.save(out)
+        except _WRITE_ERRORS as err:
+            raise _write_failed(out, err) from None
     return zoo
 
 
-def _device(device: str) -> torch.device:
-    from .errors import ConfigError
+def _device(device: str, label: str = "--device") -> torch.device:
+    """The torch device ``device`` names, if this machine has it (a ConfigError naming ``label`` otherwise)."""
     from .optimize import resolve_device
 
     try:
-        return resolve_device(device)
+        dev = resolve_device(device)
     except (RuntimeError, ValueError) as err:
-        raise ConfigError(str(err)) from None
+        raise ConfigError(f"{label}: {err}") from None
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{label} is 'mps', but this machine has no MPS device (Apple GPUs only); use 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"{label} is {device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{label} is {device!r}, but must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'")
+    return dev
 
 
 def zoo_format(folder: str | os.PathLike) -> str:
@@ -109,58 +165,59 @@ def _to_tf_rows(zoo: Zoo, params: Params, layout_file: Path) -> np.ndarray:
     return rows
 
 
-OPTIMIZED_FILE = "optimized.json"  # the summary that marks a folder written by optimize_zoo
-_METRIC_COLUMNS = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss", "l1")
-
-
-def _check_optimize_target(zoo_dir: Path, out: Path) -> None:
-    """``out`` must be new, empty, or an earlier output of :func:`optimize_zoo` (replaced whole); never the input,
-    a folder holding the input, or anyone else's files."""
-    src, dst = zoo_dir.resolve(), out.resolve()
-    if dst == src:
-        raise ZooError(f"--out {out} is the input zoo folder; write the optimized zoo to a new folder")
-    if dst in src.parents:
-        raise ZooError(f"--out {out} holds the input zoo {zoo_dir}; replacing it would delete the input. Write the "
-                       "optimized zoo to a new folder")
-    if out.is_symlink():
-        raise ZooError(f"--out {out} is a symbolic link; pass a new folder")
-    if out.exists() and not out.is_dir():
-        raise ZooError(f"--out {out} is a file, not a folder; pass a new or empty folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / OPTIMIZED_FILE).is_file():
-        found = sorted(p.name for p in out.iterdir())[:5]
-        raise ZooError(f"refusing to write into {out}: it is not empty and was not written by `optimize` (no "
-                       f"{OPTIMIZED_FILE}; it holds {found}); pass a new or empty folder")
-
-
 def _load_input_zoo(zoo_dir: Path, fmt: str, activation: str) -> Zoo:
     try:
         if fmt == "workbench":
-            return Zoo.load(zoo_dir)
-        return load_small_cnn_zoo(zoo_dir, activation=activation, drop_nonfinite=True)
+            zoo = Zoo.load(zoo_dir)
+        else:
+            zoo = load_small_cnn_zoo(zoo_dir, activation=activation, drop_nonfinite=True)
     except ZooError as err:
         raise ZooError(f"cannot read the zoo at {zoo_dir}: {err}. Regenerate it (python -m workbench zoo ...) or "
                        "pass another zoo folder") from None
+    if len(zoo) == 0:
+        raise ZooError(f"{zoo_dir} holds no networks to optimize")
+    dtype = str(zoo.params[0][0].dtype).removeprefix("torch.")
+    if dtype not in _DTYPES:
+        raise ZooError(f"{zoo_dir} holds {dtype} weights; `optimize` reads zoos of {', '.join(_DTYPES)} (torch has "
+                       f"no arithmetic for {dtype} here). Convert the zoo to float32 first")
+    return zoo
+
+
+def _load_inputs(model_path: Path, zoo_dir: Path, fmt: str, activation: str | None, dev: torch.device):
+    """The input zoo and the metanetwork (loaded on the CPU, then moved: a device problem is never a "corrupt
+    checkpoint")."""
+    from .optimize import CheckpointError, load_model
+
+    if fmt == "small-cnn-zoo" and activation is None:
+        activation = _small_cnn_zoo_activation(model_path, zoo_dir)
+    zoo = _load_input_zoo(zoo_dir, fmt, activation)
+    try:
+        model = load_model(model_path, map_location="cpu", spec=zoo.spec)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} (the zoo at {zoo_dir} holds {zoo.spec.describe()})") from None
+    return zoo, model.to(dev)
 
 
 def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out: str | os.PathLike, *,
                  evaluate: bool = False, data_path: str | None = None, activation: str | None = None,
-                 batch_size: int = 256, device: str = "cpu") -> dict:
+                 batch_size: int = 256, device: str = "cpu", drop_nonfinite: bool = False) -> dict:
     """Apply a trained meta-optimizer (``best.pt``) to every network of ``zoo_dir`` and write them to ``out``.
 
     ``out`` is built in a hidden temporary folder and renamed into place, so a failure leaves nothing half-written;
-    it must be a new or empty folder or an earlier output of this function. In the workbench format the per-network
-    metrics of the input (accuracies, losses, L1) no longer describe the new weights: they are kept as
-    ``<column>_before`` and set to NaN, except ``test_acc``/``test_loss``/``l1`` which ``evaluate`` measures anew.
-    The Small CNN Zoo's ``metrics.csv.gz`` keeps the input's numbers unless ``evaluate`` (its loader needs them);
-    with ``evaluate``, ``test_accuracy``/``test_loss`` are the new ones and the old ones ``*_before``.
+    it must be a new or empty folder or an earlier output of this function (:data:`OPTIMIZE_OUTPUT`), and must not
+    be, hold or lie inside the model or the zoo. In the workbench format the per-network metrics of the input
+    (accuracies, losses, L1) no longer describe the new weights: they are kept as ``<column>_before`` and set to
+    NaN, except ``test_acc``/``test_loss``/``l1`` which ``evaluate`` measures anew. The Small CNN Zoo's
+    ``metrics.csv.gz`` keeps the input's numbers unless ``evaluate`` (its loader needs them); with ``evaluate``,
+    ``test_accuracy``/``test_loss`` are the new ones and the old ones ``*_before``.
 
-    With ``evaluate`` the networks before and after are scored on the test split of the zoo's data set (digits ships
-    with scikit-learn; grayscale CIFAR-10 needs ``data_path``). Returns a summary dict (also written to
-    ``out/optimized.json``). A model trained for another architecture is a CheckpointError naming both.
+    Networks whose one-shot weights (or, with ``evaluate``, logits) are not finite are a :class:`NonFiniteOutput`
+    naming them, and nothing is written; ``drop_nonfinite`` leaves them out (``dropped`` in the summary) unless all
+    are. ``evaluate`` scores the networks before and after on the test split of the zoo's data set (CIFAR-10 needs
+    ``data_path``). Returns a summary dict (also ``out/optimized.json``). A model trained for another architecture
+    is a CheckpointError naming both.
     """
-    # imported here, not at the top: the metanetwork (and PyG) stay off the path of `python -m workbench zoo`
-    from .errors import ConfigError
-    from .optimize import CheckpointError, load_model, one_shot
+    from .optimize import CheckpointError, one_shot  # the metanetwork (and PyG) stay off `zoo`'s path
 
     zoo_dir, out, model_path = Path(zoo_dir), Path(out), Path(model_path)
     if int(batch_size) < 1:
@@ -170,38 +227,93 @@ def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out:
         raise CheckpointError(f"the model {model_path} {what}; pass a trained metanetwork checkpoint such as "
                               "<run folder>/best.pt (notebook 04 or `python -m workbench train`)")
     fmt = zoo_format(zoo_dir)
-    _check_optimize_target(zoo_dir, out)
     dev = _device(device)
-    if fmt == "small-cnn-zoo" and activation is None:
-        activation = _small_cnn_zoo_activation(model_path, zoo_dir)
-    zoo = _load_input_zoo(zoo_dir, fmt, activation)
-    if len(zoo) == 0:
-        raise ZooError(f"{zoo_dir} holds no networks to optimize")
-    try:
-        model = load_model(model_path, map_location=dev, spec=zoo.spec)
-    except CheckpointError as err:
-        raise CheckpointError(f"{err} (the zoo at {zoo_dir} holds {zoo.spec.describe()})") from None
-    data = None
-    if evaluate:  # before the work: a missing data set fails here
-        from . import pipeline
+    _prepare_out(out, OPTIMIZE_OUTPUT, {"zoo": zoo_dir, "model": model_path})
+    with output_lock(out, f"python -m workbench optimize {model_path} {zoo_dir} --out {out}"):
+        check_output_folder(out, OPTIMIZE_OUTPUT)
+        zoo, model = _load_inputs(model_path, zoo_dir, fmt, activation, dev)
+        data = None
+        if evaluate:  # before the work: a missing data set fails here
+            from . import pipeline
 
-        data = pipeline.get_data(zoo.dataset, data_path, zoo.split_seed)
-    model = model.to(dev)
-    new, seconds = one_shot(model, zoo.spec, [(w.to(dev), b.to(dev)) for w, b in zoo.params], batch_size=batch_size)
-    summary = {"model": str(model_path), "zoo": str(zoo_dir), "format": fmt, "n_networks": len(zoo),
-               "architecture": zoo.spec.describe(), "seconds": round(seconds, 4),
-               "ms_per_network": round(1e3 * seconds / len(zoo), 4),
-               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    after = None
-    if data is not None:
-        after = _score_before_after(zoo, new, data, summary)
-    with atomic_path(out) as tmp:
-        if fmt == "workbench":
-            _write_workbench_zoo(tmp, zoo, new, after, model_path)
-        else:
-            _write_small_cnn_zoo(tmp, zoo, new, after, zoo_dir)
-        (tmp / OPTIMIZED_FILE).write_text(json.dumps(summary, indent=1))
+            data = pipeline.get_data(zoo.dataset, data_path, zoo.split_seed)
+        new, seconds = one_shot(model, zoo.spec, [(w.to(dev), b.to(dev)) for w, b in zoo.params],
+                                batch_size=batch_size)
+        dtype = zoo.params[0][0].dtype  # written back in the zoo's own dtype (the metanet computes in float32)
+        new = [(w.to(dtype), b.to(dtype)) for w, b in new]
+        summary = {"model": str(model_path), "zoo": str(zoo_dir), "format": fmt, "n_networks": len(zoo),
+                   "architecture": zoo.spec.describe(), "seconds": round(seconds, 4),
+                   "ms_per_network": round(1e3 * seconds / len(zoo), 4), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        screen = _Screen(zoo, new, model_path, drop_nonfinite)
+        screen.drop(_nonfinite(new), "NaN or infinite weights")
+        after = _evaluate(screen, data, summary) if data is not None else None
+        summary.update(screen.summary())
+        _write_output(out, fmt, screen.zoo, screen.new, after, model_path, zoo_dir, summary)
     return summary
+
+
+def _write_output(out: Path, fmt: str, zoo: Zoo, new: Params, after: dict | None, model_path: Path, zoo_dir: Path,
+                  summary: dict) -> None:
+    """The optimized zoo in the input's format, with ``optimized.json``, renamed into place whole."""
+    try:
+        with atomic_path(out) as tmp:
+            if fmt == "workbench":
+                _write_workbench_zoo(tmp, zoo, new, after, model_path)
+            else:
+                _write_small_cnn_zoo(tmp, zoo, new, after, zoo_dir)
+            (tmp / OPTIMIZED_FILE).write_text(json.dumps(summary, indent=1, allow_nan=False))
+            check_output_folder(out, OPTIMIZE_OUTPUT)  # again, just before the rename
+    except _WRITE_ERRORS as err:
+        raise _write_failed(out, err) from None
+
+
+def _nonfinite(params: Params) -> np.ndarray:
+    """(B,) bool: networks with a NaN or infinite weight or bias."""
+    bad = torch.zeros(n_networks(params), dtype=torch.bool)
+    for w, b in params:
+        bad |= ~torch.isfinite(w.detach().cpu()).flatten(1).all(1) | ~torch.isfinite(b.detach().cpu()).flatten(1).all(1)
+    return bad.numpy()
+
+
+class _Screen:
+    """The networks of a one shot that are kept: :meth:`drop` refuses non-finite ones (:class:`NonFiniteOutput`,
+    naming them) or, with ``drop_nonfinite``, leaves them out and records them."""
+
+    def __init__(self, zoo: Zoo, new: Params, model_path: Path, drop_nonfinite: bool):
+        self.zoo, self.new, self.model_path, self.allowed = zoo, new, model_path, drop_nonfinite
+        self.dropped, self.n_input = [], len(zoo)
+
+    def drop(self, bad: np.ndarray, what: str, cause: str | None = None) -> np.ndarray:
+        """Leave out the entries where ``bad`` (``what`` they got; ``cause``: why, if known); returns the kept mask
+        (over the entries kept so far)."""
+        bad = np.asarray(bad, dtype=bool)
+        if not bad.any():
+            return ~bad
+        meta = self.zoo.meta
+        named = [f"net_id {int(meta['net_id'].iloc[i])} epoch {int(meta['epoch'].iloc[i])}" for i in np.flatnonzero(bad)]
+        listing = ", ".join(named[:8]) + (f" and {len(named) - 8} more" if len(named) > 8 else "")
+        already = int((_nonfinite(self.zoo.params) & bad).sum())
+        rows = torch.as_tensor(np.flatnonzero(bad))
+        largest = max(float(t[rows].detach().abs().double().nan_to_num(nan=0.0).max()) for w, b in self.zoo.params
+                      for t in (w, b))
+        cause = cause or (f"{already} of them already non-finite in the input" if already
+                          else f"their input weights reach |w| = {largest:.3g}")
+        if not self.allowed or bad.all():
+            hint = ("every network is affected, so --drop-nonfinite would leave nothing" if bad.all() and self.allowed
+                    else "pass --drop-nonfinite to leave them out (named and counted in optimized.json)")
+            raise NonFiniteOutput(
+                f"the one shot of {self.model_path} gives {what} for {int(bad.sum())} of {len(bad)} networks ({listing};"
+                f" {cause}); nothing was written. Check those networks (a metanetwork trained on another weight "
+                f"scale?); {hint}")
+        self.dropped += [{"entry": name, "why": what} for name in named]
+        keep = ~bad
+        self.zoo = self.zoo.subset(mask=keep)
+        self.new = select(self.new, torch.as_tensor(np.flatnonzero(keep)))
+        return keep
+
+    def summary(self) -> dict:
+        return {"n_networks": len(self.zoo), "n_networks_input": self.n_input, "dropped_nonfinite": len(self.dropped),
+                "dropped": self.dropped} if self.dropped else {}
 
 
 def _small_cnn_zoo_activation(model_path: Path, zoo_dir: Path) -> str:
@@ -217,21 +329,36 @@ def _small_cnn_zoo_activation(model_path: Path, zoo_dir: Path) -> str:
     return found.activation
 
 
-def _score_before_after(zoo: Zoo, new: Params, data, summary: dict) -> dict:
-    """The networks' test metrics after the one shot (returned) and the average/best accuracy before and after
-    (added to ``summary``)."""
+def _evaluate(screen: "_Screen", data, summary: dict) -> dict:
+    """Score the kept networks before and after, screen out those whose logits are not finite, add the accuracies
+    to ``summary``; returns the after-metrics of the networks kept."""
+    before, after = _scores(screen.zoo.spec, screen.zoo.params, screen.new, data)
+    bad = ~torch.isfinite(after["ce"]).numpy()
+    already = int((bad & ~torch.isfinite(before["ce"]).numpy()).sum())
+    kept = screen.drop(bad, "finite weights but NaN or infinite logits",
+                       f"{already} of them had non-finite logits before the one shot too" if already else None)
+    before, after = ({k: v[kept] for k, v in d.items()} for d in (before, after))
+    summary.update(_accuracy_summary(data.name, before, after))
+    return after
+
+
+def _scores(spec, before: Params, after: Params, data) -> tuple[dict, dict]:
+    """:func:`workbench.objective.evaluate` of the networks before and after, on the test split (the images in the
+    networks' own dtype: a float64 zoo is scored in float64)."""
     from .objective import evaluate as score
 
     x, y = data.split("test")
-    before = score(zoo.spec, zoo.params, x, y)
-    after = score(zoo.spec, new, x, y)
+    x = x.to(before[0][0].dtype)
+    return score(spec, before, x, y), score(spec, after, x, y)
+
+
+def _accuracy_summary(dataset: str, before: dict, after: dict) -> dict:
     acc_before, acc_after = before["acc"].double(), after["acc"].double()
-    summary.update({"dataset": data.name,
-                    "avg_acc_before": round(100 * float(acc_before.mean()), 2),
-                    "avg_acc_after": round(100 * float(acc_after.mean()), 2),
-                    "max_acc_before": round(100 * float(acc_before.max()), 2),
-                    "max_acc_after": round(100 * float(acc_after.max()), 2)})
-    return after
+    return {"dataset": dataset,
+            "avg_acc_before": round(100 * float(acc_before.mean()), 2),
+            "avg_acc_after": round(100 * float(acc_after.mean()), 2),
+            "max_acc_before": round(100 * float(acc_before.max()), 2),
+            "max_acc_after": round(100 * float(acc_after.max()), 2)}
 
 
 def _write_workbench_zoo(tmp: Path, zoo: Zoo, new: Params, after: dict | None, model_path: Path) -> None:
@@ -257,9 +384,11 @@ def _write_small_cnn_zoo(tmp: Path, zoo: Zoo, new: Params, after: dict | None, z
     rows = _to_tf_rows(zoo, new, zoo_dir / "layout.csv")
     with open(tmp / "weights.npy", "wb") as fh:
         np.save(fh, rows)
-    (tmp / "layout.csv").write_bytes((zoo_dir / "layout.csv").read_bytes())
+    (tmp / "layout.csv").write_bytes(read_regular_bytes(zoo_dir / "layout.csv"))
     metrics_src = next(p for p in (zoo_dir / "metrics.csv.gz", zoo_dir / "metrics.csv") if p.is_file())
-    metrics = pd.read_csv(metrics_src).iloc[zoo.meta["net_id"].to_numpy()].reset_index(drop=True)
+    metrics = pd.read_csv(io.BytesIO(read_regular_bytes(metrics_src)),
+                          compression="gzip" if metrics_src.suffix == ".gz" else None)
+    metrics = metrics.iloc[zoo.meta["net_id"].to_numpy()].reset_index(drop=True)
     if after is not None:
         metrics["test_accuracy_before"] = metrics["test_accuracy"]
         metrics["test_accuracy"] = after["acc"].double().numpy()
