@@ -69,14 +69,14 @@ def test_matched_compute_and_warm_start_are_measured_per_method_with_intervals(m
     for _, m in res.matched.iterrows():
         assert m["steps_lo"] <= m["steps_value"] <= m["steps_hi"]
         assert m["ratio_value"] == pytest.approx(m["sgd_seconds_per_net_value"] / m["one_shot_s_per_net"])
-    assert set(zip(res.warm["start"], res.warm["epochs"])) == {("scalegmn", 1), ("scalegmn", 2), ("nfn", 1),
-                                                               ("nfn", 2)}
+    # the warm start: from the first method's one shot (GMN-B, the control, is not among these methods)
+    assert set(zip(res.warm["start"], res.warm["epochs"])) == {("scalegmn", 1), ("scalegmn", 2)}
     # the table's "one shot + SGD" row is the warm start's point (same start, rate and budget)
     w = res.warm.query("start == 'scalegmn' and epochs == 2").iloc[0]
     row = find_row(res.table, kind="one_shot_sgd", method="scalegmn", epochs=2)
     assert row["lr"] == w["lr"]
     assert row["ce_acc_trained"] == pytest.approx(w["acc_value"], abs=1e-6)
-    assert set(res.curves["start"]) == {"initial", "scalegmn", "nfn"}
+    assert set(res.curves["start"]) == {"initial", "scalegmn"}
 
 
 def test_verdicts_state_a_known_claim_a_value_inside_its_interval_and_one_of_three_outcomes(measured):
@@ -102,7 +102,7 @@ def test_figures_give_each_method_its_own_marker(measured):
     assert len({t.marker.symbol for t in shots}) == 2
     assert fig.layout.xaxis.type == "log"
     fig = warm_start_figure(res.curves.assign(family="mlp-tanh"), res.warm.assign(family="mlp-tanh"))
-    assert {t.name for t in fig.data if t.showlegend} == {"from initial", "from scalegmn", "from nfn"}
+    assert {t.name for t in fig.data if t.showlegend} == {"from the initial networks", "from ScaleGMN-B"}
 
 
 def test_save_family_results_writes_every_file_with_a_family_column(measured, tmp_path):
@@ -112,3 +112,12 @@ def test_save_family_results_writes_every_file_with_a_family_column(measured, tm
         frame = pd.read_csv(tmp_path / "results" / file)
         assert frame["family"].eq("mlp-tanh").all() and len(frame), name
     assert "one family at a time" in paths["md"].read_text()
+
+
+def test_every_method_marker_and_its_open_variant_are_valid_plotly_symbols():
+    import plotly.graph_objects as go
+
+    from workbench.viz.results import METHOD_SYMBOLS, _open
+
+    for symbol in {*METHOD_SYMBOLS.values(), "square"}:
+        go.Scatter(marker=dict(symbol=[symbol, _open(symbol)]))  # plotly validates the names

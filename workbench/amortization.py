@@ -236,6 +236,7 @@ class WarmStart:
     start: str
     reference: str
     epochs: int
+    label: str
     lr: float
     reference_lr: float
     acc: Interval
@@ -248,20 +249,21 @@ class WarmStart:
         return self.difference.sign("leads", "trails")
 
     def row(self) -> dict:
-        return {"start": self.start, "reference": self.reference, "epochs": self.epochs, "lr": self.lr,
+        return {"start": self.start, "label": self.label, "reference": self.reference, "epochs": self.epochs, "lr": self.lr,
                 "reference_lr": self.reference_lr, **self.acc.as_dict("acc_"),
                 **self.reference_acc.as_dict("reference_acc_"), **self.difference.as_dict("difference_"),
                 "outcome": self.outcome}
 
 
 def warm_start(start: str, epochs: int, val_grid: SGDGrid, test_grid: SGDGrid, val_mask: np.ndarray,
-               test_mask: np.ndarray, boot: Bootstrap, *, reference: str = "initial") -> WarmStart:
+               test_mask: np.ndarray, boot: Bootstrap, *, reference: str = "initial", label: str = "") -> WarmStart:
     """SGD for ``epochs`` epochs from ``start`` against SGD from ``reference``, each at its own rate chosen on the
     validation entries (:func:`best_lr` on ``val_grid``), scored on the test entries' trained checkpoints
-    (``test_mask``); the difference is paired over networks."""
+    (``test_mask``); the difference is paired over networks. ``label``: the start's display name."""
     lr, ref_lr = best_lr(val_grid, start, epochs, val_mask), best_lr(val_grid, reference, epochs, val_mask)
     a, b = test_grid.at_epoch(start, lr, epochs), test_grid.at_epoch(reference, ref_lr, epochs)
-    return WarmStart(start=start, reference=reference, epochs=int(epochs), lr=lr, reference_lr=ref_lr,
+    return WarmStart(start=start, reference=reference, epochs=int(epochs), label=label or start, lr=lr,
+                     reference_lr=ref_lr,
                      acc=boot.mean_interval(a, test_mask, key=f"warm/{start}"),
                      reference_acc=boot.mean_interval(b, test_mask, key=f"warm/{reference}"),
                      difference=boot.difference(a, b, test_mask, key_a=f"warm/{start}", key_b=f"warm/{reference}"))

@@ -305,7 +305,7 @@ def warm_summary(warm: pd.DataFrame) -> pd.DataFrame:
     """Per family, start and budget: SGD from the one shot vs from the initial networks, each at its own rate."""
     rows = []
     for _, w in warm.iterrows():
-        rows.append({"family": w["family"], "start": w["start"], "epochs": int(w["epochs"]),
+        rows.append({"family": w["family"], "start": w.get("label", w["start"]), "epochs": int(w["epochs"]),
                      "lr (start / initial)": f"{w['lr']:g} / {w['reference_lr']:g}",
                      "from the one shot (%)": _iv(w, "acc", 1), "from the initial networks (%)": _iv(w, "reference_acc", 1),
                      "difference (points)": _iv(w, "difference", 2, sign=True), "outcome": w["outcome"]})

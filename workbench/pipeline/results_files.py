@@ -48,14 +48,17 @@ def _how_measured(measured: dict[str, FamilyResults], workers: int) -> str:
     parallel = ("one family at a time" if workers <= 1 or len(measured) <= 1
                 else f"up to {min(workers, len(measured))} families at a time, one per worker process")
     rates = "; ".join(f"{f} CE {r.sgd_lr['ce']:g}, L1 {r.sgd_lr['l1']:g}" for f, r in measured.items())
+    tuned = all(r.lr_tuned for r in measured.values())
     steps = ", ".join(f"{f} {r.seconds_per_step:.3g} s" for f, r in measured.items())
     sequential = ", ".join(f"{f} {r.sgd_sequential_s_per_epoch:.3g} s" for f, r in measured.items())
+    rate_text = (f"Rows \"SGD (k epochs)\" use the rate chosen per family and objective on validation networks: {rates}. "
+                 "\"Fixed-lr\" rows use the fixed control rate; rows \"<one shot> + SGD\" use the rate chosen on "
+                 "validation networks for that start." if tuned else
+                 f"No learning-rate grid was given: every SGD row uses the fixed rate ({rates}); nothing was tuned.")
     return ("\n## How it was measured\nEvery number is a mean over the held-out networks' entries (one entry = one "
             "checkpoint of one network); brackets give the 95 % interval over held-out networks (all checkpoints of a "
             "network resampled together) and metanet seeds (the `seeds` column). Times are wall-clock seconds per "
             f"network on this machine, {parallel}. One-shot rows: one batched forward pass over all held-out networks "
             "/ number of networks. SGD rows: one vectorised run over all networks / number of networks; one SGD step "
             f"costs per network: {steps}; one network at a time, one epoch costs: {sequential}.\n\n"
-            "## SGD learning rates\nRows \"SGD (k epochs)\" use the rate chosen per family and objective on "
-            f"validation networks: {rates}. \"Fixed-lr\" rows use the fixed control rate; rows \"<one shot> + SGD\" "
-            "use the rate chosen on validation networks for that start.\n")
+            f"## SGD learning rates\n{rate_text}\n")

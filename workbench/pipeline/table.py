@@ -61,7 +61,8 @@ class FamilyResults:
     n_networks: int
     seconds_per_step: float  # SGD seconds per network and step on the test networks
     sgd_sequential_s_per_epoch: float
-    sgd_lr: dict = field(default_factory=dict)  # the tuned rate per objective
+    sgd_lr: dict = field(default_factory=dict)  # the rate per objective
+    lr_tuned: bool = False  # whether sgd_lr was chosen on validation networks (else: the fixed rate)
 
 
 @dataclass
@@ -92,7 +93,8 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     families the first method's L1 one shot balanced (:func:`workbench.balance.balance_l1`, same function); SGD at
     each budget of ``sgd_epochs`` at the rate of ``sgd_lr_grid`` best on the validation networks (``sgd_lr`` alone
     without a grid) and, as a control, at the fixed ``sgd_lr``; SGD for 1 and ``finetune_epochs`` epochs started from
-    the first method's one shot at the rate chosen for that start."""
+    the first method's one shot at the rate chosen for that start. The warm start compares SGD from the first method's
+    one shot and from GMN-B's (the control, where it was trained) with SGD from the initial networks."""
     test, val = test_networks(zoo, sgd_networks), test_networks(zoo, sgd_networks, split="val")
     boot = Bootstrap(test.meta["net_id"].to_numpy(), draws=BOOTSTRAP_DRAWS, seed=seed)
     bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
@@ -110,7 +112,9 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     rows += _balanced_rows(zoo, data, test, shots, lam=lam, boot=boot)
     # SGD step by step from the initial networks and from each method's one shot, at every rate, val and test
     max_epochs = max(MATCH_EPOCHS, int(finetune_epochs))
-    starts = [m for m in shots if m.ce_test is not None]
+    # the warm start from the first method's one shot and, as the control, the symmetry-broken GMN's (every start
+    # adds a full SGD grid on validation and test networks)
+    starts = [m for m in shots if m.ce_test is not None and (m is first or m.key == "gmn")]
     grids = {}
     for split, entries in (("val", val), ("test", test)):
         per_epoch = -(-len(data.split("train")[1]) // 64)
@@ -131,7 +135,7 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     matched = [matched_compute(m.label, m.ce, m.val_target, grids["val"], grids["test"], val_mask, boot,
                                seconds_per_step=seconds_per_step, train_seconds=m.train_seconds,
                                zoo_seconds=zoo_seconds) for m in shots if m.ce is not None]
-    warm = [warm_start(m.key, e, grids["val"], grids["test"], val_mask, test_mask, boot)
+    warm = [warm_start(m.key, e, grids["val"], grids["test"], val_mask, test_mask, boot, label=m.label)
             for m in starts for e in sorted({1, int(finetune_epochs)}) if finetune_epochs]
     if first is not None and finetune_epochs:
         rows += _warm_start_rows(test, data, first, grids["val"], val_mask, epochs=int(finetune_epochs), lam=lam,
@@ -151,7 +155,7 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
                                                                         lrs["ce"]),
         by_checkpoint=by_checkpoint, lr_tuning=lr_tuning, n_entries=len(test),
         n_networks=int(test.meta["net_id"].nunique()), seconds_per_step=seconds_per_step,
-        sgd_sequential_s_per_epoch=sequential, sgd_lr=lrs)
+        sgd_sequential_s_per_epoch=sequential, sgd_lr=lrs, lr_tuned=bool(sgd_lr_grid))
 
 
 def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: str, *, lam: float, seed: int,

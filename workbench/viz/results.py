@@ -32,6 +32,11 @@ def _symbol(method: str) -> str:
     return METHOD_SYMBOLS.get(method, "square")
 
 
+def _open(symbol: str) -> str:
+    """The open variant of a marker symbol (an open one stays as it is)."""
+    return symbol if symbol.endswith("-open") else f"{symbol}-open"
+
+
 def matched_compute_figure(curves, matched, title: str = "Where the one shot sits on SGD's accuracy-vs-cost curve"):
     """One panel per family: SGD from the initial networks, held-out accuracy on trained checkpoints against
     seconds per network (log x), one line per learning rate (the rate chosen on validation networks drawn bold);
@@ -89,7 +94,7 @@ def _matched_markers(fig, m, family: str, floor: float, r: int, c: int, shown: s
             f"[{m['ratio_lo']:.3g}, {m['ratio_hi']:.3g}]")
     fig.add_trace(go.Scatter(
         x=[m["one_shot_s_per_net"], x], y=[acc, acc], mode="lines+markers", showlegend=False, legendgroup=method,
-        line=dict(color="#444444", dash="dot", width=1), marker=dict(symbol=[symbol, f"{symbol}-open"], size=[1, 14],
+        line=dict(color="#444444", dash="dot", width=1), marker=dict(symbol=[symbol, _open(symbol)], size=[1, 14],
                                                                       color="black"),
         hovertemplate=text + f"<extra>{family}</extra>"), row=r, col=c)
 
@@ -111,14 +116,15 @@ def warm_start_figure(curves, warm, title: str = "Warm start: SGD from the one s
         if w.empty:
             continue
         full = w[w["epochs"] == w["epochs"].max()]
+        names = {"initial": "the initial networks", **dict(zip(w["start"], w.get("label", w["start"])))}
         rates = {"initial": float(full["reference_lr"].iloc[0]), **dict(zip(full["start"], full["lr"]))}
         for start, lr in rates.items():
             colour = colours.setdefault(start, PALETTE[len(colours) % len(PALETTE)])
             s = curves[(curves["family"] == family) & (curves["start"] == start) & np.isclose(curves["lr"], lr)]
             s = s[s["epochs"] <= w["epochs"].max()]
-            fig.add_trace(go.Scatter(x=s["epochs"], y=s["acc_trained"], mode="lines", name=f"from {start}",
+            fig.add_trace(go.Scatter(x=s["epochs"], y=s["acc_trained"], mode="lines", name=f"from {names[start]}",
                                      legendgroup=start, showlegend=k == 0, line=dict(color=colour, width=2),
-                                     hovertemplate=f"from {start}, lr {lr:g}<br>%{{x:.2f}} epochs: %{{y:.1f}}%"
+                                     hovertemplate=f"from {names[start]}, lr {lr:g}<br>%{{x:.2f}} epochs: %{{y:.1f}}%"
                                                    f"<extra>{family}</extra>"), row=r, col=c)
         for _, row in w.iterrows():
             for who, prefix in ((row["start"], "acc_"), ("initial", "reference_acc_")):
@@ -127,7 +133,7 @@ def warm_start_figure(curves, warm, title: str = "Warm start: SGD from the one s
                     x=[row["epochs"]], y=[v], mode="markers", showlegend=False, legendgroup=who,
                     marker=dict(size=9, color=colours.setdefault(who, PALETTE[len(colours) % len(PALETTE)])),
                     error_y=dict(type="data", symmetric=False, array=[hi - v], arrayminus=[v - lo]),
-                    hovertemplate=f"from {who} after {int(row['epochs'])} epoch(s): %{{y:.1f}}% [{lo:.1f}, {hi:.1f}]"
+                    hovertemplate=f"from {names[who]} after {int(row['epochs'])} epoch(s): %{{y:.1f}}% [{lo:.1f}, {hi:.1f}]"
                                   f"<br>difference {row['difference_value']:+.2f} [{row['difference_lo']:+.2f}, "
                                   f"{row['difference_hi']:+.2f}]: {row['outcome']}<extra>{family}</extra>"),
                     row=r, col=c)
