@@ -72,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="snapshot a finished run's results into the repository and render them (README block)")
     p_rep.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
     p_rep.add_argument("--snapshot", required=True, metavar="DEST", help="e.g. docs/results/default")
-    p_rep.add_argument("--readme", default=None, metavar="README",
-                       help="also replace this file's <!-- BEGIN RESULTS NAME --> block (NAME = DEST's folder name)")
+    p_rep.add_argument("--readme", action="append", default=[], metavar="PAGE",
+                       help="also regenerate this markdown file's blocks <!-- BEGIN RESULTS NAME --> and <!-- BEGIN "
+                            "FINDINGS NAME --> (NAME = DEST's folder name); repeat for several files, e.g. "
+                            "--readme README.md --readme docs/results.md")
     p_idx = sub.add_parser("index", parents=[common],
                            help="(re)write a run folder's index.html: links to its figures, tables and notebooks")
     p_idx.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. outputs/default")
@@ -182,13 +184,13 @@ def _optimize_command(args: argparse.Namespace) -> None:
 
 def _report_command(args: argparse.Namespace) -> None:
     """``report``: snapshot a finished run, print its rendering and (``--readme``) regenerate the README block."""
-    from .report import render, snapshot, update_readme
+    from .report import render, snapshot, update_blocks
 
     dest = snapshot(args.run_dir, args.snapshot)
     print(render(dest))
-    if args.readme:
-        update_readme(args.readme, dest)
-        print(f"[workbench] {args.readme}: block {dest.name} regenerated from {dest}")
+    for page in args.readme:
+        kinds = update_blocks(page, dest)
+        print(f"[workbench] {page}: {' and '.join(kinds)} block {dest.name} regenerated from {dest}")
 
 
 def _after_interrupt(args: argparse.Namespace) -> str:

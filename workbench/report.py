@@ -35,7 +35,8 @@ from .machine import machine_description
 from .paths import OutputKind, check_not_an_input, check_output_folder, git_revision
 from .results import COLUMNS, markdown_table, matched_summary, to_markdown, warm_summary
 
-__all__ = ["ReportError", "snapshot", "render", "update_readme", "readme_blocks", "SNAPSHOT_OUTPUT", "BLOCKS"]
+__all__ = ["ReportError", "snapshot", "render", "update_readme", "update_blocks", "readme_blocks", "SNAPSHOT_OUTPUT",
+           "BLOCKS"]
 
 SNAPSHOT_FILES = ["results.csv", "results/ablation_runs.csv", "results/ablation_verdict.csv",
                   "results/ablation_contrast.csv", "results/verdicts.csv", "results/scaling.csv", "results/lam_sweep.csv",
@@ -293,6 +294,26 @@ def update_readme(readme: str | os.PathLike, snapshot_dir: str | os.PathLike, na
     except OSError as err:
         raise ReportError(f"cannot write {readme}: {err.strerror or err}; it was left as it was") from None
     return readme
+
+
+def update_blocks(page: str | os.PathLike, snapshot_dir: str | os.PathLike) -> list[str]:
+    """Regenerate every kind of block (:data:`BLOCKS`) that ``page`` holds for the snapshot's name; returns the kinds
+    updated. A page with no block for that name is an error naming the markers to add."""
+    page, name = Path(page), Path(snapshot_dir).name
+    try:
+        text = read_regular_text(page)
+    except OSError as err:
+        raise ReportError(f"cannot read {page}: {err.strerror or err}; pass the markdown file that holds the blocks") \
+            from None
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{page} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    kinds = [kind for kind in BLOCKS if _markers(name, kind)[0] in text]
+    if not kinds:
+        raise ReportError(f"{page} has no block for {name}; add <!-- BEGIN RESULTS {name} --> and <!-- END RESULTS "
+                          f"{name} --> (or FINDINGS) where the generated text goes")
+    for kind in kinds:
+        update_readme(page, snapshot_dir, kind=kind)
+    return kinds
 
 
 def readme_blocks(readme: str | os.PathLike, kind: str = "RESULTS") -> dict[str, str]:
