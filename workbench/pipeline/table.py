@@ -11,7 +11,7 @@ tuned on validation networks; matched compute per one-shot method; the warm star
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,8 @@ __all__ = ["FamilyResults", "family_results", "results_for_families"]
 
 #: bootstrap draws of every interval (enough for stable 2.5 / 97.5 percentiles; cheap next to any training)
 BOOTSTRAP_DRAWS = 2000
+#: repetitions of the interleaved timing of one shots and SGD steps (their median is reported)
+TIMING_REPEATS = 3
 #: SGD is recorded step by step over at least this many epochs (matched compute needs SGD's curve past the point
 #: where it reaches a one shot's accuracy)
 MATCH_EPOCHS = 2
@@ -78,6 +80,7 @@ class _Method:
     l1_test: Params | None = None  # seed 0's L1 one shot of the test entries (for the balanced row)
     val_target: float = float("nan")  # mean CE one-shot accuracy (%) on the validation entries' trained checkpoints
     train_seconds: float = float("nan")  # CE training, mean over seeds
+    ce_model: object = None  # seed 0's trained CE metanet (timed against SGD, interleaved)
 
 
 def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: float, seed: int = 0, seeds: int = 1,
@@ -107,6 +110,10 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
                                     seeds=seeds if i == 0 else 1, reuse_only=reuse_only, bidirectional=bidirectional,
                                     progress=progress, settings=settings) for i, key in enumerate(methods))
              if m.ce is not None or m.l1 is not None]
+    step_seconds, shot_seconds = _interleaved_timing(test, data, shots, lr=grid_lrs[0], seed=seed)
+    for m in shots:  # the CE one shot's time: the median of the interleaved repetitions
+        if m.key in shot_seconds:
+            m.ce = replace(m.ce, seconds_per_net=shot_seconds[m.key])
     rows += [table_row(m.label, "one_shot", m.key, boot=boot, ce=m.ce, l1=m.l1) for m in shots]
     first = next((m for m in shots if m.ce is not None), None)
     rows += _balanced_rows(zoo, data, test, shots, lam=lam, boot=boot)
@@ -129,11 +136,9 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     sgd = _sgd_rows(test, data, lrs=lrs, sgd_lr=sgd_lr, budgets=sorted({int(e) for e in sgd_epochs}),
                     fixed_epochs=int(finetune_epochs), lam=lam, seed=seed, boot=boot, progress=progress)
     rows += sgd.rows
-    seconds_per_step = sgd_steps(zoo.spec, test.params, data, steps=[grids["test"].steps_per_epoch], lr=lrs["ce"],
-                                 seed=seed).seconds_per_network_step
     zoo_seconds = _training_zoo_seconds(zoo)
     matched = [matched_compute(m.label, m.ce, m.val_target, grids["val"], grids["test"], val_mask, boot,
-                               seconds_per_step=seconds_per_step, train_seconds=m.train_seconds,
+                               seconds_per_step=step_seconds, train_seconds=m.train_seconds,
                                zoo_seconds=zoo_seconds) for m in shots if m.ce is not None]
     warm = [warm_start(m.key, e, grids["val"], grids["test"], val_mask, test_mask, boot, label=m.label)
             for m in starts for e in sorted({1, int(finetune_epochs)}) if finetune_epochs]
@@ -151,10 +156,10 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
                   if sample else float("nan"))
     return FamilyResults(
         family=family, table=table, verdicts=verdicts, matched=pd.DataFrame([m.row() for m in matched]),
-        warm=pd.DataFrame([w.row() for w in warm]), curves=_curve_frame(grids["test"], test_mask, seconds_per_step,
+        warm=pd.DataFrame([w.row() for w in warm]), curves=_curve_frame(grids["test"], test_mask, step_seconds,
                                                                         lrs["ce"]),
         by_checkpoint=by_checkpoint, lr_tuning=lr_tuning, n_entries=len(test),
-        n_networks=int(test.meta["net_id"].nunique()), seconds_per_step=seconds_per_step,
+        n_networks=int(test.meta["net_id"].nunique()), seconds_per_step=step_seconds,
         sgd_sequential_s_per_epoch=sequential, sgd_lr=lrs, lr_tuned=bool(sgd_lr_grid))
 
 
@@ -164,7 +169,7 @@ def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: st
     validation entries, with ``seeds`` CE seeds from ``seed`` and one L1 seed."""
     method = _Method(key, method_label(key, bidirectional))
     for objective in OBJECTIVES:
-        outs, val_outs, seconds, trained = [], [], [], []
+        outs, val_outs, seconds, trained, models = [], [], [], [], []
         for s in range(seed, seed + (seeds if objective == "ce" else 1)):
             if key in reuse_only and not run_exists(output_dir, zoo, key, objective=objective, lam=lam, seed=s,
                                                     **settings):
@@ -176,6 +181,7 @@ def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: st
             outs.append(new)
             seconds.append(t / len(test))
             trained.append(result.seconds)
+            models.append(result.model)
             if objective == "ce":
                 val_outs.append(one_shot(result.model, zoo.spec, val.params)[0])
         if not outs:
@@ -186,9 +192,26 @@ def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: st
             method.l1, method.l1_test = scored, outs[0]
             continue
         method.ce, method.ce_test, method.ce_val = scored, outs[0], val_outs[0]
+        method.ce_model = models[0]
         method.val_target = score(val, data, val_outs, split="val").value("acc_trained")
         method.train_seconds = float(np.mean(trained))
     return method
+
+
+def _interleaved_timing(test: Zoo, data: Dataset, shots: list[_Method], *, lr: float, seed: int,
+                        repeats: int = TIMING_REPEATS) -> tuple[float, dict[str, float]]:
+    """Seconds per network of one SGD step and of each method's CE one shot (seed 0), on the same held-out batch,
+    measured alternately ``repeats`` times (an epoch of SGD steps, then every one shot) and summarised by the
+    median: the two sides of the cost ratio see the same load on the machine. Returns ``(step, {key: one shot})``."""
+    per_epoch = -(-len(data.split("train")[1]) // 64)
+    steps, shots_s = [], {m.key: [] for m in shots if m.ce_model is not None}
+    for _ in range(repeats):
+        steps.append(sgd_steps(test.spec, test.params, data, steps=[per_epoch], lr=lr, seed=seed,
+                               observe=lambda k, p: None).seconds_per_network_step)
+        for m in shots:
+            if m.ce_model is not None:
+                shots_s[m.key].append(one_shot(m.ce_model, test.spec, test.params)[1] / len(test))
+    return float(np.median(steps)), {k: float(np.median(v)) for k, v in shots_s.items()}
 
 
 def _balanced_rows(zoo: Zoo, data: Dataset, test: Zoo, shots: list[_Method], *, lam: float,
