@@ -257,10 +257,11 @@ def _ablation(values: dict, objective="ce", family="mlp-tanh", noise=0.0):
     from workbench.uncertainty import Bootstrap
 
     scores, rows = {}, []
-    for method, vals in values.items():
+    for method, vals in values.items():  # method keys of pipeline.METHODS
         scores[(family, objective, method)] = _score(vals, noise=noise)
-        rows += [{"family": family, "objective": objective, "method": method, "seed": s,
-                  "smoothness": 0.1 if method.startswith("ScaleGMN") else 0.2} for s in range(len(vals))]
+        rows += [{"family": family, "objective": objective, "method": method,
+                  "label": pipeline.method_label(method, True), "seed": s,
+                  "smoothness": 0.1 if method == "scalegmn" else 0.2} for s in range(len(vals))]
     boot = Bootstrap(np.repeat(np.arange(12), 2), draws=500)
     return pipeline.Ablation(pd.DataFrame(rows), scores=scores, boots={family: boot})
 
@@ -270,8 +271,8 @@ def _outcomes(frame):
 
 
 def test_ablation_verdict_wins_and_losses_need_the_whole_interval_on_one_side():
-    ab = _ablation({"ScaleGMN-B": [50.0, 50.0], "GMN-B (sym. broken)": [49.0, 49.0],
-                    "GMN-B + sym. aug.": [51.0, 51.0], "NFN (perm. only)": [50.0, 50.0]}, noise=3.0)
+    ab = _ablation({"scalegmn": [50.0, 50.0], "gmn": [49.0, 49.0], "gmn-aug": [51.0, 51.0], "nfn": [50.0, 50.0]},
+                   noise=3.0)
     verdict = pipeline.ablation_verdict(ab)
     assert _outcomes(verdict) == {"GMN-B (sym. broken)": "win", "GMN-B + sym. aug.": "loss",
                                   "NFN (perm. only)": "inconclusive"}
@@ -283,23 +284,23 @@ def test_ablation_verdict_wins_and_losses_need_the_whole_interval_on_one_side():
 
 
 def test_the_l1_objective_judges_the_loss_where_lower_is_better():
-    ab = _ablation({"ScaleGMN-B": [20.0], "GMN-B (sym. broken)": [25.0]}, objective="l1")  # loss = acc / 10
+    ab = _ablation({"scalegmn": [20.0], "gmn": [25.0]}, objective="l1")  # loss = acc / 10
     verdict = pipeline.ablation_verdict(ab)
     assert verdict["metric"].item() == "loss" and verdict["outcome"].item() == "win"
     assert verdict["effect"].item() == pytest.approx(0.25)  # mean loss over all entries: 1.75 - 1.5
 
 
 def test_seed_spread_turns_the_same_mean_difference_inconclusive():
-    steady = pipeline.ablation_verdict(_ablation({"ScaleGMN-B": [52.0, 52.0, 52.0], "GMN": [50.0, 50.0, 50.0]}))
-    noisy = pipeline.ablation_verdict(_ablation({"ScaleGMN-B": [47.0, 52.0, 57.0], "GMN": [45.0, 50.0, 55.0]}))
+    steady = pipeline.ablation_verdict(_ablation({"scalegmn": [52.0, 52.0, 52.0], "gmn": [50.0, 50.0, 50.0]}))
+    noisy = pipeline.ablation_verdict(_ablation({"scalegmn": [47.0, 52.0, 57.0], "gmn": [45.0, 50.0, 55.0]}))
     assert steady["effect"].iloc[0] == pytest.approx(noisy["effect"].iloc[0]) == pytest.approx(2.0)
     assert steady["outcome"].iloc[0] == "win" and noisy["outcome"].iloc[0] == "inconclusive"
     assert noisy["effect_hi"].iloc[0] - noisy["effect_lo"].iloc[0] > 4.0
 
 
 def test_kind_contrast_compares_mlps_with_cnns_with_an_interval():
-    mlp = _ablation({"ScaleGMN-B": [52.0, 52.0], "GMN-B (sym. broken)": [50.0, 50.0]}, family="mlp-tanh", noise=1.0)
-    cnn = _ablation({"ScaleGMN-B": [51.0, 51.0], "GMN-B (sym. broken)": [50.5, 50.5]}, family="cnn-tanh", noise=1.0)
+    mlp = _ablation({"scalegmn": [52.0, 52.0], "gmn": [50.0, 50.0]}, family="mlp-tanh", noise=1.0)
+    cnn = _ablation({"scalegmn": [51.0, 51.0], "gmn": [50.5, 50.5]}, family="cnn-tanh", noise=1.0)
     both = pipeline.Ablation(pd.concat([mlp.runs, cnn.runs]), scores={**mlp.scores, **cnn.scores},
                              boots={**mlp.boots, **cnn.boots})
     contrast = pipeline.kind_contrast(both)

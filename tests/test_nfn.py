@@ -368,7 +368,7 @@ def test_methods_labels_and_params_ranges():
     assert pipeline.method_label("scalegmn", True) == "ScaleGMN-B"  # the existing labels are unchanged
     assert pipeline.method_label("gmn", True) == "GMN-B (sym. broken)"
     assert pipeline.method_label("gmn-aug", True) == "GMN-B + sym. aug."
-    assert pipeline.method_label(False, False) == "GMN (sym. broken)"
+    assert pipeline.method_label("gmn", False) == "GMN (sym. broken)"
     for key in ("methods", "table_methods"):
         assert PARAMS_RANGES[key].problem(["scalegmn", "nfn", "nfn-aug"]) is None
         assert PARAMS_RANGES[key].problem(["nfn-b"]) is not None
@@ -429,9 +429,10 @@ def test_train_method_trains_and_reloads_the_nfn_methods(zoo, digits, tmp_path):
     assert folders["nfn"] != folders["nfn-aug"]
     # the GMN run of the same settings would live elsewhere: NFN never reuses a GMN folder
     assert not pipeline.run_exists(tmp_path, zoo, "gmn", objective="ce", lam=0.0, seed=0, **settings)
-    runs, _ = pipeline.run_ablation(tmp_path, digits, {"mlp-tanh": zoo}, objectives=("ce",), n_seeds=1,
-                                    methods=("nfn", "nfn-aug"), progress=False, **settings)
-    assert list(runs["method"]) == ["NFN (perm. only)", "NFN + sym. aug."] and runs["finite"].all()
+    runs = pipeline.run_ablation(tmp_path, digits, {"mlp-tanh": zoo}, objectives=("ce",), n_seeds=1,
+                                 methods=("nfn", "nfn-aug"), progress=False, **settings).runs
+    assert list(runs["method"]) == ["nfn", "nfn-aug"] and runs["finite"].all()
+    assert list(runs["label"]) == ["NFN (perm. only)", "NFN + sym. aug."]
 
 
 def test_matching_nfn_width_first_does_not_poison_the_cached_graph_layout():

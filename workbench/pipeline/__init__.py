@@ -39,7 +39,7 @@ from .ablation import (
     symmetry_response,
 )
 from .held_out import gain_by_checkpoint, one_shot_gain, test_networks, trained_mask
-from .methods import METHODS, method_label, method_of_label
+from .methods import METHODS, method_label
 from .runs import (
     OBJECTIVES,
     RUN_WIDE_SETTINGS,
@@ -71,7 +71,6 @@ __all__ = [
     # methods
     "METHODS",
     "method_label",
-    "method_of_label",
     # runs
     "OBJECTIVES",
     "RUN_WIDE_SETTINGS",

@@ -25,7 +25,7 @@ from ..score import Score, score
 from ..uncertainty import Bootstrap
 from ..zoo import Zoo
 from .held_out import test_networks
-from .methods import method_label, method_of_label
+from .methods import METHODS, method_label
 from .runs import OBJECTIVES, train_method
 
 __all__ = ["OBJECTIVE_METRIC", "Ablation", "ablation_objectives", "run_ablation", "summarize_ablation", "symmetry_response",
@@ -42,10 +42,11 @@ class Ablation:
     """What :func:`run_ablation` measured.
 
     Attributes:
-        runs: one row per run (family, objective, method, seed, the metrics of :data:`RUN_METRICS`, smoothness, best
-            epoch, training and one-shot seconds, finite, collapsed).
+        runs: one row per run (family, objective, method -- the key of :data:`~workbench.pipeline.METHODS` --, its
+            display label, seed, the metrics of :data:`RUN_METRICS`, smoothness, best epoch, training and one-shot
+            seconds, finite, collapsed).
         histories: ``{RunKey: training history}``.
-        scores: ``{(family, objective, method label): Score}`` with one row per seed.
+        scores: ``{(family, objective, method key): Score}`` with one row per seed.
         boots: ``{family: Bootstrap}`` over that family's held-out networks (shared by its comparisons: paired).
     """
 
@@ -80,7 +81,7 @@ def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=
             new, seconds = one_shot(result.model, zoo.spec, test.params)
             outs.append(new)
             val_losses = [h["val_loss"] for h in result.history]
-            per_seed.append({"family": family, "objective": objective, "method": label, "seed": s,
+            per_seed.append({"family": family, "objective": objective, "method": method, "label": label, "seed": s,
                              "smoothness": training_smoothness(val_losses) if len(val_losses) > 1 else float("nan"),
                              "best_epoch": result.best_epoch, "train_seconds": result.seconds,
                              "seconds_per_net": seconds / len(test),
@@ -88,7 +89,7 @@ def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=
                              "n_test_entries": len(test)})
             out.histories[RunKey(family, objective, label, s)] = result.history
         scored = score(test, data, outs, lam=lam if objective == "l1" else 0.0)
-        out.scores[(family, objective, label)] = scored
+        out.scores[(family, objective, method)] = scored
         for i, row in enumerate(per_seed):
             one = scored.seed(i)
             rows.append({**row, **{m: one.value(m) for m in RUN_METRICS},
@@ -109,7 +110,7 @@ def ablation_objectives(families, objectives, l1_families=None) -> dict[str, lis
 def summarize_ablation(runs):
     """Mean and sample std across seeds per family x objective x method."""
     metrics = [*RUN_METRICS, "smoothness"]
-    grouped = runs.groupby(["family", "objective", "method"], sort=False)[metrics]
+    grouped = runs.groupby(["family", "objective", "method", "label"], sort=False)[metrics]
     mean, std = grouped.mean(), grouped.std(ddof=1)
     summary = mean.add_suffix("_mean").join(std.add_suffix("_std")).reset_index()
     summary["n_seeds"] = grouped.size().to_numpy()
@@ -159,26 +160,26 @@ def ablation_verdict(ablation: Ablation) -> pd.DataFrame:
     ``"inconclusive"``. ``smoother``: ScaleGMN's mean smoothness (validation-loss jumpiness, lower = smoother) is below
     the other's (descriptive; no interval).
 
-    The equivariant method is found by its record (:func:`method_of_label`), never by its text."""
+    The equivariant method is found by its record (:data:`~workbench.pipeline.METHODS`), never by its label."""
     rows = []
     runs = ablation.runs
     for (family, objective), sub in runs.groupby(["family", "objective"], sort=False):
         metric, sign = OBJECTIVE_METRIC[objective]
-        labels = list(dict.fromkeys(sub["method"]))
-        sym = next((m for m in labels if getattr(method_of_label(m), "equivariant", False)), None)
+        keys = list(dict.fromkeys(sub["method"]))
+        labels = dict(zip(sub["method"], sub["label"]))
+        sym = next((k for k in keys if METHODS[k].equivariant), None)
         if sym is None:
             continue
         boot = ablation.boots[family]
         a = ablation.scores[(family, objective, sym)]
-        for other in (m for m in labels if m != sym):
+        smooth = sub.groupby("method")["smoothness"].mean()
+        for other in (k for k in keys if k != sym):
             b = ablation.scores[(family, objective, other)]
             effect = _effect(boot, a, b, metric, sign, keys=(sym, other))
-            smooth = sub.groupby("method")["smoothness"].mean()
             rows.append({"family": family, "kind": Family.parse(family).kind, "objective": objective, "metric": metric,
-                         "scalegmn": a.value(metric), "other_method": other,
-                         "other_key": getattr(method_of_label(other), "key", other), "other": b.value(metric),
-                         "effect": effect.estimate, "effect_lo": effect.lo, "effect_hi": effect.hi,
-                         "seeds": f"{a.seeds}/{b.seeds}", "networks": boot.networks,
+                         "scalegmn": a.value(metric), "other_method": labels[other], "other_key": other,
+                         "other": b.value(metric), "effect": effect.estimate, "effect_lo": effect.lo,
+                         "effect_hi": effect.hi, "seeds": f"{a.seeds}/{b.seeds}", "networks": boot.networks,
                          "outcome": effect.sign("win", "loss"), "smoother": bool(smooth[sym] < smooth[other])})
     return pd.DataFrame(rows)
 
@@ -199,16 +200,12 @@ def kind_contrast(ablation: Ablation, versus: str = "gmn") -> pd.DataFrame:
     rows = []
     for objective, (metric, sign) in OBJECTIVE_METRIC.items():
         by_kind: dict[str, list] = {"mlp": [], "cnn": []}
-        for (family, obj, label), a in ablation.scores.items():
-            m = method_of_label(label)
-            if obj != objective or m is None or not m.equivariant:
-                continue
-            other = next((s for (f, o, lb), s in ablation.scores.items() if f == family and o == objective
-                          and getattr(method_of_label(lb), "key", None) == versus), None)
-            if other is None:
+        for (family, obj, key), a in ablation.scores.items():
+            other = ablation.scores.get((family, obj, versus))
+            if obj != objective or not METHODS[key].equivariant or other is None:
                 continue
             boot = ablation.boots[family]
-            ea, da = boot.mean(a.per_entry(metric), a.mask(metric), key=label)
+            ea, da = boot.mean(a.per_entry(metric), a.mask(metric), key=key)
             eb, db = boot.mean(other.per_entry(metric), other.mask(metric), key=versus)
             by_kind[Family.parse(family).kind].append((sign * (ea - eb), sign * (da - db), boot))
         if by_kind["mlp"] and by_kind["cnn"]:

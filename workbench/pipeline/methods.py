@@ -8,7 +8,7 @@ from ..metanet import MetanetConfig, ScaleGMN, count_parameters, matched_hidden
 from ..nets import NetSpec
 from ..records import Method
 
-__all__ = ["METHODS", "method_label", "method_of_label", "epochs_text"]
+__all__ = ["METHODS", "method_label", "epochs_text"]
 
 #: the metanetworks compared, by key (see :class:`~workbench.records.Method`). "nfn": the permutation-equivariant
 #: Neural Functional Network (Zhou et al. 2023), the peer baseline that knows no scaling symmetry; "nfn-aug" trains
@@ -22,24 +22,18 @@ METHODS = {m.key: m for m in (
 )}
 
 
-def method_label(method: str | bool, bidirectional: bool) -> str:
+def method_label(method: str, bidirectional: bool) -> str:
     """"ScaleGMN-B", "GMN-B (sym. broken)", "GMN-B + sym. aug." ("-B" = bidirectional); "NFN (perm. only)" and
-    "NFN + sym. aug." whatever ``bidirectional`` (the NFN has no message directions); ``True``/``False`` are
-    accepted for "scalegmn"/"gmn"."""
-    key = {True: "scalegmn", False: "gmn"}.get(method, method) if isinstance(method, bool) else method
-    if key not in METHODS:
+    "NFN + sym. aug." whatever ``bidirectional`` (the NFN has no message directions). Labels are for display: code
+    identifies a method by its key."""
+    if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-    return METHODS[key].label(bidirectional)
+    return METHODS[method].label(bidirectional)
 
 
 def epochs_text(epochs: int) -> str:
     """``"1 epoch"``, ``"5 epochs"``: a budget in row labels and claims."""
     return f"{int(epochs)} epoch{'' if int(epochs) == 1 else 's'}"
-
-
-def method_of_label(label: str) -> Method | None:
-    """The method a row label (:func:`method_label`, either direction setting) names; None for other rows."""
-    return next((m for m in METHODS.values() if label in (m.label(True), m.label(False))), None)
 
 
 def _method_settings(method: str, settings: dict, spec: NetSpec) -> tuple[str | None, dict]:

@@ -11,9 +11,8 @@ from ..nets import NetSpec, Params
 from ..records import RunKey
 
 __all__ = [
-    "PALETTE", "training_curves_figure", "accuracy_shift_figure", "weights_before_after_figure",
-    "ablation_bar_figure", "generalisation_figure", "overfitting_summary", "checkpoint_gain_figure",
-    "training_curves_grid", "ablation_points_figure", "lam_pareto_figure", "scaling_figure",
+    "PALETTE", "training_curves_figure", "weights_before_after_figure", "generalisation_figure", "overfitting_summary",
+    "checkpoint_gain_figure", "training_curves_grid", "ablation_points_figure", "lam_pareto_figure", "scaling_figure",
 ]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -41,22 +40,6 @@ def training_curves_figure(histories: Mapping[RunKey | str, Sequence[dict]],
     return fig
 
 
-def accuracy_shift_figure(before: np.ndarray, after: Mapping[str, np.ndarray] | np.ndarray,
-                          title: str = "Held-out networks: test accuracy before and after one-shot optimization") -> go.Figure:
-    """Overlaid histograms of per-network test accuracy (%) before and after."""
-    after = {"after": after} if not isinstance(after, Mapping) else after
-    fig = go.Figure()
-    bins = dict(start=0, end=100, size=2.5)
-    fig.add_trace(go.Histogram(x=np.asarray(before) * 100, name="initial", opacity=0.55, xbins=bins,
-                               marker_color="#7f7f7f"))
-    for i, (name, acc) in enumerate(after.items()):
-        fig.add_trace(go.Histogram(x=np.asarray(acc) * 100, name=name, opacity=0.55, xbins=bins,
-                                   marker_color=PALETTE[i % len(PALETTE)]))
-    fig.update_layout(barmode="overlay", title=title, xaxis_title="test accuracy (%)", yaxis_title="networks",
-                      template="plotly_white", height=380)
-    return fig
-
-
 def weights_before_after_figure(spec: NetSpec, before: Params, after: Params, index: int = 0,
                                 title: str | None = None) -> go.Figure:
     """Scatter of every weight and bias of network ``index``: initial value vs one-shot value, per layer.
@@ -76,18 +59,6 @@ def weights_before_after_figure(spec: NetSpec, before: Params, after: Params, in
                              name="unchanged"))
     fig.update_layout(title=title or f"Network {index}: parameters before vs after", xaxis_title="before",
                       yaxis_title="after", template="plotly_white", height=420)
-    return fig
-
-
-def ablation_bar_figure(frame, metric: str = "avg_acc", title: str = "ScaleGMN-B vs GMN-B (symmetry broken)") -> go.Figure:
-    """Grouped bars with seed spread: one group per family/objective, one bar per method."""
-    fig = go.Figure()
-    for i, (method, sub) in enumerate(frame.groupby("method", sort=False)):
-        labels = sub["family"] + " / " + sub["objective"]
-        fig.add_trace(go.Bar(x=labels, y=sub[f"{metric}_mean"], name=method,
-                             error_y=dict(type="data", array=sub[f"{metric}_std"].fillna(0)),
-                             marker_color=PALETTE[i % len(PALETTE)]))
-    fig.update_layout(barmode="group", title=title, yaxis_title=metric, template="plotly_white", height=400)
     return fig
 
 
@@ -198,7 +169,8 @@ def ablation_points_figure(runs, initial, title: str = "Ablation: each objective
         for i, method in enumerate(methods):
             m = sub[sub["method"] == method]
             x = [families.index(f) + (i - (len(methods) - 1) / 2) * 0.22 for f in m["family"]]
-            fig.add_trace(go.Scatter(x=x, y=m[metric], mode="markers", name=method, legendgroup=method,
+            name = m["label"].iloc[0] if "label" in m and len(m) else method
+            fig.add_trace(go.Scatter(x=x, y=m[metric], mode="markers", name=name, legendgroup=method,
                                      showlegend=col == 1, marker=dict(size=9, color=PALETTE[i % len(PALETTE)],
                                                                       line=dict(width=1, color="white")),
                                      text=[f"seed {s}" for s in m["seed"]]), row=1, col=col)
