@@ -21,14 +21,19 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from ..graphs import NODE_HIDDEN, from_graph, graph_layout, to_graph
-from ..nets import NetSpec, Params, SpecError, check_params, map_params
+from ..errors import ConfigError
+from ..graphs import NODE_HIDDEN, from_graph, graph_layout, node_values, to_graph
+from ..nets import NetSpec, Params, SpecError, cat_params, check_params, map_params, n_networks
 from ..symmetry import group_for
 from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon, squash
 from .config import MetanetConfig
+from .dense import Layered, chunk_networks, inv_on_edges, layered, split_networks, squash_edges, stacked
 from .layers import ScaleGMNConv
 
-__all__ = ["ScaleGMN", "optimize_in_chunks"]
+__all__ = ["ScaleGMN", "optimize_in_chunks", "PATHS"]
+
+#: how a pass runs: on the dense layered form (:mod:`workbench.metanet.dense`, the default) or on PyG's edge lists
+PATHS = ("dense", "pyg")
 
 
 class ScaleGMN(nn.Module):
@@ -71,6 +76,7 @@ class ScaleGMN(nn.Module):
         dropout, out_scale_init, gate = config.dropout, config.out_scale_init, config.gate
         self.spec, self.hidden, self.symmetry, self.bidirectional = spec, hidden, symmetry, bidirectional
         self.gate = gate
+        self.path = "dense"
         layout = graph_layout(spec)
         n_types, n_wlayers, d = layout.n_node_types, spec.n_layers, hidden
         hidden_type = torch.zeros(n_types, dtype=torch.bool)
@@ -178,11 +184,106 @@ class ScaleGMN(nn.Module):
         dw = dw * edge_mask  # dense edges of a CNN only use their one slot
         return db, dw
 
-    def forward(self, params: Params, core=None) -> Params:
-        """New parameters ``theta + delta`` for B networks (differentiable; used in training). ``core``: a compiled
-        :meth:`graph_deltas` (:class:`~workbench.metanet.Compiled` passes it)."""
-        db, dw = self.deltas(params, core)
-        delta = from_graph(self.spec, (db, dw))
+    # -- the same pass on the dense layered form (workbench/metanet/dense.py) -------------------------------------
+    @property
+    def path(self) -> str:
+        """How :meth:`forward` runs the pass: ``"dense"`` (default; the layered form, :mod:`workbench.metanet.dense`)
+        or ``"pyg"`` (PyG message passing on ``to_graph``'s edge lists, the reference). Equal to float rounding."""
+        return self._path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        if value not in PATHS:
+            raise ConfigError(f"ScaleGMN.path is {value!r}, but must be one of {list(PATHS)} ('dense': the fast "
+                              "layered pass, 'pyg': the PyG message passing it is tested against)")
+        self._path = value
+
+    def layered_deltas(self, params: Params) -> list[tuple[Tensor, Tensor]]:
+        """:meth:`graph_deltas` on the dense layered form: the updates ``(dw_l, db_l)`` of every layer of B
+        networks, shaped like their weights and biases (with ``gate``, the multiplicative part included). A function
+        of tensors only, which ``torch.compile`` can trace whole."""
+        lay, layout = layered(self.spec), graph_layout(self.spec, params[0][1].device)
+        h, g, e = self._layered_inputs(params, lay, layout)
+        for layer in self.layers:
+            h, g, e = layer(h, g, e, lay)
+        return self._layered_heads(params, h, g, e, lay)
+
+    def _layered_inputs(self, params: Params, lay: Layered, layout) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The initial features (as in :meth:`graph_deltas`): ``h, g (B, n, d)`` and ``e (B, E, d)``."""
+        node_type, n_nets = layout.node_type, n_networks(params)
+        hidden = self.hidden_type[node_type][:, None]  # (n, 1) bool
+        b = node_values(self.spec, params)  # (B, n), 0 on input nodes
+        b_norm = torch.cat([self.b_norm.new_ones(lay.widths[0])] +
+                           [self.b_norm[l].expand(w) for l, w in enumerate(lay.widths[1:])])  # (n,)
+        h = self.init_node((b / b_norm.to(b.dtype))[..., None])  # (B, n, d)
+        h = torch.where(hidden, h * self.type_mul[node_type], h + self.type_add[node_type])
+        g = None
+        if self.bidirectional:
+            g = torch.where(hidden, torch.zeros_like(h[0]), self.type_add_g[node_type].to(h.dtype))  # (n, d)
+            g = g.expand(n_nets, *g.shape)  # (B, n, d)
+        es = []
+        for l, (w, _) in enumerate(params):
+            w = w / self.w_norm[l].to(w.dtype)
+            if lay.conv[l]:  # (B, out, in, k, k) -> (B, out * in, k * k) -> (B, out * in, d)
+                e = self.init_edge(w.reshape(n_nets, -1, w.shape[-1] * w.shape[-2]))
+            else:  # a scalar in the slot of its edge feature: one column of the map
+                e = w.reshape(n_nets, -1, 1) * self.init_edge.weight[:, lay.slot]  # (B, out * in, d)
+            es.append(e * self.edge_mul[l])
+        return squash(h, self.symmetry), g, squash_edges(torch.cat(es, 1), self.symmetry)
+
+    def _layered_heads(self, params: Params, h: Tensor, g: Tensor | None, e: Tensor,
+                       lay: Layered) -> list[tuple[Tensor, Tensor]]:
+        """The weight-output heads of :meth:`graph_deltas` on the layered form: ``(dw_l, db_l)`` per layer."""
+        s = self.symmetry
+        node_side = canon(g, s) if self.bidirectional else None
+        db = self.head_bias(h, node_side)  # (B, n, 1) ~ q_i
+        side = torch.cat([canon(h, s), canon(g, s)], -1) if self.bidirectional else canon(h, s)  # invariant
+        a, b = self.head_side_dst(side), self.head_side_src(side)  # (B, n, d) invariant
+        maps = (self.head_edge.lin_x,) + ((self.head_gate_w.lin_x,) if self.gate else ()) + \
+            ((self.head_edge_w,) if self.head_edge_w is not None else ())
+        wx, *rest = stacked(e, *maps)  # the maps that read e, as one product
+        c = lay.on_edges(torch.add, a + self.head_edge.bias, b)  # (B, E, d) invariant
+        dw = inv_on_edges(self.head_edge, e, c, wx)  # (B, E, F) invariant
+        if self.head_edge_w is not None:
+            dw = rest[-1] * dw  # (B, E, F) ~ e
+        if self.gate:  # invariant gates, times the input values below: equivariant, and 0 at gamma = -1 / s_l
+            gb = self.head_gate_b(h, node_side)  # (B, n, 1) invariant
+            c = lay.on_edges(torch.add, a + self.head_gate_w.bias, b)
+            gw = inv_on_edges(self.head_gate_w, e, c, rest[0])  # (B, E, F) invariant
+        dws, dbs = lay.edge_parts(dw), lay.node_parts(db[..., 0])[1:]  # (B, out, in, F), (B, out)
+        gws, gbs = (lay.edge_parts(gw), lay.node_parts(gb[..., 0])[1:]) if self.gate else (None, None)
+        out = []
+        for l, (w, bias) in enumerate(params):
+            dw_l = dws[l].reshape(w.shape) if lay.conv[l] else dws[l][..., lay.slot]  # a dense layer: its one slot
+            dw_l = dw_l * (self.out_scale_w[l] * self.w_norm[l]).to(dw.dtype)
+            db_l = dbs[l] * (self.out_scale_b[l] * self.b_norm[l]).to(db.dtype)
+            if self.gate:
+                gw_l = gws[l].reshape(w.shape) if lay.conv[l] else gws[l][..., lay.slot]
+                dw_l = dw_l + gw_l * self.gate_scale_w[l].to(gw.dtype) * w.to(gw.dtype)
+                db_l = db_l + gbs[l] * self.gate_scale_b[l].to(gb.dtype) * bias.to(gb.dtype)
+            out.append((dw_l, db_l))
+        return out
+
+    def forward(self, params: Params, core=None, *, path: str | None = None) -> Params:
+        """New parameters ``theta + delta`` for B networks (differentiable; used in training).
+
+        Args:
+            path: ``"dense"`` or ``"pyg"`` for this call (default :attr:`path`). The dense pass runs a CPU batch in
+                chunks of networks that fit the cache (:func:`workbench.metanet.dense.chunk_networks`).
+            core: a compiled :meth:`layered_deltas` (dense) or :meth:`graph_deltas` (pyg), as
+                :class:`~workbench.metanet.Compiled` passes it; the dense one runs the batch whole.
+        """
+        path = self.path if path is None else path
+        if path == "pyg":
+            delta = from_graph(self.spec, self.deltas(params, core))
+        elif path != "dense":
+            raise ConfigError(f"path is {path!r}, but must be one of {list(PATHS)}")
+        elif core is not None or params[0][1].device.type != "cpu":
+            delta = (core or self.layered_deltas)(params)
+        else:
+            sizes = chunk_networks(n_networks(params), self.spec.n_edges, self.hidden)
+            parts = [self.layered_deltas(part) for part in split_networks(params, sizes)]
+            delta = parts[0] if len(parts) == 1 else cat_params(parts)
         return [(w + dw_l.to(w.dtype), b + db_l.to(b.dtype)) for (w, b), (dw_l, db_l) in zip(params, delta)]
 
     def optimize(self, spec: NetSpec, params: Params, batch_size: int | None = None) -> Params:

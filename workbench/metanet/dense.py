@@ -1,0 +1,266 @@
+r"""ScaleGMN on the dense layered form of a network's graph: the fast path of every pass the workbench runs.
+
+Every graph the workbench builds (:func:`workbench.graphs.to_graph`) is *layered*: its nodes are the neurons (or
+channels) of consecutive layers, and the edges of weight layer ``l`` join every node of layer ``l`` to every node of
+layer ``l + 1`` -- a complete bipartite graph, whose edge features are the weight tensor itself. In that form (in
+the spirit of PyG's dense layers, ``DenseGCNConv`` and friends, which trade ``edge_index`` for a dense adjacency)
+
+* node features are one tensor ``h (B, n, d)`` over the networks of a batch, the nodes of layer ``l`` the slice
+  ``h[:, o_l:o_{l+1}]``;
+* the edge features of weight layer ``l`` are ``e_l (B, n_{l+1}, n_l, d)`` -- entry ``[b, i, j]`` is edge ``j -> i``,
+  PyG's edge ``o_l + i n_l + j`` of network ``b``;
+* the gather of a node feature onto the edges is a broadcast, ``h_j -> h_l[:, None, :, :]`` and
+  ``h_i -> h_{l+1}[:, :, None, :]``, with no index tensor and no copy;
+* the scatter-sum of messages into their targets is a sum over an axis: forward messages
+  :math:`m_i = \sum_j \mu_{ji}` sum over ``j`` (``dim=2``), backward messages :math:`n_j = \sum_i \nu_{ji}` over ``i``
+  (``dim=1``);
+* a sum of node terms on an edge, :math:`a_i + b_j + \beta`, is one broadcast add of two node tensors (the bias
+  folded into the node term), and every node-level linear map runs once per node, not once per edge.
+
+The functions here compute the same update rules as :class:`~workbench.metanet.ScaleGMNConv` and
+:meth:`~workbench.metanet.ScaleGMN.graph_deltas` (the PyG path, which stays the reference and the path for graph
+tensors), with the same modules and parameters; ``tests/test_dense_pass.py`` checks that both agree to float rounding.
+Every operation is the same per-node or per-edge map, so equivariance is unchanged.
+
+Networks are independent in the pass, so :func:`layered_deltas` runs a batch in chunks of networks small enough that
+each edge tensor stays in the CPU's cache (:data:`CHUNK_ELEMENTS`); on a 2-core EPYC that alone made the element-wise
+chains several times faster than on whole-batch tensors of megabytes (bench/README.md, "Metanetwork speed").
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..nets import NetSpec, Params, n_networks
+from .blocks import ScaleEq, ScaleInv, canon, squash
+
+__all__ = ["Layered", "layered", "dense_conv", "inv_on_edges", "eq_on_edges", "CHUNK_ELEMENTS", "chunk_networks",
+           "split_networks"]
+
+#: elements of one edge-feature tensor per chunk of networks (2**17 float32 = 512 KiB: it and the few tensors an
+#: element-wise chain reads stay in a core's L2 / the shared L3; bench/metanet.py --chunk sweeps it)
+CHUNK_ELEMENTS = 2 ** 18
+
+
+@dataclass(frozen=True)
+class Layered:
+    """The layered structure of one architecture's graph (what ``edge_index`` holds in the PyG path).
+
+    Edge features of a batch are one tensor ``e (B, E, d)`` in PyG's edge order (weight layer by weight layer, each
+    row-major ``(out, in)``); :meth:`edges` views weight layer ``l``'s part as ``(B, n_{l+1}, n_l, d)``.
+
+    Attributes:
+        widths: nodes per layer ``(n_0, ..., n_L)``.
+        offsets: first node of each layer (len L + 2; the last is the number of nodes).
+        edge_offsets: first edge of each weight layer (len L + 1; the last is the number of edges).
+        conv: per weight layer, whether its edges carry a kernel (``edge_dim`` numbers) or one scalar.
+        slot: the slot of a dense layer's scalar in the edge feature.
+    """
+
+    widths: tuple[int, ...]
+    offsets: tuple[int, ...]
+    edge_offsets: tuple[int, ...]
+    conv: tuple[bool, ...]
+    slot: int
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.widths) - 1
+
+    # split, not sliced: the backward of a split is one concatenation, that of L slices L zero-filled full tensors
+    def node_parts(self, x: Tensor) -> tuple[Tensor, ...]:
+        """The features of every layer's nodes: ``x (B, n, c) -> (B, n_l, c)`` for l = 0..L (views)."""
+        return x.split(self.widths, 1)
+
+    def edge_parts(self, e: Tensor) -> list[Tensor]:
+        """The features of every weight layer's edges: ``e (B, E, c) -> (B, n_{l+1}, n_l, c)`` for l = 0..L-1."""
+        sizes = [o * i for i, o in zip(self.widths[:-1], self.widths[1:])]
+        return [p.unflatten(1, (o, i)) for p, i, o in zip(e.split(sizes, 1), self.widths[:-1], self.widths[1:])]
+
+    @staticmethod
+    def _flat(parts: list[Tensor]) -> Tensor:
+        return torch.cat([p.flatten(1, 2) for p in parts], 1)  # (B, E, c)
+
+    def on_edges(self, op, dst: Tensor, src: Tensor) -> Tensor:
+        """``op(dst_i, src_j)`` on every edge ``j -> i``, broadcast from node tensors ``(B, n, c)`` (no gather):
+        ``(B, E, c)``."""
+        d, s = self.node_parts(dst), self.node_parts(src)
+        return self._flat([op(d[l + 1][:, :, None], s[l][:, None]) for l in range(self.n_layers)])
+
+    def times_src(self, e: Tensor, src: Tensor) -> Tensor:
+        """``e_ji * src_j`` on every edge (the forward message's product): ``(B, E, c)``."""
+        s = self.node_parts(src)
+        return self._flat([part * s[l][:, None] for l, part in enumerate(self.edge_parts(e))])
+
+    def times_dst(self, e: Tensor, dst: Tensor) -> Tensor:
+        """``e_ji * dst_i`` on every edge (the backward message's product): ``(B, E, c)``."""
+        d = self.node_parts(dst)
+        return self._flat([part * d[l + 1][:, :, None] for l, part in enumerate(self.edge_parts(e))])
+
+    def sum_into_targets(self, mu: Tensor) -> Tensor:
+        """``m_i = sum_j mu_ji`` (a sum over each layer's in-axis): ``(B, E, c) -> (B, n, c)``, 0 on input nodes."""
+        parts = [part.sum(2) for part in self.edge_parts(mu)]  # (B, n_{l+1}, c)
+        return torch.cat([parts[0].new_zeros(parts[0].shape[0], self.widths[0], parts[0].shape[-1]), *parts], 1)
+
+    def sum_into_sources(self, nu: Tensor) -> Tensor:
+        """``n_j = sum_i nu_ji`` (a sum over each layer's out-axis): ``(B, E, c) -> (B, n, c)``, 0 on output nodes."""
+        parts = [part.sum(1) for part in self.edge_parts(nu)]  # (B, n_l, c)
+        return torch.cat([*parts, parts[0].new_zeros(parts[0].shape[0], self.widths[-1], parts[0].shape[-1])], 1)
+
+
+@functools.lru_cache(maxsize=64)
+def layered(spec: NetSpec) -> Layered:
+    """The :class:`Layered` structure of ``spec``'s graph (node and edge order as :func:`workbench.graphs.to_graph`)."""
+    offsets, edge_offsets = [0], [0]
+    for w in spec.widths:
+        offsets.append(offsets[-1] + w)
+    for n_in, n_out in zip(spec.widths[:-1], spec.widths[1:]):
+        edge_offsets.append(edge_offsets[-1] + n_in * n_out)
+    return Layered(tuple(spec.widths), tuple(offsets), tuple(edge_offsets),
+                   tuple(spec.is_conv(l) for l in range(spec.n_layers)), spec.edge_dim // 2)
+
+
+def chunk_networks(n_nets: int, n_edges: int, hidden: int, elements: int = CHUNK_ELEMENTS) -> list[int]:
+    """Sizes of the chunks a batch of ``n_nets`` networks runs in: as equal as possible (so a compiled pass sees
+    few shapes), each with at most ``elements`` edge-feature entries (at least one network per chunk)."""
+    per_chunk = max(1, elements // max(1, n_edges * hidden))
+    n_chunks = -(-n_nets // per_chunk)
+    base, extra = divmod(n_nets, n_chunks)
+    return [base + 1] * extra + [base] * (n_chunks - extra)
+
+
+def split_networks(params: Params, sizes: list[int]) -> list[Params]:
+    """``params`` of B networks as consecutive chunks of ``sizes`` networks (views, no copy)."""
+    pieces = [(w.split(sizes), b.split(sizes)) for w, b in params]
+    return [[(ws[k], bs[k]) for ws, bs in pieces] for k in range(len(sizes))]
+
+
+# -- the invariant and equivariant blocks on edges --------------------------------------------------------------------
+# Edge tensors are most of the pass's memory traffic, so on them the blocks of blocks.py run with fewer passes: the
+# bias-free maps that read the same features are one matrix product (their gradients then add up inside one product
+# too), W canon(x) is computed as (W x) / ||x||, and the element-wise chains with the longest autograd backward
+# (squash, the sign-symmetrised SiLU pair, canon) have hand-written ones.
+def stacked(x: Tensor, *maps: nn.Linear) -> tuple[Tensor, ...]:
+    """``x`` through several bias-free linear maps as one matrix product: their outputs (column views)."""
+    weight = torch.cat([m.weight for m in maps]) if len(maps) > 1 else maps[0].weight
+    return F.linear(x, weight).split([m.out_features for m in maps], -1)
+
+
+class _EvenSiLU(torch.autograd.Function):
+    r""":math:`\sigma(c + a) + \sigma(c - a)` (even in ``a``: the sign symmetrisation of :class:`ScaleInv`), with the
+    backward :math:`\partial c = s_+ + s_-`, :math:`\partial a = s_+ - s_-` from the two SiLU derivatives ``s``."""
+
+    @staticmethod
+    def forward(ctx, c: Tensor, a: Tensor) -> Tensor:
+        plus, minus = c + a, c - a
+        ctx.save_for_backward(plus, minus)
+        ctx.c_shape = c.shape
+        return F.silu(plus).add_(F.silu(minus))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor]:
+        plus, minus = ctx.saved_tensors
+        s_plus = torch.ops.aten.silu_backward(grad, plus)
+        s_minus = torch.ops.aten.silu_backward(grad, minus)
+        grad_c = (s_plus + s_minus).sum_to_size(ctx.c_shape) if ctx.needs_input_grad[0] else None
+        return grad_c, s_plus.sub_(s_minus)
+
+
+class _Squash(torch.autograd.Function):
+    r""":func:`~workbench.metanet.blocks.squash` for sign (and no) symmetry, ``y = x r`` with :math:`r = 1 / (1 + s)`,
+    :math:`s = \sqrt{\overline{x^2} + \epsilon}`, and the backward
+    :math:`\partial x = r\,\partial y - x\,(\partial y \cdot x)\, r^2 / (d s)`: three passes over the edges where
+    autograd's chain of pow, mean, add, sqrt, add and div takes about eight."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        s = (x.pow(2).mean(-1, keepdim=True) + 1e-12).sqrt()  # (R, 1) invariant
+        r = 1 / (1 + s)
+        ctx.save_for_backward(x, s, r)
+        return x * r
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        x, s, r = ctx.saved_tensors
+        coef = (grad * x).sum(-1, keepdim=True) * r * r / (x.shape[-1] * s)  # (R, 1)
+        return torch.addcmul(grad * r, x, coef, value=-1)
+
+
+def squash_edges(x: Tensor, symmetry: str) -> Tensor:
+    """:func:`~workbench.metanet.blocks.squash` of edge features (:class:`_Squash` for sign and no symmetry)."""
+    return x if symmetry == "scale" else _Squash.apply(x)
+
+
+def inv_norm(x: Tensor) -> Tensor:
+    """``1 / ||x||`` per row, 1 where ``x`` is 0 (as :func:`~workbench.metanet.blocks.canon`): ``(R, d) -> (R, 1)``."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return 1 / torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
+def phi_hidden(inv: ScaleInv, x: Tensor, wx: Tensor, c: Tensor) -> Tensor:
+    r"""The hidden layer of :class:`ScaleInv` from ``wx`` = its ``lin_x(x)`` on the raw ``x`` and its whole additive
+    term ``c`` (its bias plus any side inputs): :math:`\sigma(c + W x) + \sigma(c - W x)` (sign),
+    :math:`\sigma(W x / \|x\| + c)` (scale: ``W canon(x)``, a row scaling of ``W x``) or :math:`\sigma(W x + c)`."""
+    if inv.symmetry == "sign":
+        return _EvenSiLU.apply(c, wx)  # (R, h) invariant: even in W x
+    if inv.symmetry == "scale":
+        wx = wx * inv_norm(x)  # W canon(x), invariant
+    return inv.act(wx + c)
+
+
+def inv_on_edges(inv: ScaleInv, x: Tensor, c: Tensor | None = None, wx: Tensor | None = None) -> Tensor:
+    """:class:`ScaleInv` of edge features ``x`` with its whole additive term ``c`` (None: its bias) and, when already
+    computed, ``wx = inv.lin_x(x)``."""
+    wx = inv.lin_x(x) if wx is None else wx
+    return inv.out(inv.drop(phi_hidden(inv, x, wx, inv.bias if c is None else c)))
+
+
+def eq_on_edges(eq: ScaleEq, x: Tensor) -> Tensor:
+    """:class:`ScaleEq` of per-edge features ``x`` with no side input (the messages): ``Gamma x`` and phi's
+    ``W x`` in one product."""
+    if eq.gamma is None:
+        return inv_on_edges(eq.inv, x)
+    gx, wx = stacked(x, eq.gamma, eq.inv.lin_x)
+    return gx * inv_on_edges(eq.inv, x, wx=wx)  # equivariant times invariant
+
+
+# -- one message-passing layer --------------------------------------------------------------------------------------
+def dense_conv(layer: nn.Module, h: Tensor, g: Tensor | None, e: Tensor,
+               lay: Layered) -> tuple[Tensor, Tensor | None, Tensor]:
+    r""":class:`~workbench.metanet.ScaleGMNConv`'s update rules (its module docstring) on the dense layered form.
+
+    .. math::
+        m_i = \sum_j \mathrm{ScaleEq}\big((A e_{ji}) \odot (B h)_j\big) \quad\text{(a sum over the in-axis)},\qquad
+        n_j = \sum_i \mathrm{ScaleEq}\big((C e_{ji}) \odot (D g)_i\big) \quad\text{(over the out-axis)}
+
+    and the node and edge updates as there, the edge update's invariant side input
+    :math:`a_i + b_j + \beta` formed from per-node projections by one broadcast add per weight layer. The four maps
+    that read ``e`` (``A``, ``C``, ``W`` and phi's first layer) are one matrix product.
+
+    Shapes:
+        ``h, g (B, n, d)``, ``e (B, E, d)`` -> the same.
+    """
+    s = layer.symmetry
+    maps = (layer.msg_e, layer.edge_w, layer.edge_inv.lin_x) + ((layer.bmsg_e,) if layer.bidirectional else ())
+    ae, we, wx, *ce = stacked(e, *maps)  # (B, E, d) each: ~ e, ~ e, ~ e (or invariant after canon), ~ e
+    x = lay.times_src(ae, layer.msg_h(h))  # (B, E, d) ~ (q_i / q_j) q_j
+    m = lay.sum_into_targets(eq_on_edges(layer.msg, x))  # (B, n, d) ~ q_i
+    if layer.bidirectional:
+        y = lay.times_dst(ce[0], layer.bmsg_g(g))  # (B, E, d) ~ (q_i / q_j) / q_i
+        n = lay.sum_into_sources(eq_on_edges(layer.bmsg, y))  # (B, n, d) ~ 1 / q_j
+        h_new = squash(h + layer.update_h(torch.cat([h, m], -1), torch.cat([canon(g, s), canon(n, s)], -1)), s)
+        g_new = squash(g + layer.update_g(torch.cat([g, n], -1), torch.cat([canon(h, s), canon(m, s)], -1)), s)
+        side = torch.cat([canon(h_new, s), canon(g_new, s)], -1)  # (B, n, 2d) invariant
+    else:
+        h_new, g_new = squash(h + layer.update_h(torch.cat([h, m], -1)), s), None
+        side = canon(h_new, s)  # (B, n, d) invariant
+    a = layer.edge_side_dst(side) + layer.edge_inv.bias  # (B, n, d) invariant, phi's bias folded in
+    c = lay.on_edges(torch.add, a, layer.edge_side_src(side))  # (B, E, d) invariant: a_i + b_j + beta
+    new = torch.addcmul(e, we, inv_on_edges(layer.edge_inv, e, c, wx))  # (B, E, d) ~ q_i / q_j
+    if layer.bidirectional:
+        new = new + lay.on_edges(torch.mul, layer.edge_p(h_new), layer.edge_r(g_new))  # q_i * (1 / q_j)
+    return h_new, g_new, squash_edges(new, s)
