@@ -124,9 +124,10 @@ def layered(spec: NetSpec) -> Layered:
                    tuple(spec.is_conv(l) for l in range(spec.n_layers)), spec.edge_dim // 2)
 
 
-def chunk_networks(n_nets: int, n_edges: int, hidden: int, elements: int = CHUNK_ELEMENTS) -> list[int]:
-    """Sizes of the chunks a batch of ``n_nets`` networks runs in: as equal as possible (so a compiled pass sees
-    few shapes), each with at most ``elements`` edge-feature entries (at least one network per chunk)."""
+def chunk_networks(n_nets: int, n_edges: int, hidden: int, elements: int | None = None) -> list[int]:
+    """Sizes of the chunks a batch of ``n_nets`` networks runs in: as equal as possible, each with at most
+    ``elements`` (default :data:`CHUNK_ELEMENTS`) edge-feature entries, and at least one network per chunk."""
+    elements = CHUNK_ELEMENTS if elements is None else elements
     per_chunk = max(1, elements // max(1, n_edges * hidden))
     n_chunks = -(-n_nets // per_chunk)
     base, extra = divmod(n_nets, n_chunks)
