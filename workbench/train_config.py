@@ -23,6 +23,10 @@ __all__ = ["TrainConfig", "MetanetConfig", "build_model"]
 _LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
 #: TrainConfig fields that came after the run digests were fixed, likewise left out at their defaults
 _OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce", "compile", "cpu_amp")
+#: values left out of the flat form besides the field's default: ``cpu_amp`` was False by default when the digests of
+#: every existing run were fixed (the notebooks still pass False), and is "auto" now; both keep a run's digest, and
+#: the precision a run trained in is in its history (``precision`` in metrics.jsonl)
+_ALSO_LEFT_OUT = {"cpu_amp": (False,)}
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,11 @@ class TrainConfig:
             (which compounds over a run, so a compiled run is a run of its own), faster steps after seconds to tens of
             seconds of compiling in the first step (cached on disk for later runs; measured in bench/README.md).
             Falls back to eager, logged, when compiling fails; not used under DDP.
-        cpu_amp: bf16 autocast of the training steps on a CPU as well (``amp`` is for CUDA). It pays only on CPUs
-            with native bf16 units (avx512_bf16 or AMX; :func:`workbench.optimize.cpu_has_native_bf16`); elsewhere
-            it runs several times slower than fp32, and training warns. Validation stays in fp32.
+        cpu_amp: bf16 autocast of the training steps on a CPU (``amp`` is for CUDA): ``"auto"`` (default) turns it
+            on where the CPU has native bf16 units (avx512_bf16 or AMX; :func:`workbench.optimize.cpu_has_native_bf16`)
+            and leaves fp32 elsewhere; True forces it (several times slower than fp32 without such units, and
+            training warns), False keeps fp32. Resolved when training starts; every history record names the
+            precision the steps ran in (``precision``: ``"bf16"`` or ``"fp32"``). Validation stays in fp32.
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
         meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
@@ -97,7 +103,7 @@ class TrainConfig:
     skip_untrained: bool = False
     l1_from_ce: bool = False
     compile: bool = False
-    cpu_amp: bool = False
+    cpu_amp: bool | str = "auto"
     meta: MetanetConfig = field(default_factory=MetanetConfig)
 
     def __post_init__(self):
@@ -112,10 +118,10 @@ class TrainConfig:
         """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
         checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
         ``out_scale_init``, ``io_embed``, ``skip_untrained``, ``l1_from_ce``, ``compile`` and ``cpu_amp`` are left out
-        at their defaults, so those digests stay the same."""
+        at their defaults (``cpu_amp`` also at False, its default until "auto"), so those digests stay the same."""
         d = dataclasses.asdict(self)
         for name in _OWN_LEFT_OUT_AT_DEFAULT:
-            if d[name] == getattr(TrainConfig, name):
+            if d[name] == getattr(TrainConfig, name) or d[name] in _ALSO_LEFT_OUT.get(name, ()):
                 del d[name]
         meta, defaults = d.pop("meta"), MetanetConfig()
         for name in _LEFT_OUT_AT_DEFAULT:
