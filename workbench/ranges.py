@@ -221,6 +221,7 @@ TRAIN_CONFIG_RANGES: dict[str, Rule] = {
     "model": Rule(choices=("scalegmn", "nfn"), kind="str"),
     "out_scale_init": Rule(kind="float"),
     "io_embed": Rule(kind="bool"),
+    "scale_norm": Rule(kind="bool"),
 }
 
 

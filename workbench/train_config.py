@@ -23,6 +23,9 @@ __all__ = ["TrainConfig", "MetanetConfig", "build_model"]
 _LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
 #: TrainConfig fields that came after the run digests were fixed, likewise left out at their defaults
 _OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce", "compile", "cpu_amp")
+#: MetanetConfig.scale_norm changes only a ScaleGMN of positive-scale symmetry; in the flat form it appears only there,
+#: and only when on (the model of every run trained before it existed had it off: such a flat form still means off)
+_SCALE_NORM = "scale_norm"
 #: values left out of the flat form besides the field's default: ``cpu_amp`` was False by default when the digests of
 #: every existing run were fixed (the notebooks still pass False), and is "auto" now; both keep a run's digest, and
 #: the precision a run trained in is in its history (``precision`` in metrics.jsonl)
@@ -118,7 +121,8 @@ class TrainConfig:
         """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
         checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
         ``out_scale_init``, ``io_embed``, ``skip_untrained``, ``l1_from_ce``, ``compile`` and ``cpu_amp`` are left out
-        at their defaults (``cpu_amp`` also at False, its default until "auto"), so those digests stay the same."""
+        at their defaults (``cpu_amp`` also at False, its default until "auto"), so those digests stay the same;
+        ``scale_norm`` appears only where it changes the model (positive-scale symmetry) and is on."""
         d = dataclasses.asdict(self)
         for name in _OWN_LEFT_OUT_AT_DEFAULT:
             if d[name] == getattr(TrainConfig, name) or d[name] in _ALSO_LEFT_OUT.get(name, ()):
@@ -127,6 +131,8 @@ class TrainConfig:
         for name in _LEFT_OUT_AT_DEFAULT:
             if meta[name] == getattr(defaults, name):
                 del meta[name]
+        if not (_scale_norm_matters(meta) and meta[_SCALE_NORM]):
+            del meta[_SCALE_NORM]
         return {**d, **meta}
 
     @classmethod
@@ -139,9 +145,16 @@ class TrainConfig:
             raise ValueError(f"unknown training settings {unknown}; valid settings are "
                              f"{sorted(own | set(META_FIELDS))}")
         settings = {k: v for k, v in d.items() if k in own}
+        if _SCALE_NORM not in d and _scale_norm_matters(d):  # a run from before scale_norm: it was off
+            d = {**d, _SCALE_NORM: False}
         if "augment_scales" in settings:  # JSON and checkpoints store tuples as lists
             settings["augment_scales"] = tuple(settings["augment_scales"])
         return cls(**settings, meta=MetanetConfig(**{k: v for k, v in d.items() if k in META_FIELDS}))
+
+
+def _scale_norm_matters(flat: dict) -> bool:
+    """Whether ``scale_norm`` changes the model of a flat form: a ScaleGMN whose symmetry is set to "scale"."""
+    return flat.get("model", "scalegmn") == "scalegmn" and flat.get("symmetry") == "scale"
 
 
 def build_model(spec: NetSpec, config: TrainConfig | MetanetConfig) -> ScaleGMN | NFN:

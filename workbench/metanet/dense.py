@@ -141,16 +141,10 @@ def split_networks(params: Params, sizes: list[int]) -> list[Params]:
 
 
 # -- the invariant and equivariant blocks on edges --------------------------------------------------------------------
-# Edge tensors are most of the pass's memory traffic, so on them the blocks of blocks.py run with fewer passes: the
-# bias-free maps that read the same features are one matrix product (their gradients then add up inside one product
-# too), W canon(x) is computed as (W x) / ||x||, and the element-wise chains with the longest autograd backward
-# (squash, the sign-symmetrised SiLU pair, canon) have hand-written ones.
-def stacked(x: Tensor, *maps: nn.Linear) -> tuple[Tensor, ...]:
-    """``x`` through several bias-free linear maps as one matrix product: their outputs (column views)."""
-    weight = torch.cat([m.weight for m in maps]) if len(maps) > 1 else maps[0].weight
-    return F.linear(x, weight).split([m.out_features for m in maps], -1)
-
-
+# Edge tensors carry most of the pass's memory traffic, so on them the blocks of blocks.py run with fewer passes:
+# W canon(x) is computed as (W x) / ||x||, the edge update as one addcmul, and the element-wise chains with the
+# longest autograd backward (squash, the sign-symmetrised SiLU pair) have hand-written ones. (Stacking the maps that
+# read the same features into one product was tried and is slower: bench/README.md.)
 class _EvenSiLU(torch.autograd.Function):
     r""":math:`\sigma(c + a) + \sigma(c - a)` (even in ``a``: the sign symmetrisation of :class:`ScaleInv`), with the
     backward :math:`\partial c = s_+ + s_-`, :math:`\partial a = s_+ - s_-` from the two SiLU derivatives ``s``."""
@@ -213,20 +207,16 @@ def phi_hidden(inv: ScaleInv, x: Tensor, wx: Tensor, c: Tensor) -> Tensor:
     return inv.act(wx + c)
 
 
-def inv_on_edges(inv: ScaleInv, x: Tensor, c: Tensor | None = None, wx: Tensor | None = None) -> Tensor:
-    """:class:`ScaleInv` of edge features ``x`` with its whole additive term ``c`` (None: its bias) and, when already
-    computed, ``wx = inv.lin_x(x)``."""
-    wx = inv.lin_x(x) if wx is None else wx
-    return inv.out(inv.drop(phi_hidden(inv, x, wx, inv.bias if c is None else c)))
+def inv_on_edges(inv: ScaleInv, x: Tensor, c: Tensor | None = None) -> Tensor:
+    """:class:`ScaleInv` of edge features ``x`` with its whole additive term ``c`` given (None: its bias)."""
+    return inv.out(inv.drop(phi_hidden(inv, x, inv.lin_x(x), inv.bias if c is None else c)))
 
 
 def eq_on_edges(eq: ScaleEq, x: Tensor) -> Tensor:
-    """:class:`ScaleEq` of per-edge features ``x`` with no side input (the messages): ``Gamma x`` and phi's
-    ``W x`` in one product."""
+    """:class:`ScaleEq` of per-edge features ``x`` with no side input (the messages)."""
     if eq.gamma is None:
         return inv_on_edges(eq.inv, x)
-    gx, wx = stacked(x, eq.gamma, eq.inv.lin_x)
-    return gx * inv_on_edges(eq.inv, x, wx=wx)  # equivariant times invariant
+    return eq.gamma(x) * inv_on_edges(eq.inv, x)  # equivariant times invariant
 
 
 # -- one message-passing layer --------------------------------------------------------------------------------------
@@ -239,19 +229,16 @@ def dense_conv(layer: nn.Module, h: Tensor, g: Tensor | None, e: Tensor,
         n_j = \sum_i \mathrm{ScaleEq}\big((C e_{ji}) \odot (D g)_i\big) \quad\text{(over the out-axis)}
 
     and the node and edge updates as there, the edge update's invariant side input
-    :math:`a_i + b_j + \beta` formed from per-node projections by one broadcast add per weight layer. The four maps
-    that read ``e`` (``A``, ``C``, ``W`` and phi's first layer) are one matrix product.
+    :math:`a_i + b_j + \beta` formed from per-node projections by one broadcast add per weight layer.
 
     Shapes:
         ``h, g (B, n, d)``, ``e (B, E, d)`` -> the same.
     """
     s = layer.symmetry
-    maps = (layer.msg_e, layer.edge_w, layer.edge_inv.lin_x) + ((layer.bmsg_e,) if layer.bidirectional else ())
-    ae, we, wx, *ce = stacked(e, *maps)  # (B, E, d) each: ~ e, ~ e, ~ e (or invariant after canon), ~ e
-    x = lay.times_src(ae, layer.msg_h(h))  # (B, E, d) ~ (q_i / q_j) q_j
+    x = lay.times_src(layer.msg_e(e), layer.msg_h(h))  # (B, E, d) ~ (q_i / q_j) q_j
     m = lay.sum_into_targets(eq_on_edges(layer.msg, x))  # (B, n, d) ~ q_i
     if layer.bidirectional:
-        y = lay.times_dst(ce[0], layer.bmsg_g(g))  # (B, E, d) ~ (q_i / q_j) / q_i
+        y = lay.times_dst(layer.bmsg_e(e), layer.bmsg_g(g))  # (B, E, d) ~ (q_i / q_j) / q_i
         n = lay.sum_into_sources(eq_on_edges(layer.bmsg, y))  # (B, n, d) ~ 1 / q_j
         h_new = squash(h + layer.update_h(torch.cat([h, m], -1), torch.cat([canon(g, s), canon(n, s)], -1)), s)
         g_new = squash(g + layer.update_g(torch.cat([g, n], -1), torch.cat([canon(h, s), canon(m, s)], -1)), s)
@@ -261,7 +248,7 @@ def dense_conv(layer: nn.Module, h: Tensor, g: Tensor | None, e: Tensor,
         side = canon(h_new, s)  # (B, n, d) invariant
     a = layer.edge_side_dst(side) + layer.edge_inv.bias  # (B, n, d) invariant, phi's bias folded in
     c = lay.on_edges(torch.add, a, layer.edge_side_src(side))  # (B, E, d) invariant: a_i + b_j + beta
-    new = torch.addcmul(e, we, inv_on_edges(layer.edge_inv, e, c, wx))  # (B, E, d) ~ q_i / q_j
+    new = torch.addcmul(e, layer.edge_w(e), inv_on_edges(layer.edge_inv, e, c))  # (B, E, d) ~ q_i / q_j
     if layer.bidirectional:
         new = new + lay.on_edges(torch.mul, layer.edge_p(h_new), layer.edge_r(g_new))  # q_i * (1 / q_j)
     return h_new, g_new, squash_edges(new, s)

@@ -2,7 +2,11 @@
 
 Pipeline for B networks of one :class:`~workbench.nets.NetSpec`:
 
-1. ``to_graph`` (built directly with tensor ops on the model's device);
+0. with ``scale_norm`` (ReLU networks): each network divided by its path-norm scale, the update multiplied back
+   (:mod:`workbench.metanet.global_scale`: exactly equivariant, and degree 1 in a global rescale of the input);
+1. the graph: the dense layered form by default (:mod:`workbench.metanet.dense`: broadcasts and axis sums, chunked
+   by networks on a CPU), or ``to_graph``'s PyG ``Batch`` (``path="pyg"``; built with tensor ops on the model's
+   device);
 2. feature initialisation -- bias-free linear maps of the (per-layer normalised) biases and weights, which commute
    with scalars; node-type embeddings multiplied into hidden nodes (keeps equivariance) and added on input/output
    nodes (they carry no symmetry); a learned per-layer multiplier on edge features;
@@ -27,7 +31,8 @@ from ..nets import NetSpec, Params, SpecError, cat_params, check_params, map_par
 from ..symmetry import group_for
 from .blocks import SYMMETRIES, ScaleEq, ScaleInv, canon, squash
 from .config import MetanetConfig
-from .dense import Layered, chunk_networks, inv_on_edges, layered, split_networks, squash_edges, stacked
+from .dense import Layered, chunk_networks, inv_on_edges, layered, split_networks, squash_edges
+from .global_scale import path_norm_scale, rescale
 from .layers import ScaleGMNConv
 
 __all__ = ["ScaleGMN", "optimize_in_chunks", "PATHS"]
@@ -77,6 +82,9 @@ class ScaleGMN(nn.Module):
         self.spec, self.hidden, self.symmetry, self.bidirectional = spec, hidden, symmetry, bidirectional
         self.gate = gate
         self.path = "dense"
+        self.scale_norm = config.scale_norm and symmetry == "scale"
+        if self.scale_norm:  # marks the state dict, so a checkpoint of the model without it cannot load silently
+            self.register_buffer("global_scale_norm", torch.ones(()))
         layout = graph_layout(spec)
         n_types, n_wlayers, d = layout.n_node_types, spec.n_layers, hidden
         hidden_type = torch.zeros(n_types, dtype=torch.bool)
@@ -127,23 +135,36 @@ class ScaleGMN(nn.Module):
 
     @torch.no_grad()
     def fit_normalization(self, params: Params) -> "ScaleGMN":
-        """Set the per-layer weight and bias scales to their RMS over ``params`` (e.g. the training zoo).
+        """Set the per-layer weight and bias scales to their RMS over ``params`` (e.g. the training zoo), each
+        network divided by its path-norm scale first when ``scale_norm`` is on (what the pass then reads).
 
         These are fixed scalars, so dividing inputs by them (and multiplying outputs back) keeps equivariance.
         """
-        fit_layer_rms(self, params)
+        scale = self.input_scale(params)
+        fit_layer_rms(self, params if scale is None else rescale(params, 1 / scale))
         return self
+
+    def input_scale(self, params: Params) -> Tensor | None:
+        """The path-norm scale ``s (B,)`` the pass divides each network by (:mod:`workbench.metanet.global_scale`),
+        or None when ``scale_norm`` is off or the symmetry is not positive scaling."""
+        return path_norm_scale(self.spec, params) if self.scale_norm else None
 
     # -- the forward pass ------------------------------------------------------------------------------------
     def deltas(self, params: Params, core=None) -> tuple[Tensor, Tensor]:
         """Raw updates for B networks: node values ``(B*n,)`` (0 on input nodes) and edge values ``(B*E, F)``.
 
-        With ``gate`` the multiplicative part ``s_l * gamma * theta`` is included (it needs the input values).
+        With ``gate`` the multiplicative part ``s_l * gamma * theta`` is included (it needs the input values); with
+        ``scale_norm`` the pass reads each network divided by its scale and its update is multiplied back.
         The graph is built here; the rest is :meth:`graph_deltas` on its plain tensors, or ``core``, a compiled
         form of it (:class:`~workbench.metanet.Compiled`)."""
-        graph = to_graph(self.spec, params, check=False)
-        return (core or self.graph_deltas)(graph.x, graph.edge_attr, graph.edge_index, graph.edge_mask,
-                                           graph.node_type, graph.node_layer, graph.edge_layer)
+        scale = self.input_scale(params)
+        graph = to_graph(self.spec, params if scale is None else rescale(params, 1 / scale), check=False)
+        db, dw = (core or self.graph_deltas)(graph.x, graph.edge_attr, graph.edge_index, graph.edge_mask,
+                                             graph.node_type, graph.node_layer, graph.edge_layer)
+        if scale is None:
+            return db, dw
+        return (db.reshape(len(scale), -1) * scale[:, None]).reshape(db.shape), \
+            (dw.reshape(len(scale), -1) * scale[:, None]).reshape(dw.shape)
 
     def graph_deltas(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, edge_mask: Tensor, node_type: Tensor,
                      node_layer: Tensor, edge_layer: Tensor) -> tuple[Tensor, Tensor]:
@@ -239,17 +260,13 @@ class ScaleGMN(nn.Module):
         db = self.head_bias(h, node_side)  # (B, n, 1) ~ q_i
         side = torch.cat([canon(h, s), canon(g, s)], -1) if self.bidirectional else canon(h, s)  # invariant
         a, b = self.head_side_dst(side), self.head_side_src(side)  # (B, n, d) invariant
-        maps = (self.head_edge.lin_x,) + ((self.head_gate_w.lin_x,) if self.gate else ()) + \
-            ((self.head_edge_w,) if self.head_edge_w is not None else ())
-        wx, *rest = stacked(e, *maps)  # the maps that read e, as one product
         c = lay.on_edges(torch.add, a + self.head_edge.bias, b)  # (B, E, d) invariant
-        dw = inv_on_edges(self.head_edge, e, c, wx)  # (B, E, F) invariant
+        dw = inv_on_edges(self.head_edge, e, c)  # (B, E, F) invariant
         if self.head_edge_w is not None:
-            dw = rest[-1] * dw  # (B, E, F) ~ e
+            dw = self.head_edge_w(e) * dw  # (B, E, F) ~ e
         if self.gate:  # invariant gates, times the input values below: equivariant, and 0 at gamma = -1 / s_l
             gb = self.head_gate_b(h, node_side)  # (B, n, 1) invariant
-            c = lay.on_edges(torch.add, a + self.head_gate_w.bias, b)
-            gw = inv_on_edges(self.head_gate_w, e, c, rest[0])  # (B, E, F) invariant
+            gw = inv_on_edges(self.head_gate_w, e, lay.on_edges(torch.add, a + self.head_gate_w.bias, b))
         dws, dbs = lay.edge_parts(dw), lay.node_parts(db[..., 0])[1:]  # (B, out, in, F), (B, out)
         gws, gbs = (lay.edge_parts(gw), lay.node_parts(gb[..., 0])[1:]) if self.gate else (None, None)
         out = []
@@ -278,12 +295,16 @@ class ScaleGMN(nn.Module):
             delta = from_graph(self.spec, self.deltas(params, core))
         elif path != "dense":
             raise ConfigError(f"path is {path!r}, but must be one of {list(PATHS)}")
-        elif core is not None or params[0][1].device.type != "cpu":
-            delta = (core or self.layered_deltas)(params)
         else:
-            sizes = chunk_networks(n_networks(params), self.spec.n_edges, self.hidden)
-            parts = [self.layered_deltas(part) for part in split_networks(params, sizes)]
-            delta = parts[0] if len(parts) == 1 else cat_params(parts)
+            scale = self.input_scale(params)
+            inputs = params if scale is None else rescale(params, 1 / scale)
+            if core is not None or params[0][1].device.type != "cpu":
+                delta = (core or self.layered_deltas)(inputs)
+            else:
+                sizes = chunk_networks(n_networks(params), self.spec.n_edges, self.hidden)
+                parts = [self.layered_deltas(part) for part in split_networks(inputs, sizes)]
+                delta = parts[0] if len(parts) == 1 else cat_params(parts)
+            delta = delta if scale is None else rescale(delta, scale)
         return [(w + dw_l.to(w.dtype), b + db_l.to(b.dtype)) for (w, b), (dw_l, db_l) in zip(params, delta)]
 
     def optimize(self, spec: NetSpec, params: Params, batch_size: int | None = None) -> Params:
