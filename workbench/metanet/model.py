@@ -83,8 +83,6 @@ class ScaleGMN(nn.Module):
         self.gate = gate
         self.path = "dense"
         self.scale_norm = config.scale_norm and symmetry == "scale"
-        if self.scale_norm:  # marks the state dict, so a checkpoint of the model without it cannot load silently
-            self.register_buffer("global_scale_norm", torch.ones(()))
         layout = graph_layout(spec)
         n_types, n_wlayers, d = layout.n_node_types, spec.n_layers, hidden
         hidden_type = torch.zeros(n_types, dtype=torch.bool)
@@ -100,6 +98,11 @@ class ScaleGMN(nn.Module):
         self.edge_mul = nn.Parameter(torch.ones(n_wlayers, d))
         if bidirectional:
             self.type_add_g = nn.Parameter(torch.zeros(n_types, d))
+        if self.scale_norm:  # the invariant scale feature's embeddings (input/output nodes only); the reference log
+            # scale is a persistent buffer, so a checkpoint of the model without scale_norm cannot load silently
+            self.register_buffer("log_scale_ref", torch.zeros(()))
+            self.scale_embed = nn.Parameter(torch.zeros(n_types, d))
+            self.scale_embed_g = nn.Parameter(torch.zeros(n_types, d)) if bidirectional else None
         self.layers = nn.ModuleList(ScaleGMNConv(d, symmetry, bidirectional, dropout) for _ in range(n_layers))
         n_side = 2 * d if bidirectional else 0
         self.head_bias = ScaleEq(d, n_side // 2, 1, symmetry, d_hidden=d)
@@ -142,12 +145,31 @@ class ScaleGMN(nn.Module):
         """
         scale = self.input_scale(params)
         fit_layer_rms(self, params if scale is None else rescale(params, 1 / scale))
+        if scale is not None:
+            self.log_scale_ref.fill_(float(scale.double().log().median()))
         return self
 
     def input_scale(self, params: Params) -> Tensor | None:
         """The path-norm scale ``s (B,)`` the pass divides each network by (:mod:`workbench.metanet.global_scale`),
         or None when ``scale_norm`` is off or the symmetry is not positive scaling."""
         return path_norm_scale(self.spec, params) if self.scale_norm else None
+
+    def scale_feature(self, scale: Tensor) -> Tensor:
+        r"""The invariant the pass reads in place of the scale it divides out: :math:`	anh(\log(s / s_0) / 2)`
+        per network (``s_0`` the training zoo's median), bounded, so the update stays within a constant of degree 1
+        in the input's scale while the model still knows a network's size (0.1x to 10x of the zoo's map to
+        -0.82 .. 0.82)."""
+        return torch.tanh((scale.log() - self.log_scale_ref.to(scale.dtype)) / 2)
+
+    def _io_scale_terms(self, node_type: Tensor, feature: Tensor | None, hidden: Tensor) -> tuple:
+        """``feature * embedding`` on input and output nodes (0 on hidden ones, whose features must transform):
+        for ``h`` and ``g``, shapes ``feature (..., 1, 1)`` times ``(n, d)``; (None, None) without scale_norm."""
+        if feature is None:
+            return None, None
+        io = (~hidden).to(feature.dtype)  # (n, 1)
+        h_term = feature * (io * self.scale_embed[node_type])
+        g_term = feature * (io * self.scale_embed_g[node_type]) if self.bidirectional else None
+        return h_term, g_term
 
     # -- the forward pass ------------------------------------------------------------------------------------
     def deltas(self, params: Params, core=None) -> tuple[Tensor, Tensor]:
@@ -159,17 +181,19 @@ class ScaleGMN(nn.Module):
         form of it (:class:`~workbench.metanet.Compiled`)."""
         scale = self.input_scale(params)
         graph = to_graph(self.spec, params if scale is None else rescale(params, 1 / scale), check=False)
+        feature = None if scale is None else self.scale_feature(scale).repeat_interleave(self.spec.n_nodes)
         db, dw = (core or self.graph_deltas)(graph.x, graph.edge_attr, graph.edge_index, graph.edge_mask,
-                                             graph.node_type, graph.node_layer, graph.edge_layer)
+                                             graph.node_type, graph.node_layer, graph.edge_layer, feature)
         if scale is None:
             return db, dw
         return (db.reshape(len(scale), -1) * scale[:, None]).reshape(db.shape), \
             (dw.reshape(len(scale), -1) * scale[:, None]).reshape(dw.shape)
 
     def graph_deltas(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, edge_mask: Tensor, node_type: Tensor,
-                     node_layer: Tensor, edge_layer: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`deltas` on a batch graph's tensors (``to_graph``'s fields of those names): a function of tensors
-        only, which ``torch.compile`` can trace whole."""
+                     node_layer: Tensor, edge_layer: Tensor, node_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`deltas` on a batch graph's tensors (``to_graph``'s fields of those names; ``node_scale (N,)`` the
+        :meth:`scale_feature` of each node's network, with ``scale_norm``): a function of tensors only, which
+        ``torch.compile`` can trace whole."""
         hidden = self.hidden_type[node_type][:, None]  # (N, 1) bool
         has_bias = node_layer > 0
         bias_layer = (node_layer - 1).clamp_min(0)
@@ -182,6 +206,10 @@ class ScaleGMN(nn.Module):
         g = None
         if self.bidirectional:
             g = torch.where(hidden, torch.zeros_like(h), self.type_add_g[node_type].to(h.dtype))
+        h_term, g_term = self._io_scale_terms(node_type, None if node_scale is None else node_scale[:, None], hidden)
+        if h_term is not None:  # invariant, on nodes without symmetry
+            h = h + h_term
+            g = g + g_term if self.bidirectional else g
         h, e = squash(h, self.symmetry), squash(e, self.symmetry)
         for layer in self.layers:
             h, g, e = layer(h, g, e, edge_index)
@@ -219,17 +247,19 @@ class ScaleGMN(nn.Module):
                               "layered pass, 'pyg': the PyG message passing it is tested against)")
         self._path = value
 
-    def layered_deltas(self, params: Params) -> list[tuple[Tensor, Tensor]]:
+    def layered_deltas(self, params: Params, feature: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
         """:meth:`graph_deltas` on the dense layered form: the updates ``(dw_l, db_l)`` of every layer of B
-        networks, shaped like their weights and biases (with ``gate``, the multiplicative part included). A function
-        of tensors only, which ``torch.compile`` can trace whole."""
+        networks, shaped like their weights and biases (with ``gate``, the multiplicative part included; with
+        ``scale_norm``, ``feature (B,)`` is each network's :meth:`scale_feature`). A function of tensors only, which
+        ``torch.compile`` can trace whole."""
         lay, layout = layered(self.spec), graph_layout(self.spec, params[0][1].device)
-        h, g, e = self._layered_inputs(params, lay, layout)
+        h, g, e = self._layered_inputs(params, lay, layout, feature)
         for layer in self.layers:
             h, g, e = layer(h, g, e, lay)
         return self._layered_heads(params, h, g, e, lay)
 
-    def _layered_inputs(self, params: Params, lay: Layered, layout) -> tuple[Tensor, Tensor | None, Tensor]:
+    def _layered_inputs(self, params: Params, lay: Layered, layout,
+                        feature: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
         """The initial features (as in :meth:`graph_deltas`): ``h, g (B, n, d)`` and ``e (B, E, d)``."""
         node_type, n_nets = layout.node_type, n_networks(params)
         hidden = self.hidden_type[node_type][:, None]  # (n, 1) bool
@@ -242,6 +272,10 @@ class ScaleGMN(nn.Module):
         if self.bidirectional:
             g = torch.where(hidden, torch.zeros_like(h[0]), self.type_add_g[node_type].to(h.dtype))  # (n, d)
             g = g.expand(n_nets, *g.shape)  # (B, n, d)
+        h_term, g_term = self._io_scale_terms(node_type, None if feature is None else feature[:, None, None], hidden)
+        if h_term is not None:  # invariant, on nodes without symmetry
+            h = h + h_term
+            g = g + g_term if self.bidirectional else g
         es = []
         for l, (w, _) in enumerate(params):
             w = w / self.w_norm[l].to(w.dtype)
@@ -298,11 +332,13 @@ class ScaleGMN(nn.Module):
         else:
             scale = self.input_scale(params)
             inputs = params if scale is None else rescale(params, 1 / scale)
+            feature = None if scale is None else self.scale_feature(scale)
             if core is not None or params[0][1].device.type != "cpu":
-                delta = (core or self.layered_deltas)(inputs)
+                delta = (core or self.layered_deltas)(inputs, feature)
             else:
                 sizes = chunk_networks(n_networks(params), self.spec.n_edges, self.hidden)
-                parts = [self.layered_deltas(part) for part in split_networks(inputs, sizes)]
+                features = [None] * len(sizes) if feature is None else feature.split(sizes)
+                parts = [self.layered_deltas(part, f) for part, f in zip(split_networks(inputs, sizes), features)]
                 delta = parts[0] if len(parts) == 1 else cat_params(parts)
             delta = delta if scale is None else rescale(delta, scale)
         return [(w + dw_l.to(w.dtype), b + db_l.to(b.dtype)) for (w, b), (dw_l, db_l) in zip(params, delta)]
