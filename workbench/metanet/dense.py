@@ -51,7 +51,7 @@ class Layered:
     """The layered structure of one architecture's graph (what ``edge_index`` holds in the PyG path).
 
     Edge features of a batch are one tensor ``e (B, E, d)`` in PyG's edge order (weight layer by weight layer, each
-    row-major ``(out, in)``); :meth:`edges` views weight layer ``l``'s part as ``(B, n_{l+1}, n_l, d)``.
+    row-major ``(out, in)``); :meth:`edge_parts` views weight layer ``l``'s part as ``(B, n_{l+1}, n_l, d)``.
 
     Attributes:
         widths: nodes per layer ``(n_0, ..., n_L)``.
@@ -59,6 +59,11 @@ class Layered:
         edge_offsets: first edge of each weight layer (len L + 1; the last is the number of edges).
         conv: per weight layer, whether its edges carry a kernel (``edge_dim`` numbers) or one scalar.
         slot: the slot of a dense layer's scalar in the edge feature.
+        g_zero_on_hidden: the caller's promise that the backward features ``g`` are exactly 0 on every hidden node
+            (true before the first layer of an equivariant model: they start there). A backward message into ``j``
+            then comes only from output nodes: :math:`\mathrm{ScaleEq}((C e) \odot (D g)_i)` is exactly 0 when
+            :math:`g_i = 0` (the equivariant factor :math:`\Gamma x` of 0 is 0), so only the last weight layer's
+            edges are computed (for a digits MLP 160 of 1,440 edges, for its CNN 80 of 216).
     """
 
     widths: tuple[int, ...]
@@ -66,6 +71,7 @@ class Layered:
     edge_offsets: tuple[int, ...]
     conv: tuple[bool, ...]
     slot: int
+    g_zero_on_hidden: bool = False
 
     @property
     def n_layers(self) -> int:
@@ -220,6 +226,20 @@ def eq_on_edges(eq: ScaleEq, x: Tensor) -> Tensor:
 
 
 # -- one message-passing layer --------------------------------------------------------------------------------------
+def _backward_messages(layer: nn.Module, g: Tensor, e: Tensor, lay: Layered) -> Tensor:
+    r""":math:`n_j = \sum_i \mathrm{ScaleEq}\big((C e_{ji}) \odot (D g)_i\big)`: ``(B, n, d)``, ~ ``1 / q_j``; with
+    ``lay.g_zero_on_hidden`` from the last weight layer's edges alone (the others' messages are exactly 0)."""
+    if not lay.g_zero_on_hidden or layer.bmsg.gamma is None:  # the symmetry-broken model maps 0 to a constant
+        y = lay.times_dst(layer.bmsg_e(e), layer.bmsg_g(g))  # (B, E, d) ~ (q_i / q_j) / q_i
+        return lay.sum_into_sources(eq_on_edges(layer.bmsg, y))
+    u_out = lay.node_parts(layer.bmsg_g(g))[-1]  # (B, n_L, d): D g on the output nodes
+    y = layer.bmsg_e(lay.edge_parts(e)[-1]) * u_out[:, :, None]  # (B, n_L, n_{L-1}, d) ~ (1 / q_j)
+    n_last = eq_on_edges(layer.bmsg, y).sum(1)  # (B, n_{L-1}, d) ~ 1 / q_j
+    before, after = lay.offsets[-3], lay.widths[-1]
+    return torch.cat([n_last.new_zeros(n_last.shape[0], before, n_last.shape[-1]), n_last,
+                      n_last.new_zeros(n_last.shape[0], after, n_last.shape[-1])], 1)
+
+
 def dense_conv(layer: nn.Module, h: Tensor, g: Tensor | None, e: Tensor,
                lay: Layered) -> tuple[Tensor, Tensor | None, Tensor]:
     r""":class:`~workbench.metanet.ScaleGMNConv`'s update rules (its module docstring) on the dense layered form.
@@ -238,8 +258,7 @@ def dense_conv(layer: nn.Module, h: Tensor, g: Tensor | None, e: Tensor,
     x = lay.times_src(layer.msg_e(e), layer.msg_h(h))  # (B, E, d) ~ (q_i / q_j) q_j
     m = lay.sum_into_targets(eq_on_edges(layer.msg, x))  # (B, n, d) ~ q_i
     if layer.bidirectional:
-        y = lay.times_dst(layer.bmsg_e(e), layer.bmsg_g(g))  # (B, E, d) ~ (q_i / q_j) / q_i
-        n = lay.sum_into_sources(eq_on_edges(layer.bmsg, y))  # (B, n, d) ~ 1 / q_j
+        n = _backward_messages(layer, g, e, lay)  # (B, n, d) ~ 1 / q_j
         h_new = squash(h + layer.update_h(torch.cat([h, m], -1), torch.cat([canon(g, s), canon(n, s)], -1)), s)
         g_new = squash(g + layer.update_g(torch.cat([g, n], -1), torch.cat([canon(h, s), canon(m, s)], -1)), s)
         side = torch.cat([canon(h_new, s), canon(g_new, s)], -1)  # (B, n, 2d) invariant

@@ -254,8 +254,8 @@ class ScaleGMN(nn.Module):
         ``torch.compile`` can trace whole."""
         lay, layout = layered(self.spec), graph_layout(self.spec, params[0][1].device)
         h, g, e = self._layered_inputs(params, lay, layout, feature)
-        for layer in self.layers:
-            h, g, e = layer(h, g, e, lay)
+        for i, layer in enumerate(self.layers):  # g starts at 0 on hidden nodes: the first layer knows it
+            h, g, e = layer(h, g, e, replace(lay, g_zero_on_hidden=True) if i == 0 else lay)
         return self._layered_heads(params, h, g, e, lay)
 
     def _layered_inputs(self, params: Params, lay: Layered, layout,
