@@ -25,7 +25,7 @@ def tiny_zoo(n=24, seed=0):
     return init_params(SPEC, n, torch.Generator().manual_seed(seed), init_scale=2.0)
 
 
-CONFIG = TrainConfig(epochs=4, batch_networks=8, batch_images=32, lr=0.01, warmup_steps=2, device="cpu", cpu_amp=False,
+CONFIG = TrainConfig(epochs=4, batch_networks=8, batch_images=32, lr=0.01, warmup_steps=2, device="cpu",
                      meta=MetanetConfig(hidden=8, n_layers=2))
 
 

@@ -75,7 +75,8 @@ class TrainConfig:
             Falls back to eager, logged, when compiling fails; not used under DDP.
         cpu_amp: bf16 autocast of the training steps on a CPU (``amp`` is for CUDA): ``"auto"`` (default) turns it
             on where the CPU has native bf16 units (avx512_bf16 or AMX; :func:`workbench.optimize.cpu_has_native_bf16`)
-            and leaves fp32 elsewhere; True forces it (several times slower than fp32 without such units, and
+            and the metanet has ``hidden >= 32`` (narrower, it measured slower than fp32:
+            :data:`workbench.optimize.AUTO_BF16_MIN_HIDDEN`), and leaves fp32 elsewhere; True forces it (several times slower than fp32 without such units, and
             training warns), False keeps fp32. Resolved when training starts; every history record names the
             precision the steps ran in (``precision``: ``"bf16"`` or ``"fp32"``). Validation stays in fp32.
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
