@@ -239,9 +239,11 @@ def test_cpu_amp_auto_resolves_by_the_cpu_and_the_history_names_the_precision(mo
     forced32 = _tiny_run(dataclasses.replace(config, cpu_amp=False))
     assert forced32.history[0]["train_loss"] == plain.history[0]["train_loss"]
     monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: True)
+    import workbench.train_config as train_config
+
     assert config.meta.hidden < optimize.AUTO_BF16_MIN_HIDDEN  # too narrow for bf16 to pay: fp32 still
-    assert optimize.resolve_cpu_amp(config, torch.device("cpu")) is False
-    monkeypatch.setattr(optimize, "AUTO_BF16_MIN_HIDDEN", config.meta.hidden)
+    assert optimize.resolve_cpu_amp(config, torch.device("cpu"), lambda: True) is False
+    monkeypatch.setattr(train_config, "AUTO_BF16_MIN_HIDDEN", config.meta.hidden)
     auto = _tiny_run(config)
     assert auto.precision == "bf16" and auto.history[0]["precision"] == "bf16"
     assert auto.history[0]["train_loss"] != plain.history[0]["train_loss"]  # bf16 rounding: autocast was on

@@ -4,8 +4,8 @@
 
 Gradients flow into the metanetwork only; the zoo networks are inputs. The loop: AdamW with linear warm-up and
 cosine decay, gradient clipping, bf16 autocast on CUDA (and, by ``cpu_amp``, on CPUs with native bf16 units),
-optionally the compiled metanet (``compile``), a guard against non-finite losses (the step is skipped and the learning rate
-halved, logged), validation every epoch with best-checkpoint selection, atomic checkpoints, exact resume after a
+optionally the compiled metanet (``compile``), a guard against non-finite losses (the step is skipped and the
+learning rate halved, logged), validation every epoch with best-checkpoint selection, atomic checkpoints, exact resume after a
 kill (per-epoch seeding), tqdm progress and a JSON-lines metrics history.
 Under ``torchrun`` the same loop runs with DistributedDataParallel, each rank taking its shard of every batch
 of networks. The run's configuration is :mod:`workbench.train_config`; what it writes and resumes from,
@@ -31,12 +31,13 @@ from .nets import NetSpec, Params, SpecError, check_params, map_params, n_networ
 from .notebook import progress_bar
 from .objective import evaluate, objective
 from .symmetry import act, group_for, random_element
-from .train_config import TrainConfig, build_model
+from .train_config import AUTO_BF16_MIN_HIDDEN, TrainConfig, build_model, cpu_has_native_bf16, resolve_cpu_amp
 
 # TrainConfig, MetanetConfig, build_model, CheckpointError and load_model live in train_config / checkpoints and are
 # re-exported here: `from workbench.optimize import TrainConfig, load_model, ...` is how notebooks and tools use them
 __all__ = ["TrainConfig", "MetanetConfig", "TrainResult", "CheckpointError", "train", "validate", "load_model",
-           "one_shot", "resolve_device", "resolve_cpu_amp", "build_model", "augment", "cpu_has_native_bf16"]
+           "one_shot", "resolve_device", "resolve_cpu_amp", "build_model", "augment", "cpu_has_native_bf16",
+           "AUTO_BF16_MIN_HIDDEN"]
 
 
 @dataclass
@@ -48,31 +49,6 @@ class TrainResult:
     out_dir: Path | None = None
     seconds: float = 0.0
     precision: str = "fp32"  # of the training steps: "bf16" (autocast) or "fp32"
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (avx512_bf16 or AMX tiles): where ``TrainConfig.cpu_amp`` pays."""
-    return any(bool(getattr(torch.cpu, name, lambda: False)())
-               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-#: ``cpu_amp="auto"`` turns bf16 on from this metanet width: on an avx512_bf16 CPU (AMD EPYC, bench/README.md) bf16
-#: training steps ran 1.2x - 1.9x faster than fp32 at hidden 32 and 128, and 0.84x - 1.0x as fast at hidden 16, where
-#: the products are too small to pay for autocast's casts
-AUTO_BF16_MIN_HIDDEN = 32
-
-
-def resolve_cpu_amp(config: TrainConfig, device: torch.device) -> bool:
-    """Whether :func:`train`'s steps run in bf16 autocast on ``device``: on CUDA ``config.amp``; on a CPU
-    ``config.cpu_amp``, where ``"auto"`` means "where this CPU has native bf16 units (:func:`cpu_has_native_bf16`)
-    and the metanet is wide enough for them to pay" (:data:`AUTO_BF16_MIN_HIDDEN`)."""
-    if device.type == "cuda":
-        return bool(config.amp)
-    if device.type != "cpu":
-        return False
-    if config.cpu_amp == "auto":
-        return config.meta.hidden >= AUTO_BF16_MIN_HIDDEN and cpu_has_native_bf16()
-    return bool(config.cpu_amp)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -200,7 +176,7 @@ def _step(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: T
           world: int) -> tuple[float, str | None]:
     """One AdamW step on ``batch`` and images ``x, y``: ``(loss, None)``, or ``(nan, "loss" | "gradient")`` when
     the loss or the gradient is not finite on some rank -- then nothing is stepped."""
-    use_amp = resolve_cpu_amp(config, x.device)
+    use_amp = resolve_cpu_amp(config, x.device, cpu_has_native_bf16)  # this module's probe (tests patch it here)
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=use_amp):
         new = net(batch)
         loss = objective(spec, new, x, y, config.lam).mean()
@@ -369,7 +345,7 @@ def train(
         warnings.warn("cpu_amp: this CPU has no native bf16 units (avx512_bf16 or AMX), so bf16 autocast runs several "
                       "times slower than fp32 here (bench/README.md); set cpu_amp (meta_cpu_amp) to 'auto' or false",
                       RuntimeWarning, stacklevel=2)
-    precision = "bf16" if resolve_cpu_amp(config, device) else "fp32"
+    precision = "bf16" if resolve_cpu_amp(config, device, cpu_has_native_bf16) else "fp32"
     inputs = _prepare_inputs(spec, train_params, val_params, data, config, device)
     out = Path(out_dir) if out_dir is not None else None
     writer = out if inputs.rank == 0 else None  # rank 0 alone writes files

@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import torch
+
 from .errors import ConfigError
 from .metanet import NFN, ScaleGMN
 from .metanet.config import META_FIELDS, MetanetConfig
 from .nets import NetSpec
 from .ranges import check_train_config
 
-__all__ = ["TrainConfig", "MetanetConfig", "build_model"]
+__all__ = ["TrainConfig", "MetanetConfig", "build_model", "cpu_has_native_bf16", "resolve_cpu_amp",
+           "AUTO_BF16_MIN_HIDDEN"]
 
 #: MetanetConfig fields that came after the run digests were fixed: the flat form leaves them out at their defaults,
 #: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
@@ -74,11 +77,11 @@ class TrainConfig:
             seconds of compiling in the first step (cached on disk for later runs; measured in bench/README.md).
             Falls back to eager, logged, when compiling fails; not used under DDP.
         cpu_amp: bf16 autocast of the training steps on a CPU (``amp`` is for CUDA): ``"auto"`` (default) turns it
-            on where the CPU has native bf16 units (avx512_bf16 or AMX; :func:`workbench.optimize.cpu_has_native_bf16`)
-            and the metanet has ``hidden >= 32`` (narrower, it measured slower than fp32:
-            :data:`workbench.optimize.AUTO_BF16_MIN_HIDDEN`), and leaves fp32 elsewhere; True forces it (several times slower than fp32 without such units, and
-            training warns), False keeps fp32. Resolved when training starts; every history record names the
-            precision the steps ran in (``precision``: ``"bf16"`` or ``"fp32"``). Validation stays in fp32.
+            on where the CPU has native bf16 units (avx512_bf16 or AMX; :func:`cpu_has_native_bf16`) and the metanet
+            has ``hidden >= 32`` (narrower, it measured slower than fp32: :data:`AUTO_BF16_MIN_HIDDEN`), and leaves
+            fp32 elsewhere; True forces it (several times slower than fp32 without such units, and training warns),
+            False keeps fp32. Resolved when training starts; every history record names the precision the steps ran
+            in (``precision``: ``"bf16"`` or ``"fp32"``). Validation stays in fp32.
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
         meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
@@ -156,6 +159,31 @@ class TrainConfig:
 def _scale_norm_matters(flat: dict) -> bool:
     """Whether ``scale_norm`` changes the model of a flat form: a ScaleGMN whose symmetry is set to "scale"."""
     return flat.get("model", "scalegmn") == "scalegmn" and flat.get("symmetry") == "scale"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (avx512_bf16 or AMX tiles): where ``TrainConfig.cpu_amp`` pays."""
+    return any(bool(getattr(torch.cpu, name, lambda: False)())
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+#: ``cpu_amp="auto"`` turns bf16 on from this metanet width: on an avx512_bf16 CPU (AMD EPYC, bench/README.md) bf16
+#: training steps ran 1.2x - 1.9x faster than fp32 at hidden 32 and 128, and 0.84x - 1.0x as fast at hidden 16, where
+#: the products are too small to pay for autocast's casts
+AUTO_BF16_MIN_HIDDEN = 32
+
+
+def resolve_cpu_amp(config: TrainConfig, device: torch.device, native_bf16=cpu_has_native_bf16) -> bool:
+    """Whether training steps run in bf16 autocast on ``device``: on CUDA ``config.amp``; on a CPU
+    ``config.cpu_amp``, where ``"auto"`` means "where this CPU has native bf16 units (``native_bf16()``) and the
+    metanet is wide enough for them to pay" (:data:`AUTO_BF16_MIN_HIDDEN`)."""
+    if device.type == "cuda":
+        return bool(config.amp)
+    if device.type != "cpu":
+        return False
+    if config.cpu_amp == "auto":
+        return config.meta.hidden >= AUTO_BF16_MIN_HIDDEN and native_bf16()
+    return bool(config.cpu_amp)
 
 
 def build_model(spec: NetSpec, config: TrainConfig | MetanetConfig) -> ScaleGMN | NFN:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..nets import NetSpec, Params, n_networks
+from ..nets import NetSpec, Params
 from .blocks import ScaleEq, ScaleInv, canon, squash
 
 __all__ = ["Layered", "layered", "dense_conv", "inv_on_edges", "eq_on_edges", "CHUNK_ELEMENTS", "chunk_networks",
