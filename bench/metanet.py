@@ -21,7 +21,7 @@ timed interleaved with it in one run, with the ratio (``--variants``; an unknown
   ``torch.compile`` of each message-passing layer alone ("torch.compile (layers)"; the GPU rows use this one).
   A variant whose compiling fails is reported and left out.
 
-Sizes (32 graphs x 128 images, one shot on 64 networks; the metanet with the default ``MetanetConfig`` otherwise,
+Sizes (32 graphs x 128 images, one shot on 64 networks, ``--shot-batch``; the metanet with the default ``MetanetConfig`` otherwise,
 gate included): ``run`` = the metanet of params/default.yaml (ScaleGMN-B hidden 16, 2 layers), ``default`` = the
 notebooks' default (hidden 32, 3 layers) and ``large`` = hidden 128 / 4 layers. ``--clock cpu`` times with the
 process's CPU time instead of the wall clock (steadier on a machine shared with other jobs: a single-threaded pass
@@ -350,6 +350,8 @@ def main(argv=None):
                         help=f"what to time beside eager fp32, of {list(VARIANTS)} (CPU comparison; default: "
                         "dense, nfn, and dense bf16 where the CPU has native bf16 units)")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall clock or this process's CPU time")
+    parser.add_argument("--shot-batch", type=int, default=64,
+                        help="networks per one shot (CPU comparison; the workbench's one_shot and validation use 256)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd layers (slow to compile)")
     parser.add_argument("--gpu", action="store_true", help="the CUDA measurements of bench/gpu.sh")
@@ -379,7 +381,7 @@ def main(argv=None):
     else:
         variants = args.variants or ["dense", "nfn"] + (["dense bf16"] if cpu_has_native_bf16() else [])
         rows = cpu_compare(args.sizes, args.repeats, args.compile, families=args.families, variants=variants,
-                           clock=args.clock)
+                           clock=args.clock, n_shot=args.shot_batch)
         print("| metanet | measurement | variant | time (ms) | rate | vs eager fp32 | x NFN |\n"
               "|---|---|---|---:|---:|---:|---:|")
         for r in rows:

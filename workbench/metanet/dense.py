@@ -87,25 +87,34 @@ class Layered:
         sizes = [o * i for i, o in zip(self.widths[:-1], self.widths[1:])]
         return [p.unflatten(1, (o, i)) for p, i, o in zip(e.split(sizes, 1), self.widths[:-1], self.widths[1:])]
 
-    @staticmethod
-    def _flat(parts: list[Tensor]) -> Tensor:
-        return torch.cat([p.flatten(1, 2) for p in parts], 1)  # (B, E, c)
+    def _on_layers(self, op, pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """``op(a_l, b_l)`` for every weight layer ``l`` (operands broadcasting to ``(B, n_{l+1}, n_l, c)``) as one
+        ``(B, E, c)`` tensor: concatenated under autograd, written into one buffer without it (a one shot: ``out=``
+        spares the concatenation's pass over the edges)."""
+        if torch.is_grad_enabled():
+            return torch.cat([op(a, b).flatten(1, 2) for a, b in pairs], 1)
+        a, b = pairs[0]
+        shape = torch.broadcast_shapes(a.shape, b.shape)
+        out = torch.empty(shape[0], self.edge_offsets[-1], shape[-1], dtype=torch.result_type(a, b), device=a.device)
+        for part, (a, b) in zip(self.edge_parts(out), pairs):
+            op(a, b, out=part)
+        return out
 
     def on_edges(self, op, dst: Tensor, src: Tensor) -> Tensor:
-        """``op(dst_i, src_j)`` on every edge ``j -> i``, broadcast from node tensors ``(B, n, c)`` (no gather):
-        ``(B, E, c)``."""
+        """``op(dst_i, src_j)`` (``torch.add`` or ``torch.mul``) on every edge ``j -> i``, broadcast from node tensors
+        ``(B, n, c)`` (no gather): ``(B, E, c)``."""
         d, s = self.node_parts(dst), self.node_parts(src)
-        return self._flat([op(d[l + 1][:, :, None], s[l][:, None]) for l in range(self.n_layers)])
+        return self._on_layers(op, [(d[l + 1][:, :, None], s[l][:, None]) for l in range(self.n_layers)])
 
     def times_src(self, e: Tensor, src: Tensor) -> Tensor:
         """``e_ji * src_j`` on every edge (the forward message's product): ``(B, E, c)``."""
         s = self.node_parts(src)
-        return self._flat([part * s[l][:, None] for l, part in enumerate(self.edge_parts(e))])
+        return self._on_layers(torch.mul, [(part, s[l][:, None]) for l, part in enumerate(self.edge_parts(e))])
 
     def times_dst(self, e: Tensor, dst: Tensor) -> Tensor:
         """``e_ji * dst_i`` on every edge (the backward message's product): ``(B, E, c)``."""
         d = self.node_parts(dst)
-        return self._flat([part * d[l + 1][:, :, None] for l, part in enumerate(self.edge_parts(e))])
+        return self._on_layers(torch.mul, [(part, d[l + 1][:, :, None]) for l, part in enumerate(self.edge_parts(e))])
 
     def sum_into_targets(self, mu: Tensor) -> Tensor:
         """``m_i = sum_j mu_ji`` (a sum over each layer's in-axis): ``(B, E, c) -> (B, n, c)``, 0 on input nodes."""
@@ -157,7 +166,9 @@ class _EvenSiLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, c: Tensor, a: Tensor) -> Tensor:
-        plus, minus = c + a, c - a
+        plus, minus = c + a, c - a  # (R, h) each
+        if not any(ctx.needs_input_grad):  # a one shot (forward runs in no-grad mode anyway: ctx knows)
+            return F.silu(plus, inplace=True).add_(F.silu(minus, inplace=True))
         ctx.save_for_backward(plus, minus)
         ctx.c_shape = c.shape
         return F.silu(plus).add_(F.silu(minus))
@@ -222,7 +233,8 @@ def eq_on_edges(eq: ScaleEq, x: Tensor) -> Tensor:
     """:class:`ScaleEq` of per-edge features ``x`` with no side input (the messages)."""
     if eq.gamma is None:
         return inv_on_edges(eq.inv, x)
-    return eq.gamma(x) * inv_on_edges(eq.inv, x)  # equivariant times invariant
+    gx = eq.gamma(x)  # ~ x
+    return gx * inv_on_edges(eq.inv, x) if torch.is_grad_enabled() else gx.mul_(inv_on_edges(eq.inv, x))
 
 
 # -- one message-passing layer --------------------------------------------------------------------------------------
