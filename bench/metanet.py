@@ -34,7 +34,6 @@ latency at batch 1, one-shot throughput at batch 1,024 in fp32 / TF32 / bf16, tr
 (fp32 and bf16 autocast). ``--tiny`` shrinks every size so the same code runs on a CPU in seconds (the dry run).
 
 ``--families mlp-tanh cnn-tanh`` times other zoo families' graphs (an MLP graph has 1,440 edges, a CNN graph 216).
-
     python bench/metanet.py [--sizes run default] [--families mlp-tanh cnn-tanh] [--variants dense nfn] [--clock cpu]
     python bench/metanet.py --gpu [--json results.jsonl] [--tiny --device cpu]
 """
@@ -350,8 +349,7 @@ def main(argv=None):
                         help=f"what to time beside eager fp32, of {list(VARIANTS)} (CPU comparison; default: "
                         "dense, nfn, and dense bf16 where the CPU has native bf16 units)")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall clock or this process's CPU time")
-    parser.add_argument("--shot-batch", type=int, default=64,
-                        help="networks per one shot (CPU comparison; the workbench's one_shot and validation use 256)")
+    parser.add_argument("--shot-batch", type=int, default=64, help="networks per one shot (one_shot uses 256)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd layers (slow to compile)")
     parser.add_argument("--gpu", action="store_true", help="the CUDA measurements of bench/gpu.sh")
