@@ -21,13 +21,12 @@ timed interleaved with it in one run, with the ratio (``--variants``; an unknown
   ``torch.compile`` of each message-passing layer alone ("torch.compile (layers)"; the GPU rows use this one).
   A variant whose compiling fails is reported and left out.
 
-Sizes (32 graphs x 128 images, one shot on 64 networks, ``--shot-batch``; the metanet with the default ``MetanetConfig`` otherwise,
+Sizes (32 graphs x 128 images, one shot on 64 networks or ``--shot-batch``; default ``MetanetConfig`` otherwise,
 gate included): ``run`` = the metanet of params/default.yaml (ScaleGMN-B hidden 16, 2 layers), ``default`` = the
-notebooks' default (hidden 32, 3 layers) and ``large`` = hidden 128 / 4 layers. ``--clock cpu`` times with the
-process's CPU time instead of the wall clock (steadier on a machine shared with other jobs: a single-threaded pass
-waiting for a core is not counted). To time a CPU without AVX-512 on one that has it, run with
-``ATEN_CPU_CAPABILITY=avx2`` (torch then dispatches its AVX2 kernels; the header prints the capability in use); bf16
-there still runs on the machine's bf16 units, so its rows do not stand for a CPU that lacks them.
+notebooks' default (hidden 32, 3 layers) and ``large`` = hidden 128 / 4 layers. ``--clock cpu``: the process's CPU
+time (steadier on a shared machine: waiting for a core is not counted); ``--clock user``: its user time alone (page
+faults not counted). To time a CPU without AVX-512 on one that has it: ``ATEN_CPU_CAPABILITY=avx2`` (torch's AVX2
+kernels; the header prints the capability); bf16 then still runs on the bf16 units: no stand-in for a CPU without.
 
 **CUDA** (``--gpu``, what ``bench/gpu.sh`` runs): the Small CNN Zoo architecture, hidden 128, 4 layers: one-shot
 latency at batch 1, one-shot throughput at batch 1,024 in fp32 / TF32 / bf16, training throughput at batch 256
@@ -45,6 +44,7 @@ import copy
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 
@@ -62,7 +62,8 @@ from workbench.zoo import default_spec
 SIZES = {"run": (16, 2), "default": (32, 3), "large": (128, 4)}  # hidden, layers ("run": params/default.yaml)
 #: what --variants may name (beside "eager fp32", always timed: the PyG pass, per-tensor AdamW, fp32)
 VARIANTS = ("fused AdamW", "bf16 autocast", "dense", "dense bf16", "nfn")
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time,
+          "user": lambda: resource.getrusage(resource.RUSAGE_SELF).ru_utime}
 
 
 def _sync(device):
@@ -140,10 +141,8 @@ def compiled_copy(model):
 
 def _images(spec, n_images):
     """Random inputs of the zoo networks of ``spec``: ``(n, d_in)`` for an MLP, ``(n, c, 8, 8)`` for a CNN."""
-    gen = torch.Generator().manual_seed(3)
-    if spec.kind == "mlp":
-        return torch.randn(n_images, spec.widths[0], generator=gen)
-    return torch.randn(n_images, spec.widths[0], 8, 8, generator=gen)
+    shape = (n_images, spec.widths[0]) + ((8, 8) if spec.kind == "cnn" else ())
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(3))
 
 
 def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=64, families=("cnn-tanh",),
