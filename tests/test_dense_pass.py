@@ -46,6 +46,7 @@ def make_model(spec, dtype, *, bidirectional=True, symmetry=None, gate=True, see
     return model
 
 
+@torch.no_grad()
 def update(model, params, path):
     """theta' - theta on ``path``, flattened per network: ``(B, n_params)``."""
     new = model(params, path=path)
