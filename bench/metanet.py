@@ -1,29 +1,39 @@
 """Single-shot optimization speed and training throughput of the ScaleGMN meta-optimizer.
 
-Everything is end to end: batched params in, graph built with tensor ops, new params out; a training step is
-metanet forward + zoo-network forward on 128 images + backward + gradient clipping + AdamW.
+Everything is end to end: batched params in, new params out; a training step is metanet forward + zoo-network
+forward on 128 images + backward + gradient clipping + AdamW.
 
-**CPU (default)**: eager fp32 -- what training runs today -- side by side with the candidate faster paths, each
-timed interleaved with eager in one run, with the ratio:
+**CPU (default)**: "eager fp32" -- what training ran before the dense pass: the PyG pass (``ScaleGMN.path = "pyg"``,
+``to_graph`` and message passing on edge lists), per-tensor AdamW, fp32 -- side by side with the candidates, each
+timed interleaved with it in one run, with the ratio (``--variants``; an unknown name is an error):
 
-* ``bf16``: bf16 autocast (``torch.autocast("cpu", torch.bfloat16)``; pays only on CPUs with native bf16 units);
-* ``compile`` (``--compile``; compile time counted and printed separately): ``torch.compile`` of the whole pass after
-  the graph is built (``workbench.metanet.Compiled``, what ``TrainConfig.compile`` trains with), and, as before,
+* ``fused AdamW``: the PyG pass with the single-kernel AdamW;
+* ``bf16 autocast``: the PyG pass in ``torch.autocast("cpu", torch.bfloat16)`` (pays only on CPUs with native bf16
+  units);
+* ``dense``: the dense layered pass (``workbench/metanet/dense.py``, the default path) with fused AdamW: what
+  training runs now on a CPU without native bf16 units;
+* ``dense bf16``: the same in bf16 autocast: what training runs now where ``TrainConfig.cpu_amp`` ("auto") finds
+  native bf16 units;
+* ``nfn``: the NFN peer at ScaleGMN's parameter count (``matched_hidden``), fused AdamW: one-shot rows also show
+  each variant's cost over NFN's ("x NFN");
+* ``compile`` (``--compile``; compile time counted and printed separately): ``torch.compile`` of the whole pass on
+  the model's default path (``workbench.metanet.Compiled``, what ``TrainConfig.compile`` trains with), and
   ``torch.compile`` of each message-passing layer alone ("torch.compile (layers)"; the GPU rows use this one).
   A variant whose compiling fails is reported and left out.
 
-Sizes (digits CNN-tanh networks, 32 graphs x 128 images, one shot on 64 networks): ``run`` = the metanet of
-params/default.yaml (ScaleGMN-B hidden 16, 2 layers), ``default`` = the notebooks' default (hidden 32, 3 layers)
-and ``large`` = hidden 128 / 4 layers. ``fused AdamW`` is the training default (one kernel for all parameters).
+Sizes (32 graphs x 128 images, one shot on 64 networks or ``--shot-batch``; default ``MetanetConfig`` otherwise,
+gate included): ``run`` = the metanet of params/default.yaml (ScaleGMN-B hidden 16, 2 layers), ``default`` = the
+notebooks' default (hidden 32, 3 layers) and ``large`` = hidden 128 / 4 layers. ``--clock cpu``: the process's CPU
+time (steadier on a shared machine: waiting for a core is not counted); ``--clock user``: its user time alone (page
+faults not counted). To time a CPU without AVX-512 on one that has it: ``ATEN_CPU_CAPABILITY=avx2`` (torch's AVX2
+kernels; the header prints the capability); bf16 then still runs on the bf16 units: no stand-in for a CPU without.
 
 **CUDA** (``--gpu``, what ``bench/gpu.sh`` runs): the Small CNN Zoo architecture, hidden 128, 4 layers: one-shot
 latency at batch 1, one-shot throughput at batch 1,024 in fp32 / TF32 / bf16, training throughput at batch 256
 (fp32 and bf16 autocast). ``--tiny`` shrinks every size so the same code runs on a CPU in seconds (the dry run).
 
-``--families mlp-tanh cnn-tanh`` times other zoo families' graphs (an MLP graph has 1,440 edges, a CNN graph 216);
-``--variants`` picks what runs beside eager fp32 (bf16 is several times slower on CPUs without avx512_bf16).
-
-    python bench/metanet.py [--sizes default large] [--families cnn-tanh] [--compile] [--repeats 5]
+``--families mlp-tanh cnn-tanh`` times other zoo families' graphs (an MLP graph has 1,440 edges, a CNN graph 216).
+    python bench/metanet.py [--sizes run default] [--families mlp-tanh cnn-tanh] [--variants dense nfn] [--clock cpu]
     python bench/metanet.py --gpu [--json results.jsonl] [--tiny --device cpu]
 """
 from __future__ import annotations
@@ -34,19 +44,26 @@ import copy
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 
 import torch
 
 import workbench  # noqa: F401  (one CPU thread)
-from workbench.metanet import Compiled, GraphedOneShot, ScaleGMN
+from workbench.metanet import NFN, Compiled, GraphedOneShot, ScaleGMN, count_parameters, matched_hidden
 from workbench.metanet.compiled import RECOMPILE_LIMIT
+from workbench.metanet.model import optimize_in_chunks
 from workbench.nets import init_params, n_networks, small_cnn_zoo_spec
 from workbench.objective import objective
+from workbench.optimize import cpu_has_native_bf16
 from workbench.zoo import default_spec
 
 SIZES = {"run": (16, 2), "default": (32, 3), "large": (128, 4)}  # hidden, layers ("run": params/default.yaml)
+#: what --variants may name (beside "eager fp32", always timed: the PyG pass, per-tensor AdamW, fp32)
+VARIANTS = ("fused AdamW", "bf16 autocast", "dense", "dense bf16", "nfn")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time,
+          "user": lambda: resource.getrusage(resource.RUSAGE_SELF).ru_utime}
 
 
 def _sync(device):
@@ -54,19 +71,34 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def interleaved(fns: dict, device, repeats: int) -> dict:
-    """Median seconds per call of each function, taken in turn (so load changes hit all alike), after a warm-up."""
+def interleaved(fns: dict, device, repeats: int, clock=time.perf_counter) -> dict:
+    """Median seconds per call of each function, taken in turn (so load changes hit all alike), after a warm-up;
+    ``clock``: ``time.perf_counter`` (wall) or ``time.process_time`` (this process's CPU time)."""
     for fn in fns.values():
         fn()
     _sync(device)
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
             _sync(device)
-            times[k].append(time.perf_counter() - start)
+            times[k].append(clock() - start)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+class OnPath(torch.nn.Module):
+    """A ScaleGMN run on one path of its pass (``"dense"`` or ``"pyg"``), sharing its parameters."""
+
+    def __init__(self, model: ScaleGMN, path: str):
+        super().__init__()
+        self.model, self.path, self.spec = model, path, model.spec
+
+    def forward(self, params):
+        return self.model(params, path=self.path)
+
+    def optimize(self, spec, params, batch_size=None):
+        return optimize_in_chunks(self, spec, params, batch_size)
 
 
 def make_step(model, net, spec, zoo, x, y, *, amp_dtype=None, fused=False):
@@ -109,22 +141,64 @@ def compiled_copy(model):
 
 def _images(spec, n_images):
     """Random inputs of the zoo networks of ``spec``: ``(n, d_in)`` for an MLP, ``(n, c, 8, 8)`` for a CNN."""
-    gen = torch.Generator().manual_seed(3)
-    if spec.kind == "mlp":
-        return torch.randn(n_images, spec.widths[0], generator=gen)
-    return torch.randn(n_images, spec.widths[0], 8, 8, generator=gen)
+    shape = (n_images, spec.widths[0]) + ((8, 8) if spec.kind == "cnn" else ())
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(3))
 
 
 def cpu_compare(sizes, repeats, use_compile, n_graphs=32, n_images=128, n_shot=64, families=("cnn-tanh",),
-                variants=("fused AdamW", "bf16 autocast")):
-    """Eager fp32 side by side with ``variants`` (and torch.compile with ``use_compile``), per family and size."""
+                variants=("fused AdamW", "bf16 autocast"), clock="wall"):
+    """Eager fp32 side by side with ``variants`` (names of :data:`VARIANTS`; and torch.compile with
+    ``use_compile``), per family and size."""
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; bench/metanet.py knows {list(VARIANTS)}")
     rows = []
     for family in families:
-        rows += _cpu_compare_family(family, sizes, repeats, use_compile, n_graphs, n_images, n_shot, variants)
+        rows += _cpu_compare_family(family, sizes, repeats, use_compile, n_graphs, n_images, n_shot, variants,
+                                    CLOCKS[clock])
     return rows
 
 
-def _cpu_compare_family(family, sizes, repeats, use_compile, n_graphs, n_images, n_shot, wanted):
+def _variants(model, spec, layers, wanted):
+    """``{name: (model whose parameters AdamW steps, module called, autocast dtype, fused AdamW)}``."""
+    pyg, dense = OnPath(model, "pyg"), OnPath(model, "dense")
+    variants = {"eager fp32": (model, pyg, None, False), "fused AdamW": (model, pyg, None, True),
+                "bf16 autocast": (model, pyg, torch.bfloat16, False), "dense": (model, dense, None, True),
+                "dense bf16": (model, dense, torch.bfloat16, True)}
+    variants = {k: v for k, v in variants.items() if k == "eager fp32" or k in wanted}
+    if "nfn" in wanted:
+        torch.manual_seed(0)
+        hidden = matched_hidden(spec, count_parameters(model), layers, gate=model.gate)
+        nfn = NFN.for_spec(spec, hidden=hidden, n_layers=layers, gate=model.gate)
+        variants["nfn"] = (nfn, nfn, None, True)
+    return variants
+
+
+def _compiled_variants(model, spec, zoo, x, y, shot_params, size, family, rows):
+    """The torch.compile candidates that compile here, timed once for their compile time (a row each)."""
+    twin, layers_error = compiled_copy(model)
+    whole = Compiled(copy.deepcopy(model))  # what TrainConfig.compile trains with
+    candidates = {"torch.compile (layers)": (twin, twin, lambda: layers_error),
+                  "torch.compile": (whole.model, whole, lambda: whole.failure)}  # failure: after the 1st call
+    out = {}
+    for name, (m, net, failure) in candidates.items():
+        start = time.perf_counter()
+        try:
+            make_step(m, net, spec, zoo, x, y)()
+            make_shot(net, spec, shot_params)()
+            error = failure()
+        except Exception as err:  # noqa: BLE001
+            error = f"{type(err).__name__}: {err}"
+        if error:
+            print(f"# {name} failed, not timed: {error[:300]}")
+            continue
+        out[name] = (m, net, None, False)
+        rows.append({"size": size, "measurement": f"{family}: {name}: compile time (first step + first shot)",
+                     "seconds": time.perf_counter() - start})
+    return out
+
+
+def _cpu_compare_family(family, sizes, repeats, use_compile, n_graphs, n_images, n_shot, wanted, clock):
     device = torch.device("cpu")
     spec = default_spec(family)
     zoo = init_params(spec, n_graphs, torch.Generator().manual_seed(2))
@@ -134,45 +208,26 @@ def _cpu_compare_family(family, sizes, repeats, use_compile, n_graphs, n_images,
     rows = []
     for size in sizes:
         hidden, layers = SIZES[size]
-        torch.manual_seed(0)  # gate=False: the model's own default when these timings were taken (bench/README.md)
-        model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True, gate=False)
-        eager_model = model
-        variants = {"eager fp32": (eager_model, eager_model, None), "fused AdamW": (model, model, None),
-                    "bf16 autocast": (model, model, torch.bfloat16)}
-        variants = {k: v for k, v in variants.items() if k == "eager fp32" or k in wanted}
+        torch.manual_seed(0)
+        model = ScaleGMN.for_spec(spec, hidden=hidden, n_layers=layers, bidirectional=True)
+        variants = _variants(model, spec, layers, wanted)
         if use_compile:
-            twin, layers_error = compiled_copy(model)
-            whole = Compiled(copy.deepcopy(model))  # what TrainConfig.compile trains with
-            candidates = {"torch.compile (layers)": (twin, twin, lambda: layers_error),
-                          "torch.compile": (whole.model, whole, lambda: whole.failure)}  # failure: after the 1st call
-            for name, (m, net, failure) in candidates.items():
-                start = time.perf_counter()
-                try:
-                    make_step(m, net, spec, zoo, x, y)()
-                    make_shot(net, spec, shot_params)()
-                    error = failure()
-                except Exception as err:  # noqa: BLE001
-                    error = f"{type(err).__name__}: {err}"
-                if error:
-                    print(f"# {name} failed, not timed: {error[:300]}")
-                    continue
-                variants[name] = (m, net, None)
-                rows.append({"size": size, "measurement": f"{family}: {name}: compile time (first step + first shot)",
-                             "seconds": time.perf_counter() - start})
+            variants.update(_compiled_variants(model, spec, zoo, x, y, shot_params, size, family, rows))
         label = f"{family}, hidden {hidden}, {layers} layers"
-        steps = {k: make_step(m, net, spec, zoo, x, y, amp_dtype=amp, fused=k == "fused AdamW")
-                 for k, (m, net, amp) in variants.items()}
-        t = interleaved(steps, device, repeats)
+        steps = {k: make_step(m, net, spec, zoo, x, y, amp_dtype=amp, fused=fused)
+                 for k, (m, net, amp, fused) in variants.items()}
+        t = interleaved(steps, device, repeats, clock)
         for k, sec in t.items():
             rows.append({"size": size, "label": label, "measurement": f"training step, {n_graphs} graphs x "
                          f"{n_images} images", "variant": k, "seconds": sec, "rate": n_graphs / sec,
                          "unit": "graphs/s", "ratio": t["eager fp32"] / sec})
-        shots = {k: make_shot(net, spec, shot_params, amp_dtype=amp) for k, (_, net, amp) in variants.items()
+        shots = {k: make_shot(net, spec, shot_params, amp_dtype=amp) for k, (_, net, amp, _) in variants.items()
                  if k != "fused AdamW"}  # no optimizer in a shot
-        t = interleaved(shots, device, repeats)
+        t = interleaved(shots, device, repeats, clock)
         for k, sec in t.items():
             rows.append({"size": size, "label": label, "measurement": f"one shot, batch {n_shot}", "variant": k,
-                         "seconds": sec, "rate": n_shot / sec, "unit": "nets/s", "ratio": t["eager fp32"] / sec})
+                         "seconds": sec, "rate": n_shot / sec, "unit": "nets/s", "ratio": t["eager fp32"] / sec,
+                         **({"per_nfn": sec / t["nfn"]} if "nfn" in t else {})})
     return rows
 
 
@@ -289,8 +344,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--families", nargs="+", default=["cnn-tanh"], help="zoo families (CPU comparison)")
-    parser.add_argument("--variants", nargs="+", default=["fused AdamW", "bf16 autocast"],
-                        help="what to time beside eager fp32: 'fused AdamW', 'bf16 autocast' (CPU comparison)")
+    parser.add_argument("--variants", nargs="+", default=None, choices=VARIANTS, metavar="VARIANT",
+                        help=f"what to time beside eager fp32, of {list(VARIANTS)} (CPU comparison; default: "
+                        "dense, nfn, and dense bf16 where the CPU has native bf16 units)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall clock or this process's CPU time")
+    parser.add_argument("--shot-batch", type=int, default=64, help="networks per one shot (one_shot uses 256)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd layers (slow to compile)")
     parser.add_argument("--gpu", action="store_true", help="the CUDA measurements of bench/gpu.sh")
@@ -299,8 +357,9 @@ def main(argv=None):
     parser.add_argument("--json", help="append one JSON line per measurement to this file")
     args = parser.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), {os.cpu_count()} CPUs, "
-          f"load average {load:.2f}")
+    print(f"# torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16 "
+          f"{cpu_has_native_bf16()}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU "
+          f"thread(s), {os.cpu_count()} CPUs, load average {load:.2f}, clock {args.clock}")
     if args.gpu:
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -317,14 +376,18 @@ def main(argv=None):
             print(f"| {r['device']} | {r['measurement']} | {r['precision']} | {r['path']} | {r['batch']} | "
                   f"{r['seconds'] * 1e3:.2f} | {r['rate']:,.0f} {r['unit']} | {diff} |")
     else:
-        rows = cpu_compare(args.sizes, args.repeats, args.compile, families=args.families, variants=args.variants)
-        print("| metanet | measurement | variant | time (ms) | rate | vs eager fp32 |\n|---|---|---|---:|---:|---:|")
+        variants = args.variants or ["dense", "nfn"] + (["dense bf16"] if cpu_has_native_bf16() else [])
+        rows = cpu_compare(args.sizes, args.repeats, args.compile, families=args.families, variants=variants,
+                           clock=args.clock, n_shot=args.shot_batch)
+        print("| metanet | measurement | variant | time (ms) | rate | vs eager fp32 | x NFN |\n"
+              "|---|---|---|---:|---:|---:|---:|")
         for r in rows:
             if "variant" not in r:
-                print(f"| {r['size']} | {r['measurement']} | | {r['seconds'] * 1e3:.0f} | | |")
+                print(f"| {r['size']} | {r['measurement']} | | {r['seconds'] * 1e3:.0f} | | | |")
                 continue
+            per_nfn = f"{r['per_nfn']:.2f}" if "per_nfn" in r else ""
             print(f"| {r['label']} | {r['measurement']} | {r['variant']} | {r['seconds'] * 1e3:.1f} | "
-                  f"{r['rate']:,.0f} {r['unit']} | **{r['ratio']:.2f}x** |", flush=True)
+                  f"{r['rate']:,.0f} {r['unit']} | **{r['ratio']:.2f}x** | {per_nfn} |", flush=True)
     if args.json:
         with open(args.json, "a") as f:
             for r in rows:

@@ -139,9 +139,9 @@ def test_training_with_compile_that_fails_logs_it_and_trains_exactly_as_eager(mo
             def backward(ctx, grad):
                 raise RuntimeError("inductor backward failed")
 
-        def run(*args, **kw):
-            db, dw = fn(*args, **kw)
-            return Boom.apply(db), dw
+        def run(*args, **kw):  # the dense pass's core: (dw, db) per layer
+            (dw, db), *rest = fn(*args, **kw)
+            return [(Boom.apply(dw), db), *rest]
         return run
 
     monkeypatch.setattr(torch, "compile", compile_that_fails_in_backward)
@@ -178,7 +178,7 @@ def test_cpu_amp_trains_in_bf16_on_the_cpu_and_warns_where_the_cpu_has_no_bf16_u
 
     import workbench.optimize as optimize
 
-    config = _tiny_config(epochs=1)
+    config = dataclasses.replace(_tiny_config(epochs=1), cpu_amp=False)  # fp32 whatever this CPU has
     fp32 = _tiny_run(config)
     monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: False)
     with pytest.warns(RuntimeWarning, match="no native bf16 units"):
@@ -222,3 +222,41 @@ def test_a_compiled_run_with_dropout_resumes_exactly(tmp_path):
     # the masks matter (so agreeing is not trivial): the same run without dropout trains differently
     plain = _tiny_run(dataclasses.replace(config, meta=MetanetConfig(hidden=4, n_layers=1)), tmp_path / "plain")
     assert plain.history[0]["train_loss"] != whole.history[0]["train_loss"]
+
+
+def test_cpu_amp_auto_resolves_by_the_cpu_and_the_history_names_the_precision(monkeypatch):
+    import warnings
+
+    import workbench.optimize as optimize
+
+    config = _tiny_config(epochs=1)
+    assert config.cpu_amp == "auto"  # the default
+    monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "auto" on a CPU without bf16 units: fp32, no warning
+        plain = _tiny_run(config)
+    assert plain.precision == "fp32" and [h["precision"] for h in plain.history] == ["fp32"]
+    forced32 = _tiny_run(dataclasses.replace(config, cpu_amp=False))
+    assert forced32.history[0]["train_loss"] == plain.history[0]["train_loss"]
+    monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: True)
+    import workbench.train_config as train_config
+
+    assert config.meta.hidden < optimize.AUTO_BF16_MIN_HIDDEN  # too narrow for bf16 to pay: fp32 still
+    assert optimize.resolve_cpu_amp(config, torch.device("cpu"), lambda: True) is False
+    monkeypatch.setattr(train_config, "AUTO_BF16_MIN_HIDDEN", config.meta.hidden)
+    auto = _tiny_run(config)
+    assert auto.precision == "bf16" and auto.history[0]["precision"] == "bf16"
+    assert auto.history[0]["train_loss"] != plain.history[0]["train_loss"]  # bf16 rounding: autocast was on
+    assert auto.history[0]["val_loss"] == pytest.approx(plain.history[0]["val_loss"], rel=5e-2)
+    assert optimize.resolve_cpu_amp(dataclasses.replace(config, cpu_amp=False), torch.device("cpu")) is False
+
+
+def test_cpu_amp_keeps_the_digests_of_runs_at_its_old_and_new_defaults():
+    for value in ("auto", False):  # "auto" is the default; False was, when every existing run's digest was fixed
+        config = TrainConfig(cpu_amp=value)
+        assert "cpu_amp" not in config.to_dict() and config.to_dict() == TrainConfig().to_dict()
+    forced = TrainConfig(cpu_amp=True)
+    assert forced.to_dict()["cpu_amp"] is True and TrainConfig.from_dict(forced.to_dict()) == forced
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).cpu_amp == "auto"
+    with pytest.raises(Exception, match="cpu_amp"):
+        TrainConfig(cpu_amp="bf16")

@@ -3,9 +3,9 @@
     L(phi) = mean over networks theta in a batch of [ lambda * ||f_phi(theta)||_1 + CE(u_{f_phi(theta)}(x), y) ]
 
 Gradients flow into the metanetwork only; the zoo networks are inputs. The loop: AdamW with linear warm-up and
-cosine decay, gradient clipping, bf16 autocast on CUDA (and, with ``cpu_amp``, on the CPU), optionally the
-compiled metanet (``compile``), a guard against non-finite losses (the step is skipped and the learning rate
-halved, logged), validation every epoch with best-checkpoint selection, atomic checkpoints, exact resume after a
+cosine decay, gradient clipping, bf16 autocast on CUDA (and, by ``cpu_amp``, on CPUs with native bf16 units),
+optionally the compiled metanet (``compile``), a guard against non-finite losses (the step is skipped and the
+learning rate halved, logged), validation every epoch with best-checkpoint selection, atomic checkpoints, exact resume after a
 kill (per-epoch seeding), tqdm progress and a JSON-lines metrics history.
 Under ``torchrun`` the same loop runs with DistributedDataParallel, each rank taking its shard of every batch
 of networks. The run's configuration is :mod:`workbench.train_config`; what it writes and resumes from,
@@ -31,12 +31,13 @@ from .nets import NetSpec, Params, SpecError, check_params, map_params, n_networ
 from .notebook import progress_bar
 from .objective import evaluate, objective
 from .symmetry import act, group_for, random_element
-from .train_config import TrainConfig, build_model
+from .train_config import AUTO_BF16_MIN_HIDDEN, TrainConfig, build_model, cpu_has_native_bf16, resolve_cpu_amp
 
 # TrainConfig, MetanetConfig, build_model, CheckpointError and load_model live in train_config / checkpoints and are
 # re-exported here: `from workbench.optimize import TrainConfig, load_model, ...` is how notebooks and tools use them
 __all__ = ["TrainConfig", "MetanetConfig", "TrainResult", "CheckpointError", "train", "validate", "load_model",
-           "one_shot", "resolve_device", "build_model", "augment", "cpu_has_native_bf16"]
+           "one_shot", "resolve_device", "resolve_cpu_amp", "build_model", "augment", "cpu_has_native_bf16",
+           "AUTO_BF16_MIN_HIDDEN"]
 
 
 @dataclass
@@ -47,12 +48,7 @@ class TrainResult:
     best_val_loss: float = math.inf
     out_dir: Path | None = None
     seconds: float = 0.0
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (avx512_bf16 or AMX tiles): where ``TrainConfig.cpu_amp`` pays."""
-    return any(bool(getattr(torch.cpu, name, lambda: False)())
-               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    precision: str = "fp32"  # of the training steps: "bf16" (autocast) or "fp32"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -180,7 +176,7 @@ def _step(net: torch.nn.Module, model: torch.nn.Module, spec: NetSpec, config: T
           world: int) -> tuple[float, str | None]:
     """One AdamW step on ``batch`` and images ``x, y``: ``(loss, None)``, or ``(nan, "loss" | "gradient")`` when
     the loss or the gradient is not finite on some rank -- then nothing is stepped."""
-    use_amp = (config.amp and x.device.type == "cuda") or (config.cpu_amp and x.device.type == "cpu")
+    use_amp = resolve_cpu_amp(config, x.device, cpu_has_native_bf16)  # this module's probe (tests patch it here)
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=use_amp):
         new = net(batch)
         loss = objective(spec, new, x, y, config.lam).mean()
@@ -298,7 +294,7 @@ def _log_epoch(run: RunProgress, model: torch.nn.Module, config: TrainConfig, ep
     record = {"epoch": epoch, "step": run.step, "train_loss": trained["train_loss"],
               "lr": _lr_at(config, max(0, run.step - 1), total_steps) * run.lr_scale,
               "train_seconds": trained["train_seconds"], "train_graphs_per_s": trained["train_graphs_per_s"],
-              **metrics}
+              "precision": trained["precision"], **metrics}
     if events:
         record["events"] = events
     run.history.append(record)
@@ -345,10 +341,11 @@ def train(
         :class:`TrainResult` whose ``model`` holds the best-validation weights.
     """
     device = resolve_device(config.device)
-    if config.cpu_amp and device.type == "cpu" and not cpu_has_native_bf16():
+    if config.cpu_amp is True and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn("cpu_amp: this CPU has no native bf16 units (avx512_bf16 or AMX), so bf16 autocast runs several "
-                      "times slower than fp32 here (bench/README.md); set cpu_amp (meta_cpu_amp) to false",
+                      "times slower than fp32 here (bench/README.md); set cpu_amp (meta_cpu_amp) to 'auto' or false",
                       RuntimeWarning, stacklevel=2)
+    precision = "bf16" if resolve_cpu_amp(config, device, cpu_has_native_bf16) else "fp32"
     inputs = _prepare_inputs(spec, train_params, val_params, data, config, device)
     out = Path(out_dir) if out_dir is not None else None
     writer = out if inputs.rank == 0 else None  # rank 0 alone writes files
@@ -382,7 +379,7 @@ def train(
         trained = _train_epoch(net, model, spec, config, run, inputs, epoch, total_steps)
         _restore_if_non_finite(model, spec, config, run, inputs, trained["events"])
         metrics = _epoch_metrics(model, spec, config, inputs, monitor)
-        improved = _log_epoch(run, model, config, epoch, trained, metrics, total_steps)
+        improved = _log_epoch(run, model, config, epoch, {**trained, "precision": precision}, metrics, total_steps)
         if writer is not None:
             save_epoch(writer, spec, config, run, model, improved)
         bar.set_postfix(val_loss=f"{metrics['val_loss']:.3f}", val_acc=f"{metrics['val_acc']:.3f}")
@@ -395,7 +392,7 @@ def train(
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     model.eval()
-    return TrainResult(model, run.history, run.best_epoch, run.best_val_loss, out, time.perf_counter() - t0)
+    return TrainResult(model, run.history, run.best_epoch, run.best_val_loss, out, time.perf_counter() - t0, precision)
 
 
 def one_shot(model: ScaleGMN | NFN, spec: NetSpec, params: Params, batch_size: int = 256) -> tuple[Params, float]:

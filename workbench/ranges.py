@@ -212,7 +212,7 @@ TRAIN_CONFIG_RANGES: dict[str, Rule] = {
     "group_augment": Rule(kind="bool"),
     "skip_untrained": Rule(kind="bool"),
     "compile": Rule(kind="bool"),
-    "cpu_amp": Rule(kind="bool"),
+    "cpu_amp": Rule(choices=(False, True, "auto"), note="'auto': bf16 where the CPU has native bf16 units"),
     "l1_from_ce": Rule(kind="bool"),
     "gate": Rule(kind="bool"),
     "augment_scales": Rule(low=0, low_open=True, nonempty=True, kind="float"),
@@ -221,6 +221,7 @@ TRAIN_CONFIG_RANGES: dict[str, Rule] = {
     "model": Rule(choices=("scalegmn", "nfn"), kind="str"),
     "out_scale_init": Rule(kind="float"),
     "io_embed": Rule(kind="bool"),
+    "scale_norm": Rule(kind="bool"),
 }
 
 

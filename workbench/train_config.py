@@ -10,19 +10,29 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import torch
+
 from .errors import ConfigError
 from .metanet import NFN, ScaleGMN
 from .metanet.config import META_FIELDS, MetanetConfig
 from .nets import NetSpec
 from .ranges import check_train_config
 
-__all__ = ["TrainConfig", "MetanetConfig", "build_model"]
+__all__ = ["TrainConfig", "MetanetConfig", "build_model", "cpu_has_native_bf16", "resolve_cpu_amp",
+           "AUTO_BF16_MIN_HIDDEN"]
 
 #: MetanetConfig fields that came after the run digests were fixed: the flat form leaves them out at their defaults,
 #: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
 _LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
 #: TrainConfig fields that came after the run digests were fixed, likewise left out at their defaults
 _OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce", "compile", "cpu_amp")
+#: MetanetConfig.scale_norm changes only a ScaleGMN of positive-scale symmetry; in the flat form it appears only there,
+#: and only when on (the model of every run trained before it existed had it off: such a flat form still means off)
+_SCALE_NORM = "scale_norm"
+#: values left out of the flat form besides the field's default: ``cpu_amp`` was False by default when the digests of
+#: every existing run were fixed (the notebooks still pass False), and is "auto" now; both keep a run's digest, and
+#: the precision a run trained in is in its history (``precision`` in metrics.jsonl)
+_ALSO_LEFT_OUT = {"cpu_amp": (False,)}
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,12 @@ class TrainConfig:
             (which compounds over a run, so a compiled run is a run of its own), faster steps after seconds to tens of
             seconds of compiling in the first step (cached on disk for later runs; measured in bench/README.md).
             Falls back to eager, logged, when compiling fails; not used under DDP.
-        cpu_amp: bf16 autocast of the training steps on a CPU as well (``amp`` is for CUDA). It pays only on CPUs
-            with native bf16 units (avx512_bf16 or AMX; :func:`workbench.optimize.cpu_has_native_bf16`); elsewhere
-            it runs several times slower than fp32, and training warns. Validation stays in fp32.
+        cpu_amp: bf16 autocast of the training steps on a CPU (``amp`` is for CUDA): ``"auto"`` (default) turns it
+            on where the CPU has native bf16 units (avx512_bf16 or AMX; :func:`cpu_has_native_bf16`) and the metanet
+            has ``hidden >= 32`` (narrower, it measured slower than fp32: :data:`AUTO_BF16_MIN_HIDDEN`), and leaves
+            fp32 elsewhere; True forces it (several times slower than fp32 without such units, and training warns),
+            False keeps fp32. Resolved when training starts; every history record names the precision the steps ran
+            in (``precision``: ``"bf16"`` or ``"fp32"``). Validation stays in fp32.
         train_eval_networks: every epoch the one-shot objective is also measured on this many training networks (the
             same validation images), so the history shows the gap between seen and unseen networks (0 = off).
         meta: the metanetwork (:class:`~workbench.metanet.MetanetConfig`: model, hidden, n_layers, bidirectional,
@@ -97,7 +110,7 @@ class TrainConfig:
     skip_untrained: bool = False
     l1_from_ce: bool = False
     compile: bool = False
-    cpu_amp: bool = False
+    cpu_amp: bool | str = "auto"
     meta: MetanetConfig = field(default_factory=MetanetConfig)
 
     def __post_init__(self):
@@ -112,15 +125,18 @@ class TrainConfig:
         """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
         checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
         ``out_scale_init``, ``io_embed``, ``skip_untrained``, ``l1_from_ce``, ``compile`` and ``cpu_amp`` are left out
-        at their defaults, so those digests stay the same."""
+        at their defaults (``cpu_amp`` also at False, its default until "auto"), so those digests stay the same;
+        ``scale_norm`` appears only where it changes the model (positive-scale symmetry) and is on."""
         d = dataclasses.asdict(self)
         for name in _OWN_LEFT_OUT_AT_DEFAULT:
-            if d[name] == getattr(TrainConfig, name):
+            if d[name] == getattr(TrainConfig, name) or d[name] in _ALSO_LEFT_OUT.get(name, ()):
                 del d[name]
         meta, defaults = d.pop("meta"), MetanetConfig()
         for name in _LEFT_OUT_AT_DEFAULT:
             if meta[name] == getattr(defaults, name):
                 del meta[name]
+        if not (_scale_norm_matters(meta) and meta[_SCALE_NORM]):
+            del meta[_SCALE_NORM]
         return {**d, **meta}
 
     @classmethod
@@ -133,9 +149,41 @@ class TrainConfig:
             raise ValueError(f"unknown training settings {unknown}; valid settings are "
                              f"{sorted(own | set(META_FIELDS))}")
         settings = {k: v for k, v in d.items() if k in own}
+        if _SCALE_NORM not in d and _scale_norm_matters(d):  # a run from before scale_norm: it was off
+            d = {**d, _SCALE_NORM: False}
         if "augment_scales" in settings:  # JSON and checkpoints store tuples as lists
             settings["augment_scales"] = tuple(settings["augment_scales"])
         return cls(**settings, meta=MetanetConfig(**{k: v for k, v in d.items() if k in META_FIELDS}))
+
+
+def _scale_norm_matters(flat: dict) -> bool:
+    """Whether ``scale_norm`` changes the model of a flat form: a ScaleGMN whose symmetry is set to "scale"."""
+    return flat.get("model", "scalegmn") == "scalegmn" and flat.get("symmetry") == "scale"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (avx512_bf16 or AMX tiles): where ``TrainConfig.cpu_amp`` pays."""
+    return any(bool(getattr(torch.cpu, name, lambda: False)())
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+#: ``cpu_amp="auto"`` turns bf16 on from this metanet width: on an avx512_bf16 CPU (AMD EPYC, bench/README.md) bf16
+#: training steps ran 1.2x - 1.9x faster than fp32 at hidden 32 and 128, and 0.84x - 1.0x as fast at hidden 16, where
+#: the products are too small to pay for autocast's casts
+AUTO_BF16_MIN_HIDDEN = 32
+
+
+def resolve_cpu_amp(config: TrainConfig, device: torch.device, native_bf16=cpu_has_native_bf16) -> bool:
+    """Whether training steps run in bf16 autocast on ``device``: on CUDA ``config.amp``; on a CPU
+    ``config.cpu_amp``, where ``"auto"`` means "where this CPU has native bf16 units (``native_bf16()``) and the
+    metanet is wide enough for them to pay" (:data:`AUTO_BF16_MIN_HIDDEN`)."""
+    if device.type == "cuda":
+        return bool(config.amp)
+    if device.type != "cpu":
+        return False
+    if config.cpu_amp == "auto":
+        return config.meta.hidden >= AUTO_BF16_MIN_HIDDEN and native_bf16()
+    return bool(config.cpu_amp)
 
 
 def build_model(spec: NetSpec, config: TrainConfig | MetanetConfig) -> ScaleGMN | NFN:

@@ -52,9 +52,11 @@ class Compiled(nn.Module):
         # more than the default 8
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         try:
-            if hasattr(model, "graph_deltas"):
-                self._core = torch.compile(model.graph_deltas, dynamic=False)
-                self._forward = lambda params: model(params, core=self._core)
+            if hasattr(model, "layered_deltas"):  # ScaleGMN: the pass of the path it runs now, compiled
+                path = model.path
+                core = model.layered_deltas if path == "dense" else model.graph_deltas
+                self._core = torch.compile(core, dynamic=False)
+                self._forward = lambda params: model(params, core=self._core, path=path)
             else:
                 self._forward = torch.compile(model.forward, dynamic=False)
         except Exception as err:  # noqa: BLE001  (any failure means: run eager)

@@ -36,6 +36,10 @@ class MetanetConfig:
         out_scale_init: initial per-layer output scale of the residual update (and of the gate).
         io_embed: NFN only: learned embeddings of the input and output neurons, which NP sharing would otherwise treat
             as exchangeable (default True).
+        scale_norm: ScaleGMN with positive-scale symmetry (ReLU networks) only: run the pass on each network divided
+            by its path-norm scale and multiply the update back (:mod:`workbench.metanet.global_scale`), so the update
+            of a network whose weights are all ``c`` times larger is exactly ``c`` times larger, instead of growing
+            like ``c^8``; exactly equivariant (default True). Runs trained before it existed had it off.
     """
 
     model: str = "scalegmn"
@@ -47,6 +51,7 @@ class MetanetConfig:
     gate: bool = True
     out_scale_init: float = 0.01
     io_embed: bool = True
+    scale_norm: bool = True
 
     def __post_init__(self):
         check_train_config(self)  # ranges and kinds (workbench/ranges.py: one table for every setting)

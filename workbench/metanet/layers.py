@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from .blocks import ScaleEq, ScaleInv, canon, squash
+from .dense import Layered, dense_conv
 
 
 class ScaleGMNConv(MessagePassing):
@@ -36,7 +37,9 @@ class ScaleGMNConv(MessagePassing):
         dropout: dropout inside the invariant MLPs (training only).
 
     Shapes:
-        ``h, g (N, d)``, ``e (E, d)``, ``edge_index (2, E)`` -> ``h', g' (N, d)``, ``e' (E, d)``.
+        ``h, g (N, d)``, ``e (E, d)``, ``edge_index (2, E)`` -> ``h', g' (N, d)``, ``e' (E, d)``; or, on the dense
+        layered form (:mod:`workbench.metanet.dense`, ``edge_index`` a :class:`~workbench.metanet.dense.Layered`),
+        ``h, g (B, n, d)``, ``e`` a list of ``(B, n_{l+1}, n_l, d)`` -> the same.
     """
 
     def __init__(self, hidden: int, symmetry: str, bidirectional: bool = True, dropout: float = 0.0):
@@ -68,7 +71,10 @@ class ScaleGMNConv(MessagePassing):
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
 
-    def forward(self, h: Tensor, g: Tensor | None, e: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+    def forward(self, h: Tensor, g: Tensor | None, e: Tensor | list[Tensor],
+                edge_index: Tensor | Layered) -> tuple[Tensor, Tensor | None, Tensor | list[Tensor]]:
+        if isinstance(edge_index, Layered):  # the dense layered form: same rules, no gathers or scatters
+            return dense_conv(self, h, g, e, edge_index)
         s = self.symmetry
         m = self.propagate(edge_index, v=self.msg_h(h), e=e, direction="forward")  # (N, d) ~ q_i
         if self.bidirectional:
