@@ -1,9 +1,10 @@
 """Matched compute: what SGD costs per network to reach a one shot's accuracy, measured side by side in one run.
 
 Self-contained on the embedded digits data: generates (or reuses) a zoo under outputs/bench/, trains a ScaleGMN-B
-on its training networks, then, in one process: the one shot of the held-out networks (timed), SGD from those
-networks step by step at every rate of a grid (:func:`workbench.amortization.sgd_grid`, the rate chosen on the
-validation networks), and the cost of one SGD step per network on the same held-out batch. Prints the SGD steps,
+on its training networks, then, in one process: the one shot of the held-out networks and the cost of one SGD step
+per network on the same held-out batch, timed alternately three times (medians), then SGD from those networks step
+by step at every rate of a grid (:func:`workbench.amortization.sgd_grid`, the rate chosen on the validation
+networks). Prints the SGD steps,
 seconds and the cost ratio SGD / one shot at the one shot's accuracy (trained checkpoints), each with its 95 %
 interval over held-out networks, and the same ratio for one-network-at-a-time SGD.
 
@@ -17,8 +18,8 @@ import json
 from pathlib import Path
 
 from workbench import pipeline
-from workbench.amortization import matched_compute, sgd_grid, step_grid
-from workbench.baselines import sgd_steps, time_one_at_a_time
+from workbench.amortization import matched_compute, sgd_grid, step_grid, time_side_by_side
+from workbench.baselines import time_one_at_a_time
 from workbench.optimize import one_shot
 from workbench.score import score
 from workbench.uncertainty import Bootstrap
@@ -46,18 +47,18 @@ def main(argv=None):
     result = pipeline.train_metanet(out, zoo, data, objective="ce", lam=0.0, epochs=args.meta_epochs, hidden=32,
                                     n_layers=3, lr=0.01, device=args.device, progress=False)
     test, val = pipeline.test_networks(zoo), pipeline.test_networks(zoo, split="val")
-    one_shot(result.model, zoo.spec, test.params)  # warm-up
-    new, seconds = one_shot(result.model, zoo.spec, test.params)
-    shot = score(test, data, new, seconds_per_net=seconds / len(test))
+    step_seconds, shot_seconds = time_side_by_side(test, data, {"ScaleGMN-B": result.model}, lr=args.lrs[0],
+                                                   repeats=3, device=args.device)
+    new, _ = one_shot(result.model, zoo.spec, test.params)
+    shot = score(test, data, new, seconds_per_net=shot_seconds["ScaleGMN-B"])
     val_target = score(val, data, one_shot(result.model, zoo.spec, val.params)[0], split="val").value("acc_trained")
     per_epoch = -(-len(data.split("train")[1]) // 64)
     steps = step_grid(args.max_epochs * per_epoch, per_epoch, args.max_epochs)
     grids = {s: sgd_grid(e, {"initial": e.params}, args.lrs, data, steps=steps, split=s, device=args.device)
              for s, e in (("val", val), ("test", test))}
     boot = Bootstrap(test.meta["net_id"].to_numpy())
-    lr_probe = sgd_steps(zoo.spec, test.params, data, steps=[per_epoch], lr=args.lrs[0], device=args.device)
     m = matched_compute("ScaleGMN-B", shot, val_target, grids["val"], grids["test"],
-                        val.meta["epoch"].to_numpy() >= 1, boot, seconds_per_step=lr_probe.seconds_per_network_step,
+                        val.meta["epoch"].to_numpy() >= 1, boot, seconds_per_step=step_seconds,
                         train_seconds=result.seconds)
     sequential_per_step = time_one_at_a_time(zoo.spec, test.params, data, epochs=1, sample=2, lr=m.lr,
                                              device=args.device) / per_epoch
@@ -69,7 +70,7 @@ def main(argv=None):
             ("one shot, seconds per network", f"{m.one_shot_seconds_per_net:.3g}"),
             ("SGD rate (fastest to that accuracy on validation networks)", f"{m.lr:g}"),
             ("SGD steps to reach it", m.steps.text(1)),
-            ("SGD seconds per network step (vectorised)", f"{lr_probe.seconds_per_network_step:.3g}"),
+            ("SGD seconds per network step (vectorised)", f"{step_seconds:.3g}"),
             ("SGD seconds per network step (one network at a time)", f"{sequential_per_step:.3g}"),
             ("cost ratio SGD / one shot (vectorised)", m.ratio.text(3)),
             ("cost ratio SGD / one shot (one network at a time)",

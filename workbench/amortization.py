@@ -38,7 +38,7 @@ from .objective import evaluate
 from .score import Score
 from .uncertainty import Bootstrap, Interval
 
-__all__ = ["step_grid", "SGDGrid", "sgd_grid", "steps_to_reach", "fastest_lr", "best_lr", "MatchedCompute",
+__all__ = ["step_grid", "SGDGrid", "sgd_grid", "time_side_by_side", "steps_to_reach", "fastest_lr", "best_lr", "MatchedCompute",
            "matched_compute", "WarmStart", "warm_start"]
 
 
@@ -115,6 +115,25 @@ def sgd_grid(entries, starts: Mapping[str, Params], lrs: Sequence[float], data, 
     run = sgd_steps(spec, tiled, data, steps=grid, lr=lr, seed=seed, observe=observe, device=device)
     diverged = run.diverged.reshape(len(names), len(rates), n).sum(-1).numpy()
     return SGDGrid(names, rates, tuple(grid), run.steps_per_epoch, acc, diverged)
+
+
+def time_side_by_side(entries, data, models: Mapping[str, object], *, lr: float, seed: int = 0,
+                      repeats: int = 3, device=None) -> tuple[float, dict[str, float]]:
+    """Seconds per network of one SGD step and of each model's one shot, on the same held-out ``entries``, measured
+    alternately ``repeats`` times (an epoch of SGD steps, then every one shot) and summarised by the median: the two
+    sides of a cost ratio see the same load on the machine (SGD on ``device``, default CUDA when present; each model
+    where it lives). Returns ``(step, {name: one shot})``."""
+    from .optimize import one_shot
+
+    per_epoch = -(-len(data.split("train")[1]) // 64)
+    steps, shots = [], {name: [] for name in models}
+    for _ in range(repeats):
+        steps.append(sgd_steps(entries.spec, entries.params, data, steps=[per_epoch], lr=lr, seed=seed,
+                               observe=lambda k, p: None, device=device).seconds_per_network_step)
+        for name, model in models.items():
+            one_shot(model, entries.spec, map_params(lambda t: t[:1], entries.params))  # warm-up, not timed
+            shots[name].append(one_shot(model, entries.spec, entries.params)[1] / len(entries))
+    return float(np.median(steps)), {name: float(np.median(v)) for name, v in shots.items()}
 
 
 def steps_to_reach(steps: Sequence[int], curve: np.ndarray, target: float) -> float:

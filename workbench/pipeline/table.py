@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..amortization import best_lr, matched_compute, sgd_grid, step_grid, warm_start
+from ..amortization import best_lr, matched_compute, sgd_grid, step_grid, time_side_by_side, warm_start
 from ..balance import balance_l1
-from ..baselines import sgd_finetune, sgd_steps, time_one_at_a_time
+from ..baselines import sgd_finetune, time_one_at_a_time
 from ..data import Dataset
 from ..metanet import MetanetConfig
 from ..nets import Params, map_params
@@ -40,8 +40,6 @@ __all__ = ["FamilyResults", "family_results", "results_for_families"]
 
 #: bootstrap draws of every interval (enough for stable 2.5 / 97.5 percentiles; cheap next to any training)
 BOOTSTRAP_DRAWS = 2000
-#: repetitions of the interleaved timing of one shots and SGD steps (their median is reported)
-TIMING_REPEATS = 3
 #: SGD is recorded step by step over at least this many epochs (matched compute needs SGD's curve past the point
 #: where it reaches a one shot's accuracy)
 MATCH_EPOCHS = 2
@@ -110,7 +108,8 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
                                     seeds=seeds if i == 0 else 1, reuse_only=reuse_only, bidirectional=bidirectional,
                                     progress=progress, settings=settings) for i, key in enumerate(methods))
              if m.ce is not None or m.l1 is not None]
-    step_seconds, shot_seconds = _interleaved_timing(test, data, shots, lr=grid_lrs[0], seed=seed)
+    step_seconds, shot_seconds = time_side_by_side(test, data, {m.key: m.ce_model for m in shots
+                                                                if m.ce_model is not None}, lr=grid_lrs[0], seed=seed)
     for m in shots:  # the CE one shot's time: the median of the interleaved repetitions
         if m.key in shot_seconds:
             m.ce = replace(m.ce, seconds_per_net=shot_seconds[m.key])
@@ -196,22 +195,6 @@ def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: st
         method.val_target = score(val, data, val_outs, split="val").value("acc_trained")
         method.train_seconds = float(np.mean(trained))
     return method
-
-
-def _interleaved_timing(test: Zoo, data: Dataset, shots: list[_Method], *, lr: float, seed: int,
-                        repeats: int = TIMING_REPEATS) -> tuple[float, dict[str, float]]:
-    """Seconds per network of one SGD step and of each method's CE one shot (seed 0), on the same held-out batch,
-    measured alternately ``repeats`` times (an epoch of SGD steps, then every one shot) and summarised by the
-    median: the two sides of the cost ratio see the same load on the machine. Returns ``(step, {key: one shot})``."""
-    per_epoch = -(-len(data.split("train")[1]) // 64)
-    steps, shots_s = [], {m.key: [] for m in shots if m.ce_model is not None}
-    for _ in range(repeats):
-        steps.append(sgd_steps(test.spec, test.params, data, steps=[per_epoch], lr=lr, seed=seed,
-                               observe=lambda k, p: None).seconds_per_network_step)
-        for m in shots:
-            if m.ce_model is not None:
-                shots_s[m.key].append(one_shot(m.ce_model, test.spec, test.params)[1] / len(test))
-    return float(np.median(steps)), {k: float(np.median(v)) for k, v in shots_s.items()}
 
 
 def _balanced_rows(zoo: Zoo, data: Dataset, test: Zoo, shots: list[_Method], *, lam: float,
