@@ -12,7 +12,11 @@ One module per concept:
 * :mod:`~workbench.zoo.container`: the :class:`Zoo` (spec, batched params, one ``meta`` row per checkpoint), the
   network-level split of the ScaleGMN paper (:func:`split_networks`) and the disk format (safetensors + CSV +
   JSON manifest, never pickle, written atomically).
-* :mod:`~workbench.zoo.small_cnn_zoo`: :func:`load_small_cnn_zoo` imports the published Small CNN Zoo files.
+* :mod:`~workbench.zoo.small_cnn_zoo`: :func:`load_small_cnn_zoo` imports the published Small CNN Zoo files;
+  :mod:`~workbench.zoo.small_cnn_zoo_split` chooses their checkpoints (``steps``) and gives each its network's
+  reference split.
+* :mod:`~workbench.zoo.optimized_output`: what ``python -m workbench optimize`` writes beside the new weights (the
+  source's split, ``seen_in_training``, the input's metrics as ``*_before``).
 """
 from .container import (
     FORMAT,
