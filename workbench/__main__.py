@@ -176,8 +176,15 @@ def _optimize_command(args: argparse.Namespace) -> None:
         print(f"[workbench] left out {s['dropped_nonfinite']} of {s['n_networks_input']} networks whose one-shot "
               f"output is not finite (--drop-nonfinite; listed in optimized.json): {named}")
     if args.evaluate:
-        print(f"[workbench] test accuracy on {s['dataset']}: average {s['avg_acc_before']:.2f} -> "
-              f"{s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> {s['max_acc_after']:.2f} %")
+        which = ("test-split networks (never seen by a metanetwork trained on this zoo)" if s["scored_split"] == "test"
+                 else "networks (the zoo has no test split)")
+        print(f"[workbench] test accuracy on {s['dataset']} of the {s['scored_entries']} {which}: average "
+              f"{s['avg_acc_before']:.2f} -> {s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> "
+              f"{s['max_acc_after']:.2f} %")
+        others = [f"{name} {d['avg_acc_before']:.2f} -> {d['avg_acc_after']:.2f} % ({d['entries']})"
+                  for name, d in s["by_split"].items() if name != "test"]
+        if others:
+            print(f"[workbench] average by split (entries), for comparison: {'; '.join(others)}")
 
 
 def _report_command(args: argparse.Namespace) -> None:
