@@ -125,7 +125,7 @@ def run_command(args: argparse.Namespace) -> None:
 def _train_command(args: argparse.Namespace) -> None:
     """``train``: one metanetwork training from a params file, holding the run folder's lock."""
     from .io import RunFolderError, run_lock
-    from .params import check_flag, load_params
+    from .params import check_flag, file_values
     from .pipeline import train_from_params
     from .runner import output_root
 
@@ -135,7 +135,7 @@ def _train_command(args: argparse.Namespace) -> None:
         train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
                           resume=not args.no_resume)
         return
-    out = output_root(load_params(args.params))
+    out = output_root(file_values(args.params, "04")[0])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as err:

@@ -173,6 +173,28 @@ def _cell_timeout(cell) -> int | None:
 
 
 @contextmanager
+def _memory_environment(params: RunParams):
+    """``WORKBENCH_MEMORY_GB`` from the params file's ``memory_gb`` for the kernels started meanwhile (and their worker
+    processes): the memory budget of every evaluation chunk (:mod:`workbench.memory`). Without the key, the
+    environment is left as it is (the caller's value, or the default share of the machine's memory)."""
+    from .memory import MEMORY_ENV
+
+    value = params.run.get("memory_gb")
+    if value is None:
+        yield
+        return
+    before = os.environ.get(MEMORY_ENV)
+    os.environ[MEMORY_ENV] = repr(float(value))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MEMORY_ENV, None)
+        else:
+            os.environ[MEMORY_ENV] = before
+
+
+@contextmanager
 def _batch_environment():
     """``WORKBENCH_BATCH=1`` for the kernels started meanwhile (they inherit this process's environment): their
     progress bars write text lines and their explorer widgets leave static figures (:mod:`workbench.notebook`).
@@ -262,7 +284,7 @@ def _run_notebooks(params: RunParams, notebooks: list[Path], out: Path, resume: 
         log(f"[workbench] running {nb.name} -> {target}")
         t0 = time.perf_counter()
         try:
-            with _batch_environment():
+            with _batch_environment(), _memory_environment(params):
                 # shutdown_kernel="immediate": on Ctrl-C nbclient's graceful shutdown of a busy kernel made the
                 # kernel print a 20-line ZMQ traceback above the command's one-line advice; a finished notebook's
                 # kernel has nothing left to do, so ending it at once loses nothing
