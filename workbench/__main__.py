@@ -37,9 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip the leading notebooks whose outputs are complete and intact; run the rest")
     p_run.add_argument("--outputs", metavar="DIR", default=None,
                        help="folder that receives <name>/ (default: the repository's outputs/)")
+    p_run.add_argument("--no-estimate", action="store_true",
+                       help="start without checking paths and devices or estimating time and memory first")
     p_val = sub.add_parser("validate", parents=[common],
-                           help="check a params file against the notebooks' parameters cells")
+                           help="check a params file against the notebooks' parameters cells and this machine (paths, "
+                                "devices), and estimate the run's time and memory here")
     p_val.add_argument("params")
+    p_val.add_argument("--only", nargs="+", metavar="NN", help="the notebooks to check and estimate, e.g. --only 03 04")
+    p_val.add_argument("--static", action="store_true",
+                       help="check the file against the notebooks only (no paths, devices or estimate)")
     p_train = sub.add_parser("train", parents=[common],
                              help="train the meta-optimizer for one family without Jupyter "
                                   "(works under torchrun for DistributedDataParallel)")
@@ -90,14 +96,10 @@ def run_command(args: argparse.Namespace) -> None:
         from .runner import run
 
         out = run(args.params, only=args.only, resume=args.resume,
-                  outputs=Path(args.outputs) if args.outputs else None)
+                  outputs=Path(args.outputs) if args.outputs else None, estimate=not args.no_estimate)
         print(f"[workbench] outputs in {out}")
     elif args.command == "validate":
-        from .params import load_params
-
-        params = load_params(args.params)
-        print(f"[workbench] {args.params} is valid: run name {params.name!r}, "
-              f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
+        _validate_command(args)
     elif args.command == "train":
         _train_command(args)
     elif args.command == "zoo":
@@ -120,6 +122,22 @@ def run_command(args: argparse.Namespace) -> None:
         check_run_folder(args.run_dir)
         with run_lock(args.run_dir, f"python -m workbench index {args.run_dir}"):
             print(f"[workbench] results index: {write_index(args.run_dir, convert=not args.no_html, log=print)}")
+
+
+def _validate_command(args: argparse.Namespace) -> None:
+    """``validate``: the file against the notebooks, then (unless ``--static``) against this machine, with the
+    estimate of the run's time and memory here."""
+    from .estimate import check_run
+    from .params import list_notebooks, load_params
+    from .runner import select_notebooks
+
+    selected = select_notebooks(args.only)
+    params = load_params(args.params, list_notebooks(), selected=selected)
+    print(f"[workbench] {args.params} is valid: run name {params.name!r}, "
+          f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
+    if not args.static:
+        check_run(params, selected)
+        print(f"[workbench] its paths and devices exist on this machine and every step fits the memory budget")
 
 
 def _train_command(args: argparse.Namespace) -> None:

@@ -5,9 +5,9 @@ zoo networks, one metanetwork training step and one one-shot pass, per network (
 this process allocated before; on a CPU that process runs with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB, so
 every large tensor is its own mapping, returned when freed, and the peak resident memory (``VmHWM``, reset through
 ``/proc/self/clear_refs``) is the work's peak. On CUDA the peak is ``torch.cuda.max_memory_allocated``. Each cost is
-per network: peaks as the increase from one network to two (fixed costs such as the model and the images left
-out), times as two networks' time over two; where two would not fit in the memory budget, one network's cost
-stands in (an upper bound).
+per network: peaks as the increase per network from one network to up to eight (fixed costs such as the model and
+the images left out), times as those networks' time over their number; where two would not fit in the memory
+budget, one network's cost stands in (an upper bound).
 
     python -m workbench.calibration '{"device": "cpu", "families": ["cnn-tanh"], ...}'   # prints the costs as JSON
 """
@@ -25,9 +25,9 @@ import torch
 
 from .errors import WorkbenchError
 
-__all__ = ["UnitCosts", "CalibrationError", "peak_bytes", "measure", "calibrate", "SIZES", "SGD_BATCH"]
+__all__ = ["UnitCosts", "CalibrationError", "peak_bytes", "measure", "calibrate", "MAX_NETWORKS", "SGD_BATCH"]
 
-SIZES = (1, 2)  # networks per measurement: the increase between them is the per-network cost
+MAX_NETWORKS = 8  # networks in the larger measurement (fewer when they would not fit in the budget)
 SGD_BATCH = 64  # images per SGD step of the zoo networks, as the baselines train (workbench.baselines)
 _MMAP_THRESHOLD = "65536"
 
@@ -91,14 +91,16 @@ def peak_bytes(fn, device: torch.device, warm_up: bool = True) -> tuple[float, f
 
 
 def _per_unit(measure_at, budget: float) -> tuple[float, float]:
-    """Per-network ``(seconds, bytes)``: the time of 2 networks over 2 (fixed costs included: an upper bound, and
-    steadier than a difference on a shared machine) and the increase of the peak from 1 to 2 networks (>= 0); the
-    cost of 1 network alone when 2 would not fit in ``budget`` bytes."""
-    t1, m1 = measure_at(SIZES[0], True)
-    if 2 * m1 > budget:
+    """Per-network ``(seconds, bytes)``: the time of up to :data:`MAX_NETWORKS` networks over their number (the
+    fixed costs spread over several networks, and steadier than a difference on a shared machine) and the increase
+    of the peak per network from 1 network to that many (>= 0); as many as fit in half the ``budget`` by the first
+    measurement, and 1 network's cost when 2 would not fit."""
+    t1, m1 = measure_at(1, True)
+    n = int(min(MAX_NETWORKS, budget // (2 * m1))) if m1 > 0 else MAX_NETWORKS
+    if n < 2:
         return t1, m1
-    t2, m2 = measure_at(SIZES[1], False)
-    return t2 / SIZES[1], max(0.0, m2 - m1)
+    t2, m2 = measure_at(n, True)
+    return t2 / n, max(0.0, (m2 - m1) / (n - 1))
 
 
 def measure(family: str, dataset: str, device: str, meta: dict, batch_images: int, budget: float,
@@ -118,9 +120,10 @@ def measure(family: str, dataset: str, device: str, meta: dict, batch_images: in
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n_images, *shape, generator=gen).to(dev)
     y = torch.randint(0, spec.n_classes, (n_images,), generator=gen).to(dev)
-    nets = {n: [(w.to(dev), b.to(dev)) for w, b in init_params(spec, n, gen)] for n in SIZES}
+    pool = [(w.to(dev), b.to(dev)) for w, b in init_params(spec, MAX_NETWORKS, gen)]
+    nets = {n: [(w[:n], b[:n]) for w, b in pool] for n in range(1, MAX_NETWORKS + 1)}
     torch.manual_seed(0)
-    model = build_model(spec, MetanetConfig(**meta)).fit_normalization(nets[SIZES[-1]]).to(dev)
+    model = build_model(spec, MetanetConfig(**meta)).fit_normalization(pool).to(dev)
     xb, yb, xs, ys = x[:batch_images], y[:batch_images], x[:SGD_BATCH], y[:SGD_BATCH]
 
     def evaluate_at(n, warm):

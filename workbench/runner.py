@@ -210,12 +210,18 @@ def _batch_environment():
 
 
 def run(params_path: str | os.PathLike, only: list[str] | None = None, resume: bool = False,
-        outputs: Path | None = None, kernel_name: str = KERNEL_NAME, log=print) -> Path:
+        outputs: Path | None = None, kernel_name: str = KERNEL_NAME, log=print, estimate: bool = False) -> Path:
     """Validate, then execute the selected notebooks in order; returns ``outputs/<name>``. The output folder is
-    locked for the run (:func:`workbench.io.run_lock`): a second run into it fails at once."""
+    locked for the run (:func:`workbench.io.run_lock`): a second run into it fails at once. With ``estimate`` (the
+    command line's default) the paths and devices are checked first and the run's time and memory on this device
+    printed (:func:`workbench.estimate.check_run`); a step over the memory budget stops it there."""
     notebooks = select_notebooks(only)
     # validate against ALL notebooks before running any (combined settings: those that will run)
     params = load_params(params_path, list_notebooks(), selected=notebooks)
+    if estimate:
+        from .estimate import check_run
+
+        check_run(params, notebooks, log=log)
     check_kernel(kernel_name)
     out = output_root(params, outputs)
     try:

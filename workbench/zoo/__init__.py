@@ -31,7 +31,7 @@ from .container import (
     split_networks,
 )
 from .generation import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINTS, DEFAULT_EPOCHS, generate, load_or_generate
-from .small_cnn_zoo import SMALL_CNN_ZOO_REQUIRED, read_layout, load_small_cnn_zoo
+from .small_cnn_zoo import SMALL_CNN_ZOO_REQUIRED, load_small_cnn_zoo, read_layout, small_cnn_zoo_counts
 from .specs import FAMILIES, HPARAM_COLUMNS, OPTIMIZERS, HParamSpace, default_spec, sample_hparams
 from .train import ADAM_BETAS, ADAM_EPS, SGD_MOMENTUM, train_networks
 
@@ -68,5 +68,6 @@ __all__ = [
     # small_cnn_zoo
     "load_small_cnn_zoo",
     "read_layout",
+    "small_cnn_zoo_counts",
     "SMALL_CNN_ZOO_REQUIRED",
 ]

@@ -24,7 +24,7 @@ from ..nets import NetSpec, Params, small_cnn_zoo_spec
 from .container import Zoo, ZooError
 from .small_cnn_zoo_split import SPLIT_COLUMN, chosen_steps, select_networks
 
-__all__ = ["load_small_cnn_zoo", "read_layout", "SMALL_CNN_ZOO_REQUIRED", "SPLIT_COLUMN"]
+__all__ = ["load_small_cnn_zoo", "read_layout", "small_cnn_zoo_counts", "SMALL_CNN_ZOO_REQUIRED", "SPLIT_COLUMN"]
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,19 @@ def load_small_cnn_zoo(
             "activation": sel.activation, "dropped_nonfinite": int((~finite).sum()),
             "dropped_nan_accuracy": sel.n_nan_accuracy, "dropped_no_final": sel.n_no_final}
     return Zoo(spec, params, meta, dataset, split_seed=split_seed, info=info)
+
+
+def small_cnn_zoo_counts(path: str | os.PathLike, activation: str, steps=None, split_seed: int = 0) -> pd.DataFrame:
+    """What :func:`load_small_cnn_zoo` would import, counted without reading any weights: one row per split with
+    ``networks``, ``entries`` (checkpoints) and ``trained`` (entries at steps >= 1). The files are checked as by the
+    import (a ZooError names what is wrong)."""
+    _, _, _, metrics, metrics_file = _read_files(Path(path).expanduser(), mmap=True)
+    sel = select_networks(metrics, metrics_file, chosen_steps(metrics, steps, None), activation, split_seed)
+    frame = pd.DataFrame({"split": sel.split, "net_id": sel.net_ids,
+                          "trained": metrics["step"].to_numpy()[sel.rows] >= 1})
+    counts = frame.groupby("split").agg(networks=("net_id", "nunique"), entries=("net_id", "size"),
+                                        trained=("trained", "sum"))
+    return counts.reindex(["train", "val", "test"], fill_value=0).astype(int)
 
 
 def _read_files(path: Path, mmap: bool) -> tuple[np.ndarray, Path, list[tuple[dict, dict]], pd.DataFrame, Path]:
