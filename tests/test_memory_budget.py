@@ -97,3 +97,40 @@ def test_measured_peak_of_a_budgeted_evaluation_stays_within_the_budget():
     assert m["bounded"] <= m["budget"]
     assert m["whole"] > 4 * m["budget"]  # 16 networks x 1,000 images at about 32 KB each: about 500 MB
     assert m["whole"] <= eval_chunk_bytes(CIFAR_CNN, 16, 1000, 32)  # the model is an upper bound of the measurement
+
+
+def test_sgd_chunks_fit_the_budget_and_chunking_changes_no_network():
+    from workbench.baselines import sgd_finetune
+    from workbench.memory import sgd_bytes_per_network, sgd_chunk
+    from strategies import tiny_cifar
+
+    budget = 3 * sgd_bytes_per_network(CIFAR_CNN, 64, 32) + 1
+    assert sgd_chunk(CIFAR_CNN, 10, budget, image_size=32) == 3
+    assert sgd_chunk(CIFAR_CNN, 2, budget, image_size=32) == 2 and sgd_chunk(CIFAR_CNN, 10, 1, image_size=32) == 1
+    data, params = tiny_cifar(n=48), init_params(CIFAR_CNN, 5, torch.Generator().manual_seed(0))
+    whole = sgd_finetune(CIFAR_CNN, params, data, epochs=(1,), lr=0.05, seed=0, progress=False)[1]
+    chunked = sgd_finetune(CIFAR_CNN, params, data, epochs=(1,), lr=0.05, seed=0, progress=False, net_chunk=2)[1]
+    for (w, b), (v, c) in zip(whole.params, chunked.params):
+        torch.testing.assert_close(w, v, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6)
+
+
+def test_the_lambda_sweep_trains_its_sgd_networks_in_chunks_of_the_budget(monkeypatch):
+    from types import SimpleNamespace
+
+    from workbench.memory import sgd_chunk
+    from workbench.pipeline import scaling
+    from workbench.zoo import generate
+    from strategies import tiny_cifar
+
+    data = tiny_cifar(n=32)
+    zoo = generate(CIFAR_CNN, data, 40, epochs=1, checkpoints=[], seed=0, progress=False)  # 4 validation networks
+    chunks, real = [], scaling.sgd_finetune
+    monkeypatch.setattr(scaling, "train_method", lambda *a, **k: SimpleNamespace(model=None))
+    monkeypatch.setattr(scaling, "one_shot", lambda model, spec, params: (params, 0.0))
+    monkeypatch.setattr(scaling, "sgd_finetune", lambda *a, **k: chunks.append(k["net_chunk"]) or real(*a, **k))
+    monkeypatch.setenv(MEMORY_ENV, str(2.5 * 3.4e6 / GIB))  # about two networks' SGD step on 64 images
+    frame = scaling.lam_sweep(None, zoo, data, [0.01], sgd_epochs=(1,), progress=False)
+    n_val = int((zoo.meta["split"] == "val").sum())
+    assert chunks == [sgd_chunk(CIFAR_CNN, n_val, budget_bytes("cpu"), image_size=32)] and chunks[0] < n_val
+    assert (frame["kind"] == "sgd").sum() == 1

@@ -105,12 +105,15 @@ class _Pricer:
                   config.batch_networks * unit.step_bytes, self.budget)
         cost.step("a one-shot batch", min(ONE_SHOT_BATCH, scored) * unit.shot_bytes, self.budget)
 
-    def sgd(self, cost: NotebookCost, family: str, networks: int, epochs: float, what: str) -> None:
-        """``networks`` x ``epochs`` SGD network-epochs on the training images, all networks at once."""
+    def sgd(self, cost: NotebookCost, family: str, networks: int, epochs: float, what: str,
+            chunked: bool = False) -> None:
+        """``networks`` x ``epochs`` SGD network-epochs on the training images: all networks at once, or with
+        ``chunked`` as many as fit in the budget (:func:`workbench.memory.sgd_chunk`)."""
         unit = self.costs[family]
         cost.network_epochs += networks * epochs
         cost.seconds += networks * epochs * self.inputs.images["train"] * unit.sgd_s
-        cost.step(what, networks * SGD_BATCH * unit.sgd_bytes, self.budget)
+        need = networks * SGD_BATCH * unit.sgd_bytes
+        cost.step(what, min(need, self.budget) if chunked else need, self.budget, chunked=chunked)
 
     def _dataset(self) -> str:
         return next(v["dataset"] for v in self.inputs.values.values() if v.get("dataset"))
@@ -206,8 +209,9 @@ def _sgd_table(c: _Counter, values: dict, family: str, cost: NotebookCost, n_met
     finetune = int(values.get("finetune_epochs") or 0)
     grid_epochs, starts = max(2, finetune), 1 + n_methods
     images = c.inputs.images
-    c.pricer.sgd(cost, family, starts * rates * (test + val), grid_epochs,
-                 f"the SGD grid of {starts * rates * test:,} {family} copies at once")
+    for entries, split in ((val, "validation"), (test, "test")):  # one grid after the other
+        c.pricer.sgd(cost, family, starts * rates * entries, grid_epochs,
+                     f"the SGD grid of {starts * rates * entries:,} {family} copies ({split}) at once")
     recorded = 2 * math.log(max(2, grid_epochs * images["train"] / SGD_BATCH)) / math.log(1.4) + grid_epochs
     cost.seconds += c.pricer.scoring(cost, family, starts * rates * test, images["test"], passes=recorded)
     cost.seconds += c.pricer.scoring(cost, family, starts * rates * val, images["val"], passes=recorded)
@@ -224,10 +228,13 @@ def _nb07(c: _Counter, values: dict, cost: NotebookCost) -> None:
     sweep = {**scaling, "epochs": int(values["meta_epochs"]), "patience": values.get("meta_patience")}
     sweep = {k: v for k, v in sweep.items() if v is not None}
     val = c.held_out(values, family, "val")
+    tune = min(val, c.held_out({**values, "eval_networks": 32}, family, "val"))  # lam_sweep's sgd_networks
     for lam in values["lam_values"]:
         c.metanet(cost, values, family, "scalegmn", "l1", seed, float(lam), sweep)
         rates = len(values.get("sgd_lr_grid") or [])
-        c.pricer.sgd(cost, family, val * (1 + rates), max(values["lam_sgd_epochs"]), "the lambda sweep's SGD")
+        budget = max(values["lam_sgd_epochs"])
+        c.pricer.sgd(cost, family, tune * rates, min(values["lam_sgd_epochs"]), "the lambda sweep's SGD rate tuning")
+        c.pricer.sgd(cost, family, val, budget, "the lambda sweep's SGD", chunked=True)
         cost.seconds += c.pricer.scoring(cost, family, val, c.inputs.images["val"], 3 + len(values["lam_sgd_epochs"]))
     _scaling(c, values, cost, scaling)
 
@@ -329,6 +336,18 @@ def over_budget(rows: list[NotebookCost]) -> list[str]:
     return [f"notebook {r.notebook}: {step}: {need / GIB:,.1f} GiB" for r in rows for step, need in r.over_budget.items()]
 
 
+def _device_memory(device: str) -> float:
+    """The memory of ``device`` on this machine in bytes (0 when unknown)."""
+    import torch
+
+    from .memory import physical_memory_bytes
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return float(torch.cuda.get_device_properties(dev).total_memory)
+    return float(physical_memory_bytes())
+
+
 def check_run(params, notebooks, *, log=print, costs: dict[str, UnitCosts] | None = None) -> list[NotebookCost]:
     """Before a run: check what ``params`` points at (:func:`~workbench.preflight.check_inputs`), measure the
     per-unit costs on its device (unless ``costs`` are given), print the estimate, and refuse -- a
@@ -341,6 +360,10 @@ def check_run(params, notebooks, *, log=print, costs: dict[str, UnitCosts] | Non
     inputs = check_inputs(params, notebooks)
     gb = params.run.get("memory_gb")
     budget = float(gb) * GIB if gb else float(budget_bytes(inputs.device))
+    have = _device_memory(inputs.device)
+    if have and budget > have:
+        raise PreflightError(f"memory_gb in {params.path} is {budget / GIB:,.1f} GiB per process, more than the "
+                             f"{have / GIB:,.1f} GiB of {inputs.device} on this machine; lower it")
     request = calibration_request(inputs)
     if costs is None and request["families"]:
         log(f"[workbench] measuring the per-unit costs of {', '.join(request['families'])} on {inputs.device} ...")

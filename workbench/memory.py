@@ -26,7 +26,7 @@ from .nets import NetSpec
 
 __all__ = ["MemoryBudgetError", "MEMORY_ENV", "CPU_SHARE", "GPU_SHARE", "EVAL_IMAGE_CHUNK", "budget_bytes",
            "default_budget_bytes", "physical_memory_bytes", "eval_bytes_per_network_image", "eval_bytes_per_image",
-           "eval_bytes_per_network", "eval_chunk_bytes", "eval_chunks", "GIB"]
+           "eval_bytes_per_network", "eval_chunk_bytes", "eval_chunks", "sgd_bytes_per_network", "sgd_chunk", "GIB"]
 
 GIB = 2**30
 MEMORY_ENV = "WORKBENCH_MEMORY_GB"
@@ -140,3 +140,21 @@ def eval_chunks(spec: NetSpec, n_networks: int, n_images: int, budget: int, imag
             f"(about {(per_pair + per_image + per_net) / GIB:.3g} GiB); raise {MEMORY_ENV} (memory_gb)")
     networks = (budget - images * per_image) // (images * per_pair + per_net)
     return int(max(1, min(n_networks, networks))), int(images)
+
+
+def sgd_bytes_per_network(spec: NetSpec, batch_images: int = 64, image_size: int | None = None,
+                          itemsize: int = 4) -> int:
+    """Bytes one network adds to an SGD step on ``batch_images`` images (:func:`workbench.baselines.sgd_finetune`):
+    every layer output twice (kept for the backward pass, and its gradient) plus the largest once more, per image;
+    its parameters, their gradient, the momentum and a copy. Measured on the Small CNN Zoo CNN: about 0.8 of this
+    (bench/paper_setting.py, docs/paper_setting.md)."""
+    sizes = _feature_sizes(spec, image_size)
+    return itemsize * (batch_images * (2 * sum(sizes) + max(sizes)) + 4 * spec.n_params)
+
+
+def sgd_chunk(spec: NetSpec, n_networks: int, budget: int, batch_images: int = 64, image_size: int | None = None,
+              itemsize: int = 4) -> int:
+    """Networks per chunk of an SGD run (``net_chunk`` of :func:`workbench.baselines.sgd_finetune`) within ``budget``
+    bytes: at least 1, at most ``n_networks``."""
+    per_network = sgd_bytes_per_network(spec, batch_images, image_size, itemsize)
+    return int(max(1, min(n_networks, budget // per_network)))
