@@ -5,7 +5,9 @@ zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...
 (2 for params files, flags and ``WORKBENCH_*`` variables, 1 otherwise); only real bugs show a traceback, or every
 error with ``--debug``. Flags that set a setting a params file also sets (``--seed``, ``--device``, ``--family``,
 ``--batch-size``) meet the params file's rules (:func:`workbench.params.check_flag`) before any work. Ctrl-C ends
-with one line that says what to do next (exit code 130).
+with one line that says what to do next (exit code 130). ``validate`` and ``run`` check a params file's paths and
+devices on this machine and print the run's estimated time and memory per notebook (:mod:`workbench.estimate`)
+before anything runs.
 To add a command: a sub-parser in :func:`build_parser` and a branch in :func:`run_command`.
 """
 from __future__ import annotations
@@ -22,13 +24,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n{self.format_usage()}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--debug", action="store_true", default=False,
-                        help="show the full traceback of every error (also WORKBENCH_DEBUG=1)")
-    common = _Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_sequence_commands(sub, common) -> None:
+    """``run`` and ``validate``: the notebook sequence of a params file, and its checks and estimate."""
     p_run = sub.add_parser("run", parents=[common],
                            help="execute the notebook sequence with papermill into outputs/<name>/")
     p_run.add_argument("params", help="params file, e.g. params/default.yaml")
@@ -46,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_val.add_argument("--only", nargs="+", metavar="NN", help="the notebooks to check and estimate, e.g. --only 03 04")
     p_val.add_argument("--static", action="store_true",
                        help="check the file against the notebooks only (no paths, devices or estimate)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback of every error (also WORKBENCH_DEBUG=1)")
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_sequence_commands(sub, common)
     p_train = sub.add_parser("train", parents=[common],
                              help="train the meta-optimizer for one family without Jupyter "
                                   "(works under torchrun for DistributedDataParallel)")

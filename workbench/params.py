@@ -29,7 +29,7 @@ naming the new key. ``zoo_steps`` (which Small CNN Zoo checkpoints to import) mu
 notebook that reads ``zoo_path``. ``memory_gb`` (:data:`RUN_KEYS`) is the run's memory budget per process (GiB), which
 the runner hands to every notebook's kernel as ``WORKBENCH_MEMORY_GB`` (:mod:`workbench.memory`).
 
-The module is longer than the package's other modules (about 450 lines) on purpose: every rule a params file must
+The module is longer than the package's other modules (about 570 lines) on purpose: every rule a params file must
 meet lives here, next to the reader that enforces it, so one file answers "why was my params file refused"; the
 command-line flags that set the same settings (``--seed``, ``--device``, ...) are checked by the same rules here
 (:func:`check_flag`).
