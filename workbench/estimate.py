@@ -140,13 +140,13 @@ class _Counter:
 
         if objective == "l1" and settings.get("l1_from_ce"):
             self.metanet(cost, values, family, method, "ce", seed, lam, settings)
-        key = (family, method, objective, seed, lam if objective == "l1" else None, json.dumps(settings, sort_keys=True))
-        if key in self.done:
-            return
-        self.done.add(key)
         spec = default_spec(family, values["dataset"])
         symmetry, run_settings = _method_settings(method, settings, spec)
         config = make_config(spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **run_settings)
+        key = (family, objective, json.dumps(config.to_dict(), sort_keys=True))  # what names the run's folder
+        if key in self.done:
+            return
+        self.done.add(key)
         self.pricer.run(cost, family, self.counts(values, family), config)
 
     def held_out(self, values: dict, family: str, split: str = "test") -> int:
