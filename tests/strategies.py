@@ -103,3 +103,15 @@ def tiny_data(seed=0, n=96):
     (xt, yt), (xv, yv), (xs, ys) = split(n), split(n // 2), split(n // 2)
     return types.SimpleNamespace(name="tiny", x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
                                  split=lambda s: {"train": (xt, yt), "val": (xv, yv), "test": (xs, ys)}[s])
+
+
+def tiny_cifar(seed=0, n=64):
+    """A stand-in for grayscale CIFAR-10 already loaded: random 1 x 32 x 32 images, 10 classes, ``n`` per split."""
+    from workbench.data import Dataset
+
+    g = torch.Generator().manual_seed(seed)
+    parts = {}
+    for split in ("train", "val", "test"):
+        parts[f"x_{split}"] = torch.randn(n, 1, 32, 32, generator=g)
+        parts[f"y_{split}"] = torch.randint(0, 10, (n,), generator=g)
+    return Dataset("cifar10-gs", **parts)

@@ -96,11 +96,18 @@ def test_evaluate_reports_the_accuracies_of_evaluate_on_the_test_split(zoo_dir, 
     x, y = digits.split("test")
     before = evaluate(zoo.spec, zoo.params, x, y)["acc"].double()
     after = evaluate(zoo.spec, back.params, x, y)["acc"].double()
-    assert summary["avg_acc_before"] == round(100 * float(before.mean()), 2)
-    assert summary["avg_acc_after"] == round(100 * float(after.mean()), 2)
-    assert summary["max_acc_before"] == round(100 * float(before.max()), 2)
-    assert summary["max_acc_after"] == round(100 * float(after.max()), 2)
+    test = torch.as_tensor((zoo.meta["split"] == "test").to_numpy())  # averages: networks no metanet trained on
+    assert summary["scored_split"] == "test" and summary["scored_entries"] == int(test.sum())
+    assert summary["avg_acc_before"] == round(100 * float(before[test].mean()), 2)
+    assert summary["avg_acc_after"] == round(100 * float(after[test].mean()), 2)
+    assert summary["max_acc_before"] == round(100 * float(before[test].max()), 2)
+    assert summary["max_acc_after"] == round(100 * float(after[test].max()), 2)
     assert summary["avg_acc_before"] != summary["avg_acc_after"]
+    assert summary["avg_acc_before"] != round(100 * float(before.mean()), 2)  # not the mean over every split
+    train = torch.as_tensor((zoo.meta["split"] == "train").to_numpy())
+    assert summary["by_split"]["train"] == {"entries": int(train.sum()),
+                                            "avg_acc_before": round(100 * float(before[train].mean()), 2),
+                                            "avg_acc_after": round(100 * float(after[train].mean()), 2)}
     np.testing.assert_allclose(back.meta["test_acc"].to_numpy(), after.numpy())
     # the zoo's own record of its test accuracies agrees with the before numbers (same data, same split)
     np.testing.assert_allclose(zoo.meta["test_acc"].to_numpy(), before.numpy(), atol=1e-6)
@@ -143,8 +150,19 @@ def test_small_cnn_zoo_round_trip_holds_exactly_the_one_shot_weights(small_cnn_z
         source = pd.read_csv(fh)
     with gzip.open(out / "metrics.csv.gz", "rt") as fh:
         written = pd.read_csv(fh)
-    rows = zoo.meta["net_id"].to_numpy()  # the kept rows of the original files, in order
-    pd.testing.assert_frame_equal(written, source.iloc[rows].reset_index(drop=True))
+    kept = source.iloc[zoo.meta["net_id"].to_numpy()].reset_index(drop=True)  # the kept rows, in order
+    # numbers of the old weights move to *_before; without --evaluate test_accuracy stays (the loader needs it),
+    # flagged as not measured on these weights
+    stale = {"train_accuracy": "train_accuracy_before", "train_loss": "train_loss_before",
+             "test_loss": "test_loss_before"}
+    pd.testing.assert_frame_equal(written[list(kept.rename(columns=stale).columns)], kept.rename(columns=stale))
+    assert not set(stale) & set(written.columns)
+    np.testing.assert_array_equal(written["test_accuracy_before"], kept["test_accuracy"])
+    assert not written["workbench.evaluated"].any()
+    # the source's split and network ids travel with the rows; its training networks are marked
+    assert written["workbench.split"].tolist() == zoo.meta["split"].tolist()
+    assert written["workbench.net_id"].tolist() == zoo.meta["net_id"].tolist()
+    assert written["seen_in_training"].tolist() == (zoo.meta["split"] == "train").tolist()
     assert np.load(out / "weights.npy").shape == (4, small_cnn_zoo_spec().n_params)
     assert zoo_format(out) == "small-cnn-zoo"
 

@@ -5,7 +5,9 @@ zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...
 (2 for params files, flags and ``WORKBENCH_*`` variables, 1 otherwise); only real bugs show a traceback, or every
 error with ``--debug``. Flags that set a setting a params file also sets (``--seed``, ``--device``, ``--family``,
 ``--batch-size``) meet the params file's rules (:func:`workbench.params.check_flag`) before any work. Ctrl-C ends
-with one line that says what to do next (exit code 130).
+with one line that says what to do next (exit code 130). ``validate`` and ``run`` check a params file's paths and
+devices on this machine and print the run's estimated time and memory per notebook (:mod:`workbench.estimate`)
+before anything runs.
 To add a command: a sub-parser in :func:`build_parser` and a branch in :func:`run_command`.
 """
 from __future__ import annotations
@@ -22,13 +24,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n{self.format_usage()}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--debug", action="store_true", default=False,
-                        help="show the full traceback of every error (also WORKBENCH_DEBUG=1)")
-    common = _Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_sequence_commands(sub, common) -> None:
+    """``run`` and ``validate``: the notebook sequence of a params file, and its checks and estimate."""
     p_run = sub.add_parser("run", parents=[common],
                            help="execute the notebook sequence with papermill into outputs/<name>/")
     p_run.add_argument("params", help="params file, e.g. params/default.yaml")
@@ -37,9 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip the leading notebooks whose outputs are complete and intact; run the rest")
     p_run.add_argument("--outputs", metavar="DIR", default=None,
                        help="folder that receives <name>/ (default: the repository's outputs/)")
+    p_run.add_argument("--no-estimate", action="store_true",
+                       help="start without checking paths and devices or estimating time and memory first")
     p_val = sub.add_parser("validate", parents=[common],
-                           help="check a params file against the notebooks' parameters cells")
+                           help="check a params file against the notebooks' parameters cells and this machine (paths, "
+                                "devices), and estimate the run's time and memory here")
     p_val.add_argument("params")
+    p_val.add_argument("--only", nargs="+", metavar="NN", help="the notebooks to check and estimate, e.g. --only 03 04")
+    p_val.add_argument("--static", action="store_true",
+                       help="check the file against the notebooks only (no paths, devices or estimate)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback of every error (also WORKBENCH_DEBUG=1)")
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_sequence_commands(sub, common)
     p_train = sub.add_parser("train", parents=[common],
                              help="train the meta-optimizer for one family without Jupyter "
                                   "(works under torchrun for DistributedDataParallel)")
@@ -92,14 +105,10 @@ def run_command(args: argparse.Namespace) -> None:
         from .runner import run
 
         out = run(args.params, only=args.only, resume=args.resume,
-                  outputs=Path(args.outputs) if args.outputs else None)
+                  outputs=Path(args.outputs) if args.outputs else None, estimate=not args.no_estimate)
         print(f"[workbench] outputs in {out}")
     elif args.command == "validate":
-        from .params import load_params
-
-        params = load_params(args.params)
-        print(f"[workbench] {args.params} is valid: run name {params.name!r}, "
-              f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
+        _validate_command(args)
     elif args.command == "train":
         _train_command(args)
     elif args.command == "zoo":
@@ -124,10 +133,26 @@ def run_command(args: argparse.Namespace) -> None:
             print(f"[workbench] results index: {write_index(args.run_dir, convert=not args.no_html, log=print)}")
 
 
+def _validate_command(args: argparse.Namespace) -> None:
+    """``validate``: the file against the notebooks, then (unless ``--static``) against this machine, with the
+    estimate of the run's time and memory here."""
+    from .estimate import check_run
+    from .params import list_notebooks, load_params
+    from .runner import select_notebooks
+
+    selected = select_notebooks(args.only)
+    params = load_params(args.params, list_notebooks(), selected=selected)
+    print(f"[workbench] {args.params} is valid: run name {params.name!r}, "
+          f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
+    if not args.static:
+        check_run(params, selected)
+        print(f"[workbench] its paths and devices exist on this machine and every step fits the memory budget")
+
+
 def _train_command(args: argparse.Namespace) -> None:
     """``train``: one metanetwork training from a params file, holding the run folder's lock."""
     from .io import RunFolderError, run_lock
-    from .params import check_flag, load_params
+    from .params import check_flag, file_values
     from .pipeline import train_from_params
     from .runner import output_root
 
@@ -137,7 +162,7 @@ def _train_command(args: argparse.Namespace) -> None:
         train_from_params(args.params, args.family, args.objective, symmetry=args.symmetry,
                           resume=not args.no_resume)
         return
-    out = output_root(load_params(args.params))
+    out = output_root(file_values(args.params, "04")[0])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as err:
@@ -178,8 +203,15 @@ def _optimize_command(args: argparse.Namespace) -> None:
         print(f"[workbench] left out {s['dropped_nonfinite']} of {s['n_networks_input']} networks whose one-shot "
               f"output is not finite (--drop-nonfinite; listed in optimized.json): {named}")
     if args.evaluate:
-        print(f"[workbench] test accuracy on {s['dataset']}: average {s['avg_acc_before']:.2f} -> "
-              f"{s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> {s['max_acc_after']:.2f} %")
+        which = ("test-split networks (never seen by a metanetwork trained on this zoo)" if s["scored_split"] == "test"
+                 else "networks (the zoo has no test split)")
+        print(f"[workbench] test accuracy on {s['dataset']} of the {s['scored_entries']} {which}: average "
+              f"{s['avg_acc_before']:.2f} -> {s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> "
+              f"{s['max_acc_after']:.2f} %")
+        others = [f"{name} {d['avg_acc_before']:.2f} -> {d['avg_acc_after']:.2f} % ({d['entries']})"
+                  for name, d in s["by_split"].items() if name != "test"]
+        if others:
+            print(f"[workbench] average by split (entries), for comparison: {'; '.join(others)}")
 
 
 def _report_command(args: argparse.Namespace) -> None:

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .forward_pass import forward
+from .memory import (EVAL_IMAGE_CHUNK, budget_bytes, eval_bytes_per_image, eval_bytes_per_network,
+                     eval_bytes_per_network_image, eval_chunks)
 from .nets import NetSpec, Params, n_networks, select
 
 __all__ = ["l1_norm", "cross_entropy_per_network", "objective", "evaluate", "l1_reduction", "share_near_zero"]
@@ -38,13 +40,22 @@ def objective(spec: NetSpec, params: Params, x: Tensor, y: Tensor, lam: float = 
 
 @torch.no_grad()
 def evaluate(spec: NetSpec, params: Params, x: Tensor, y: Tensor, lam: float = 0.0,
-             batch_size: int = 4096, net_chunk: int = 1024) -> dict[str, Tensor]:
-    """Per-network metrics on a whole split, evaluated in chunks of samples and networks.
+             batch_size: int | None = None, net_chunk: int | None = None,
+             memory_budget: int | None = None) -> dict[str, Tensor]:
+    """Per-network metrics on a whole split, evaluated in chunks of networks x images.
+
+    The chunk is sized from the architecture so that it stays within ``memory_budget`` bytes (default
+    :func:`workbench.memory.budget_bytes` of ``x``'s device: ``WORKBENCH_MEMORY_GB`` or a share of the machine's
+    memory; :func:`workbench.memory.eval_chunks`). ``batch_size`` (images) and ``net_chunk`` (networks) fix either
+    side of the chunk instead; the other side is still sized from the budget. Chunking changes no result beyond
+    float rounding of the per-network sums over image chunks.
 
     Returns a dict of (B,) CPU tensors: ``acc`` (fraction correct), ``ce`` (mean cross-entropy), ``l1``
     (total L1 norm) and ``loss`` (= ce + lam * l1, the "test loss (CE + L1)" of the poster).
     """
     n_nets = n_networks(params)
+    net_chunk, batch_size = _chunks(spec, n_nets, x, batch_size, net_chunk, memory_budget,
+                                    params[0][0].element_size())
     accs, ces = [], []
     for start in range(0, n_nets, net_chunk):
         chunk = select(params, slice(start, start + net_chunk))
@@ -55,11 +66,34 @@ def evaluate(spec: NetSpec, params: Params, x: Tensor, y: Tensor, lam: float = 0
             logits = forward(spec, chunk, xb).float()  # (b, n, C)
             correct += (logits.argmax(-1) == yb).float().sum(1)
             ce_sum += cross_entropy_per_network(logits, yb) * xb.shape[0]
+            del logits
         accs.append(correct / x.shape[0])
         ces.append(ce_sum / x.shape[0])
     acc, ce = torch.cat(accs).cpu(), torch.cat(ces).cpu()
     l1 = l1_norm(params).float().cpu()
     return {"acc": acc, "ce": ce, "l1": l1, "loss": ce + lam * l1}
+
+
+def _chunks(spec: NetSpec, n_nets: int, x: Tensor, batch_size: int | None, net_chunk: int | None,
+            memory_budget: int | None, itemsize: int) -> tuple[int, int]:
+    """``(networks, images)`` per chunk of :func:`evaluate`: what the caller fixed, the other side from the budget
+    (at least one of each)."""
+    if batch_size is not None and net_chunk is not None:
+        return max(1, int(net_chunk)), max(1, int(batch_size))
+    budget = budget_bytes(x.device) if memory_budget is None else int(memory_budget)
+    image_size = x.shape[-1] if spec.kind == "cnn" else None
+    per_pair = eval_bytes_per_network_image(spec, image_size, itemsize)
+    per_image, per_net = eval_bytes_per_image(spec, image_size, itemsize), eval_bytes_per_network(spec, image_size,
+                                                                                                   itemsize)
+    n_images = max(1, x.shape[0])
+    if batch_size is not None:  # images fixed: as many networks as fit beside them
+        images = max(1, min(int(batch_size), n_images))
+        return int(max(1, min(n_nets, (budget - images * per_image) // (images * per_pair + per_net)))), images
+    if net_chunk is not None:  # networks fixed: as many images as fit beside them
+        networks = max(1, int(net_chunk))
+        fits = (budget - networks * per_net) // (networks * per_pair + per_image)
+        return networks, int(max(1, min(n_images, EVAL_IMAGE_CHUNK, fits)))
+    return eval_chunks(spec, n_nets, n_images, budget, image_size, itemsize)
 
 
 def l1_reduction(before: Params, after: Params) -> float:

@@ -21,9 +21,15 @@ number YAML reads as an integer (``04:`` without quotes) and a file over :data:`
 The metanetwork's training settings follow one rule: ``meta_<name>`` sets the field ``<name>`` of
 :class:`~workbench.optimize.TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig` (``meta_hidden``,
 ``meta_n_layers``, ``meta_batch_networks``, ...; :func:`workbench.pipeline.training_settings` applies it); ``seed``,
-``lam`` and ``device`` are run-wide keys. A key renamed by that rule (:data:`RENAMED`) is an error naming the new key.
+``lam`` and ``device`` are run-wide keys. A ``meta_<name>`` key that no notebook declares as a parameter of its own
+(``meta_val_images``, ``meta_grad_clip``, ...) reaches the notebooks through their ``meta_extra`` parameter (a dict of
+such keys, :data:`EXTRA_SETTINGS`); a notebook that trains metanetworks without declaring it is an error, so no
+notebook silently trains with other settings than the rest. A key renamed by that rule (:data:`RENAMED`) is an error
+naming the new key. ``zoo_steps`` (which Small CNN Zoo checkpoints to import) must likewise reach every selected
+notebook that reads ``zoo_path``. ``memory_gb`` (:data:`RUN_KEYS`) is the run's memory budget per process (GiB), which
+the runner hands to every notebook's kernel as ``WORKBENCH_MEMORY_GB`` (:mod:`workbench.memory`).
 
-The module is longer than the package's other modules (about 450 lines) on purpose: every rule a params file must
+The module is longer than the package's other modules (about 570 lines) on purpose: every rule a params file must
 meet lives here, next to the reader that enforces it, so one file answers "why was my params file refused"; the
 command-line flags that set the same settings (``--seed``, ``--device``, ...) are checked by the same rules here
 (:func:`check_flag`).
@@ -48,10 +54,15 @@ from .ranges import PARAMS_RANGES, Rule
 from .zoo import DEFAULT_BATCH_SIZE, default_spec
 
 __all__ = ["ParamsError", "RunParams", "load_params", "file_values", "notebook_values", "declared_parameters",
-           "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED", "FLAG_KEYS", "check_flag"]
+           "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED", "FLAG_KEYS", "check_flag",
+           "RUN_KEYS", "EXTRA_SETTINGS", "extra_setting"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESERVED = {"name", "extends"}
+#: run-level keys: read by the runner, never injected into a notebook
+RUN_KEYS = {"memory_gb"}
+#: the notebook parameter that carries the training settings no notebook declares on its own
+EXTRA_SETTINGS = "meta_extra"
 INJECTED = {"output_dir"}  # set by the runner, never by a params file
 #: keys renamed when the training settings took one rule (``meta_`` + the TrainConfig/MetanetConfig field name):
 #: an old params file fails with the new name instead of "unknown key"
@@ -107,11 +118,26 @@ class RunParams:
     path: Path
     shared: dict = field(default_factory=dict)
     sections: dict = field(default_factory=dict)
+    run: dict = field(default_factory=dict)  # RUN_KEYS set by the file
+    extras: frozenset = frozenset()  # shared training settings that no notebook declares
+
+    def extra_settings(self, notebook: Path, declared: dict) -> dict:
+        """The training settings ``notebook`` gets through ``meta_extra``: shared ones no notebook declares, and
+        those of its own section it does not declare."""
+        own = self.sections.get(notebook_key(notebook), {})
+        extra = {k: v for k, v in self.shared.items() if k in self.extras}
+        extra.update({k: v for k, v in own.items() if k not in declared and extra_setting(k)})
+        return extra
 
     def for_notebook(self, notebook: Path, declared: dict) -> dict:
-        """Parameters to inject into ``notebook``: shared keys it declares plus its own section."""
+        """Parameters to inject into ``notebook``: shared keys it declares plus its own section; the training
+        settings it has no parameter of its own for go into its ``meta_extra`` (when it declares one)."""
+        own = self.sections.get(notebook_key(notebook), {})
         out = {k: v for k, v in self.shared.items() if k in declared}
-        out.update(self.sections.get(notebook_key(notebook), {}))
+        out.update({k: v for k, v in own.items() if k in declared})
+        extra = self.extra_settings(notebook, declared)
+        if extra and EXTRA_SETTINGS in declared:
+            out[EXTRA_SETTINGS] = {**(out.get(EXTRA_SETTINGS) or {}), **extra}
         return out
 
     def digest(self, notebook: Path, declared: dict) -> str:
@@ -237,7 +263,7 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
     all_keys = set().union(*[set(d) for d in declared.values()]) - INJECTED
     name = raw.get("name", path.stem)
     _check_name(path, name, from_key="name" in raw)
-    shared, sections = {}, {}
+    shared, sections, run = {}, {}, {}
     for key, value in raw.items():
         if isinstance(key, int) and not isinstance(key, bool) and f"{key:02d}" in by_key:
             raise ParamsError(f"section {key} in {path} is read by YAML as the integer {key} (a leading 0 does not "
@@ -245,12 +271,18 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
         key = str(key)
         if key in RESERVED:
             continue
+        if key in RUN_KEYS:
+            _check_value(path, key, value)
+            _check_range(path, key, key, value)
+            run[key] = value
+            continue
         if key in by_key:
             sections[key] = _check_section(path, key, value, by_key[key], declared[by_key[key]])
         else:
             _check_shared_key(path, key, value, declared, all_keys)
             shared[key] = value
-    params = RunParams(name=name, path=path, shared=shared, sections=sections)
+    extras = frozenset(k for k in shared if k not in all_keys)  # only training settings get past the checks
+    params = RunParams(name=name, path=path, shared=shared, sections=sections, run=run, extras=extras)
     for nb, params_declared in declared.items():
         if selected is None or nb in selected:
             _check_notebook_values(path, nb, params_declared, params)
@@ -336,6 +368,9 @@ def _check_section(path: Path, key: str, value, nb: Path, declared: dict) -> dic
     valid = set(declared) - INJECTED
     for sub, sub_value in value.items():
         _check_renamed(path, sub, f"section {key!r} of ")
+        if isinstance(sub, str) and sub not in valid and extra_setting(sub):
+            _check_extra_setting(path, f"{key}.{sub}", sub, sub_value)
+            continue
         if not isinstance(sub, str) or sub not in valid:
             raise ParamsError(
                 f"unknown key {_short(sub)} in section {key!r} of {path}{_suggest(sub, valid)}: notebook "
@@ -352,6 +387,9 @@ def _check_shared_key(path: Path, key: str, value, declared: dict, all_keys: set
     if key in INJECTED:
         raise ParamsError(f"{key!r} in {path} is set by the runner (outputs/<name>/); remove it")
     _check_renamed(path, key)
+    if key not in all_keys and extra_setting(key):
+        _check_extra_setting(path, key, key, value)
+        return
     if key not in all_keys:
         listing = "; ".join(f"{nb.name}: {sorted(set(d) - INJECTED)}" for nb, d in declared.items())
         raise ParamsError(
@@ -361,6 +399,35 @@ def _check_shared_key(path: Path, key: str, value, declared: dict, all_keys: set
     _check_value(path, key, value)
     _check_type(path, key, value, declared, key)
     _check_range(path, key, key, value)
+
+
+def extra_setting(key) -> bool:
+    """Is ``key`` a ``meta_<name>`` training setting (:func:`workbench.pipeline.training_settings`' rule)?"""
+    return isinstance(key, str) and key.startswith("meta_") and key[len("meta_"):] in _training_setting_names()
+
+
+@lru_cache(maxsize=1)
+def _training_setting_names() -> frozenset:
+    """The ``<name>`` of every ``meta_<name>`` key: TrainConfig and MetanetConfig fields (and ``mlp_epochs``), less
+    the run-wide ones and those a method chooses (imported here, only when a file uses such a key: it loads PyG)."""
+    import dataclasses
+
+    from .metanet.config import META_FIELDS
+    from .train_config import TrainConfig
+
+    own = {f.name for f in dataclasses.fields(TrainConfig)} - {"meta"}
+    return frozenset((own | set(META_FIELDS) | {"mlp_epochs"}) - {"lam", "seed", "device", "symmetry", "model"})
+
+
+def _check_extra_setting(path, label: str, key: str, value) -> None:
+    """A training setting no notebook declares: a finite value in the range of its TrainConfig/MetanetConfig field."""
+    from .ranges import TRAIN_CONFIG_RANGES
+
+    _check_value(path, label, value)
+    rule = TRAIN_CONFIG_RANGES.get(key[len("meta_"):])
+    why = rule.problem(value) if rule is not None and value is not None else None
+    if why:
+        raise ParamsError(f"{label} in {path} {why}")
 
 
 def _check_renamed(path, key, where: str = "") -> None:
@@ -394,6 +461,7 @@ def _check_notebook_values(path: Path, nb: Path, declared: dict, params: RunPara
     """Checks that need several settings of one notebook (its defaults overlaid with what the file injects)."""
     values = {k: _literal(info["default"]) for k, info in declared.items()}
     values.update(params.for_notebook(nb, declared))
+    _check_reaches(path, nb, declared, params)
     if values.get("dataset") == "cifar10-gs" and "data_path" in declared and not values.get("data_path"):
         raise ParamsError(f"dataset in {path} is 'cifar10-gs', which notebook {nb.name} reads from disk: set data_path "
                           "to your copy of the CIFAR-10 python version (nothing is downloaded)")
@@ -417,6 +485,25 @@ def _check_notebook_values(path: Path, nb: Path, declared: dict, params: RunPara
         raise ParamsError(f"n_networks in {path} is {n:,}: generating the {family} zoo of notebook {nb.name} needs "
                           f"about {need / 2**30:,.1f} GiB (parameters, optimizer state, checkpoints, activations), "
                           f"more than this machine's {have / 2**30:,.1f} GiB of memory; use fewer networks")
+
+
+def _check_reaches(path: Path, nb: Path, declared: dict, params: RunParams) -> None:
+    """Settings that must reach every notebook that uses them: training settings without a parameter of their own
+    need ``meta_extra`` in every notebook that trains metanetworks, ``zoo_steps`` every notebook that reads
+    ``zoo_path`` -- or that notebook would silently train or score on something else than the others."""
+    own = params.sections.get(notebook_key(nb), {})
+    extra = sorted(params.extra_settings(nb, declared))
+    trains = any(k.startswith("meta_") for k in declared)
+    if extra and trains and EXTRA_SETTINGS not in declared:
+        raise ParamsError(f"{extra[0]} in {path} is a training setting that notebook {nb.name} has no parameter for "
+                          f"(neither {extra[0]!r} nor {EXTRA_SETTINGS!r}), so its metanetworks would train without it; "
+                          f"add `{EXTRA_SETTINGS} = {{}}` to its parameters cell and pass it to training_settings, or "
+                          f"run without that notebook (--only)")
+    if params.shared.get("zoo_steps", own.get("zoo_steps")) is not None and "zoo_path" in declared \
+            and "zoo_steps" not in declared:
+        raise ParamsError(f"zoo_steps in {path} chooses Small CNN Zoo checkpoints, but notebook {nb.name} reads "
+                          "zoo_path without a zoo_steps parameter, so it would use the final checkpoints only; add "
+                          "`zoo_steps = None` to its parameters cell and pass it to get_zoo, or run without it (--only)")
 
 
 def _zoo_bytes(family: str, values: dict, n_networks: int) -> float:
@@ -462,8 +549,10 @@ def _check_type(path, label, value, declared: dict, key: str) -> None:
 def file_values(params_path: str | Path, key: str) -> tuple[RunParams, dict]:
     """What a params file sets for notebook ``key`` (e.g. ``"04"``): its shared keys, then that notebook's section --
     without the notebook's defaults, for code that runs a notebook's step on its own and takes the library's
-    defaults for the rest (``python -m workbench train``). Returns ``(params, values)``."""
-    params = load_params(params_path)
+    defaults for the rest (``python -m workbench train``). The checks that combine settings run for that notebook
+    only (as for ``--only``). Returns ``(params, values)``."""
+    notebooks = list_notebooks()
+    params = load_params(params_path, notebooks, selected=[nb for nb in notebooks if notebook_key(nb) == key])
     return params, {**params.shared, **params.sections.get(key, {})}
 
 

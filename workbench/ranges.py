@@ -35,6 +35,7 @@ class Rule:
         kind: "int", "float", "bool" or "str": the value's type (for :class:`TrainConfig`; params files take the
             type from the notebook's default instead). None: any.
         note: why the range is what it is, appended to the error.
+        also: values accepted as they are, besides the range (e.g. ``"all"`` for a list of steps).
     """
 
     low: float | None = None
@@ -46,6 +47,7 @@ class Rule:
     nonempty: bool = False
     kind: str | None = None
     note: str = ""
+    also: tuple = ()
 
     def describe(self) -> str:
         show = lambda x: f"{x:,}" if isinstance(x, int) else f"{x:g}"  # noqa: E731
@@ -70,6 +72,11 @@ class Rule:
         """Why ``value`` breaks this rule (a phrase such as "is -5, but must be a number in [1, inf)"), or None."""
         if value is None:
             return None  # None means "the notebook's own choice" wherever a default is None
+        if isinstance(value, str) and self.also:
+            if value in self.also:
+                return None
+            return (f"is {value[:80]!r}, but must be {' or '.join(map(repr, self.also))} or a list of "
+                    f"{self.kind + 's ' if self.kind else 'values '}{self.describe()}" + (f" ({self.note})" if self.note else ""))
         if isinstance(value, (list, tuple)):
             if self.nonempty and not value:
                 return "is an empty list, but must list at least one value" + (f" ({self.describe()})"
@@ -142,6 +149,10 @@ PARAMS_RANGES: dict[str, Rule] = {
     "dataset": Rule(choices=_datasets),
     "data_path": Rule(kind="str", note="a local path"),
     "zoo_path": Rule(kind="str", note="a local path"),
+    "zoo_steps": Rule(low=0, high=1_000_000, nonempty=True, also=("all",), kind="int",
+                      note="Small CNN Zoo checkpoints (steps = epochs: 0, 1, 2, 3, 20, 40, 60, 80, 86), or 'all'"),
+    "memory_gb": Rule(low=0, low_open=True, high=1_000_000,
+                      note="GiB one evaluation chunk may use per process (workbench/memory.py)"),
     "cnn_activation": Rule(choices=("tanh", "relu")),
     "device": DEVICE,
     "lam": NON_NEGATIVE,

@@ -173,6 +173,28 @@ def _cell_timeout(cell) -> int | None:
 
 
 @contextmanager
+def _memory_environment(params: RunParams):
+    """``WORKBENCH_MEMORY_GB`` from the params file's ``memory_gb`` for the kernels started meanwhile (and their worker
+    processes): the memory budget of every evaluation chunk (:mod:`workbench.memory`). Without the key, the
+    environment is left as it is (the caller's value, or the default share of the machine's memory)."""
+    from .memory import MEMORY_ENV
+
+    value = params.run.get("memory_gb")
+    if value is None:
+        yield
+        return
+    before = os.environ.get(MEMORY_ENV)
+    os.environ[MEMORY_ENV] = repr(float(value))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MEMORY_ENV, None)
+        else:
+            os.environ[MEMORY_ENV] = before
+
+
+@contextmanager
 def _batch_environment():
     """``WORKBENCH_BATCH=1`` for the kernels started meanwhile (they inherit this process's environment): their
     progress bars write text lines and their explorer widgets leave static figures (:mod:`workbench.notebook`).
@@ -188,12 +210,18 @@ def _batch_environment():
 
 
 def run(params_path: str | os.PathLike, only: list[str] | None = None, resume: bool = False,
-        outputs: Path | None = None, kernel_name: str = KERNEL_NAME, log=print) -> Path:
+        outputs: Path | None = None, kernel_name: str = KERNEL_NAME, log=print, estimate: bool = False) -> Path:
     """Validate, then execute the selected notebooks in order; returns ``outputs/<name>``. The output folder is
-    locked for the run (:func:`workbench.io.run_lock`): a second run into it fails at once."""
+    locked for the run (:func:`workbench.io.run_lock`): a second run into it fails at once. With ``estimate`` (the
+    command line's default) the paths and devices are checked first and the run's time and memory on this device
+    printed (:func:`workbench.estimate.check_run`); a step over the memory budget stops it there."""
     notebooks = select_notebooks(only)
     # validate against ALL notebooks before running any (combined settings: those that will run)
     params = load_params(params_path, list_notebooks(), selected=notebooks)
+    if estimate:
+        from .estimate import check_run
+
+        check_run(params, notebooks, log=log)
     check_kernel(kernel_name)
     out = output_root(params, outputs)
     try:
@@ -262,7 +290,7 @@ def _run_notebooks(params: RunParams, notebooks: list[Path], out: Path, resume: 
         log(f"[workbench] running {nb.name} -> {target}")
         t0 = time.perf_counter()
         try:
-            with _batch_environment():
+            with _batch_environment(), _memory_environment(params):
                 # shutdown_kernel="immediate": on Ctrl-C nbclient's graceful shutdown of a busy kernel made the
                 # kernel print a 20-line ZMQ traceback above the command's one-line advice; a finished notebook's
                 # kernel has nothing left to do, so ending it at once loses nothing

@@ -14,8 +14,6 @@ holding it; the folder is built beside its target and renamed into place, under 
 """
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import time
@@ -29,8 +27,9 @@ from .errors import ConfigError, WorkbenchError
 from .io import RunFolderError, atomic_path, output_lock, read_regular_bytes
 from .nets import Params, n_networks, select, small_cnn_zoo_spec
 from .paths import OutputFolderError, OutputKind, check_not_an_input, check_output_folder
-from .zoo import FAMILIES, Zoo, ZooError, default_spec, generate, load_small_cnn_zoo, read_layout
+from .zoo import FAMILIES, Zoo, ZooError, default_spec, generate, load_small_cnn_zoo
 from .zoo.container import FORMAT, MANIFEST, META_FILE, PARAMS_FILE
+from .zoo.optimized_output import optimized_meta, write_small_cnn_zoo_folder
 
 __all__ = ["generate_zoo", "optimize_zoo", "zoo_format", "zoo_settings", "NonFiniteOutput", "OPTIMIZE_OUTPUT",
            "ZOO_OUTPUT"]
@@ -38,7 +37,6 @@ __all__ = ["generate_zoo", "optimize_zoo", "zoo_format", "zoo_settings", "NonFin
 OPTIMIZED_FILE = "optimized.json"  # the summary that marks a folder written by optimize_zoo
 _WORKBENCH_FILES = (MANIFEST, PARAMS_FILE, META_FILE)
 _SMALL_CNN_ZOO_FILES = ("weights.npy", "layout.csv", "metrics.csv.gz")
-_METRIC_COLUMNS = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss", "l1")
 # floating dtypes the one shot and the forward pass compute in on every device (float8 has no arithmetic there)
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -152,19 +150,6 @@ def zoo_format(folder: str | os.PathLike) -> str:
                    f"it holds {found or 'nothing'}. Pass a zoo folder (`python -m workbench zoo` writes one)")
 
 
-def _to_tf_rows(zoo: Zoo, params: Params, layout_file: Path) -> np.ndarray:
-    """Inverse of the Small CNN Zoo import: params -> rows in the file's TensorFlow layout."""
-    layers = read_layout(layout_file, zoo.spec.n_params, zoo.spec)
-    n = n_networks(params)
-    rows = np.zeros((n, zoo.spec.n_params), dtype=np.float32)
-    for layer, ((kernel, bias), (w, b)) in enumerate(zip(layers, params)):
-        w = w.detach().cpu()
-        w = w.permute(0, 3, 4, 2, 1) if zoo.spec.is_conv(layer) else w.transpose(1, 2)  # back to (h, w, in, out)
-        rows[:, kernel["start"]:kernel["end"]] = w.reshape(n, -1).numpy()
-        rows[:, bias["start"]:bias["end"]] = b.detach().cpu().numpy()
-    return rows
-
-
 def _load_input_zoo(zoo_dir: Path, fmt: str, activation: str) -> Zoo:
     try:
         if fmt == "workbench":
@@ -205,17 +190,20 @@ def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out:
 
     ``out`` is built in a hidden temporary folder and renamed into place, so a failure leaves nothing half-written;
     it must be a new or empty folder or an earlier output of this function (:data:`OPTIMIZE_OUTPUT`), and must not
-    be, hold or lie inside the model or the zoo. In the workbench format the per-network metrics of the input
-    (accuracies, losses, L1) no longer describe the new weights: they are kept as ``<column>_before`` and set to
-    NaN, except ``test_acc``/``test_loss``/``l1`` which ``evaluate`` measures anew. The Small CNN Zoo's
-    ``metrics.csv.gz`` keeps the input's numbers unless ``evaluate`` (its loader needs them); with ``evaluate``,
-    ``test_accuracy``/``test_loss`` are the new ones and the old ones ``*_before``.
+    be, hold or lie inside the model or the zoo. The output keeps the source's split (read back, it scores the same
+    test networks) and marks its training-split networks ``seen_in_training``; the input's metrics, which no longer
+    describe the new weights, move to ``<column>_before`` (:mod:`workbench.zoo.optimized_output`): in the workbench
+    format they are NaN under the original names except ``test_acc``/``test_loss``/``l1``, which ``evaluate``
+    measures anew; in the Small CNN Zoo format ``test_accuracy`` stays (its loader needs one) -- the new one with
+    ``evaluate``, else the input's, as ``workbench.evaluated`` says.
 
     Networks whose one-shot weights (or, with ``evaluate``, logits) are not finite are a :class:`NonFiniteOutput`
     naming them, and nothing is written; ``drop_nonfinite`` leaves them out (``dropped`` in the summary) unless all
-    are. ``evaluate`` scores the networks before and after on the test split of the zoo's data set (CIFAR-10 needs
-    ``data_path``). Returns a summary dict (also ``out/optimized.json``). A model trained for another architecture
-    is a CheckpointError naming both.
+    are. ``evaluate`` scores every network before and after on the test images of the zoo's data set (CIFAR-10 needs
+    ``data_path``, and the evaluation chunks stay within :func:`workbench.memory.budget_bytes`); the summary's
+    averages are over the zoo's test-split networks, which a metanetwork trained on the zoo never saw (``by_split``
+    has every split's). Returns a summary dict (also ``out/optimized.json``). A model trained for another
+    architecture is a CheckpointError naming both.
     """
     from .optimize import CheckpointError, one_shot  # the metanetwork (and PyG) stay off `zoo`'s path
 
@@ -260,7 +248,7 @@ def _write_output(out: Path, fmt: str, zoo: Zoo, new: Params, after: dict | None
             if fmt == "workbench":
                 _write_workbench_zoo(tmp, zoo, new, after, model_path)
             else:
-                _write_small_cnn_zoo(tmp, zoo, new, after, zoo_dir)
+                write_small_cnn_zoo_folder(tmp, zoo, new, after, zoo_dir)
             (tmp / OPTIMIZED_FILE).write_text(json.dumps(summary, indent=1, allow_nan=False))
             check_output_folder(out, OPTIMIZE_OUTPUT)  # again, just before the rename
     except _WRITE_ERRORS as err:
@@ -338,7 +326,7 @@ def _evaluate(screen: "_Screen", data, summary: dict) -> dict:
     kept = screen.drop(bad, "finite weights but NaN or infinite logits",
                        f"{already} of them had non-finite logits before the one shot too" if already else None)
     before, after = ({k: v[kept] for k, v in d.items()} for d in (before, after))
-    summary.update(_accuracy_summary(data.name, before, after))
+    summary.update(_accuracy_summary(data.name, before, after, screen.zoo.meta["split"].astype(str).to_numpy()))
     return after
 
 
@@ -352,48 +340,22 @@ def _scores(spec, before: Params, after: Params, data) -> tuple[dict, dict]:
     return score(spec, before, x, y), score(spec, after, x, y)
 
 
-def _accuracy_summary(dataset: str, before: dict, after: dict) -> dict:
-    acc_before, acc_after = before["acc"].double(), after["acc"].double()
-    return {"dataset": dataset,
-            "avg_acc_before": round(100 * float(acc_before.mean()), 2),
-            "avg_acc_after": round(100 * float(acc_after.mean()), 2),
-            "max_acc_before": round(100 * float(acc_before.max()), 2),
-            "max_acc_after": round(100 * float(acc_after.max()), 2)}
+def _accuracy_summary(dataset: str, before: dict, after: dict, split: np.ndarray) -> dict:
+    """Average and best accuracy before and after over the test-split networks (never seen by a metanetwork trained on
+    the zoo; every network when the zoo has no test split), and per split in ``by_split``."""
+    scored = "test" if (split == "test").any() else "all"
+    mask = split == "test" if scored == "test" else np.ones(len(split), dtype=bool)
+    pct = lambda acc, m: round(100 * float(acc["acc"].double()[torch.as_tensor(m)].mean()), 2)  # noqa: E731
+    by_split = {s: {"entries": int((split == s).sum()), "avg_acc_before": pct(before, split == s),
+                    "avg_acc_after": pct(after, split == s)} for s in ("train", "val", "test") if (split == s).any()}
+    keep = torch.as_tensor(mask)
+    return {"dataset": dataset, "scored_split": scored, "scored_entries": int(mask.sum()),
+            "avg_acc_before": pct(before, mask), "avg_acc_after": pct(after, mask),
+            "max_acc_before": round(100 * float(before["acc"].double()[keep].max()), 2),
+            "max_acc_after": round(100 * float(after["acc"].double()[keep].max()), 2), "by_split": by_split}
 
 
 def _write_workbench_zoo(tmp: Path, zoo: Zoo, new: Params, after: dict | None, model_path: Path) -> None:
-    """The optimized zoo in the workbench format; the input's metrics move to ``<column>_before``."""
-    meta = zoo.meta.copy()
-    for column in _METRIC_COLUMNS:
-        if column in meta.columns:
-            meta[f"{column}_before"] = meta[column]
-            meta[column] = np.nan
-    if after is not None:
-        meta["test_acc"] = after["acc"].double().numpy()
-        meta["test_loss"] = after["ce"].double().numpy()
-        meta["l1"] = after["l1"].double().numpy()
+    """The optimized zoo in the workbench format (:func:`~workbench.zoo.optimized_output.optimized_meta`)."""
     info = {**zoo.info, "optimized_by": str(model_path)}
-    Zoo(zoo.spec, new, meta, zoo.dataset, zoo.split_seed, info).save(tmp)
-
-
-def _write_small_cnn_zoo(tmp: Path, zoo: Zoo, new: Params, after: dict | None, zoo_dir: Path) -> None:
-    """The optimized zoo in the Small CNN Zoo layout (``weights.npy``, ``layout.csv``, ``metrics.csv.gz``)."""
-    import pandas as pd
-
-    tmp.mkdir()
-    rows = _to_tf_rows(zoo, new, zoo_dir / "layout.csv")
-    with open(tmp / "weights.npy", "wb") as fh:
-        np.save(fh, rows)
-    (tmp / "layout.csv").write_bytes(read_regular_bytes(zoo_dir / "layout.csv"))
-    metrics_src = next(p for p in (zoo_dir / "metrics.csv.gz", zoo_dir / "metrics.csv") if p.is_file())
-    metrics = pd.read_csv(io.BytesIO(read_regular_bytes(metrics_src)),
-                          compression="gzip" if metrics_src.suffix == ".gz" else None)
-    metrics = metrics.iloc[zoo.meta["net_id"].to_numpy()].reset_index(drop=True)
-    if after is not None:
-        metrics["test_accuracy_before"] = metrics["test_accuracy"]
-        metrics["test_accuracy"] = after["acc"].double().numpy()
-        if "test_loss" in metrics.columns:
-            metrics["test_loss_before"] = metrics["test_loss"]
-        metrics["test_loss"] = after["ce"].double().numpy()
-    with gzip.open(tmp / "metrics.csv.gz", "wt") as fh:
-        metrics.to_csv(fh, index=False)
+    Zoo(zoo.spec, new, optimized_meta(zoo, after), zoo.dataset, zoo.split_seed, info).save(tmp)

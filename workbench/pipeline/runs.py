@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -163,14 +164,18 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
     try:
         seed = {"seed": values["seed"]} if "seed" in values else {}
         data = get_data(**{k: values[k] for k in ("dataset", "data_path") if k in values}, **seed)
-        zoo_args = {"zoo_path": values.get("zoo_path"), **seed}
+        zoo_args = {"zoo_path": values.get("zoo_path"), "zoo_steps": values.get("zoo_steps"), **seed}
         if "zoo_test_fraction" in values:
             zoo_args["test_fraction"] = values["zoo_test_fraction"]
         zoo = get_zoo(out, family, data, n_networks=values["n_networks"], zoo_epochs=values["zoo_epochs"], **zoo_args)
+        started = time.time()
+        settings = training_settings({**values.get("meta_extra", {}), **values})
         result = train_metanet(out, zoo, data, objective=objective, lam=values.get("lam", 0.0), symmetry=symmetry,
-                               resume=resume, **seed, **training_settings(values))
+                               resume=resume, **seed, **settings)
         if not dist.is_initialized() or dist.get_rank() == 0:
-            print(f"[workbench] trained {family} ({objective}); best epoch {result.best_epoch}, "
+            done = result.out_dir / "result.json"
+            verb = "reloaded the finished run of" if done.stat().st_mtime < started else "trained"
+            print(f"[workbench] {verb} {family} ({objective}); best epoch {result.best_epoch}, "
                   f"val loss {result.best_val_loss:.4f}; outputs in {result.out_dir}")
         return result
     finally:
@@ -189,7 +194,8 @@ _NOT_BY_PREFIX = ("lam", "seed", "device", "symmetry", "model")
 
 
 def training_settings(values: dict) -> dict:
-    """The training settings among notebook parameters (or a params file's values), by one rule: ``meta_<name>``
+    """The training settings among notebook parameters (or a params file's values; a ``meta_extra`` dict among them
+    is ignored: pass its keys as values), by one rule: ``meta_<name>``
     sets ``<name>``, a field of :class:`TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig`
     (``meta_n_layers`` -> ``n_layers``, ``meta_batch_networks`` -> ``batch_networks``), or ``mlp_epochs`` of
     :func:`make_config`; the run-wide ``device`` sets ``device``. Other keys are ignored; a ``meta_`` key that
@@ -200,7 +206,7 @@ def training_settings(values: dict) -> dict:
     for key, value in values.items():
         if key in RUN_WIDE_SETTINGS:
             settings[key] = value
-        elif key.startswith(SETTINGS_PREFIX):
+        elif key.startswith(SETTINGS_PREFIX) and key != "meta_extra":
             name = key[len(SETTINGS_PREFIX):]
             if name not in names:
                 raise ConfigError(f"{key!r} sets no training setting; valid keys are "

@@ -15,6 +15,7 @@ import torch
 
 from ..baselines import sgd_finetune
 from ..data import Dataset
+from ..memory import budget_bytes, sgd_chunk
 from ..nets import map_params, n_networks
 from ..score import score
 from ..optimize import TrainConfig, one_shot, train
@@ -180,8 +181,9 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
             tune_on = test_networks(val, sgd_networks, split="val")
             lr, _ = tune_sgd_lr(spec, tune_on.params, data, lrs=sgd_lr_grid, epochs=min(sgd_epochs), lam=lam,
                                 seed=seed)
+        chunk = sgd_chunk(spec, len(val), budget_bytes(val.device), image_size=data.image_shape[-1])
         runs = sgd_finetune(spec, val.params, data, epochs=tuple(sgd_epochs), lam=lam, lr=lr, seed=seed,
-                            progress=False)
+                            progress=False, net_chunk=chunk)  # within the memory budget (workbench.memory)
         rows += [{**point("sgd", "sgd", lam, r.params, epochs=e), "sgd_lr": lr} for e, r in runs.items()]
     frame = pd.DataFrame(rows)
     if "sgd_lr" not in frame:

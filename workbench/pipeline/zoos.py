@@ -38,17 +38,20 @@ ZOO_BATCH_SIZE = 32
 
 
 def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *, n_networks: int, zoo_epochs: int,
-            seed: int = 0, zoo_path: str | None = None, device: str = "cpu", progress: bool = True,
+            seed: int = 0, zoo_path: str | None = None, zoo_steps=None, device: str = "cpu", progress: bool = True,
             verbose: bool = True, test_fraction: float = 0.5, cache_suffix: str = "") -> Zoo:
-    """The zoo of ``family``: the Small CNN Zoo at ``zoo_path`` when given (CNN families; networks with NaN weights
-    are dropped and counted in ``zoo.info``), else a zoo generated on ``data`` and cached in
+    """The zoo of ``family``: the Small CNN Zoo at ``zoo_path`` when given (CNN families; its checkpoints at
+    ``zoo_steps``: None for the final one (step 86, the reference's), ``"all"`` or a list of steps, each with its
+    network's split; networks with NaN weights are dropped and counted in ``zoo.info``), else a zoo generated on
+    ``data`` and cached in
     ``output_dir/zoo/<family><cache_suffix>`` (regenerated only when the settings differ). A second zoo of the same
     family with other settings (notebook 07's bigger scaling zoo) needs its own ``cache_suffix``: one folder holds
     one zoo, and asking it for other settings regenerates it in place."""
     check_families([family])
     parsed = Family.parse(family)
     if zoo_path and parsed.kind == "cnn":
-        return load_small_cnn_zoo(zoo_path, activation=parsed.activation, split_seed=seed, drop_nonfinite=True)
+        return load_small_cnn_zoo(zoo_path, activation=parsed.activation, split_seed=seed, steps=zoo_steps,
+                                  drop_nonfinite=True)
     if data is None:
         raise ValueError(f"generating the {family} zoo needs a data set")
     spec = default_spec(family, data.name)

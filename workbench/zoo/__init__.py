@@ -12,7 +12,11 @@ One module per concept:
 * :mod:`~workbench.zoo.container`: the :class:`Zoo` (spec, batched params, one ``meta`` row per checkpoint), the
   network-level split of the ScaleGMN paper (:func:`split_networks`) and the disk format (safetensors + CSV +
   JSON manifest, never pickle, written atomically).
-* :mod:`~workbench.zoo.small_cnn_zoo`: :func:`load_small_cnn_zoo` imports the published Small CNN Zoo files.
+* :mod:`~workbench.zoo.small_cnn_zoo`: :func:`load_small_cnn_zoo` imports the published Small CNN Zoo files;
+  :mod:`~workbench.zoo.small_cnn_zoo_split` chooses their checkpoints (``steps``) and gives each its network's
+  reference split.
+* :mod:`~workbench.zoo.optimized_output`: what ``python -m workbench optimize`` writes beside the new weights (the
+  source's split, ``seen_in_training``, the input's metrics as ``*_before``).
 """
 from .container import (
     FORMAT,
@@ -27,7 +31,7 @@ from .container import (
     split_networks,
 )
 from .generation import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINTS, DEFAULT_EPOCHS, generate, load_or_generate
-from .small_cnn_zoo import SMALL_CNN_ZOO_REQUIRED, read_layout, load_small_cnn_zoo
+from .small_cnn_zoo import SMALL_CNN_ZOO_REQUIRED, load_small_cnn_zoo, read_layout, small_cnn_zoo_counts
 from .specs import FAMILIES, HPARAM_COLUMNS, OPTIMIZERS, HParamSpace, default_spec, sample_hparams
 from .train import ADAM_BETAS, ADAM_EPS, SGD_MOMENTUM, train_networks
 
@@ -64,5 +68,6 @@ __all__ = [
     # small_cnn_zoo
     "load_small_cnn_zoo",
     "read_layout",
+    "small_cnn_zoo_counts",
     "SMALL_CNN_ZOO_REQUIRED",
 ]

@@ -21,9 +21,10 @@ import pandas as pd
 import torch
 
 from ..nets import NetSpec, Params, small_cnn_zoo_spec
-from .container import Zoo, ZooError, split_networks
+from .container import Zoo, ZooError
+from .small_cnn_zoo_split import SPLIT_COLUMN, chosen_steps, select_networks
 
-__all__ = ["load_small_cnn_zoo", "read_layout", "SMALL_CNN_ZOO_REQUIRED"]
+__all__ = ["load_small_cnn_zoo", "read_layout", "small_cnn_zoo_counts", "SMALL_CNN_ZOO_REQUIRED", "SPLIT_COLUMN"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ SMALL_CNN_ZOO_REQUIRED = ("config.activation", "config.learning_rate", "config.l
 _SMALL_CNN_ZOO_NUMBERS = ("test_accuracy", "config.learning_rate", "config.l2reg", "config.dropout",
                           "config.train_fraction", "train_accuracy", "train_loss", "test_loss", "config.init_std")
 _LAYOUT_COLUMNS = ("varname", "start_idx", "end_idx", "size", "shape")
+
 
 
 def _check_npy_header(file: Path) -> None:
@@ -170,26 +172,35 @@ def load_small_cnn_zoo(
     mmap: bool = True,
     split_seed: int = 0,
     *,
+    steps: Sequence[int] | str | None = None,
     drop_nonfinite: bool = False,
     dataset: str = "cifar10-gs",
 ) -> Zoo:
     """Import a Small CNN Zoo directory (``weights.npy``, ``layout.csv``, ``metrics.csv[.gz]``) with the reference
     split of the ScaleGMN paper.
 
-    Keeps the checkpoints at ``step`` (default: the largest step present, 86 in the published zoo), splits them
-    by a fixed permutation (:func:`split_networks` with ``split_seed``: second half test, first half 80/20
-    train/val) and then keeps the networks with ``activation`` (required when several are present). TensorFlow
-    kernels ``(h, w, in, out)`` become ``(out, in, h, w)``, the dense kernel ``(16, 10)`` becomes ``(10, 16)``.
+    Keeps the checkpoints at ``steps`` -- a list of steps, ``"all"`` (every step present: 0, 1, 2, 3, 20, 40, 60,
+    80 and 86 in the published zoo) or None: ``[step]``, by default the largest step present (86, the reference's
+    choice). The split is the reference's whatever the steps: a fixed permutation (:func:`split_networks` with
+    ``split_seed``; second half test, first half 80/20 train/val) of the networks' final checkpoints (the largest
+    step present), drawn before the networks with ``activation`` are kept (required when several are present); every
+    checkpoint of a network shares its split. Checkpoints of one network are linked by the ``modeldir`` column (the
+    published files have it), needed for any choice but the final step alone; checkpoints of networks without a
+    final one are left out and counted (``info["dropped_no_final"]``). TensorFlow kernels ``(h, w, in, out)``
+    become ``(out, in, h, w)``, the dense kernel ``(16, 10)`` becomes ``(10, 16)``.
 
-    ``meta`` keeps every original metrics column and adds the workbench columns (``net_id`` = row in the original
-    files, ``epoch`` = step, ``test_acc`` = test_accuracy, ``lr`` = config.learning_rate, ...; NaN/"" where the
-    files have no counterpart). ``weights.npy`` is memory-mapped (``mmap``) so only kept rows are read; it is
-    loaded with ``allow_pickle=False``. Rows with NaN/inf weights are an error unless ``drop_nonfinite``.
+    ``meta`` keeps every original metrics column and adds the workbench columns (``net_id`` = the row of the
+    network's final checkpoint in the files, ``source_row`` = the entry's own row, ``epoch`` = step (the published
+    steps are epochs), ``test_acc`` = test_accuracy, ``lr`` = config.learning_rate, ...; NaN/"" where the files have
+    no counterpart). ``weights.npy`` is memory-mapped (``mmap``) so only kept rows are read; it is loaded with
+    ``allow_pickle=False``. Rows with NaN/inf weights are an error unless ``drop_nonfinite`` (then they are left
+    out and counted).
     """
     path = Path(path).expanduser()
     weights, weights_file, layers, metrics, metrics_file = _read_files(path, mmap)
-    rows, split, target, activation, n_nan_accuracy = _select_networks(metrics, metrics_file, step, activation,
-                                                                       split_seed)
+    chosen = chosen_steps(metrics, steps, step)
+    sel = select_networks(metrics, metrics_file, chosen, activation, split_seed)
+    rows, split, net_ids = sel.rows, sel.split, sel.net_ids
     flat = np.asarray(weights[rows], dtype=np.float32)  # reads only the kept rows of a memory map
     finite = np.isfinite(flat).all(axis=1)
     if not finite.all():
@@ -198,14 +209,28 @@ def load_small_cnn_zoo(
             raise ZooError(f"{weights_file}: {n_bad} of {len(rows)} selected networks have NaN/inf weights; pass "
                            "drop_nonfinite=True to drop them")
         log.warning("dropping %d networks with non-finite weights from %s", n_bad, weights_file)
-        rows, split, flat = rows[finite], split[finite], flat[finite]
+        rows, split, net_ids, flat = rows[finite], split[finite], net_ids[finite], flat[finite]
 
-    spec = small_cnn_zoo_spec(activation)
+    spec = small_cnn_zoo_spec(sel.activation)
     params = _params_from_tf(spec, layers, torch.from_numpy(flat))
-    meta = _workbench_meta(metrics.iloc[rows].reset_index(drop=True), rows, split)
-    info = {"source": "small-cnn-zoo", "path": str(path), "step": target, "activation": activation,
-            "dropped_nonfinite": int((~finite).sum()), "dropped_nan_accuracy": n_nan_accuracy}
+    meta = _workbench_meta(metrics.iloc[rows].reset_index(drop=True), rows, net_ids, split)
+    info = {"source": "small-cnn-zoo", "path": str(path), "step": max(chosen), "steps": chosen,
+            "activation": sel.activation, "dropped_nonfinite": int((~finite).sum()),
+            "dropped_nan_accuracy": sel.n_nan_accuracy, "dropped_no_final": sel.n_no_final}
     return Zoo(spec, params, meta, dataset, split_seed=split_seed, info=info)
+
+
+def small_cnn_zoo_counts(path: str | os.PathLike, activation: str, steps=None, split_seed: int = 0) -> pd.DataFrame:
+    """What :func:`load_small_cnn_zoo` would import, counted without reading any weights: one row per split with
+    ``networks``, ``entries`` (checkpoints) and ``trained`` (entries at steps >= 1). The files are checked as by the
+    import (a ZooError names what is wrong)."""
+    _, _, _, metrics, metrics_file = _read_files(Path(path).expanduser(), mmap=True)
+    sel = select_networks(metrics, metrics_file, chosen_steps(metrics, steps, None), activation, split_seed)
+    frame = pd.DataFrame({"split": sel.split, "net_id": sel.net_ids,
+                          "trained": metrics["step"].to_numpy()[sel.rows] >= 1})
+    counts = frame.groupby("split").agg(networks=("net_id", "nunique"), entries=("net_id", "size"),
+                                        trained=("trained", "sum"))
+    return counts.reindex(["train", "val", "test"], fill_value=0).astype(int)
 
 
 def _read_files(path: Path, mmap: bool) -> tuple[np.ndarray, Path, list[tuple[dict, dict]], pd.DataFrame, Path]:
@@ -245,41 +270,6 @@ def _read_files(path: Path, mmap: bool) -> tuple[np.ndarray, Path, list[tuple[di
     return weights, weights_file, layers, metrics, metrics_file
 
 
-def _select_networks(metrics: pd.DataFrame, metrics_file: Path, step: int | None, activation: str | None,
-                     split_seed: int) -> tuple[np.ndarray, np.ndarray, int, str, int]:
-    """The metrics rows to import and their splits: ``(rows, split, step, activation, n_dropped_nan_accuracy)``.
-
-    The split is drawn over all checkpoints at ``step`` before the activation filter, the reference order of
-    operations; networks without a test accuracy are dropped (and counted) last."""
-    steps = metrics["step"].to_numpy()
-    target = int(steps.max()) if step is None else int(step)
-    rows = np.flatnonzero(steps == target)
-    if len(rows) == 0:
-        raise ZooError(f"no checkpoints at step {target}; steps present: {sorted(set(steps.tolist()))}")
-    split = split_networks(len(rows), split_seed)  # split first, then filter: the reference order of operations
-    acts = metrics["config.activation"].to_numpy()[rows].astype(str)
-    present = sorted({str(a) for a in acts})
-    if activation is None:
-        if len(present) > 1:
-            raise ZooError(f"the zoo mixes activations {present}; pass activation= one of them")
-        activation = present[0]
-    elif activation not in present:
-        raise ZooError(f"no networks with activation {activation!r} at step {target}; activations present: {present}")
-    if activation not in ("tanh", "relu"):
-        raise ZooError(f"activation {activation!r} is not supported by the workbench (tanh or relu)")
-    chosen = acts == activation
-    rows, split = rows[chosen], split[chosen]
-
-    known = metrics["test_accuracy"].to_numpy()[rows] == metrics["test_accuracy"].to_numpy()[rows]  # not NaN
-    n_nan_accuracy = int((~known).sum())
-    if n_nan_accuracy:
-        log.warning("dropping %d networks without a test accuracy (NaN) from %s", n_nan_accuracy, metrics_file)
-        rows, split = rows[known], split[known]
-    if len(rows) == 0:
-        raise ZooError(f"{metrics_file}: none of the selected networks has a test accuracy")
-    return rows, split, target, activation, n_nan_accuracy
-
-
 def _params_from_tf(spec: NetSpec, layers: list[tuple[dict, dict]], flat: torch.Tensor) -> Params:
     """Batched parameters from flat TensorFlow-layout rows ``flat (B, n_params)`` sliced as ``layers`` says."""
     params = []
@@ -292,12 +282,12 @@ def _params_from_tf(spec: NetSpec, layers: list[tuple[dict, dict]], flat: torch.
     return params
 
 
-def _workbench_meta(original: pd.DataFrame, rows: np.ndarray, split: np.ndarray) -> pd.DataFrame:
-    """The workbench's meta columns from the imported networks' ``original`` metrics rows (``rows`` of the files,
-    their ``split``), followed by every original column that has no workbench name."""
+def _workbench_meta(original: pd.DataFrame, rows: np.ndarray, net_ids: np.ndarray, split: np.ndarray) -> pd.DataFrame:
+    """The workbench's meta columns from the imported entries' ``original`` metrics rows (``rows`` of the files,
+    their networks' ``net_ids`` and ``split``), followed by every original column that has no workbench name."""
     col = lambda name, default=np.nan: original[name] if name in original.columns else default
     meta = pd.DataFrame({
-        "net_id": rows.astype(np.int64),
+        "net_id": net_ids.astype(np.int64),
         "epoch": original["step"].astype(np.int64),
         "split": split,
         "train_acc": col("train_accuracy"),
@@ -313,6 +303,7 @@ def _workbench_meta(original: pd.DataFrame, rows: np.ndarray, split: np.ndarray)
         "train_fraction": original["config.train_fraction"].astype(float),
         "optimizer": col("config.optimizer", ""),
         "batch_size": col("config.batch_size"),
+        "source_row": rows.astype(np.int64),
     })
     extra = original.drop(columns=[c for c in original.columns if c in meta.columns])
     return pd.concat([meta, extra], axis=1)
