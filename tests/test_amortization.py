@@ -64,8 +64,14 @@ def test_sgd_steps_runs_the_same_minibatches_as_sgd_finetune(zoo, digits):
     for (a, _), (b, _) in zip(snaps.params[0], test.params):
         assert torch.equal(a, b)
     seen = []
-    sgd_steps(SPEC, test.params, digits, steps=[2, 4], lr=0.1, observe=lambda k, p: seen.append(k))
-    assert seen == [2, 4]
+    sgd_steps(SPEC, test.params, digits, steps=[2, 4], lr=0.1, observe=lambda k, p, part: seen.append((k, part)))
+    assert seen == [(2, slice(0, len(test))), (4, slice(0, len(test)))]
+    # networks in chunks (as a small memory budget makes them): independent runs, the same result up to the float
+    # rounding of matrix products over fewer networks
+    chunked = sgd_steps(SPEC, test.params, digits, steps=[5, 17], lr=0.1, seed=3, net_chunk=2)
+    for step in (5, 17):
+        for (a, _), (b, _) in zip(chunked.params[step], snaps.params[step]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_the_grid_equals_one_separate_run_per_start_and_rate(zoo, digits):
@@ -73,6 +79,9 @@ def test_the_grid_equals_one_separate_run_per_start_and_rate(zoo, digits):
     shifted = [(w * 0.8, b) for w, b in test.params]
     grid = sgd_grid(test, {"initial": test.params, "shifted": shifted}, [0.03, 0.1], digits, steps=[0, 3, 17],
                     split="test", seed=1)
+    chunked = sgd_grid(test, {"initial": test.params, "shifted": shifted}, [0.03, 0.1], digits, steps=[0, 3, 17],
+                       split="test", seed=1, net_chunk=5)  # chunks that cut across starts and rates
+    np.testing.assert_array_equal(chunked.acc, grid.acc)
     x, y = digits.split("test")
     for name, start in (("initial", test.params), ("shifted", shifted)):
         for lr in (0.03, 0.1):

@@ -89,11 +89,11 @@ class SGDGrid:
 
 
 def sgd_grid(entries, starts: Mapping[str, Params], lrs: Sequence[float], data, *, steps: Sequence[int],
-             split: str, seed: int = 0, device=None) -> SGDGrid:
+             split: str, seed: int = 0, device=None, net_chunk: int | None = None) -> SGDGrid:
     """SGD (cross-entropy, momentum 0.9, batch 64, minibatches of ``seed``) from every start in ``starts`` (each the
     same entries of ``entries``, a :class:`~workbench.zoo.Zoo`) at every rate of ``lrs``, all in one vectorised run on
-    the training images (on ``device``, default CUDA when present); every entry is scored on ``split``'s images after
-    each of ``steps``."""
+    the training images (on ``device``, default CUDA when present; ``net_chunk`` networks at a time, default as many as
+    the memory budget holds); every entry is scored on ``split``'s images after each of ``steps``."""
     names, rates = tuple(starts), tuple(float(v) for v in lrs)
     if not names or not rates or any(not (v > 0 and math.isfinite(v)) for v in rates):
         raise ValueError(f"sgd_grid needs at least one start and positive, finite learning rates; got {names}, {rates}")
@@ -108,11 +108,15 @@ def sgd_grid(entries, starts: Mapping[str, Params], lrs: Sequence[float], data, 
     grid = sorted({int(s) for s in steps})
     acc = np.zeros((len(names), len(rates), len(grid), n))
 
-    def observe(step: int, params: Params) -> None:
-        a = 100.0 * evaluate(spec, map_params(lambda t: t.to(x.dtype), params), x, y)["acc"].double().numpy()
-        acc[:, :, grid.index(step), :] = a.reshape(len(names), len(rates), n)
+    flat = acc.reshape(len(names) * len(rates), len(grid), n)  # a view: copy c = (start, rate) holds n networks
 
-    run = sgd_steps(spec, tiled, data, steps=grid, lr=lr, seed=seed, observe=observe, device=device)
+    def observe(step: int, params: Params, networks: slice) -> None:
+        a = 100.0 * evaluate(spec, map_params(lambda t: t.to(x.dtype), params), x, y)["acc"].double().numpy()
+        index = np.arange(networks.start, networks.stop)
+        flat[index // n, grid.index(step), index % n] = a
+
+    run = sgd_steps(spec, tiled, data, steps=grid, lr=lr, seed=seed, observe=observe, device=device,
+                    net_chunk=net_chunk)
     diverged = run.diverged.reshape(len(names), len(rates), n).sum(-1).numpy()
     return SGDGrid(names, rates, tuple(grid), run.steps_per_epoch, acc, diverged)
 
@@ -129,7 +133,7 @@ def time_side_by_side(entries, data, models: Mapping[str, object], *, lr: float,
     steps, shots = [], {name: [] for name in models}
     for _ in range(repeats):
         steps.append(sgd_steps(entries.spec, entries.params, data, steps=[per_epoch], lr=lr, seed=seed,
-                               observe=lambda k, p: None, device=device).seconds_per_network_step)
+                               observe=lambda k, p, part: None, device=device).seconds_per_network_step)
         for name, model in models.items():
             one_shot(model, entries.spec, map_params(lambda t: t[:1], entries.params))  # warm-up, not timed
             shots[name].append(one_shot(model, entries.spec, entries.params)[1] / len(entries))

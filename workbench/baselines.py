@@ -283,7 +283,8 @@ def sgd_finetune(
         dtype: parameter and input dtype during training (default: that of ``params``).
         amp: bf16 autocast for the forward pass (default: on for CUDA, off otherwise; never on CPU by default).
         net_chunk: train at most this many networks at a time (each chunk is an independent run with the same
-            minibatch order, so the result is the same; times add up). Default: all at once.
+            minibatch order, so the result is the same; times add up). Default: as many as the memory budget of
+            ``device`` holds (:func:`workbench.memory.sgd_chunk`; all at once for the digits zoos).
         split: which split to train on.
 
     Returns:
@@ -298,7 +299,7 @@ def sgd_finetune(
     n_nets = n_networks(params)
     if isinstance(lr, Tensor) and lr.numel() != n_nets:
         raise ValueError(f"a per-network lr needs {n_nets} entries (one per network), got shape {tuple(lr.shape)}")
-    chunk = n_nets if net_chunk is None else max(1, int(net_chunk))
+    chunk = _default_chunk(spec, n_nets, device, data, batch_size) if net_chunk is None else max(1, int(net_chunk))
     starts = list(range(0, n_nets, chunk))
     settings = dict(lam=lam, momentum=momentum, batch_size=batch_size, seed=seed, amp=amp, forward_kw=forward_kw)
     bar = tqdm(total=budgets[-1] * len(starts), desc=f"SGD {spec.family} x{n_nets}", unit="epoch", disable=not progress)
@@ -332,16 +333,19 @@ class StepSnapshots:
 
 def sgd_steps(spec: NetSpec, params: Params, data, *, steps: Sequence[int], lr: float | Tensor = 0.01,
               lam: float = 0.0, momentum: float = 0.9, batch_size: int = 64, seed: int = 0,
-              device: torch.device | str | None = None, split: str = "train",
-              observe: Callable[[int, Params], None] | None = None) -> StepSnapshots:
+              device: torch.device | str | None = None, split: str = "train", net_chunk: int | None = None,
+              observe: Callable[[int, Params, slice], None] | None = None) -> StepSnapshots:
     """:func:`sgd_finetune` counted in optimizer steps, not epochs: the parameters after each number of ``steps``
     (0 = the start), the minibatch order running on across epochs exactly as in :func:`sgd_finetune` (same seed, same
     batches; after ``steps_per_epoch`` steps the snapshot equals its one-epoch result).
 
     This is the resolution at which an SGD budget can be matched to a one shot's accuracy: a fraction of an epoch.
     ``lr``: one rate, or a (B,) tensor of one rate per network (e.g. a grid tiled over copies of the networks).
-    ``observe(step, params)``: called with each snapshot instead of keeping it (``params`` is then empty), so that
-    many snapshots of many networks need not sit in memory at once; the time it takes is not counted."""
+    ``net_chunk``: networks trained at a time (default: as many as the memory budget holds,
+    :func:`workbench.memory.sgd_chunk`); chunks are independent runs with the same minibatches, so the result is
+    the same up to the float rounding of products over fewer networks. ``observe(step, params, networks)``: called with each snapshot of the networks ``networks`` (a slice
+    of the B) instead of keeping it (``params`` of the result is then empty), so that many snapshots of many
+    networks need not sit in memory at once; the time it takes is not counted."""
     wanted = sorted({int(s) for s in steps})
     if not wanted or wanted[0] < 0:
         raise ValueError(f"steps must be non-negative integers, got {steps!r}")
@@ -349,22 +353,48 @@ def sgd_steps(spec: NetSpec, params: Params, data, *, steps: Sequence[int], lr: 
     n_nets = n_networks(params)
     if isinstance(lr, Tensor) and lr.numel() != n_nets:
         raise ValueError(f"a per-network lr needs {n_nets} entries (one per network), got shape {tuple(lr.shape)}")
+    chunk = _default_chunk(spec, n_nets, device, data, batch_size) if net_chunk is None else max(1, int(net_chunk))
+    kept: dict[int, list[Params]] = {}
+    seconds, diverged, per_epoch = 0.0, [], -(-x.shape[0] // batch_size)
+    for start in range(0, n_nets, chunk):
+        part = slice(start, min(n_nets, start + chunk))
+        step_size = lr.reshape(-1)[part] if isinstance(lr, Tensor) else lr
+        t, div = _steps_chunk(spec, select(params, part), x, y, wanted, step_size, lam=lam, momentum=momentum,
+                              batch_size=batch_size, seed=seed, forward_kw=forward_kw, part=part,
+                              observe=observe, kept=kept)
+        seconds += t
+        diverged.append(div)
+    snapshots = {k: cat_params(v) if len(v) > 1 else v[0] for k, v in kept.items()}
+    return StepSnapshots(snapshots, per_epoch, seconds / max(1, wanted[-1] * n_nets), torch.cat(diverged))
+
+
+def _default_chunk(spec: NetSpec, n_nets: int, device, data, batch_size: int) -> int:
+    """Networks per SGD chunk within the memory budget of ``device`` (:mod:`workbench.memory`)."""
+    from .memory import budget_bytes, sgd_chunk
+
+    image_size = getattr(data, "image_shape", (None,))[-1]
+    return sgd_chunk(spec, n_nets, budget_bytes(device), batch_images=batch_size, image_size=image_size)
+
+
+def _steps_chunk(spec, params, x, y, wanted, lr, *, lam, momentum, batch_size, seed, forward_kw, part, observe,
+                 kept) -> tuple[float, Tensor]:
+    """One chunk of :func:`sgd_steps`: its training seconds and diverged flags; snapshots go to ``observe`` or are
+    appended to ``kept[step]``."""
+    device = x.device
     state = _MomentumState.start(params)
     step_size = lr.to(device=device, dtype=state.theta.dtype).reshape(-1, 1) if isinstance(lr, Tensor) else float(lr)
-    per_epoch = -(-x.shape[0] // batch_size)
-    snapshots: dict[int, Params] = {}
 
     def keep(step: int) -> None:
         snapshot = map_params(lambda t: t.detach().cpu().clone(), unflatten_params(spec, state.theta))
         if observe is None:
-            snapshots[step] = snapshot
+            kept.setdefault(step, []).append(snapshot)
         else:
-            observe(step, snapshot)
+            observe(step, snapshot, part)
 
     if wanted[0] == 0:
         keep(0)
     done, seconds = 0, 0.0
-    epochs = -(-wanted[-1] // per_epoch)
+    epochs = -(-wanted[-1] // -(-x.shape[0] // batch_size))
     for batches in minibatch_order(x.shape[0], batch_size, seed, epochs):
         for idx in batches:
             if done >= wanted[-1]:
@@ -380,7 +410,7 @@ def sgd_steps(spec: NetSpec, params: Params, data, *, steps: Sequence[int], lr: 
             done += 1
             if done in wanted:
                 keep(done)
-    return StepSnapshots(snapshots, per_epoch, seconds / max(1, done * n_nets), state.diverged.cpu().clone())
+    return seconds, state.diverged.cpu().clone()
 
 
 def _merge_chunks(per_chunk: list[list[SGDResult]], budgets: list[int], n_nets: int) -> dict[int, SGDResult]:
