@@ -114,6 +114,9 @@ def test_the_estimate_counts_what_the_notebooks_do(standin, tmp_path):
     assert nb06.runs == 2 + 4
     assert nb06.network_epochs > 0 and nb06.network_images > 0 and nb06.seconds > nb04.seconds > 0
     assert nb04.peak_what and not nb04.over_budget
+    # notebook 06's SGD runs in chunks of the budget: at a budget below all its networks at once it is not refused
+    small = estimate(inputs, {f: _costs(f) for f in ("cnn-tanh", "cnn-relu")}, budget=0.05 * GIB)[1]
+    assert not [what for what in small.over_budget if "SGD" in what]
 
 
 def test_a_step_over_the_memory_budget_is_refused_before_the_run(standin, tmp_path):

@@ -10,13 +10,12 @@ Independent jobs run in ``workers`` processes, so a notebook's time is its work 
 
 Peak memory per notebook is the largest single step -- a metanetwork training batch, an evaluation chunk (sized
 within the budget by :mod:`workbench.memory`), a one-shot batch, a batch of SGD networks -- plus what stays resident
-(the zoo's weights, twice, and the images). A step whose own need exceeds the budget is listed: evaluation chunks
-cannot, but a metanetwork batch (``meta_batch_networks``) and the SGD baselines (all networks of a family at once)
-are not chunked by the budget.
+(the zoo's weights, twice, and the images). A step whose own need exceeds the budget is listed: evaluation chunks and
+the SGD baselines (:func:`workbench.memory.sgd_chunk` networks at a time) cannot, but a metanetwork batch
+(``meta_batch_networks``) and a zoo generation are not chunked by the budget.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -24,7 +23,7 @@ from .calibration import UnitCosts
 from .memory import GIB, eval_chunk_bytes, eval_chunks
 from .preflight import RunInputs, families_of
 
-__all__ = ["NotebookCost", "estimate", "render", "training_settings_of"]
+__all__ = ["NotebookCost", "estimate", "render", "recipe_of"]
 
 ONE_SHOT_BATCH = 256  # networks per one-shot pass (workbench.optimize.validate, tools.optimize_zoo)
 SGD_BATCH = 64  # images per SGD step of the baselines
@@ -52,13 +51,11 @@ class NotebookCost:
             self.over_budget[what] = max(need, self.over_budget.get(what, 0.0))
 
 
-def training_settings_of(values: dict, drop=()) -> dict:
-    """The training settings a notebook passes to its runs (``meta_<field>`` parameters and ``meta_extra``)."""
-    from .pipeline import training_settings
+def recipe_of(values: dict):
+    """The training recipe a notebook builds from its values (:meth:`workbench.pipeline.Recipe.from_values`)."""
+    from .pipeline import Recipe
 
-    keys = {k: v for k, v in values.items() if k.startswith("meta_") and k != "meta_extra"}
-    settings = training_settings({**keys, **(values.get("meta_extra") or {}), "device": values.get("device", "auto")})
-    return {k: v for k, v in settings.items() if k not in drop}
+    return Recipe.from_values({"device": "auto", **values})
 
 
 def _entries(counts, split: str, trained_only: bool, networks: int | None = None) -> int:
@@ -131,19 +128,16 @@ class _Counter:
         return self.inputs.counts[(family, n)]
 
     def metanet(self, cost: NotebookCost, values: dict, family: str, method: str, objective: str, seed: int,
-                lam: float, settings: dict) -> None:
+                lam: float, recipe) -> None:
         """A run of ``method`` unless an earlier notebook (or this one) trained it already; an L1 run that starts from
         its CE run (``l1_from_ce``) brings that run along."""
-        from .pipeline import make_config
-        from .pipeline.methods import _method_settings
         from .zoo import default_spec
 
-        if objective == "l1" and settings.get("l1_from_ce"):
-            self.metanet(cost, values, family, method, "ce", seed, lam, settings)
+        if objective == "l1" and recipe.train.l1_from_ce:
+            self.metanet(cost, values, family, method, "ce", seed, lam, recipe)
         spec = default_spec(family, values["dataset"])
-        symmetry, run_settings = _method_settings(method, settings, spec)
-        config = make_config(spec, objective=objective, lam=lam, symmetry=symmetry, seed=seed, **run_settings)
-        key = (family, objective, json.dumps(config.to_dict(), sort_keys=True))  # what names the run's folder
+        config = recipe.config(spec, method=method, objective=objective, lam=lam, seed=seed)
+        key = (family, objective, config.digest())  # what names the run's folder
         if key in self.done:
             return
         self.done.add(key)
@@ -165,9 +159,9 @@ def _nb03(c: _Counter, values: dict, cost: NotebookCost) -> None:
 
 
 def _nb04(c: _Counter, values: dict, cost: NotebookCost) -> None:
-    settings, family = training_settings_of(values), values["family"]
+    recipe, family = recipe_of(values), values["family"]
     for objective in ("ce", "l1"):
-        c.metanet(cost, values, family, "scalegmn", objective, int(values["seed"]), float(values["lam"]), settings)
+        c.metanet(cost, values, family, "scalegmn", objective, int(values["seed"]), float(values["lam"]), recipe)
     test = c.held_out(values, family)
     cost.seconds += c.pricer.scoring(cost, family, test, c.inputs.images["test"], passes=2)
     cost.seconds += test * c.pricer.costs[family].shot_s
@@ -176,28 +170,28 @@ def _nb04(c: _Counter, values: dict, cost: NotebookCost) -> None:
 def _nb05(c: _Counter, values: dict, cost: NotebookCost) -> None:
     from .pipeline import ablation_objectives
 
-    settings, seed, lam = training_settings_of(values), int(values["seed"]), float(values["lam"])
+    recipe, seed, lam = recipe_of(values), int(values["seed"]), float(values["lam"])
     families = values["ablation_families"]
     per_family = ablation_objectives(families, values["objectives"], values.get("l1_ablation_families"))
     for family in families:
         runs = [(m, o, seed + s) for o in per_family[family] for m in values["methods"]
                 for s in range(int(values["n_seeds"]))]
         for method, objective, run_seed in runs:
-            c.metanet(cost, values, family, method, objective, run_seed, lam, settings)
+            c.metanet(cost, values, family, method, objective, run_seed, lam, recipe)
         test = c.held_out(values, family)
         cost.seconds += c.pricer.scoring(cost, family, test, c.inputs.images["test"], passes=len(runs) + 1)
         cost.seconds += len(runs) * test * c.pricer.costs[family].shot_s
 
 
 def _nb06(c: _Counter, values: dict, cost: NotebookCost) -> None:
-    settings, seed, lam = training_settings_of(values), int(values["seed"]), float(values["lam"])
+    recipe, seed, lam = recipe_of(values), int(values["seed"]), float(values["lam"])
     methods, budgets = list(values["table_methods"]), [int(e) for e in values["sgd_epochs"]]
     for family in values["families"]:
         for method in methods:
             for objective in ("ce", "l1"):
-                c.metanet(cost, values, family, method, objective, seed, lam, settings)
+                c.metanet(cost, values, family, method, objective, seed, lam, recipe)
         for s in range(1, int(values.get("headline_seeds") or 1)):
-            c.metanet(cost, values, family, methods[0], "ce", seed + s, lam, settings)
+            c.metanet(cost, values, family, methods[0], "ce", seed + s, lam, recipe)
         _sgd_table(c, values, family, cost, len(methods), budgets)
 
 
@@ -211,22 +205,21 @@ def _sgd_table(c: _Counter, values: dict, family: str, cost: NotebookCost, n_met
     images = c.inputs.images
     for entries, split in ((val, "validation"), (test, "test")):  # one grid after the other
         c.pricer.sgd(cost, family, starts * rates * entries, grid_epochs,
-                     f"the SGD grid of {starts * rates * entries:,} {family} copies ({split}) at once")
+                     f"the SGD grid of {starts * rates * entries:,} {family} copies ({split})", chunked=True)
     recorded = 2 * math.log(max(2, grid_epochs * images["train"] / SGD_BATCH)) / math.log(1.4) + grid_epochs
     cost.seconds += c.pricer.scoring(cost, family, starts * rates * test, images["test"], passes=recorded)
     cost.seconds += c.pricer.scoring(cost, family, starts * rates * val, images["val"], passes=recorded)
-    c.pricer.sgd(cost, family, rates * val, finetune or min(budgets), "the SGD rate tuning")
-    c.pricer.sgd(cost, family, 2 * test, max(budgets), f"the SGD baselines of {test:,} {family} networks at once")
-    c.pricer.sgd(cost, family, test, 2 * finetune + 2, "the SGD controls and warm starts")
+    c.pricer.sgd(cost, family, rates * val, finetune or min(budgets), "the SGD rate tuning", chunked=True)
+    c.pricer.sgd(cost, family, 2 * test, max(budgets), f"the SGD baselines of {test:,} {family} networks",
+                 chunked=True)
+    c.pricer.sgd(cost, family, test, 2 * finetune + 2, "the SGD controls and warm starts", chunked=True)
     passes = 2 + 3 * n_methods + 2 * len(budgets) + 3
     cost.seconds += c.pricer.scoring(cost, family, test, images["test"], passes=passes)
 
 
 def _nb07(c: _Counter, values: dict, cost: NotebookCost) -> None:
     seed, family = int(values["seed"]), values["lam_family"]
-    scaling = training_settings_of(values, drop=("epochs", "patience", "mlp_epochs"))
-    sweep = {**scaling, "epochs": int(values["meta_epochs"]), "patience": values.get("meta_patience")}
-    sweep = {k: v for k, v in sweep.items() if v is not None}
+    sweep = recipe_of(values)
     val = c.held_out(values, family, "val")
     tune = min(val, c.held_out({**values, "eval_networks": 32}, family, "val"))  # lam_sweep's sgd_networks
     for lam in values["lam_values"]:
@@ -236,13 +229,12 @@ def _nb07(c: _Counter, values: dict, cost: NotebookCost) -> None:
         c.pricer.sgd(cost, family, tune * rates, min(values["lam_sgd_epochs"]), "the lambda sweep's SGD rate tuning")
         c.pricer.sgd(cost, family, val, budget, "the lambda sweep's SGD", chunked=True)
         cost.seconds += c.pricer.scoring(cost, family, val, c.inputs.images["val"], 3 + len(values["lam_sgd_epochs"]))
-    _scaling(c, values, cost, scaling)
+    _scaling(c, values, cost, sweep)
 
 
-def _scaling(c: _Counter, values: dict, cost: NotebookCost, settings: dict) -> None:
+def _scaling(c: _Counter, values: dict, cost: NotebookCost, recipe) -> None:
     """Notebook 07's scaling runs: every (size, seed) trains for ``scaling_steps`` steps, monitoring the held-out
     networks every epoch (trained in memory: never reused)."""
-    from .pipeline import make_config
     from .zoo import default_spec
 
     for family in values["scaling_families"]:
@@ -253,8 +245,7 @@ def _scaling(c: _Counter, values: dict, cost: NotebookCost, settings: dict) -> N
             sub = counts.copy()
             sub.loc["train"] = (counts.loc["train"] * share).round().astype(int)
             for s in values["scaling_seeds"]:
-                config = make_config(default_spec(family, values["dataset"]), objective="ce", lam=0.0, seed=int(s),
-                                     **settings)
+                config = recipe.config(default_spec(family, values["dataset"]), objective="ce", seed=int(s))
                 c.pricer.run(cost, family, sub, config, monitor=test, steps=int(values["scaling_steps"]))
             cost.seconds += c.pricer.scoring(cost, family, test, c.inputs.images["test"], 2 * len(values["scaling_seeds"]))
 
@@ -297,12 +288,13 @@ def calibration_request(inputs: RunInputs) -> dict:
     from .metanet.config import META_FIELDS
 
     trainer = next((v for v in inputs.values.values() if any(k.startswith("meta_") for k in v)), None)
-    settings = training_settings_of(trainer) if trainer else {}
+    recipe = recipe_of(trainer or {})
     families = sorted({f for v in inputs.values.values() for f in families_of(v) if "n_networks" in v})
     dataset = next((v["dataset"] for v in inputs.values.values() if v.get("dataset")), "digits")
+    meta = recipe.train.to_dict()
     return {"families": families, "dataset": dataset, "device": inputs.device,
-            "meta": {k: v for k, v in settings.items() if k in META_FIELDS},
-            "batch_images": int(settings.get("batch_images", 128))}
+            "meta": {k: v for k, v in meta.items() if k in META_FIELDS},
+            "batch_images": recipe.train.batch_images}
 
 
 def _duration(seconds: float) -> str:
