@@ -44,8 +44,9 @@ def main(argv=None):
     data = pipeline.get_data("digits")
     zoo = pipeline.get_zoo(out, args.family, data, n_networks=args.networks, zoo_epochs=args.zoo_epochs,
                            device=args.device, progress=False)
-    result = pipeline.train_metanet(out, zoo, data, objective="ce", lam=0.0, epochs=args.meta_epochs, hidden=32,
-                                    n_layers=3, lr=0.01, device=args.device, progress=False)
+    recipe = pipeline.Recipe.from_values({"meta_epochs": args.meta_epochs, "meta_hidden": 32, "meta_n_layers": 3,
+                                          "meta_lr": 0.01, "device": args.device})
+    result = pipeline.train_metanet(out, zoo, data, recipe, progress=False)
     test, val = pipeline.test_networks(zoo), pipeline.test_networks(zoo, split="val")
     step_seconds, shot_seconds = time_side_by_side(test, data, {"ScaleGMN-B": result.model}, lr=args.lrs[0],
                                                    repeats=3, device=args.device)

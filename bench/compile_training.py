@@ -32,8 +32,8 @@ def compare(values: dict, family: str, outputs: Path) -> dict:
     from workbench import pipeline
     from workbench.optimize import train
 
-    data, zoo, settings = load(values, family, outputs)
-    config = pipeline.make_config(zoo.spec, objective="ce", lam=0.0, seed=values["seed"], **settings)
+    data, zoo, recipe = load(values, family, outputs)
+    config = recipe.config(zoo.spec, objective="ce", seed=values["seed"])
     config = dataclasses.replace(config, device="cpu")
     splits = pipeline.training_splits(zoo, config.skip_untrained)
     row = {"family": family, "epochs": config.epochs, "train_networks": len(splits["train"][0][0])}

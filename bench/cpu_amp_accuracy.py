@@ -27,9 +27,8 @@ def run(family: str, cpu_amp: bool, values: dict, outputs: Path) -> dict:
     from workbench import pipeline
     from workbench.optimize import cpu_has_native_bf16, train
 
-    data, zoo, settings = load(values, family, outputs)
-    settings.update(cpu_amp=cpu_amp)
-    config = pipeline.make_config(zoo.spec, objective="ce", lam=0.0, seed=values["seed"], **settings)
+    data, zoo, recipe = load(values, family, outputs)
+    config = recipe.with_train(cpu_amp=cpu_amp).config(zoo.spec, objective="ce", seed=values["seed"])
     splits = pipeline.training_splits(zoo, config.skip_untrained)
     t0 = time.time()
     res = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False)

@@ -65,8 +65,9 @@ def _worker(out: Path, family: str, networks: int) -> None:
     data = pipeline.get_data("digits")
     zoo = pipeline.get_zoo(out, family, data, n_networks=networks, zoo_epochs=4, progress=False, verbose=False,
                            test_fraction=0.25)
-    result = pipeline.train_metanet(out, zoo, data, objective="ce", lam=0.0, epochs=3, hidden=16, n_layers=2,
-                                    lr=0.01, batch_networks=32, skip_untrained=True, progress=False)
+    recipe = pipeline.Recipe.from_values({"meta_epochs": 3, "meta_hidden": 16, "meta_n_layers": 2, "meta_lr": 0.01,
+                                          "meta_batch_networks": 32, "meta_skip_untrained": True})
+    result = pipeline.train_metanet(out, zoo, data, recipe, progress=False)
     test = pipeline.test_networks(zoo)
     new, _ = one_shot(result.model, zoo.spec, test.params)
     numbers = {"capability": torch.backends.cpu.get_cpu_capability(),

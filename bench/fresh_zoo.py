@@ -14,6 +14,8 @@ zoo.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import json
 import sys
@@ -64,27 +66,26 @@ def run(args) -> list[dict]:
 
     params, values = notebook_values(args.params, "06")
     out = Path(args.run) if args.run else ROOT / "outputs" / params.name
-    settings = pipeline.training_settings(values)
+    recipe = pipeline.Recipe.from_values(values)
     seed = values["seed"]
-    data = pipeline.get_data(values["dataset"], values["data_path"], seed)
-    zoo_args = dict(n_networks=values["n_networks"], zoo_epochs=values["zoo_epochs"], seed=seed,
-                    zoo_path=values["zoo_path"], test_fraction=values["zoo_test_fraction"])
+    data = pipeline.DataRecipe(values["dataset"], values["data_path"], seed).load()
+    zoo_recipe = pipeline.ZooRecipe(values["n_networks"], values["zoo_epochs"], seed, values["zoo_path"],
+                                    test_fraction=values["zoo_test_fraction"])
     records = []
     for family in pipeline.check_families(values["families"]):
-        zoo = pipeline.get_zoo(out, family, data, progress=False, verbose=False, **zoo_args)
-        if not pipeline.run_exists(out, zoo, "scalegmn", objective="ce", lam=values["lam"], seed=seed, **settings):
+        zoo = zoo_recipe.load(out, family, data, progress=False, verbose=False)
+        run = dict(method="scalegmn", lam=values["lam"], seed=seed)
+        if not pipeline.run_exists(out, zoo, recipe, objective="ce", **run):
             raise SystemExit(f"error: {out} holds no finished CE ScaleGMN-B run of {family} for {args.params}; "
                              f"run `make run` (or python -m workbench run {args.params}) first")
-        result = pipeline.train_method(out, zoo, data, "scalegmn", objective="ce", lam=values["lam"], seed=seed,
-                                       progress=False, **settings)
+        result = pipeline.train_metanet(out, zoo, data, recipe, objective="ce", progress=False, **run)
         l1_run = None
-        if pipeline.run_exists(out, zoo, "scalegmn", objective="l1", lam=values["lam"], seed=seed, **settings):
-            l1_run = pipeline.train_method(out, zoo, data, "scalegmn", objective="l1", lam=values["lam"], seed=seed,
-                                           progress=False, **settings)
+        if pipeline.run_exists(out, zoo, recipe, objective="l1", **run):
+            l1_run = pipeline.train_metanet(out, zoo, data, recipe, objective="l1", progress=False, **run)
         held_out = pipeline.test_networks(zoo, values["eval_networks"])
         t0 = time.time()
-        fresh = pipeline.get_zoo(Path(args.cache), family, data, progress=False, verbose=False,
-                                 **{**zoo_args, "n_networks": args.networks, "seed": args.seed})
+        fresh = dataclasses.replace(zoo_recipe, n_networks=args.networks, seed=args.seed).load(
+            Path(args.cache), family, data, progress=False, verbose=False)
         made = time.time() - t0
         for name, z in ((f"default zoo, held out (seed {seed})", held_out), (f"fresh zoo (seed {args.seed})", fresh)):
             g = gains(zoo.spec, result.model, z, data)

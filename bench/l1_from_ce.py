@@ -33,17 +33,17 @@ def run(family: str, lam: float, start: str, values: dict, outputs: Path) -> dic
     from workbench.objective import l1_reduction
     from workbench.optimize import train
 
-    data, zoo, settings = load(values, family, outputs)
-    settings.pop("l1_from_ce", None)  # this script sets the start itself
+    data, zoo, recipe = load(values, family, outputs)
+    recipe = recipe.with_train(l1_from_ce=False)  # this script sets the start itself
     spec = zoo.spec
-    splits = pipeline.training_splits(zoo, settings.get("skip_untrained", False))
+    splits = pipeline.training_splits(zoo, recipe.train.skip_untrained)
     t0 = time.time()
     init = None
     if start == "ce":
-        ce_config = pipeline.make_config(spec, objective="ce", lam=0.0, **settings)
+        ce_config = recipe.config(spec, objective="ce")
         ce = train(spec, splits["train"], splits["val"], data, ce_config, None, progress=False)
         init = {k: v.detach().clone() for k, v in ce.model.state_dict().items()}
-    config = pipeline.make_config(spec, objective="l1", lam=lam, **settings)
+    config = recipe.config(spec, objective="l1", lam=lam)
     res = train(spec, splits["train"], splits["val"], data, config, None, progress=False, init_state=init)
     score = one_shot_on_validation(res.model, zoo, data, lam)
     trained = score["trained"]

@@ -22,17 +22,15 @@ def notebook06_values(params_path: str) -> dict:
 
 
 def load(values: dict, family: str, outputs: Path):
-    """``(data, zoo, settings)``: the data set, the family's zoo under ``outputs/<name>/zoo`` (read, or generated as
-    ``make run`` would) and the training settings of the values (without ``device``: these benches run on the CPU)."""
+    """``(data, zoo, recipe)``: the data set, the family's zoo under ``outputs/<name>/zoo`` (read, or generated as
+    ``make run`` would) and the training recipe of the values (with the library's device default)."""
     from workbench import pipeline
 
-    data = pipeline.get_data(values["dataset"], values["data_path"], values["seed"])
-    zoo = pipeline.get_zoo(Path(outputs) / values["name"], family, data, n_networks=values["n_networks"],
-                           zoo_epochs=values["zoo_epochs"], seed=values["seed"], progress=False, verbose=False,
-                           test_fraction=values["zoo_test_fraction"])
-    settings = pipeline.training_settings(values)
-    settings.pop("device", None)
-    return data, zoo, settings
+    data = pipeline.DataRecipe(values["dataset"], values["data_path"], values["seed"]).load()
+    zoo = pipeline.ZooRecipe(values["n_networks"], values["zoo_epochs"], values["seed"],
+                             test_fraction=values["zoo_test_fraction"]).load(Path(outputs) / values["name"], family,
+                                                                             data, progress=False, verbose=False)
+    return data, zoo, pipeline.Recipe.from_values(values).with_train(device="auto")
 
 
 def one_shot_on_validation(model, zoo, data, lam: float = 0.0) -> dict:

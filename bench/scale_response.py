@@ -32,9 +32,9 @@ def train_ce(family: str, values: dict, outputs: Path, scale_norm: bool):
     from workbench import pipeline
     from workbench.optimize import train
 
-    data, zoo, settings = load(values, family, outputs)
-    settings.update(cpu_amp=False, scale_norm=scale_norm)
-    config = pipeline.make_config(zoo.spec, objective="ce", lam=0.0, seed=values["seed"], **settings)
+    data, zoo, recipe = load(values, family, outputs)
+    config = recipe.with_train(cpu_amp=False, scale_norm=scale_norm).config(zoo.spec, objective="ce",
+                                                                            seed=values["seed"])
     splits = pipeline.training_splits(zoo, config.skip_untrained)
     t0 = time.time()
     res = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False)

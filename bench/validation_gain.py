@@ -13,6 +13,8 @@ identical ad-hoc script before this one existed).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import sys
 import time
@@ -28,9 +30,9 @@ def run(family: str, epochs: int, values: dict, outputs: Path) -> dict:
     from workbench import pipeline
     from workbench.optimize import train
 
-    data, zoo, settings = load(values, family, outputs)
-    settings.update(epochs=epochs, mlp_epochs=epochs)
-    config = pipeline.make_config(zoo.spec, objective="ce", lam=0.0, seed=values["seed"], **settings)
+    data, zoo, recipe = load(values, family, outputs)
+    config = dataclasses.replace(recipe, mlp_epochs=epochs).with_train(epochs=epochs).config(
+        zoo.spec, objective="ce", seed=values["seed"])
     splits = pipeline.training_splits(zoo, config.skip_untrained)
     t0 = time.time()
     res = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False)

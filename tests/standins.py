@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from strategies import LAYOUT_NAMES, tf_shapes
+from strategies import tf_shapes
 
 CIFAR_CLASSES = 10
 

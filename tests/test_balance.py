@@ -119,12 +119,14 @@ def test_the_results_table_of_a_relu_family_adds_the_balanced_l1_one_shot(tmp_pa
     from workbench.data import load_dataset
     from workbench.zoo import generate
 
+    from recipes import tiny_recipe
+
     digits = load_dataset("digits", seed=0)
     spec = NetSpec.mlp((64, 5, 10), "relu")
     zoo = generate(spec, digits, 16, epochs=2, checkpoints=[0, 1], seed=0, progress=False)
-    res = pipeline.family_results(tmp_path, "mlp-relu", zoo, digits, lam=0.005, seed=0, sgd_epochs=(1,),
-                                  finetune_epochs=0, methods=("scalegmn",), sequential_sample=0, progress=False,
-                                  epochs=1, hidden=8, n_layers=1, batch_networks=8)
+    recipe = tiny_recipe(epochs=1, hidden=8, n_layers=1, batch_networks=8)
+    res = pipeline.family_results(tmp_path, "mlp-relu", zoo, digits, recipe, lam=0.005, seed=0, sgd_epochs=(1,),
+                                  finetune_epochs=0, methods=("scalegmn",), sequential_sample=0, progress=False)
     from workbench.results import find_row
 
     t = res.table
@@ -139,9 +141,9 @@ def test_the_results_table_of_a_relu_family_adds_the_balanced_l1_one_shot(tmp_pa
     # negative control: a tanh family's table has no such row (sign flips leave the L1 norm unchanged)
     tanh_zoo = generate(NetSpec.mlp((64, 5, 10), "tanh"), digits, 16, epochs=2, checkpoints=[0, 1], seed=0,
                         progress=False)
-    tanh = pipeline.family_results(tmp_path, "mlp-tanh", tanh_zoo, digits, lam=0.005, seed=0, sgd_epochs=(1,),
-                                   finetune_epochs=0, methods=("scalegmn",), sequential_sample=0, progress=False,
-                                   epochs=1, hidden=8, n_layers=1, batch_networks=8)
+    tanh = pipeline.family_results(tmp_path, "mlp-tanh", tanh_zoo, digits, recipe, lam=0.005, seed=0,
+                                   sgd_epochs=(1,), finetune_epochs=0, methods=("scalegmn",), sequential_sample=0,
+                                   progress=False)
     assert find_row(tanh.table, kind="balanced", method="scalegmn") is None
 
 

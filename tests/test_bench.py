@@ -106,8 +106,8 @@ def test_fresh_zoo_scores_the_runs_own_metanet_on_a_zoo_of_another_seed(tmp_path
     data = pipeline.get_data("digits", None, 0)
     zoo = pipeline.get_zoo(run, "mlp-relu", data, n_networks=12, zoo_epochs=2, seed=0,
                            test_fraction=values["zoo_test_fraction"], progress=False)
-    pipeline.train_method(run, zoo, data, "scalegmn", objective="ce", lam=0.01, seed=0, progress=False,
-                          **pipeline.training_settings(values))
+    recipe = pipeline.Recipe.from_values(values)
+    pipeline.train_metanet(run, zoo, data, recipe, objective="ce", lam=0.01, seed=0, progress=False)
     assert fresh_zoo.main(argv) == 0
     held_out, fresh = [json.loads(line) for line in log.read_text().splitlines()]
     assert (held_out["networks"], fresh["networks"]) == (3, 5)
@@ -119,8 +119,7 @@ def test_fresh_zoo_scores_the_runs_own_metanet_on_a_zoo_of_another_seed(tmp_path
     assert fresh["gains"]["1"][0] != held_out["gains"]["1"][0]
     assert "l1" not in held_out and fresh_zoo.l1_table([held_out, fresh]) == ""  # no L1 run yet: no L1 numbers
     # with the L1 run as well, both zoos get the L1 one shot's numbers on their trained checkpoints
-    pipeline.train_method(run, zoo, data, "scalegmn", objective="l1", lam=0.01, seed=0, progress=False,
-                          **pipeline.training_settings(values))
+    pipeline.train_metanet(run, zoo, data, recipe, objective="l1", lam=0.01, seed=0, progress=False)
     log.unlink()
     assert fresh_zoo.main(argv) == 0
     held_out, fresh = [json.loads(line) for line in log.read_text().splitlines()]

@@ -18,7 +18,6 @@ import torch
 import workbench.__main__ as cli
 from workbench.errors import UsageError
 from workbench.parallel import default_workers, run_parallel
-from workbench.zoo import Zoo
 
 from parallel_jobs import slow_first
 from tiny import checkpoint, make_zoo

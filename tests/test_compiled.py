@@ -164,10 +164,10 @@ def test_training_with_a_real_compile_logs_the_first_step_and_follows_the_eager_
     assert compiled.history[0]["val_loss"] == pytest.approx(eager.history[0]["val_loss"], rel=1e-4)
 
 
-def test_compile_is_in_the_flat_form_only_when_on():
+def test_compile_round_trips_and_is_part_of_the_identity_only_when_on():
     off, on = TrainConfig(), TrainConfig(compile=True)
-    assert "compile" not in off.to_dict()  # every existing run keeps its digest and folder
-    assert on.to_dict()["compile"] is True
+    assert off.to_dict()["compile"] is False and on.to_dict()["compile"] is True
+    assert off.digest() == TrainConfig().digest() != on.digest()  # at its default it is no part of the digest
     assert TrainConfig.from_dict(on.to_dict()) == on and TrainConfig.from_dict(off.to_dict()) == off
     with pytest.raises(Exception, match="compile"):
         TrainConfig(compile="yes")
@@ -191,7 +191,7 @@ def test_cpu_amp_trains_in_bf16_on_the_cpu_and_warns_where_the_cpu_has_no_bf16_u
         warnings.simplefilter("error", RuntimeWarning)  # where it pays, no warning
         again = _tiny_run(dataclasses.replace(config, cpu_amp=True))
     assert again.history[0]["train_loss"] == loss16  # the same run, deterministic
-    assert "cpu_amp" not in config.to_dict() and dataclasses.replace(config, cpu_amp=True).to_dict()["cpu_amp"]
+    assert config.to_dict()["cpu_amp"] is False and dataclasses.replace(config, cpu_amp=True).to_dict()["cpu_amp"]
 
 
 def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch):
@@ -251,10 +251,9 @@ def test_cpu_amp_auto_resolves_by_the_cpu_and_the_history_names_the_precision(mo
     assert optimize.resolve_cpu_amp(dataclasses.replace(config, cpu_amp=False), torch.device("cpu")) is False
 
 
-def test_cpu_amp_keeps_the_digests_of_runs_at_its_old_and_new_defaults():
-    for value in ("auto", False):  # "auto" is the default; False was, when every existing run's digest was fixed
-        config = TrainConfig(cpu_amp=value)
-        assert "cpu_amp" not in config.to_dict() and config.to_dict() == TrainConfig().to_dict()
+def test_cpu_amp_is_auto_by_default_and_a_forced_precision_is_a_run_of_its_own():
+    assert TrainConfig().cpu_amp == "auto" and TrainConfig(cpu_amp="auto").digest() == TrainConfig().digest()
+    assert len({TrainConfig(cpu_amp=v).digest() for v in ("auto", False, True)}) == 3
     forced = TrainConfig(cpu_amp=True)
     assert forced.to_dict()["cpu_amp"] is True and TrainConfig.from_dict(forced.to_dict()) == forced
     assert TrainConfig.from_dict(TrainConfig().to_dict()).cpu_amp == "auto"

@@ -17,6 +17,8 @@ from workbench.uncertainty import OUTCOMES
 from workbench.verdicts import CLAIMS
 from workbench.zoo import generate
 
+from recipes import tiny_recipe
+
 SPEC = NetSpec.mlp((64, 4, 10), "tanh")
 TINY = dict(epochs=1, hidden=8, n_layers=1, batch_networks=8)
 
@@ -29,9 +31,10 @@ def digits():
 @pytest.fixture(scope="module")
 def measured(digits, tmp_path_factory):
     zoo = generate(SPEC, digits, 20, epochs=2, checkpoints=[0, 1], seed=0, progress=False)
-    res = pipeline.family_results(tmp_path_factory.mktemp("run"), "mlp-tanh", zoo, digits, lam=0.005, seed=0, seeds=2,
+    res = pipeline.family_results(tmp_path_factory.mktemp("run"), "mlp-tanh", zoo, digits, tiny_recipe(**TINY),
+                                  lam=0.005, seed=0, seeds=2,
                                   sgd_epochs=(1, 3), finetune_epochs=2, methods=("scalegmn", "nfn"),
-                                  sgd_lr_grid=(0.01, 0.1), sequential_sample=0, progress=False, **TINY)
+                                  sgd_lr_grid=(0.01, 0.1), sequential_sample=0, progress=False)
     return zoo, res
 
 

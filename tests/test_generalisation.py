@@ -2,11 +2,9 @@
 stopping of the training loop, the one held-out set, gains per checkpoint epoch, training-set subsampling, the
 ablation verdicts, the trained-checkpoint columns and targets of the results table, and parallel jobs."""
 import json
-import math
 import os
 import sys
 import time
-import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from workbench.parallel import run_parallel
 from workbench.zoo import Zoo, generate
 
 from parallel_jobs import slow_first
+from recipes import tiny_recipe
 
 MLP_TANH = NetSpec.mlp((6, 5, 3), "tanh")
 MLP_RELU = NetSpec.mlp((6, 5, 4, 3), "relu")
@@ -367,7 +366,7 @@ def test_run_cost_puts_graph_metanets_on_mlp_graphs_first():
     from workbench.pipeline.runs import _run_cost
 
     def cost(family, method, epochs=8, mlp_epochs=4):
-        return _run_cost({"family": family, "method": method, "settings": {"epochs": epochs, "mlp_epochs": mlp_epochs}})
+        return _run_cost({"family": family, "method": method, "recipe": tiny_recipe(epochs=epochs, mlp_epochs=mlp_epochs)})
 
     # default run of 2026-12-04: MLP ScaleGMN-B 95 s, CNN ScaleGMN-B 48 s, CNN NFN 25 s, MLP NFN 14 s
     assert cost("mlp-tanh", "scalegmn") > cost("cnn-tanh", "gmn") > cost("cnn-relu", "nfn") > cost("mlp-tanh", "nfn-aug")
@@ -393,7 +392,6 @@ def test_workers_of_a_killed_parent_do_not_train_on(tmp_path):
     import signal
     import subprocess
     import textwrap
-    import time
 
     pids = tmp_path / "pids.txt"
     script = textwrap.dedent(f"""
@@ -441,16 +439,15 @@ def test_a_second_zoo_of_a_family_gets_its_own_cache_folder(digits, tmp_path):
 
 
 # -- skip_untrained: train and validate on the trained checkpoints only ------------------------------------------
-def test_skip_untrained_is_left_out_of_the_flat_form_at_its_default_so_old_run_digests_stay():
-    assert "skip_untrained" not in TrainConfig().to_dict()
+def test_skip_untrained_round_trips_and_moves_a_run_to_a_folder_of_its_own():
     on = TrainConfig(skip_untrained=True)
     assert on.to_dict()["skip_untrained"] is True
     assert TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
     spec = NetSpec.mlp((64, 4, 10), "tanh")
-    folder = lambda c: pipeline.run_dir("out", "mlp-tanh", "ce", "sign", 0, c).name  # noqa: E731
+    folder = lambda c: pipeline.run_dir("out", "mlp-tanh", "ce", c).name  # noqa: E731
     assert folder(TrainConfig()) != folder(on)  # a skipping run never reuses an all-checkpoint run's folder
-    assert pipeline.training_settings({"meta_skip_untrained": True}) == {"skip_untrained": True}
-    assert pipeline.make_config(spec, objective="ce", lam=0.0, skip_untrained=True).skip_untrained
+    recipe = pipeline.Recipe.from_values({"meta_skip_untrained": True})
+    assert recipe.train.skip_untrained and recipe.config(spec).skip_untrained
 
 
 def test_training_splits_leave_out_exactly_the_epoch_0_checkpoints(zoo):
@@ -473,11 +470,10 @@ def test_train_metanet_with_skip_untrained_trains_on_trained_checkpoints_only(zo
         return real_train(spec, train_params, val_params, *args, **kwargs)
 
     monkeypatch.setattr(pipeline.runs, "train", spy)
-    settings = dict(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu")
-    pipeline.train_metanet(tmp_path, zoo, digits, objective="ce", lam=0.0, progress=False, **settings)
+    recipe = tiny_recipe(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu")
+    pipeline.train_metanet(tmp_path, zoo, digits, recipe, progress=False)
     assert seen == {"train": 3 * 8, "val": 3 * 2}
-    result = pipeline.train_metanet(tmp_path, zoo, digits, objective="ce", lam=0.0, progress=False,
-                                    skip_untrained=True, **settings)
+    result = pipeline.train_metanet(tmp_path, zoo, digits, recipe.with_train(skip_untrained=True), progress=False)
     assert seen == {"train": 2 * 8, "val": 2 * 2}
     assert json.loads((result.out_dir / "result.json").read_text())["config"]["skip_untrained"] is True
 
@@ -493,24 +489,25 @@ def test_skip_untrained_on_a_zoo_of_untrained_networks_only_says_what_to_do(zoo,
 def test_run_cost_counts_the_checkpoints_a_skipping_run_leaves_out():
     from workbench.pipeline.runs import _run_cost
 
-    job = {"family": "mlp-tanh", "method": "scalegmn", "settings": {"epochs": 8, "mlp_epochs": 4}}
-    skipping = {**job, "settings": {**job["settings"], "skip_untrained": True}}
+    job = {"family": "mlp-tanh", "method": "scalegmn", "recipe": tiny_recipe(epochs=8, mlp_epochs=4)}
+    skipping = {**job, "recipe": job["recipe"].with_train(skip_untrained=True)}
     assert _run_cost(skipping) == pytest.approx(0.75 * _run_cost(job))
+    cnn = {**job, "family": "cnn-tanh"}  # the MLP epochs apply to MLP families only
+    assert _run_cost(cnn) / _run_cost(job) == pytest.approx(8 * (216 + 200) / (4 * (1440 + 200)), rel=0.05)
 
 
 # -- l1_from_ce: an L1 run starts from the trained CE run of the same settings -------------------------------------
-def test_l1_from_ce_is_left_out_of_the_flat_form_at_its_default_and_means_nothing_to_a_ce_run():
-    assert "l1_from_ce" not in TrainConfig().to_dict()
+def test_l1_from_ce_round_trips_and_means_nothing_to_a_ce_run():
     on = TrainConfig(lam=0.01, l1_from_ce=True)
     assert on.to_dict()["l1_from_ce"] is True
     assert TrainConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
-    assert pipeline.training_settings({"meta_l1_from_ce": True}) == {"l1_from_ce": True}
+    recipe = pipeline.Recipe.from_values({"meta_l1_from_ce": True})
+    plain = pipeline.Recipe()
     spec = NetSpec.mlp((64, 4, 10), "tanh")
     # a CE run asked for it is the plain CE run (same config, same folder), so the L1 runs and the table share it
-    assert pipeline.make_config(spec, objective="ce", lam=0.01, l1_from_ce=True) == \
-        pipeline.make_config(spec, objective="ce", lam=0.01)
-    l1 = pipeline.make_config(spec, objective="l1", lam=0.01, l1_from_ce=True)
-    assert l1.l1_from_ce and l1 != pipeline.make_config(spec, objective="l1", lam=0.01)
+    assert recipe.config(spec, objective="ce", lam=0.01) == plain.config(spec, objective="ce", lam=0.01)
+    l1 = recipe.config(spec, objective="l1", lam=0.01)
+    assert l1.l1_from_ce and l1 != plain.config(spec, objective="l1", lam=0.01)
     with pytest.raises(Exception, match="l1_from_ce"):
         TrainConfig(l1_from_ce="yes")
 
@@ -524,13 +521,12 @@ def test_an_l1_run_with_l1_from_ce_starts_from_the_weights_of_its_ce_run(zoo, di
         return real_train(spec, train_params, val_params, data, config, *args, **kwargs)
 
     monkeypatch.setattr(pipeline.runs, "train", spy)
-    settings = dict(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu", skip_untrained=True)
-    result = pipeline.train_metanet(tmp_path, zoo, digits, objective="l1", lam=0.01, progress=False,
-                                    l1_from_ce=True, **settings)
+    plain = tiny_recipe(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu", skip_untrained=True)
+    recipe = plain.with_train(l1_from_ce=True)
+    result = pipeline.train_metanet(tmp_path, zoo, digits, recipe, objective="l1", lam=0.01, progress=False)
     assert [lam for lam, _ in seen] == [0.0, 0.01]  # the CE run was trained first, then the L1 run from it
     assert seen[0][1] is None
-    ce_config = pipeline.make_config(zoo.spec, objective="ce", lam=0.0, **settings)
-    ce_folder = pipeline.run_dir(tmp_path, zoo.spec.family, "ce", "sign", 0, ce_config)
+    ce_folder = pipeline.run_dir(tmp_path, zoo.spec.family, "ce", recipe.config(zoo.spec, objective="ce"))
     assert (ce_folder / "result.json").is_file() and result.out_dir != ce_folder
     ce_state = load_model(ce_folder / "best.pt", spec=zoo.spec).state_dict()
     init = seen[1][1]
@@ -538,12 +534,11 @@ def test_an_l1_run_with_l1_from_ce_starts_from_the_weights_of_its_ce_run(zoo, di
     assert json.loads((result.out_dir / "result.json").read_text())["config"]["l1_from_ce"] is True
     # a second L1 run reloads the finished CE run instead of training it again
     seen.clear()
-    pipeline.train_metanet(tmp_path, zoo, digits, objective="l1", lam=0.02, progress=False, l1_from_ce=True,
-                           **settings)
+    pipeline.train_metanet(tmp_path, zoo, digits, recipe, objective="l1", lam=0.02, progress=False)
     assert [lam for lam, _ in seen] == [0.02] and seen[0][1] is not None
     # negative control: without the switch an L1 run starts from a random initialisation
     seen.clear()
-    pipeline.train_metanet(tmp_path, zoo, digits, objective="l1", lam=0.01, progress=False, **settings)
+    pipeline.train_metanet(tmp_path, zoo, digits, plain, objective="l1", lam=0.01, progress=False)
     assert [(lam, init) for lam, init in seen] == [(0.01, None)]
 
 
@@ -594,13 +589,13 @@ def test_prefetch_runs_with_l1_from_ce_trains_the_ce_runs_first_each_once(monkey
     monkeypatch.setattr(pipeline.runs, "run_parallel", record)
     runs = [("cnn-tanh", "scalegmn", "l1", 0, 0.01), ("cnn-tanh", "scalegmn", "l1", 0, 0.02),
             ("mlp-tanh", "nfn", "ce", 0), ("cnn-tanh", "scalegmn", "ce", 0)]
-    args = dict(data={}, zoo={}, lam=0.007, workers=2, progress=False)
-    done = pipeline.prefetch_runs("out", runs, l1_from_ce=True, **args)
+    args = dict(data=pipeline.DataRecipe(), zoo=pipeline.ZooRecipe(8, 2), lam=0.007, workers=2, progress=False)
+    done = pipeline.prefetch_runs("out", runs, recipe=tiny_recipe(l1_from_ce=True), **args)
     assert calls == [[("cnn-tanh", "scalegmn", "ce", 0.007), ("mlp-tanh", "nfn", "ce", 0.007)],
                      [("cnn-tanh", "scalegmn", "l1", 0.01), ("cnn-tanh", "scalegmn", "l1", 0.02)]]
     assert len(done) == 4
     calls.clear()  # negative control: without the switch, one round in the order given
-    pipeline.prefetch_runs("out", runs, **args)
+    pipeline.prefetch_runs("out", runs, recipe=tiny_recipe(), **args)
     assert calls == [[("cnn-tanh", "scalegmn", "l1", 0.01), ("cnn-tanh", "scalegmn", "l1", 0.02),
                       ("mlp-tanh", "nfn", "ce", 0.007), ("cnn-tanh", "scalegmn", "ce", 0.007)]]
 
@@ -608,10 +603,10 @@ def test_prefetch_runs_with_l1_from_ce_trains_the_ce_runs_first_each_once(monkey
 def test_lam_sweep_tunes_the_sgd_reference_per_lambda_on_validation_networks(zoo, digits, tmp_path):
     from workbench.warmstart import tune_sgd_lr
 
-    settings = dict(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu", progress=False)
+    recipe = tiny_recipe(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu")
     grid = [1e-4, 0.3]
-    sweep = pipeline.lam_sweep(tmp_path, zoo, digits, [0.01, 0.03], sgd_epochs=(1,), sgd_lr=0.05, sgd_lr_grid=grid,
-                               sgd_networks=1, **settings)
+    sweep = pipeline.lam_sweep(tmp_path, zoo, digits, recipe, [0.01, 0.03], sgd_epochs=(1,), sgd_lr=0.05,
+                               sgd_lr_grid=grid, sgd_networks=1, progress=False)
     sgd = sweep[(sweep["kind"] == "sgd") & (sweep["epochs"] == 1)]
     assert len(sgd) == 2 and set(sgd["sgd_lr"]) <= set(grid) and set(sgd["label"]) == {"SGD (1 epoch)"}
     assert sweep.loc[sweep["kind"] != "sgd", "sgd_lr"].isna().all()
@@ -620,5 +615,5 @@ def test_lam_sweep_tunes_the_sgd_reference_per_lambda_on_validation_networks(zoo
     first = val.subset(mask=(val.meta["net_id"] == val.meta["net_id"].min()).to_numpy())
     for lam, lr in zip(sgd["lam"], sgd["sgd_lr"]):  # the tuner's own choice on the first validation network
         assert lr == tune_sgd_lr(zoo.spec, first.params, digits, lrs=grid, epochs=1, lam=lam)[0]
-    fixed = pipeline.lam_sweep(tmp_path, zoo, digits, [0.01], sgd_epochs=(1,), sgd_lr=0.05, **settings)
+    fixed = pipeline.lam_sweep(tmp_path, zoo, digits, recipe, [0.01], sgd_epochs=(1,), sgd_lr=0.05, progress=False)
     assert list(fixed.loc[fixed["kind"] == "sgd", "sgd_lr"]) == [0.05]  # no grid: the given rate

@@ -18,7 +18,7 @@ from workbench.graphs import (
     node_values,
     to_graph,
 )
-from workbench.nets import ACTIVATIONS, NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
+from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
 
 
 from strategies import net_specs  # noqa: E402  (shared with the other property tests)

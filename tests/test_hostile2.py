@@ -522,14 +522,16 @@ def test_truncated_result_json_resumes_the_run_with_a_reason(tmp_path, caplog):
         meta[col] = 0.5
     meta["optimizer"] = "sgd"
     zoo = Zoo(SPEC, params, meta, "tiny")
+    from recipes import tiny_recipe
+
     settings = {k: v for k, v in TINY.items() if k in ("batch_networks", "batch_images", "device")}
-    kwargs = dict(objective="ce", lam=0.0, progress=False, epochs=1, hidden=4, n_layers=1, **settings)
-    first = train_metanet(tmp_path, zoo, _data(), **kwargs)
+    recipe = tiny_recipe(epochs=1, hidden=4, n_layers=1, **settings)
+    first = train_metanet(tmp_path, zoo, _data(), recipe, progress=False)
     result = first.out_dir / "result.json"
     result.write_text(result.read_text()[:20])
     assert wio.run_result_problem(first.out_dir).startswith("JSONDecodeError")
     with caplog.at_level("WARNING"):
-        again = train_metanet(tmp_path, zoo, _data(), **kwargs)
+        again = train_metanet(tmp_path, zoo, _data(), recipe, progress=False)
     assert "do not read back" in caplog.text and again.best_epoch == first.best_epoch
     assert wio.run_result_problem(first.out_dir) is None  # rewritten
 

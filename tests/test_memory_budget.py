@@ -125,12 +125,16 @@ def test_the_lambda_sweep_trains_its_sgd_networks_in_chunks_of_the_budget(monkey
 
     data = tiny_cifar(n=32)
     zoo = generate(CIFAR_CNN, data, 40, epochs=1, checkpoints=[], seed=0, progress=False)  # 4 validation networks
-    chunks, real = [], scaling.sgd_finetune
-    monkeypatch.setattr(scaling, "train_method", lambda *a, **k: SimpleNamespace(model=None))
+    from workbench import baselines
+    from workbench.nets import n_networks
+
+    sizes, real = [], baselines._train_chunk
+    monkeypatch.setattr(scaling, "train_metanet", lambda *a, **k: SimpleNamespace(model=None))
     monkeypatch.setattr(scaling, "one_shot", lambda model, spec, params: (params, 0.0))
-    monkeypatch.setattr(scaling, "sgd_finetune", lambda *a, **k: chunks.append(k["net_chunk"]) or real(*a, **k))
+    monkeypatch.setattr(baselines, "_train_chunk", lambda spec, p, *a, **k: sizes.append(n_networks(p)) or real(spec, p, *a, **k))
     monkeypatch.setenv(MEMORY_ENV, str(2.5 * 3.4e6 / GIB))  # about two networks' SGD step on 64 images
-    frame = scaling.lam_sweep(None, zoo, data, [0.01], sgd_epochs=(1,), progress=False)
+    frame = scaling.lam_sweep(None, zoo, data, None, [0.01], sgd_epochs=(1,), progress=False)
     n_val = int((zoo.meta["split"] == "val").sum())
-    assert chunks == [sgd_chunk(CIFAR_CNN, n_val, budget_bytes("cpu"), image_size=32)] and chunks[0] < n_val
+    chunk = sgd_chunk(CIFAR_CNN, n_val, budget_bytes("cpu"), image_size=32)
+    assert chunk < n_val and sum(sizes) == n_val and max(sizes) == chunk and len(sizes) > 1
     assert (frame["kind"] == "sgd").sum() == 1

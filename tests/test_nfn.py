@@ -2,7 +2,6 @@
 permutations (whole model and NP layer, positive and negative controls), no scale/sign equivariance (its rescale
 response), shapes, dtypes and failure modes of the API, training, checkpoints and the "nfn" methods of the pipeline."""
 import dataclasses
-import hashlib
 import json
 
 import pytest
@@ -17,7 +16,6 @@ from workbench.metanet import (NFN, MetanetConfig, NPLinear, ScaleGMN, count_par
                                rescale_response)
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
 from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
-from workbench.pipeline.methods import _method_settings  # private: the settings each method adds
 from workbench.ranges import PARAMS_RANGES
 from workbench.equivariance import assert_equivariant, equivariance_error
 from workbench.symmetry import group_for
@@ -267,37 +265,32 @@ def test_optimize_rejects_bad_params_like_scalegmn(case):
 
 
 # -- TrainConfig.model, training, checkpoints -----------------------------------------------------------------------
-#: ``TrainConfig().to_dict()`` as the code before MetanetConfig wrote it (one flat dict, ``model`` left out at its
-#: default): the form of every checkpoint config and run-folder digest written so far
-OLD_DEFAULT_DICT = {"lam": 0.0, "epochs": 20, "batch_networks": 32, "batch_images": 128, "lr": 0.001,
-                    "weight_decay": 0.01, "warmup_steps": 20, "grad_clip": 10.0, "hidden": 64, "n_layers": 4,
-                    "bidirectional": True, "symmetry": None, "dropout": 0.0, "seed": 0, "device": "auto", "amp": True,
-                    "val_images": None, "val_networks": None, "noise": 0.0, "group_augment": False,
-                    "augment_scales": (0.25, 4.0), "patience": None, "train_eval_networks": 128, "gate": True}
+#: a flat config as checkpoints written before ``model`` existed hold it (one flat dict without the field)
+OLD_FLAT = {"lam": 0.0, "epochs": 20, "batch_networks": 32, "batch_images": 128, "lr": 0.001, "weight_decay": 0.01,
+            "warmup_steps": 20, "grad_clip": 10.0, "hidden": 64, "n_layers": 4, "bidirectional": True, "symmetry": None,
+            "dropout": 0.0, "seed": 0, "device": "auto", "amp": True, "val_images": None, "val_networks": None,
+            "noise": 0.0, "group_augment": False, "augment_scales": (0.25, 4.0), "patience": None,
+            "train_eval_networks": 128, "gate": True}
 
 
 def as_model(config: TrainConfig, model: str) -> TrainConfig:
     return TrainConfig.from_dict({**config.to_dict(), "model": model})
 
 
-def test_model_field_keeps_old_digests_and_round_trips():
+def test_model_field_round_trips_and_keeps_nfn_and_gmn_runs_apart():
     config = TrainConfig()
-    assert "model" not in config.to_dict()  # the default is left out: ScaleGMN/GMN digests are those of before
-    old = OLD_DEFAULT_DICT
-    assert config.to_dict() == old
-    digest = lambda d: hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]  # noqa: E731
+    assert TrainConfig.from_dict(OLD_FLAT).meta.model == "scalegmn"  # a flat form from before the field
     spec = default_spec("mlp-tanh")
-    for method in ("scalegmn", "gmn", "gmn-aug"):
-        m = pipeline.METHODS[method]
-        cfg = pipeline.make_config(spec, objective="ce", lam=0.0, symmetry=m.symmetry, group_augment=m.group_augment)
-        old = {**OLD_DEFAULT_DICT, "symmetry": cfg.meta.symmetry, "group_augment": m.group_augment}
-        assert pipeline.run_dir("o", "mlp-tanh", "ce", cfg.meta.symmetry, 0, cfg).name.endswith(digest(old))
+    recipe = pipeline.Recipe()
+    folders = {m: pipeline.run_dir("o", "mlp-tanh", "ce", recipe.config(spec, method=m)).name
+               for m in ("scalegmn", "gmn", "gmn-aug", "nfn")}
+    assert len(set(folders.values())) == 4
     nfn = TrainConfig(meta=MetanetConfig(model="nfn", symmetry="none", hidden=4, n_layers=1))
     assert nfn.to_dict()["model"] == "nfn"
     assert TrainConfig.from_dict(json.loads(json.dumps(nfn.to_dict()))) == nfn
     assert TrainConfig.from_dict(config.to_dict()) == config
-    nfn_dir = pipeline.run_dir("o", "mlp-tanh", "ce", "none", 0, nfn)
-    gmn_dir = pipeline.run_dir("o", "mlp-tanh", "ce", "none", 0, as_model(nfn, "scalegmn"))
+    nfn_dir = pipeline.run_dir("o", "mlp-tanh", "ce", nfn)
+    gmn_dir = pipeline.run_dir("o", "mlp-tanh", "ce", as_model(nfn, "scalegmn"))
     assert nfn_dir != gmn_dir
     with pytest.raises(ConfigError, match="MetanetConfig.model"):
         TrainConfig.from_dict({"model": "transformer"})
@@ -380,19 +373,19 @@ def test_nfn_hidden_setting_matches_the_scalegmn_budget_and_only_touches_nfn():
     spec = default_spec("cnn-relu")
     base = dict(hidden=16, n_layers=2, bidirectional=True, gate=True)
     target = count_parameters(ScaleGMN.for_spec(spec, **base))
-    _, nfn = _method_settings("nfn", {**base, "nfn_hidden": "match"}, spec)
-    assert nfn["model"] == "nfn" and "nfn_hidden" not in nfn and nfn["hidden"] == matched_hidden(spec, target, 2)
+    recipe = pipeline.Recipe.from_values({f"meta_{k}": v for k, v in base.items()})
+    nfn = recipe.config(spec, method="nfn").meta
+    assert nfn.model == "nfn" and nfn.hidden == matched_hidden(spec, target, 2)
     count = lambda h: count_parameters(NFN.for_spec(spec, hidden=h, n_layers=2, gate=True))  # noqa: E731
-    assert abs(count(nfn["hidden"]) / target - 1) < 0.1  # within a few percent of ScaleGMN-B's budget
-    assert count(nfn["hidden"] + 1) > target > count(nfn["hidden"] - 1)  # the closest size, brute force
-    assert _method_settings("nfn-aug", {**base, "nfn_hidden": 7}, spec)[1]["hidden"] == 7
-    assert _method_settings("nfn", base, spec)[1]["hidden"] == nfn["hidden"]  # "match" is the default
+    assert abs(count(nfn.hidden) / target - 1) < 0.1  # within a few percent of ScaleGMN-B's budget
+    assert count(nfn.hidden + 1) > target > count(nfn.hidden - 1)  # the closest size, brute force
+    assert dataclasses.replace(recipe, nfn_hidden=7).config(spec, method="nfn-aug").meta.hidden == 7
     for method in ("scalegmn", "gmn", "gmn-aug"):  # the other methods' settings (and run folders) are untouched
-        assert (_method_settings(method, {**base, "nfn_hidden": "match"}, spec)
-                == _method_settings(method, base, spec))
+        assert (dataclasses.replace(recipe, nfn_hidden=7).config(spec, method=method)
+                == recipe.config(spec, method=method))
     for bad in (0, "big", 2.5, True):
-        with pytest.raises(ValueError, match="nfn_hidden"):
-            _method_settings("nfn", {**base, "nfn_hidden": bad}, spec)
+        with pytest.raises(ConfigError, match="nfn_hidden"):
+            dataclasses.replace(recipe, nfn_hidden=bad)
     with pytest.raises(ValueError, match="positive"):
         matched_hidden(spec, 0, 2)
 
@@ -408,29 +401,31 @@ def zoo(digits):
     return generate(NetSpec.mlp((64, 4, 10), "tanh"), digits, 12, epochs=1, checkpoints=[0], seed=0, progress=False)
 
 
-def test_train_method_trains_and_reloads_the_nfn_methods(zoo, digits, tmp_path):
-    settings = dict(epochs=2, batch_networks=4, batch_images=32, hidden=4, n_layers=1, device="cpu",
-                    train_eval_networks=0, nfn_hidden=3)
+def test_train_metanet_trains_and_reloads_the_nfn_methods(zoo, digits, tmp_path):
+    from recipes import tiny_recipe
+
+    recipe = dataclasses.replace(tiny_recipe(epochs=2, batch_networks=4, batch_images=32, hidden=4, n_layers=1,
+                                             device="cpu", train_eval_networks=0), nfn_hidden=3)
+    run = dict(objective="ce", lam=0.0, seed=0)
     folders = {}
     for method in ("nfn", "nfn-aug"):
-        assert not pipeline.run_exists(tmp_path, zoo, method, objective="ce", lam=0.0, seed=0, **settings)
-        result = pipeline.train_method(tmp_path, zoo, digits, method, objective="ce", lam=0.0, seed=0,
-                                       progress=False, **settings)
+        assert not pipeline.run_exists(tmp_path, zoo, recipe, method=method, **run)
+        result = pipeline.train_metanet(tmp_path, zoo, digits, recipe, method=method, progress=False, **run)
         assert isinstance(result.model, NFN) and len(result.history) == 2
-        assert pipeline.run_exists(tmp_path, zoo, method, objective="ce", lam=0.0, seed=0, **settings)
+        assert pipeline.run_exists(tmp_path, zoo, recipe, method=method, **run)
         saved = json.loads((result.out_dir / "result.json").read_text())["config"]
         assert saved["model"] == "nfn" and saved["group_augment"] is (method == "nfn-aug") and saved["hidden"] == 3
         folders[method] = result.out_dir
-        again = pipeline.train_method(tmp_path, zoo, digits, method, objective="ce", lam=0.0, seed=0,
-                                      progress=False, **settings)  # reloaded from the run folder, not retrained
+        again = pipeline.train_metanet(tmp_path, zoo, digits, recipe, method=method, progress=False,
+                                       **run)  # reloaded from the run folder, not retrained
         assert isinstance(again.model, NFN) and again.history == result.history
         state = result.model.state_dict()
         assert all(torch.equal(state[k], v.to(state[k].device)) for k, v in again.model.state_dict().items())
     assert folders["nfn"] != folders["nfn-aug"]
     # the GMN run of the same settings would live elsewhere: NFN never reuses a GMN folder
-    assert not pipeline.run_exists(tmp_path, zoo, "gmn", objective="ce", lam=0.0, seed=0, **settings)
-    runs = pipeline.run_ablation(tmp_path, digits, {"mlp-tanh": zoo}, objectives=("ce",), n_seeds=1,
-                                 methods=("nfn", "nfn-aug"), progress=False, **settings).runs
+    assert not pipeline.run_exists(tmp_path, zoo, recipe, method="gmn", **run)
+    runs = pipeline.run_ablation(tmp_path, digits, {"mlp-tanh": zoo}, recipe, objectives=("ce",), n_seeds=1,
+                                 methods=("nfn", "nfn-aug"), progress=False).runs
     assert list(runs["method"]) == ["nfn", "nfn-aug"] and runs["finite"].all()
     assert list(runs["label"]) == ["NFN (perm. only)", "NFN + sym. aug."]
 
@@ -442,7 +437,7 @@ def test_matching_nfn_width_first_does_not_poison_the_cached_graph_layout():
 
     spec = NetSpec.mlp((5, 3, 2), "relu")
     _layout_cached.cache_clear()
-    _method_settings("nfn", dict(hidden=4, n_layers=1, bidirectional=True, gate=True), spec)
+    pipeline.Recipe.from_values({"meta_hidden": 4, "meta_n_layers": 1}).config(spec, method="nfn")  # matches widths
     layout = graph_layout(spec)
     assert layout.edge_index.device.type == "cpu" and not layout.edge_index.is_meta
     params = init_params(spec, 2, torch.Generator().manual_seed(0))

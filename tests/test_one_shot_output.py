@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -19,9 +18,9 @@ from workbench.nets import NetSpec, init_params
 from workbench.objective import evaluate
 from workbench.optimize import CheckpointError, TrainConfig, load_model, train
 from workbench.tools import NonFiniteOutput, optimize_zoo
-from workbench.zoo import Zoo, ZooError
+from workbench.zoo import Zoo
 
-from tiny import checkpoint, make_zoo, scaled
+from tiny import METANET, checkpoint, make_zoo, scaled
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +32,16 @@ def zoo_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, zoo_dir):
-    """``scrambled``: a metanetwork whose output changes the weights (and grows with their scale, as a trained
-    ReLU one shot does); ``identity``: an initial one, which returns its input."""
+    """``scrambled``: a metanetwork whose output changes the weights and, without the scale normalisation (as in the
+    ablation's or an older run's checkpoint), grows faster than the weights' scale; ``normalised``: the same with
+    ``scale_norm`` on (the default for ReLU), whose update is multiplied back by each network's scale;
+    ``identity``: an initial one, which returns its input."""
+    from dataclasses import replace
+
     folder, zoo = tmp_path_factory.mktemp("models"), Zoo.load(zoo_dir)
-    return {"scrambled": checkpoint(folder / "scrambled" / "best.pt", zoo, scramble=0.5),
+    plain = replace(METANET, meta=replace(METANET.meta, scale_norm=False))
+    return {"scrambled": checkpoint(folder / "scrambled" / "best.pt", zoo, scramble=0.5, config=plain),
+            "normalised": checkpoint(folder / "normalised" / "best.pt", zoo, scramble=0.5),
             "identity": checkpoint(folder / "identity" / "best.pt", zoo)}
 
 
@@ -69,6 +74,19 @@ def test_a_relu_zoo_far_from_the_usual_scale_is_refused_and_nothing_is_written(z
     assert _finite(Zoo.load(out).params) and len(Zoo.load(out)) == 8
 
 
+def test_with_the_scale_normalisation_the_far_zoo_gives_finite_weights_and_only_the_logits_overflow(
+        zoo_dir, models, tmp_path):
+    """The default ReLU metanet reads each network divided by its scale, so 1e15 weights give finite one-shot weights
+    of that scale (written without --evaluate); their float32 logits overflow, which --evaluate refuses."""
+    big = _saved(scaled(Zoo.load(zoo_dir), 1e15), tmp_path / "big")
+    optimize_zoo(models["normalised"], big, tmp_path / "out")
+    back = Zoo.load(tmp_path / "out")
+    assert _finite(back.params) and 1e13 < float(back.params[0][0].abs().max()) < 1e17
+    with pytest.raises(NonFiniteOutput, match=r"finite weights but NaN or infinite logits for 8 of 8"):
+        optimize_zoo(models["normalised"], big, tmp_path / "again", evaluate=True)
+    assert not (tmp_path / "again").exists()
+
+
 def test_one_bad_network_among_good_ones_is_named_then_dropped_on_request(zoo_dir, models, tmp_path, capsys):
     zoo = Zoo.load(zoo_dir)
     rows = [2, 5]
@@ -80,7 +98,7 @@ def test_one_bad_network_among_good_ones_is_named_then_dropped_on_request(zoo_di
     out = tmp_path / "kept"
     assert main(["optimize", str(models["scrambled"]), str(mixed), "--out", str(out), "--drop-nonfinite"]) == 0
     printed = capsys.readouterr().out
-    assert f"left out 2 of 8 networks whose one-shot output is not finite" in printed and names[0] in printed
+    assert "left out 2 of 8 networks whose one-shot output is not finite" in printed and names[0] in printed
     back = Zoo.load(out)
     assert len(back) == 6 and _finite(back.params)
     kept = [i for i in range(8) if i not in rows]

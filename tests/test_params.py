@@ -367,24 +367,22 @@ def test_every_training_key_of_the_notebooks_follows_the_meta_rule():
     maps to a setting (an unknown one would raise), with no rename table."""
     from workbench.metanet import MetanetConfig
     from workbench.optimize import TrainConfig
-    from workbench.pipeline import make_config, training_settings
+    from workbench.pipeline import Recipe
     from workbench.zoo import default_spec
 
     for nb in NOTEBOOKS[3:]:  # 04-07 train metanetworks
         declared = {k: v for k, v in declared_parameters(nb).items() if k.startswith("meta_") and k != "meta_extra"}
-        assert declared, nb.name
-        settings = training_settings({k: 1 for k in declared})
-        assert sorted(settings) == sorted(k[len("meta_"):] for k in declared)
-    cfg = make_config(default_spec("cnn-tanh"), objective="ce", lam=0.0,
-                      **training_settings({"meta_hidden": 8, "meta_n_layers": 3, "meta_batch_networks": 4,
-                                           "meta_val_networks": 12, "device": "cpu", "n_networks": 99}))
+        assert declared and "meta_extra" in declared_parameters(nb), nb.name
+        assert set(k[len("meta_"):] for k in declared) <= set(Recipe.setting_names()), nb.name
+    cfg = Recipe.from_values({"meta_hidden": 8, "meta_n_layers": 3, "meta_batch_networks": 4, "meta_val_networks": 12,
+                              "device": "cpu", "n_networks": 99}).config(default_spec("cnn-tanh"))
     assert cfg.meta == MetanetConfig(hidden=8, n_layers=3, symmetry="sign")
     assert (cfg.batch_networks, cfg.val_networks, cfg.device) == (4, 12, "cpu")
     assert TrainConfig().meta == MetanetConfig()  # one set of defaults
     with pytest.raises(ValueError, match=r"'meta_layers' sets no training setting; valid keys are .*'meta_n_layers'"):
-        training_settings({"meta_layers": 2})
+        Recipe.from_values({"meta_layers": 2})
     with pytest.raises(ValueError, match="'meta_seed' sets no training setting"):
-        training_settings({"meta_seed": 2})  # the seed is a run-wide key
+        Recipe.from_values({"meta_seed": 2})  # the seed is a run-wide key
 
 
 def test_train_from_params_reads_the_file_not_notebook_04s_defaults(write):

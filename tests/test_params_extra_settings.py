@@ -10,9 +10,8 @@ import pytest
 
 from workbench.memory import MEMORY_ENV
 from workbench.params import ParamsError, declared_parameters, list_notebooks, load_params, notebook_key
-from workbench.pipeline import training_settings
+from workbench.pipeline import Recipe
 from workbench.runner import _memory_environment
-from workbench.train_config import TrainConfig
 
 from test_params import write_notebook
 
@@ -44,8 +43,7 @@ def test_training_settings_without_a_parameter_reach_notebooks_through_meta_extr
     params = load_params(path, trainers, selected=[a])
     assert params.for_notebook(a, declared_parameters(a)) == {
         "meta_epochs": 3, "meta_extra": {"meta_val_images": 512, "meta_train_eval_networks": 0, "meta_grad_clip": 1.0}}
-    settings = training_settings({"meta_epochs": 3, **params.for_notebook(a, declared_parameters(a))["meta_extra"]})
-    config = TrainConfig.from_dict(settings)
+    config = Recipe.from_values({"meta_epochs": 3, **params.for_notebook(a, declared_parameters(a))}).train
     assert (config.val_images, config.train_eval_networks, config.grad_clip, config.epochs) == (512, 0, 1.0, 3)
     # a notebook that trains metanetworks but cannot take them would silently train without them
     with pytest.raises(ParamsError, match=r"meta_train_eval_networks in .* notebook 05_b.ipynb has no parameter for "

@@ -12,6 +12,8 @@ from workbench.results import TIME_COLUMNS
 from workbench.nets import NetSpec
 from workbench.zoo import generate
 
+from recipes import tiny_recipe
+
 SPEC = NetSpec.mlp((64, 4, 10), "relu")
 TINY = dict(epochs=1, hidden=8, n_layers=1, batch_networks=8)
 
@@ -31,9 +33,10 @@ def test_the_same_seed_gives_the_same_zoo_bit_for_bit(digits):
 
 def test_the_same_run_twice_gives_the_same_metanet_and_the_same_results(digits, tmp_path):
     zoo = generate(SPEC, digits, 16, epochs=2, checkpoints=[0, 1], seed=0, progress=False)
-    runs = [pipeline.family_results(tmp_path / name, "mlp-relu", zoo, digits, lam=0.005, seed=0, sgd_epochs=(1,),
+    runs = [pipeline.family_results(tmp_path / name, "mlp-relu", zoo, digits, tiny_recipe(**TINY), lam=0.005, seed=0,
+                                    sgd_epochs=(1,),
                                     finetune_epochs=1, methods=("scalegmn",), sgd_lr_grid=(0.03, 0.1),
-                                    sequential_sample=0, progress=False, **TINY) for name in ("a", "b")]
+                                    sequential_sample=0, progress=False) for name in ("a", "b")]
     states = [torch.load(next((tmp_path / name / "metanet").glob("*/ce-*/best.pt")), weights_only=True)["model"]
               for name in ("a", "b")]
     assert states[0].keys() == states[1].keys()

@@ -128,15 +128,18 @@ def test_the_normalised_model_is_equivariant_far_from_unit_scale(family):
     assert_equivariant(update, spec, params, "perm+scale", n_elements=3, generator=torch.Generator().manual_seed(5))
 
 
-def test_scale_norm_is_in_the_flat_form_only_where_it_changes_the_model():
+def test_scale_norm_round_trips_and_a_run_from_before_it_reads_as_off():
     relu = TrainConfig(meta=MetanetConfig(symmetry="scale"))
     assert relu.to_dict()["scale_norm"] is True and TrainConfig.from_dict(relu.to_dict()) == relu
     old = {k: v for k, v in relu.to_dict().items() if k != "scale_norm"}  # a ReLU run from before the field
     assert TrainConfig.from_dict(old).meta.scale_norm is False
-    assert "scale_norm" not in TrainConfig(meta=MetanetConfig(symmetry="scale", scale_norm=False)).to_dict()
-    for other in ("sign", "none", None):  # no effect there (None: chosen from the spec): digests as before
-        assert "scale_norm" not in TrainConfig(meta=MetanetConfig(symmetry=other)).to_dict()
-    assert "scale_norm" not in TrainConfig(meta=MetanetConfig(model="nfn", symmetry="none")).to_dict()
+    off = TrainConfig(meta=MetanetConfig(symmetry="scale", scale_norm=False))
+    assert TrainConfig.from_dict(off.to_dict()) == off and off.digest() != relu.digest()
+    # the digest leaves out fields at their default: turning the default on again names the same run
+    assert relu.digest() == TrainConfig(meta=MetanetConfig(symmetry="scale", scale_norm=True)).digest()
+    for other in ("sign", "none", None):  # where the field has no effect, a flat form without it stays as it was
+        flat = {k: v for k, v in TrainConfig(meta=MetanetConfig(symmetry=other)).to_dict().items() if k != "scale_norm"}
+        assert TrainConfig.from_dict(flat).meta.scale_norm is True
 
 
 def test_a_model_without_the_normalisation_cannot_load_silently_into_one_with_it():

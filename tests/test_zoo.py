@@ -14,7 +14,7 @@ import workbench.zoo.generation as zoo_mod  # load_or_generate looks generate up
 from workbench.data import Dataset, load_digits_data
 from workbench.forward_pass import forward
 from workbench.interop import to_module
-from workbench.nets import NetSpec, flatten_params, init_params, select, small_cnn_zoo_spec
+from workbench.nets import flatten_params, init_params, small_cnn_zoo_spec
 from workbench.nets import unflatten_params
 from workbench.viz.zoo import accuracy_distribution_figure, accuracy_table, hparam_accuracy_figure
 from workbench.zoo import (

@@ -44,12 +44,12 @@ def scaled(zoo: Zoo, factor: float, dtype: torch.dtype | None = None, rows=None)
     return Zoo(zoo.spec, params, zoo.meta, zoo.dataset, zoo.split_seed, dict(zoo.info))
 
 
-def checkpoint(path: Path, zoo: Zoo, scramble: float = 0.0, edit=None) -> Path:
+def checkpoint(path: Path, zoo: Zoo, scramble: float = 0.0, edit=None, config: TrainConfig = METANET) -> Path:
     """An untrained metanetwork for ``zoo`` written at ``path`` like ``best.pt``. At initialisation the metanet returns
     its input; ``scramble`` adds Gaussian noise of that size to every weight so that it does not. ``edit(state)``
     may tamper with the state dict before it is saved."""
     torch.manual_seed(0)
-    model = build_model(zoo.spec, METANET).fit_normalization(zoo.params)
+    model = build_model(zoo.spec, config).fit_normalization(zoo.params)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(scramble * torch.randn_like(p))
@@ -57,7 +57,7 @@ def checkpoint(path: Path, zoo: Zoo, scramble: float = 0.0, edit=None) -> Path:
     if edit is not None:
         edit(state)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"spec": zoo.spec.to_dict(), "config": METANET.to_dict(), "model": state}, path)
+    torch.save({"spec": zoo.spec.to_dict(), "config": config.to_dict(), "model": state}, path)
     return path
 
 

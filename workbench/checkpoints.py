@@ -200,7 +200,8 @@ def _resume_checkpoint(path: Path, device, spec: NetSpec, config: TrainConfig) -
     and config, weights that fit) and the resume fields' types; a CheckpointError names what is wrong."""
     load_model(path, map_location="cpu")
     ckpt = torch.load(path, map_location=device, weights_only=True)
-    if ckpt["config"] != config.to_dict() or ckpt["spec"] != spec.to_dict():
+    # the same configuration, whichever flat form stored it (a checkpoint of an earlier version lacks later fields)
+    if TrainConfig.from_dict(ckpt["config"]) != config or ckpt["spec"] != spec.to_dict():
         raise CheckpointError(f"{path} was written by a different configuration or architecture; "
                               "delete it or use another output folder to start afresh")
     for key, kind in _RESUME_FIELDS.items():

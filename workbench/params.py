@@ -20,7 +20,7 @@ number YAML reads as an integer (``04:`` without quotes) and a file over :data:`
 
 The metanetwork's training settings follow one rule: ``meta_<name>`` sets the field ``<name>`` of
 :class:`~workbench.optimize.TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig` (``meta_hidden``,
-``meta_n_layers``, ``meta_batch_networks``, ...; :func:`workbench.pipeline.training_settings` applies it); ``seed``,
+``meta_n_layers``, ``meta_batch_networks``, ...; :meth:`workbench.pipeline.Recipe.from_values` applies it); ``seed``,
 ``lam`` and ``device`` are run-wide keys. A ``meta_<name>`` key that no notebook declares as a parameter of its own
 (``meta_val_images``, ``meta_grad_clip``, ...) reaches the notebooks through their ``meta_extra`` parameter (a dict of
 such keys, :data:`EXTRA_SETTINGS`); a notebook that trains metanetworks without declaring it is an error, so no
@@ -402,21 +402,17 @@ def _check_shared_key(path: Path, key: str, value, declared: dict, all_keys: set
 
 
 def extra_setting(key) -> bool:
-    """Is ``key`` a ``meta_<name>`` training setting (:func:`workbench.pipeline.training_settings`' rule)?"""
+    """Is ``key`` a ``meta_<name>`` training setting (:meth:`workbench.pipeline.Recipe.from_values`' rule)?"""
     return isinstance(key, str) and key.startswith("meta_") and key[len("meta_"):] in _training_setting_names()
 
 
 @lru_cache(maxsize=1)
 def _training_setting_names() -> frozenset:
-    """The ``<name>`` of every ``meta_<name>`` key: TrainConfig and MetanetConfig fields (and ``mlp_epochs``), less
-    the run-wide ones and those a method chooses (imported here, only when a file uses such a key: it loads PyG)."""
-    import dataclasses
+    """The ``<name>`` of every ``meta_<name>`` key (:meth:`workbench.pipeline.Recipe.setting_names`; imported here,
+    only when a file uses such a key: it loads PyG)."""
+    from .pipeline.recipe import Recipe
 
-    from .metanet.config import META_FIELDS
-    from .train_config import TrainConfig
-
-    own = {f.name for f in dataclasses.fields(TrainConfig)} - {"meta"}
-    return frozenset((own | set(META_FIELDS) | {"mlp_epochs"}) - {"lam", "seed", "device", "symmetry", "model"})
+    return frozenset(Recipe.setting_names())
 
 
 def _check_extra_setting(path, label: str, key: str, value) -> None:
@@ -497,7 +493,7 @@ def _check_reaches(path: Path, nb: Path, declared: dict, params: RunParams) -> N
     if extra and trains and EXTRA_SETTINGS not in declared:
         raise ParamsError(f"{extra[0]} in {path} is a training setting that notebook {nb.name} has no parameter for "
                           f"(neither {extra[0]!r} nor {EXTRA_SETTINGS!r}), so its metanetworks would train without it; "
-                          f"add `{EXTRA_SETTINGS} = {{}}` to its parameters cell and pass it to training_settings, or "
+                          f"add `{EXTRA_SETTINGS} = {{}}` to its parameters cell (Recipe.from_values reads it), or "
                           f"run without that notebook (--only)")
     if params.shared.get("zoo_steps", own.get("zoo_steps")) is not None and "zoo_path" in declared \
             and "zoo_steps" not in declared:

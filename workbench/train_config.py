@@ -3,7 +3,8 @@
 :class:`TrainConfig` holds the optimization settings and, as ``meta``, the frozen
 :class:`~workbench.metanet.MetanetConfig` of the metanetwork (nanoGPT's ``GPT(config)``: :func:`build_model` builds
 the model from it). Its flat dict form (:meth:`TrainConfig.to_dict`) is what checkpoints store and run-folder
-digests hash, so it must stay stable: a changed form would move every run to a new folder.
+digests hash (:meth:`TrainConfig.digest`: every field at its default left out, by one rule, so a field added later
+with a default changes no digest).
 """
 from __future__ import annotations
 
@@ -21,18 +22,9 @@ from .ranges import check_train_config
 __all__ = ["TrainConfig", "MetanetConfig", "build_model", "cpu_has_native_bf16", "resolve_cpu_amp",
            "AUTO_BF16_MIN_HIDDEN"]
 
-#: MetanetConfig fields that came after the run digests were fixed: the flat form leaves them out at their defaults,
-#: so a ScaleGMN run keeps the folder (and checkpoint config) it had before they existed
-_LEFT_OUT_AT_DEFAULT = ("model", "out_scale_init", "io_embed")
-#: TrainConfig fields that came after the run digests were fixed, likewise left out at their defaults
-_OWN_LEFT_OUT_AT_DEFAULT = ("skip_untrained", "l1_from_ce", "compile", "cpu_amp")
-#: MetanetConfig.scale_norm changes only a ScaleGMN of positive-scale symmetry; in the flat form it appears only there,
-#: and only when on (the model of every run trained before it existed had it off: such a flat form still means off)
+#: MetanetConfig.scale_norm changes only a ScaleGMN of positive-scale symmetry; a flat form written before it existed
+#: (no such key) means off
 _SCALE_NORM = "scale_norm"
-#: values left out of the flat form besides the field's default: ``cpu_amp`` was False by default when the digests of
-#: every existing run were fixed (the notebooks still pass False), and is "auto" now; both keep a run's digest, and
-#: the precision a run trained in is in its history (``precision`` in metrics.jsonl)
-_ALSO_LEFT_OUT = {"cpu_amp": (False,)}
 
 
 @dataclass(frozen=True)
@@ -122,22 +114,21 @@ class TrainConfig:
             raise ConfigError(f"augment_scales must be a (low, high) pair with 0 < low <= high, got {scales!r}")
 
     def to_dict(self) -> dict:
-        """The flat form: this config's fields and ``meta``'s side by side (no name is in both), the form every
-        checkpoint and run-folder digest has stored since before :class:`MetanetConfig` existed. ``model``,
-        ``out_scale_init``, ``io_embed``, ``skip_untrained``, ``l1_from_ce``, ``compile`` and ``cpu_amp`` are left out
-        at their defaults (``cpu_amp`` also at False, its default until "auto"), so those digests stay the same;
-        ``scale_norm`` appears only where it changes the model (positive-scale symmetry) and is on."""
+        """The flat form: this config's fields and ``meta``'s side by side (no name is in both) -- what checkpoints
+        and run records store; :meth:`from_dict` reads it back (and any subset of it)."""
         d = dataclasses.asdict(self)
-        for name in _OWN_LEFT_OUT_AT_DEFAULT:
-            if d[name] == getattr(TrainConfig, name) or d[name] in _ALSO_LEFT_OUT.get(name, ()):
-                del d[name]
-        meta, defaults = d.pop("meta"), MetanetConfig()
-        for name in _LEFT_OUT_AT_DEFAULT:
-            if meta[name] == getattr(defaults, name):
-                del meta[name]
-        if not (_scale_norm_matters(meta) and meta[_SCALE_NORM]):
-            del meta[_SCALE_NORM]
+        meta = d.pop("meta")
         return {**d, **meta}
+
+    def digest(self) -> str:
+        """The run's identity for its folder name: the SHA-256 (first 8 hex digits) of the flat form *without every
+        field at its default* -- one rule, so that a field added later with a default changes no run's digest."""
+        import hashlib
+        import json
+
+        defaults = type(self)().to_dict()
+        changed = {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+        return hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -48,7 +48,7 @@ CHUNK_ELEMENTS = 2 ** 18
 
 @dataclass(frozen=True)
 class Layered:
-    """The layered structure of one architecture's graph (what ``edge_index`` holds in the PyG path).
+    r"""The layered structure of one architecture's graph (what ``edge_index`` holds in the PyG path).
 
     Edge features of a batch are one tensor ``e (B, E, d)`` in PyG's edge order (weight layer by weight layer, each
     row-major ``(out, in)``); :meth:`edge_parts` views weight layer ``l``'s part as ``(B, n_{l+1}, n_l, d)``.

@@ -9,8 +9,10 @@ One module per concept:
 * :mod:`~workbench.pipeline.zoos`: the data set and the (cached) zoo of a family (:func:`get_data`,
   :func:`get_zoo`, :func:`prefetch_zoos`).
 * :mod:`~workbench.pipeline.methods`: the metanetworks compared (:data:`METHODS`) and their row labels.
-* :mod:`~workbench.pipeline.runs`: one run's config and folder, training or reloading it (:func:`train_method`),
-  many runs in parallel (:func:`prefetch_runs`) and the command-line training (:func:`train_from_params`).
+* :mod:`~workbench.pipeline.recipe`: what every run of a sequence shares, built once from the notebook's
+  parameters: :class:`DataRecipe`, :class:`ZooRecipe`, :class:`Recipe` (the TrainConfig template).
+* :mod:`~workbench.pipeline.runs`: one run's folder, training it or reloading it (:func:`train_metanet`), many runs
+  in parallel (:func:`prefetch_runs`) and the command-line training (:func:`train_from_params`).
 * :mod:`~workbench.pipeline.held_out`: the held-out networks every method is scored on (:func:`test_networks`).
 * :mod:`~workbench.pipeline.ablation`: notebook 05's ablation and its verdicts (:func:`run_ablation`).
 * :mod:`~workbench.pipeline.table`: notebook 06's results (:func:`family_results`): the table, matched compute, the
@@ -25,7 +27,6 @@ Folder layout under ``output_dir``::
     results/                              tables and per-method measurements
     figures/                              every figure as .json and .html (and .png when possible)
 """
-from ..optimize import load_model  # noqa: F401 -- notebook 04 reloads a run's best.pt as pipeline.load_model
 from .ablation import (
     OBJECTIVE_METRIC,
     Ablation,
@@ -40,18 +41,13 @@ from .ablation import (
 )
 from .held_out import gain_by_checkpoint, one_shot_gain, test_networks, trained_mask
 from .methods import METHODS, method_label
+from .recipe import OBJECTIVES, SETTINGS_PREFIX, DataRecipe, Recipe, ZooRecipe
 from .runs import (
-    OBJECTIVES,
-    RUN_WIDE_SETTINGS,
-    SETTINGS_PREFIX,
-    make_config,
     prefetch_runs,
     run_dir,
     run_exists,
     train_from_params,
     train_metanet,
-    train_method,
-    training_settings,
     training_splits,
 )
 from .scaling import lam_sweep, scaling_study, scaling_table, scaling_trend, subsample_train
@@ -71,19 +67,18 @@ __all__ = [
     # methods
     "METHODS",
     "method_label",
-    # runs
+    # recipes and runs
     "OBJECTIVES",
-    "RUN_WIDE_SETTINGS",
     "SETTINGS_PREFIX",
+    "DataRecipe",
+    "ZooRecipe",
+    "Recipe",
     "run_dir",
-    "make_config",
     "train_metanet",
     "train_from_params",
-    "training_settings",
     "training_splits",
     "prefetch_runs",
     "run_exists",
-    "train_method",
     # held_out
     "test_networks",
     "trained_mask",

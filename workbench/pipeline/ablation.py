@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import Dataset
-from ..metanet import MetanetConfig, count_parameters, rescale_response
+from ..metanet import count_parameters, rescale_response
 from ..optimize import one_shot
 from ..records import Family, RunKey
 from ..results import training_smoothness
@@ -26,7 +26,8 @@ from ..uncertainty import Bootstrap
 from ..zoo import Zoo
 from .held_out import test_networks
 from .methods import METHODS, method_label
-from .runs import OBJECTIVES, train_method
+from .recipe import OBJECTIVES, Recipe
+from .runs import train_metanet
 
 __all__ = ["OBJECTIVE_METRIC", "Ablation", "ablation_objectives", "run_ablation", "summarize_ablation", "symmetry_response",
            "initial_scores", "ablation_verdict", "kind_contrast", "ablation_conclusions"]
@@ -56,9 +57,10 @@ class Ablation:
     boots: dict = field(default_factory=dict)
 
 
-def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=OBJECTIVES, n_seeds: int = 3,
+def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], recipe: Recipe, *, objectives=OBJECTIVES,
+                 n_seeds: int = 3,
                  seed: int = 0, lam: float = 1e-3, methods=("scalegmn", "gmn", "gmn-aug"), eval_networks: int | None = None,
-                 progress: bool = True, objectives_for: dict | None = None, **settings) -> Ablation:
+                 progress: bool = True, objectives_for: dict | None = None) -> Ablation:
     """The metanetworks of ``methods`` (ScaleGMN, the symmetry-broken GMN, the GMN trained on randomly
     permuted/scaled copies of its training networks, ...) for every family x objective x seed, with the same
     architecture, budget and seeds; trained runs are cached in ``output_dir/metanet``. ``objectives_for``: a family's
@@ -68,16 +70,15 @@ def run_ablation(output_dir, data: Dataset, zoos: dict[str, Zoo], *, objectives=
     objectives_for = objectives_for or {}
     jobs = [(f, o, m) for f in zoos for o in objectives_for.get(f, objectives) for m in methods]
     out = Ablation(pd.DataFrame())
-    bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
     tests = {f: test_networks(z, eval_networks) for f, z in zoos.items()}
     out.boots = {f: Bootstrap(t.meta["net_id"].to_numpy(), seed=seed) for f, t in tests.items()}
     rows = []
     for family, objective, method in tqdm(jobs, desc="ablation runs", disable=not progress):
-        zoo, test, label = zoos[family], tests[family], method_label(method, bidirectional)
+        zoo, test, label = zoos[family], tests[family], method_label(method, recipe.bidirectional)
         outs, per_seed = [], []
         for s in range(seed, seed + n_seeds):
-            result = train_method(output_dir, zoo, data, method, objective=objective, lam=lam, seed=s,
-                                  progress=False, **settings)
+            result = train_metanet(output_dir, zoo, data, recipe, method=method, objective=objective, lam=lam, seed=s,
+                                   progress=False)
             new, seconds = one_shot(result.model, zoo.spec, test.params)
             outs.append(new)
             val_losses = [h["val_loss"] for h in result.history]
@@ -117,8 +118,8 @@ def summarize_ablation(runs):
     return summary
 
 
-def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], *, methods, lam: float, seed: int = 0,
-                      eval_networks: int | None = None, **settings):
+def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], recipe: Recipe, *, methods, lam: float,
+                      seed: int = 0, eval_networks: int | None = None):
     """Parameter count and scaling behaviour of each method's trained CE metanetwork (seed ``seed``), per family.
 
     For every held-out network a random function-preserving sign flip (tanh) or positive rescaling (ReLU) is
@@ -126,14 +127,13 @@ def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], *, method
     (:func:`workbench.metanet.rescale_response`): ~0 for an equivariant model, of order 1 for one that only knows
     permutations. Returns ``(summary, per_network)`` frames; the models are reloaded, or trained when missing."""
     summary, per_network = [], []
-    bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
     for family, zoo in zoos.items():
         test = test_networks(zoo, eval_networks)
         for method in methods:
-            result = train_method(output_dir, zoo, data, method, objective="ce", lam=lam, seed=seed, progress=False,
-                                  **settings)
+            result = train_metanet(output_dir, zoo, data, recipe, method=method, objective="ce", seed=seed,
+                                   progress=False)
             response = rescale_response(result.model, zoo.spec, test.params, torch.Generator().manual_seed(seed))
-            label = method_label(method, bidirectional)
+            label = method_label(method, recipe.bidirectional)
             summary.append({"family": family, "method": label, "parameters": count_parameters(result.model),
                             "response_median": float(response.median()), "response_max": float(response.max())})
             per_network += [{"family": family, "method": label, "response": float(r)} for r in response]

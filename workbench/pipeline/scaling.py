@@ -7,6 +7,7 @@ accuracy-vs-sparsity trade-off of the L1 objective and flags the largest lambda 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -15,17 +16,16 @@ import torch
 
 from ..baselines import sgd_finetune
 from ..data import Dataset
-from ..memory import budget_bytes, sgd_chunk
 from ..nets import map_params, n_networks
 from ..score import score
-from ..optimize import TrainConfig, one_shot, train
+from ..optimize import one_shot, train
 from ..parallel import run_parallel
 from ..warmstart import tune_sgd_lr
 from ..zoo import Zoo
 from .held_out import test_networks
 from .methods import epochs_text
-from .runs import make_config, train_method, training_splits
-from .zoos import get_data, get_zoo
+from .recipe import DataRecipe, Recipe, ZooRecipe
+from .runs import train_metanet, training_splits
 
 __all__ = ["subsample_train", "scaling_study", "scaling_table", "scaling_trend", "lam_sweep"]
 
@@ -47,18 +47,20 @@ def subsample_train(zoo: Zoo, n_train_networks: int, seed: int = 0) -> Zoo:
 
 def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     """Worker side of :func:`scaling_study`: one (size, seed) point."""
-    data = get_data(**job["data"])
-    zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
-    n, s, settings = job["size"], job["seed"], job["settings"]
+    data = job["data"].load()
+    zoo = job["zoo"].load(job["output_dir"], job["family"], data, progress=False, verbose=False)
+    n, s, recipe = job["size"], job["seed"], job["recipe"]
     test = test_networks(zoo, job["eval_networks"])
     before = score(test, data)
     before_val = score(test, data, split="val").value("acc")
     sub = subsample_train(zoo, n, seed=s)
-    splits = training_splits(sub, settings.get("skip_untrained", False))
+    splits = training_splits(sub, recipe.train.skip_untrained)
     n_entries = n_networks(splits["train"])
-    steps_per_epoch = max(1, n_entries // settings.get("batch_networks", TrainConfig().batch_networks))
+    steps_per_epoch = max(1, n_entries // recipe.train.batch_networks)
     epochs = max(1, math.ceil(job["steps"] / steps_per_epoch))  # at least the requested steps for every size
-    config = make_config(zoo.spec, objective="ce", lam=0.0, seed=s, **{**settings, "epochs": epochs})
+    # equal steps for every size: the epochs follow from them, and no early stop cuts a size short
+    config = dataclasses.replace(recipe, mlp_epochs=None).with_train(epochs=epochs, patience=None).config(
+        zoo.spec, objective="ce", seed=s)
     result = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False,
                    monitor={"test": test.params})
     after = score(test, data, one_shot(result.model, zoo.spec, test.params)[0])
@@ -77,8 +79,8 @@ def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     return row, curve
 
 
-def scaling_study(output_dir, family: str, *, data: dict, zoo: dict, sizes, seeds=(0, 1), steps: int,
-                  eval_networks: int | None = None, workers: int | None = None, progress: bool = True, **settings):
+def scaling_study(output_dir, family: str, *, data: DataRecipe, zoo: ZooRecipe, recipe: Recipe, sizes, seeds=(0, 1),
+                  steps: int, eval_networks: int | None = None, workers: int | None = None, progress: bool = True):
     """Held-out one-shot gain (CE objective, ScaleGMN) vs the number of training networks and vs training steps.
 
     For every size in ``sizes`` (training networks of the zoo of ``family``, each with all its checkpoints, drawn
@@ -86,15 +88,15 @@ def scaling_study(output_dir, family: str, *, data: dict, zoo: dict, sizes, seed
     differ in data, not in compute), its best epoch picked on the validation networks, and its one shot scored on
     the held-out test networks (:func:`test_networks`). Per epoch the held-out networks are also scored on the
     validation images (``test_gain_val_images``) for the gain-vs-steps curve; nothing is selected by them.
-    ``data``/``zoo``: keyword arguments of :func:`get_data`/:func:`get_zoo` (the zoo must exist); the points run in
-    ``workers`` processes.
+    ``data``/``zoo``/``recipe``: the sequence's recipes (the zoo must exist; the recipe's epochs, MLP epochs and
+    patience give way to the equal steps); the points run in ``workers`` processes.
 
     Returns ``(runs, curves)``: one row per (size, seed) with gains over all and over trained checkpoints, the best
     epoch and the generalisation gap (training-network minus validation-network loss at the best epoch); one row
     per (size, seed, epoch) with steps and the held-out gain.
     """
-    jobs = [{"output_dir": str(output_dir), "family": family, "data": dict(data), "zoo": dict(zoo), "size": int(n),
-             "seed": int(s), "steps": int(steps), "eval_networks": eval_networks, "settings": dict(settings)}
+    jobs = [{"output_dir": str(output_dir), "family": family, "data": data, "zoo": zoo, "recipe": recipe,
+             "size": int(n), "seed": int(s), "steps": int(steps), "eval_networks": eval_networks}
             for n in sizes for s in seeds]
     results = run_parallel(_scaling_job, jobs, workers=workers, desc=f"scaling study {family}", progress=progress,
                            label=lambda j: f"{j['size']} networks, seed {j['seed']}")
@@ -138,9 +140,9 @@ def scaling_trend(table: pd.DataFrame) -> list[str]:
 
 
 # -- choosing lambda for the L1 objective (notebook 07) ---------------------------------------------------------------
-def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_epochs=(5,), sgd_lr: float = 0.01,
-              sgd_lr_grid=None, sgd_networks: int = 32, eval_networks: int | None = None, max_acc_drop: float = 5.0,
-              progress: bool = True, **settings):
+def lam_sweep(output_dir, zoo: Zoo, data: Dataset, recipe: Recipe, lams, *, seed: int = 0, sgd_epochs=(5,),
+              sgd_lr: float = 0.01, sgd_lr_grid=None, sgd_networks: int = 32, eval_networks: int | None = None,
+              max_acc_drop: float = 5.0, progress: bool = True):
     """The accuracy-vs-sparsity trade-off of the L1 objective for every ``lam``, on the *validation* networks (the
     choice of lambda must not look at the test networks).
 
@@ -172,8 +174,8 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
     for lam in lams:
         rows.append(point("reference", "initial", lam, val.params))
         rows.append(point("reference", "zero", lam, map_params(torch.zeros_like, val.params)))
-        result = train_method(output_dir, zoo, data, "scalegmn", objective="l1", lam=lam, seed=seed, progress=progress,
-                              **settings)
+        result = train_metanet(output_dir, zoo, data, recipe, method="scalegmn", objective="l1", lam=lam, seed=seed,
+                               progress=progress)
         new, _ = one_shot(result.model, spec, val.params)
         rows.append(point("one_shot", "scalegmn", lam, new))
         lr = float(sgd_lr)
@@ -181,9 +183,8 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, lams, *, seed: int = 0, sgd_e
             tune_on = test_networks(val, sgd_networks, split="val")
             lr, _ = tune_sgd_lr(spec, tune_on.params, data, lrs=sgd_lr_grid, epochs=min(sgd_epochs), lam=lam,
                                 seed=seed)
-        chunk = sgd_chunk(spec, len(val), budget_bytes(val.device), image_size=data.image_shape[-1])
         runs = sgd_finetune(spec, val.params, data, epochs=tuple(sgd_epochs), lam=lam, lr=lr, seed=seed,
-                            progress=False, net_chunk=chunk)  # within the memory budget (workbench.memory)
+                            progress=False)  # chunked within the memory budget by default (workbench.memory)
         rows += [{**point("sgd", "sgd", lam, r.params, epochs=e), "sgd_lr": lr} for e, r in runs.items()]
     frame = pd.DataFrame(rows)
     if "sgd_lr" not in frame:

@@ -21,7 +21,6 @@ from ..amortization import best_lr, matched_compute, sgd_grid, step_grid, time_s
 from ..balance import balance_l1
 from ..baselines import sgd_finetune, time_one_at_a_time
 from ..data import Dataset
-from ..metanet import MetanetConfig
 from ..nets import Params, map_params
 from ..optimize import one_shot
 from ..parallel import run_parallel
@@ -32,9 +31,9 @@ from ..warmstart import tune_sgd_lr
 from ..zoo import Zoo
 from .held_out import gain_by_checkpoint, test_networks
 from .methods import epochs_text, method_label
-from .runs import OBJECTIVES, run_exists, train_method
+from .recipe import OBJECTIVES, DataRecipe, Recipe, ZooRecipe
+from .runs import run_exists, train_metanet
 from .verdict_rows import family_verdicts
-from .zoos import get_data, get_zoo
 
 __all__ = ["FamilyResults", "family_results", "results_for_families"]
 
@@ -81,10 +80,11 @@ class _Method:
     ce_model: object = None  # seed 0's trained CE metanet (timed against SGD, interleaved)
 
 
-def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: float, seed: int = 0, seeds: int = 1,
+def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, recipe: Recipe, *, lam: float, seed: int = 0,
+                   seeds: int = 1,
                    sgd_epochs=(25, 50, 100, 150), sgd_lr: float = 0.01, sgd_lr_grid=(), sgd_networks: int | None = None,
                    sequential_sample: int = 2, finetune_epochs: int = 5, methods=("scalegmn", "gmn"), reuse_only=(),
-                   progress: bool = True, **settings) -> FamilyResults:
+                   progress: bool = True) -> FamilyResults:
     """Every result of one family on the held-out networks :func:`test_networks` (``sgd_networks`` of them, all
     their checkpoints); rates and settings are chosen on as many validation networks, never on test networks.
 
@@ -98,15 +98,14 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
     one shot and from GMN-B's (the control, where it was trained) with SGD from the initial networks."""
     test, val = test_networks(zoo, sgd_networks), test_networks(zoo, sgd_networks, split="val")
     boot = Bootstrap(test.meta["net_id"].to_numpy(), draws=BOOTSTRAP_DRAWS, seed=seed)
-    bidirectional = settings.get("bidirectional", MetanetConfig().bidirectional)
     grid_lrs = tuple(dict.fromkeys(float(v) for v in (sgd_lr_grid or (sgd_lr,))))
     initial = score(test, data, lam=lam)
     rows = [table_row("Initial", "reference", "initial", boot=boot, ce=initial, l1=initial),
             table_row("All-zero network", "reference", "zero", boot=boot,
                       l1=score(test, data, map_params(torch.zeros_like, test.params), lam=lam))]
     shots = [m for m in (_one_shots(output_dir, zoo, data, test, val, key, lam=lam, seed=seed,
-                                    seeds=seeds if i == 0 else 1, reuse_only=reuse_only, bidirectional=bidirectional,
-                                    progress=progress, settings=settings) for i, key in enumerate(methods))
+                                    seeds=seeds if i == 0 else 1, reuse_only=reuse_only, recipe=recipe,
+                                    progress=progress) for i, key in enumerate(methods))
              if m.ce is not None or m.l1 is not None]
     step_seconds, shot_seconds = time_side_by_side(test, data, {m.key: m.ce_model for m in shots
                                                                 if m.ce_model is not None}, lr=grid_lrs[0], seed=seed)
@@ -163,18 +162,18 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, *, lam: flo
 
 
 def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: str, *, lam: float, seed: int,
-               seeds: int, reuse_only, bidirectional: bool, progress: bool, settings: dict) -> _Method:
+               seeds: int, reuse_only, recipe: Recipe, progress: bool) -> _Method:
     """``key``'s one shots of the test entries (timed: one warm-up call, then the whole batch) and, for CE, of the
     validation entries, with ``seeds`` CE seeds from ``seed`` and one L1 seed."""
-    method = _Method(key, method_label(key, bidirectional))
+    method = _Method(key, method_label(key, recipe.bidirectional))
     for objective in OBJECTIVES:
         outs, val_outs, seconds, trained, models = [], [], [], [], []
         for s in range(seed, seed + (seeds if objective == "ce" else 1)):
-            if key in reuse_only and not run_exists(output_dir, zoo, key, objective=objective, lam=lam, seed=s,
-                                                    **settings):
+            if key in reuse_only and not run_exists(output_dir, zoo, recipe, method=key, objective=objective, lam=lam,
+                                                    seed=s):
                 continue
-            result = train_method(output_dir, zoo, data, key, objective=objective, lam=lam, seed=s, progress=progress,
-                                  **settings)
+            result = train_metanet(output_dir, zoo, data, recipe, method=key, objective=objective, lam=lam, seed=s,
+                                   progress=progress)
             one_shot(result.model, zoo.spec, map_params(lambda t: t[:1], test.params))  # warm-up, not timed
             new, t = one_shot(result.model, zoo.spec, test.params)
             outs.append(new)
@@ -305,16 +304,17 @@ def _training_zoo_seconds(zoo: Zoo) -> float:
     return float(seconds) * float(ids.get("train", 0)) / float(ids.sum())
 
 
-def results_for_families(output_dir, families, *, data: dict, zoo: dict, per_family: dict | None = None,
-                         workers: int | None = None, progress: bool = True, **kwargs) -> dict[str, FamilyResults]:
+def results_for_families(output_dir, families, *, data: DataRecipe, zoo: ZooRecipe, recipe: Recipe,
+                         per_family: dict | None = None, workers: int | None = None, progress: bool = True,
+                         **kwargs) -> dict[str, FamilyResults]:
     """:func:`family_results` for every family of ``families``, one family per worker process (the SGD baselines
     and the warm start, the cost of notebook 06 once the metanets exist, are independent per family).
 
-    ``data``/``zoo``: keyword arguments of :func:`get_data`/:func:`get_zoo`; ``per_family``: extra keyword
-    arguments of one family (e.g. its ``methods``); ``kwargs``: those shared by all. Timings inside are taken
+    ``data``/``zoo``/``recipe``: the sequence's recipes; ``per_family``: extra keyword arguments of
+    :func:`family_results` for one family (e.g. its ``methods``); ``kwargs``: those shared by all. Timings inside are taken
     while the other worker runs too (``workers`` families at a time), for one shot and SGD alike."""
     per_family = per_family or {}
-    jobs = [{"output_dir": str(output_dir), "family": f, "data": dict(data), "zoo": dict(zoo),
+    jobs = [{"output_dir": str(output_dir), "family": f, "data": data, "zoo": zoo, "recipe": recipe,
              "kwargs": {**kwargs, **per_family.get(f, {})}} for f in families]
     results = run_parallel(_family_job, jobs, workers=workers, desc="results", progress=progress,
                            label=lambda j: j["family"])
@@ -322,6 +322,6 @@ def results_for_families(output_dir, families, *, data: dict, zoo: dict, per_fam
 
 
 def _family_job(job: dict) -> FamilyResults:
-    data = get_data(**job["data"])
-    zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
-    return family_results(job["output_dir"], job["family"], zoo, data, progress=False, **job["kwargs"])
+    data = job["data"].load()
+    zoo = job["zoo"].load(job["output_dir"], job["family"], data, progress=False, verbose=False)
+    return family_results(job["output_dir"], job["family"], zoo, data, job["recipe"], progress=False, **job["kwargs"])

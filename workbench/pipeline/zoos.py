@@ -64,16 +64,16 @@ def get_zoo(output_dir: str | os.PathLike, family: str, data: Dataset | None, *,
 
 
 def _zoo_job(job: dict) -> str:
-    data = get_data(**job["data"])
-    zoo = get_zoo(job["output_dir"], job["family"], data, progress=False, verbose=False, **job["zoo"])
-    return repr(zoo)
+    data = job["data"].load()
+    return repr(job["zoo"].load(job["output_dir"], job["family"], data, progress=False, verbose=False))
 
 
-def prefetch_zoos(output_dir, families, *, data: dict, zoo: dict, workers: int | None = None,
-                  progress: bool = True) -> list[str]:
+def prefetch_zoos(output_dir, families, *, data, zoo, workers: int | None = None, progress: bool = True) -> list[str]:
     """Generate (or find cached) the zoos of ``families`` in parallel processes, one family per process; the
-    notebook's own :func:`get_zoo` calls then load them. Same seed, same zoo, whichever process made it."""
-    jobs = [{"output_dir": str(output_dir), "family": f, "data": dict(data), "zoo": dict(zoo)} for f in families]
+    notebook's own loads (``zoo.load(...)``) then read them. ``data``/``zoo``: the sequence's
+    :class:`~workbench.pipeline.recipe.DataRecipe` and :class:`~workbench.pipeline.recipe.ZooRecipe`. Same seed, same
+    zoo, whichever process made it."""
+    jobs = [{"output_dir": str(output_dir), "family": f, "data": data, "zoo": zoo} for f in families]
     return run_parallel(_zoo_job, jobs, workers=workers, desc="zoos", progress=progress, label=lambda j: j["family"])
 
 
