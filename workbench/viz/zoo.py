@@ -162,7 +162,9 @@ def _strongest_sentence(rows: pd.DataFrame, hparams: Sequence[str], metric: str)
 
 
 def accuracy_table(zoos, metric: str = "test_acc") -> pd.DataFrame:
-    """min / median / mean / max of ``metric`` per family and checkpoint epoch (a tidy table for display)."""
+    """min / median / mean / max of ``metric`` per family and checkpoint epoch (a tidy table for display);
+    accuracies in %, like every figure and table of the workbench."""
     meta = combined_meta(zoos)
-    table = meta.groupby(["family", "epoch"], sort=False)[metric].agg(["count", "min", "median", "mean", "max"])
+    values = meta.assign(**{metric: meta[metric] * _percent(metric)})
+    table = values.groupby(["family", "epoch"], sort=False)[metric].agg(["count", "min", "median", "mean", "max"])
     return table.astype({"count": np.int64})
