@@ -172,12 +172,19 @@ def toeplitz_figure(
     fig.update_layout(height=480, margin=dict(t=130),
                       title="Doubly-block-Toeplitz view: only per-channel scales stay convolutions<br>"
                             "<sup>distance = relative Frobenius distance to the nearest convolution</sup>")
-    set_caption(fig, f"One conv layer ({n_out} x {n_in} channels, {k} x {k} kernels) unrolled to its "
-                     f"{matrix.shape[0]} x {matrix.shape[1]} matrix. Scaling every output channel keeps it a "
-                     f"convolution (distance {dist['per_channel']:.1e}); scaling every output neuron separately moves "
-                     f"it {dist['per_position']:.2f} (relative) away from the nearest convolution: a CNN can only "
-                     "rescale whole channels.")
-    return fig, dist
+    return set_caption(fig, _toeplitz_caption(weight.shape, matrix.shape, dist)), dist
+
+
+def _toeplitz_caption(kernel_shape, matrix_shape, dist: dict[str, float]) -> str:
+    n_out, n_in, k, _ = kernel_shape
+
+    def effect(distance: float) -> str:
+        return (f"keeps it a convolution (distance {distance:.1e})" if distance < 1e-6 else
+                f"moves it {distance:.2f} (relative) away from the nearest convolution")
+
+    return (f"One conv layer ({n_out} x {n_in} channels, {k} x {k} kernels) unrolled to its {matrix_shape[0]} x "
+            f"{matrix_shape[1]} matrix. Scaling every output channel {effect(dist['per_channel'])}; scaling every "
+            f"output neuron separately {effect(dist['per_position'])}.")
 
 
 def directions_figure(spec: NetSpec) -> go.Figure:

@@ -224,5 +224,5 @@ def _symmetry_caption(per_network) -> str:
     families = list(dict.fromkeys(per_network["family"]))
     return (f"Each point: one held-out network of {names(families)} and a copy of it with the same function "
             "(rescaled or sign-flipped weights); y: how differently the metanet updates the two. Median over all "
-            "networks, lowest first: " + "; ".join(p[1] for p in parts) + ". A model built with the symmetry "
-            "updates both copies alike (0, or float rounding); one without it does not.")
+            "networks, lowest first: " + "; ".join(p[1] for p in parts) + ". A model equivariant to the "
+            "transformation gives 0 up to float rounding.")
