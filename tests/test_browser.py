@@ -8,7 +8,9 @@ symmetry sliders the printed ``max |delta logits|`` must stay at float rounding.
 Executed notebooks are checked as a reader sees them: notebooks 01, 02 and 04 run by ``python -m workbench run``
 (smoke params) and opened without running anything must show a drawn plotly snapshot for every explorer widget, no
 widget repr and no progress bar frozen at 0%; the run's ``index.html`` and the notebook pages it links must work
-with the network cut off.
+with the network cut off (no request may leave the machine) and draw their formulas as MathML. A small run folder
+with real figures (no JupyterLab needed) checks the index's thumbnails and captions and two figure pages: caption,
+and a back link that leads to the index.
 
 Marker ``browser`` (excluded from a bare ``pytest``; ``make test`` and ``.ci/run`` include it and install Chromium
 first). Without Chromium or Playwright the tests skip, except under ``CI=true``, where that is a failure. On a

@@ -185,7 +185,7 @@ def test_matched_compute_caption_reads_the_ratio_and_interval(reached):
                              "reached": reached, "max_steps": 2}])
     caption = caption_of(matched_compute_figure(curves, matched))
     if reached:
-        assert "mlp-tanh ScaleGMN-B 3.75 [2.5, 5]" in caption
+        assert "mlp-tanh ScaleGMN-B 3.8 [2.5, 5.0]" in caption  # to the precision of its interval
         assert "whole interval above 1: mlp-tanh ScaleGMN-B" in caption
     else:
         assert "SGD never reaches it within 2 steps" in caption

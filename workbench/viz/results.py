@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..captions import names, num, plural, set_caption, sig
+from ..captions import interval_text, names, plural, set_caption, sig
 from .style import METHOD_SYMBOLS, PALETTE, method_symbol
 
 __all__ = ["matched_compute_figure", "warm_start_figure", "symmetry_response_figure", "METHOD_SYMBOLS"]
@@ -78,8 +78,8 @@ def _matched_caption(matched) -> str:
     parts = []
     for _, m in matched.iterrows():
         if bool(m["reached"]):
-            parts.append(f"{m['family']} {m['method']} {sig(m['ratio_value'])} [{sig(m['ratio_lo'])}, "
-                         f"{sig(m['ratio_hi'])}] (SGD needs {sig(m['steps_value'])} steps)")
+            parts.append(f"{m['family']} {m['method']} {interval_text(m['ratio_value'], m['ratio_lo'], m['ratio_hi'])} "
+                         f"(SGD needs {sig(m['steps_value'])} steps)")
         else:
             parts.append(f"{m['family']} {m['method']}: SGD never reaches it within {int(m['max_steps'])} steps")
     cheaper = matched[matched["reached"].astype(bool) & (matched["ratio_lo"] > 1)]
@@ -164,8 +164,8 @@ def warm_start_figure(curves, warm, title: str = "Warm start: SGD from the one s
 
 def _warm_caption(warm) -> str:
     parts = [f"{w['family']} from {w.get('label', w['start'])}, {plural(w['epochs'], 'epoch')}: "
-             f"{num(w['difference_value'], 2, True)} [{num(w['difference_lo'], 2, True)}, "
-             f"{num(w['difference_hi'], 2, True)}] points, {w['outcome']}" for _, w in warm.iterrows()]
+             f"{interval_text(w['difference_value'], w['difference_lo'], w['difference_hi'])} points, {w['outcome']}"
+             for _, w in warm.iterrows()]
     return ("SGD started from the one shot against SGD started from the initial networks, each at the learning rate "
             "chosen for its start on validation networks; markers: the compared budgets with their 95 % intervals. "
             "Difference (from the one shot minus from the initial networks): " + "; ".join(parts) + ".")
