@@ -8,7 +8,9 @@ symmetry sliders the printed ``max |delta logits|`` must stay at float rounding.
 Executed notebooks are checked as a reader sees them: notebooks 01, 02 and 04 run by ``python -m workbench run``
 (smoke params) and opened without running anything must show a drawn plotly snapshot for every explorer widget, no
 widget repr and no progress bar frozen at 0%; the run's ``index.html`` and the notebook pages it links must work
-with the network cut off.
+with the network cut off (no request may leave the machine) and draw their formulas as MathML. A small run folder
+with real figures (no JupyterLab needed) checks the index's thumbnails and captions and two figure pages: caption,
+and a back link that leads to the index.
 
 Marker ``browser`` (excluded from a bare ``pytest``; ``make test`` and ``.ci/run`` include it and install Chromium
 first). Without Chromium or Playwright the tests skip, except under ``CI=true``, where that is a failure. On a
@@ -310,18 +312,27 @@ def test_executed_notebooks_show_static_figures_not_widget_reprs_or_frozen_bars(
                     or len(re.findall(r"metanet runs: 1/1 \(100%\)", text)) == 2), text[:3000]
 
 
+def _offline(page) -> list[str]:
+    """Refuse every request that leaves the machine and record it: the list must stay empty."""
+    remote: list[str] = []
+    page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None)
+    page.route("http*://**", lambda route: route.abort())
+    return remote
+
+
 def test_results_index_and_notebook_pages_work_offline(page, executed_run):
     """index.html (written by the run) links only files that exist, and the notebook pages it links draw their
-    figures with the run's own plotly.js while every network request is refused."""
+    figures with the run's own plotly.js and their formulas as MathML, with no request leaving the machine."""
     index = executed_run / "index.html"
     assert index.is_file()
-    page.route("http*://**", lambda route: route.abort())
+    remote = _offline(page)
     page.goto(index.as_uri())
     hrefs = page.locator("a[href]").evaluate_all("els => els.map(e => e.getAttribute('href'))")
     assert hrefs and not [h for h in hrefs if re.match(r"^[a-z]+:|^/", h)], hrefs
     from urllib.parse import unquote
 
-    assert all((executed_run / unquote(h)).is_file() for h in hrefs), hrefs
+    files = [h for h in hrefs if not h.startswith("#")]
+    assert all((executed_run / unquote(h)).is_file() for h in files), hrefs
     assert any(h.endswith("02_gauge_freedom.html") for h in hrefs) and any(h.startswith("figures/") for h in hrefs)
     page.goto((executed_run / "notebooks" / "02_gauge_freedom.html").as_uri())
     nb = json.loads((executed_run / "notebooks" / "02_gauge_freedom.ipynb").read_text())
@@ -331,3 +342,93 @@ def test_results_index_and_notebook_pages_work_offline(page, executed_run):
                            arg=n_figures, timeout=60_000)
     text = page.inner_text("body")
     assert "Interactive explorer" in text and "VBox(children" not in text
+    drawn = page.locator("math").evaluate_all("els => els.filter(e => e.getBoundingClientRect().width > 0).length")
+    assert drawn >= 10, f"formulas not drawn as MathML ({drawn})"
+    assert "\\tfrac" not in text and "$\\mathrm" not in text, "raw LaTeX left in the page"
+    assert not remote, f"the pages asked the network for {remote}"
+
+
+@pytest.fixture
+def plain_page(request, chromium, playwright_api):
+    """A headless Chromium page without JupyterLab (for the run's static pages)."""
+    browser = playwright_api.chromium.launch(
+        executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            except Exception:  # a crashed page cannot be photographed
+                pass
+        browser.close()
+
+
+@pytest.fixture
+def small_run(tmp_path, chromium) -> Path:
+    """A run folder with two real figures saved by save_figure, verdicts, and an executed notebook with formulas;
+    its index written with thumbnails drawn (the fixture's Chromium: WORKBENCH_CHROMIUM)."""
+    import nbformat
+    import pandas as pd
+
+    from workbench.index import write_index
+    from workbench.notebook import save_figure
+    from workbench.viz.results import symmetry_response_figure
+    from workbench.viz.training import lam_pareto_figure
+
+    from test_captions import _sweep
+
+    run = tmp_path / "small run"
+    (run / "results").mkdir(parents=True)
+    (run / "notebooks").mkdir()
+    (run / "params.json").write_text(json.dumps({"source": "params/tiny.yaml", "sections": {}, "git_revision": "abc"}))
+    per = pd.DataFrame({"family": ["mlp-tanh"] * 4, "method": ["ScaleGMN-B", "GMN-B (sym. broken)"] * 2,
+                        "response": [0.0, 1.2, 0.0, 0.9]})
+    save_figure(symmetry_response_figure(per), run, "05_symmetry_response", png=False)
+    save_figure(lam_pareto_figure(_sweep()), run, "07_lam_pareto", png=False)
+    (run / "results" / "verdicts.csv").write_text(
+        "family,claim,text,value,lo,hi,op,threshold,outcome,networks,seeds\n"
+        "mlp-tanh,ce_gain,one-shot gain on trained checkpoints (points),4.1,2.5,6.0,>,1,holds,8,1\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 02 · formulas\n\nThe tangent $\\tfrac{d}{dt} e^{t e_i}$ and $$J v = 0$$")]
+    nbformat.write(nb, run / "notebooks" / "02_formulas.ipynb")
+    (run / "notebooks" / ".02_formulas.done.json").write_text(json.dumps({"seconds": 1.0}))
+    os.environ["WORKBENCH_CHROMIUM"] = chromium
+    try:
+        write_index(run)
+    finally:
+        os.environ.pop("WORKBENCH_CHROMIUM", None)
+    return run
+
+
+def test_index_and_figure_pages_offline_with_captions_and_way_back(plain_page, small_run):
+    """The index shows the verdict, a drawn thumbnail and the computed caption of each figure; each figure page has
+    its title, caption and a back link that leads to the index; no page asks the network for anything."""
+    from workbench.captions import caption_of
+
+    page = plain_page
+    remote = _offline(page)
+    page.goto((small_run / "index.html").as_uri())
+    assert "one-shot gain on trained checkpoints" in page.locator("#verdicts ~ div.scroll").first.inner_text()
+    thumbs = page.locator("figure.card img")
+    assert thumbs.count() == 2
+    assert thumbs.evaluate_all("els => els.every(e => e.complete && e.naturalWidth > 300)"), "a thumbnail did not load"
+    for name in ("05_symmetry_response", "07_lam_pareto"):
+        caption = caption_of(json.loads((small_run / "figures" / f"{name}.json").read_text()))
+        card = page.locator(f"#fig-{name}")
+        assert caption and caption in card.inner_text()
+        card.locator("a.title").click()
+        page.wait_for_function("() => document.querySelector('.js-plotly-plot .main-svg')")
+        assert page.locator("h1").inner_text() and page.locator("p.caption").inner_text() == caption
+        page.locator("nav.back a").click()
+        page.wait_for_url("**/index.html")
+    assert page.title().startswith("Run small run")
+    page.goto((small_run / "notebooks" / "02_formulas.html").as_uri())
+    sizes = page.locator("math").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
+    assert len(sizes) == 2 and all(w > 0 for w in sizes), sizes
+    assert "tfrac" not in page.inner_text("body")
+    assert not remote, f"the pages asked the network for {remote}"

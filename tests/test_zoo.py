@@ -440,9 +440,10 @@ def test_zoo_figures(small_zoo, cnn_zoo):
     assert isinstance(fig, go.Figure) and [t.name for t in fig.data] == ["mlp-tanh", "cnn-relu"]
     assert len(fig.data[0].y) == len(small_zoo)
     fig = hparam_accuracy_figure(zoos)
-    assert isinstance(fig, go.Figure) and len(fig.data) == 2 * 6
+    assert isinstance(fig, go.Figure) and len(fig.data) == 2 * 6 * 2  # per family and panel: points, median line
     assert fig.layout.xaxis.type == "log"  # lr panel
     table = accuracy_table(zoos)
     assert table.loc[("mlp-tanh", 0), "count"] == 12
+    assert table.loc[("mlp-tanh", 0), "max"] == pytest.approx(100 * small_zoo.meta.query("epoch == 0")["test_acc"].max())
     with pytest.raises(ValueError, match="unknown metric"):
         accuracy_distribution_figure(zoos, metric="f1")

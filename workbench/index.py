@@ -1,14 +1,21 @@
-"""``outputs/<name>/index.html``: one page that links everything a run produced, so it can be browsed without Jupyter.
+"""``outputs/<name>/index.html``: the run's results page, readable offline without Jupyter.
 
-It lists the run's name, when it finished, the params file and the git revision it ran at (from ``params.json``,
-which the runner writes), the executed notebooks (as HTML pages beside them when nbconvert is installed, else the
-``.ipynb`` files) with their run times, every figure page under ``figures/`` (its title read from the figure's
-JSON), and the tables (``results.md``, ``results.csv`` -- also shown inline -- and ``results/*.csv``).
+From the top: the run in one line (name, params file, when, git revision, machine); the **verdicts** -- each claim
+with its value, 95 % interval, threshold and outcome -- and the **findings** generated from the same tables
+(:mod:`workbench.index_sections`, which applies :mod:`workbench.findings` to the run); every **figure** as a
+thumbnail with its title and caption, grouped by the notebook that made it; the **tables**, rounded and under named
+columns in boxes that scroll; the executed **notebooks** (as HTML pages beside them when nbconvert is installed,
+:mod:`workbench.notebook_page`); and the **raw files**.
 
-The page holds no script and no absolute link: it works offline and after the run folder is copied elsewhere. The
-notebook pages draw their plotly figures with the run's own ``figures/plotly.min.js`` (not a CDN), and leave out
-what cannot work without a kernel (widget views). ``python -m workbench run`` writes the index at the end (also after
-a failed notebook); ``python -m workbench index RUN_DIR`` rebuilds it (holding the run folder's lock).
+Thumbnails: a figure's own ``figures/<name>.png`` when ``save_figure`` wrote one, else a PNG the index draws from the
+figure's page in headless Chromium (:mod:`workbench.thumbnails`; best effort, logged, never an error) into
+``figures/.thumbnails/`` -- a hidden folder because the runner's completion markers vouch for every visible file
+of the run, and an index redrawn later would then make ``--resume`` distrust a notebook. Without a thumbnail a
+figure is a card with its title and caption. Each figure page links back here.
+
+The page holds no script and no absolute link: it works offline and after the run folder is copied elsewhere.
+``python -m workbench run`` writes the index at the end (also after a failed notebook); ``python -m workbench index
+RUN_DIR`` rebuilds it (holding the run folder's lock).
 
 Only a run folder gets an index (:func:`check_run_folder`: the runner's ``params.json`` or its completion markers),
 and only pages the workbench wrote are replaced: each carries a ``generator`` meta tag (pages written before it
@@ -19,37 +26,37 @@ any is written, then each is written atomically; every file read is checked to b
 from __future__ import annotations
 
 import html
-import io
 import json
 import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import quote
 
+from .captions import caption_of, title_parts
 from .errors import WorkbenchError
-from .io import atomic_write_text, open_regular, read_regular_bytes, read_regular_text
+from .figure_page import PAGE_STYLE
+from .index_sections import SECTION_STYLE, findings_html, results_tables_html, verdicts_section
+from .io import atomic_write_text, open_regular, read_regular_text
+from .notebook_page import PAGE_GENERATOR, PAGE_GENERATOR_PREFIX, notebook_page, notebook_to_html
 from .paths import git_revision
 
 __all__ = ["INDEX", "RunIndexError", "check_run_folder", "write_index", "build_index", "notebook_to_html"]
 
 INDEX = "index.html"
 GENERATOR = '<meta name="generator" content="workbench index">'
-PAGE_GENERATOR = '<meta name="generator" content="workbench index: notebook page">'
+THUMBNAILS = Path("figures") / ".thumbnails"
 _LEGACY_MARKS = {INDEX: re.compile(r"<title>Run .*: results index</title>"),
                  "page": re.compile(re.escape('<script src="data:text/javascript,"></script>'))}
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-MAX_INLINE_ROWS = 200
 
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 72rem;
-       padding: 0 1.5rem; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6rem; margin-bottom: .3rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: .9rem; } th, td { padding: .25rem .6rem; border-bottom: 1px solid #eee;
-       text-align: left; vertical-align: top; } th { background: #f6f6f6; }
-dl.run { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; } dl.run dt { font-weight: 600; }
-.muted { color: #777; } .failed { color: #b00; font-weight: 600; } code { background: #f4f4f4; padding: 0 .2rem; }
-.scroll { overflow-x: auto; } .scroll td { white-space: nowrap; }
+_STYLE = PAGE_STYLE + SECTION_STYLE + """
+header .facts { color: #555; font-size: .92rem; } nav.toc a { margin-right: 1rem; }
+.failed { color: #b00; font-weight: 600; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(30rem, 1fr)); gap: 1.1rem; }
+figure.card { margin: 0; border: 1px solid #e2e2e2; border-radius: .4rem; padding: .7rem .8rem; background: #fff; }
+figure.card img { width: 100%; height: auto; border: 1px solid #f0f0f0; display: block; }
+figure.card figcaption { font-size: .9rem; margin-top: .45rem; } figure.card .title { font-weight: 600; }
+figure.card.noimg { background: #fafafa; }
 """
 
 
@@ -59,8 +66,6 @@ class RunIndexError(WorkbenchError, ValueError):
 
 def _rel(path: Path, root: Path) -> str:
     """A relative URL from ``root`` to ``path`` (each segment percent-encoded)."""
-    from urllib.parse import quote
-
     return "/".join(quote(part) for part in path.relative_to(root).parts)
 
 
@@ -68,19 +73,13 @@ def _a(path: Path, root: Path, text: str | None = None) -> str:
     return f'<a href="{html.escape(_rel(path, root))}">{html.escape(text or path.name)}</a>'
 
 
-def _plain_title(text: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text or "")).strip()
-
-
-def _figure_title(json_file: Path) -> str:
+def _figure_json(json_file: Path) -> dict:
+    """A figure's saved plotly JSON ({} when missing or unreadable)."""
     try:
-        layout = json.loads(read_regular_text(json_file)).get("layout", {})
-    except (OSError, ValueError, RecursionError, AttributeError):
-        return ""
-    title = layout.get("title") if isinstance(layout, dict) else None
-    if isinstance(title, dict):
-        title = title.get("text")
-    return _plain_title(title) if isinstance(title, str) else ""
+        figure = json.loads(read_regular_text(json_file))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return figure if isinstance(figure, dict) else {}
 
 
 def _markers(run_dir: Path) -> dict[str, dict]:
@@ -95,63 +94,16 @@ def _markers(run_dir: Path) -> dict[str, dict]:
     return found
 
 
+def _run_params(run_dir: Path) -> dict:
+    """The runner's ``params.json`` of the run ({} when missing or unreadable)."""
+    try:
+        params = json.loads(read_regular_text(run_dir / "params.json"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
 # ---------------------------------------------------------------------------------------------- notebook pages
-
-
-def _plotly_html(figure: dict, height: int | None) -> str:
-    import plotly.io as pio
-
-    layout = figure.get("layout") or {}
-    height = height or (layout.get("height") if isinstance(layout.get("height"), (int, float)) else None) or 450
-    return pio.to_html(figure, include_plotlyjs=False, full_html=False, validate=False,
-                       default_width="100%", default_height=f"{int(height)}px")
-
-
-def _is_plotly_loader(data: dict) -> bool:
-    """plotly's ``notebook_connected`` set-up output: a script that fetches plotly.js from a CDN, nothing visible."""
-    text = data.get("text/html", "")
-    text = "".join(text) if isinstance(text, list) else text
-    return set(data) == {"text/html"} and "cdn.plot.ly" in text and "plotly-graph-div" not in text
-
-
-def notebook_to_html(ipynb: Path, target: Path, plotly_js: Path) -> Path:
-    """Convert an executed notebook to a static HTML page at ``target`` whose plotly figures are drawn with the
-    local ``plotly_js`` (linked relatively) instead of plotly's CDN; widget views (useless without a kernel) and
-    plotly's CDN loader outputs are left out. Needs nbconvert."""
-    atomic_write_text(target, _notebook_page(ipynb, target, plotly_js))
-    return target
-
-
-def _notebook_page(ipynb: Path, target: Path, plotly_js: Path) -> str:
-    """The HTML of :func:`notebook_to_html` (to be written at ``target``: its links are relative to it)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.reads(read_regular_text(ipynb), as_version=4)
-    nb.metadata.pop("widgets", None)  # no widget manager from a CDN
-    loader = f'<script src="{html.escape(os.path.relpath(plotly_js, target.parent))}"></script>'
-    first = True
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        kept = []
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if output.get("output_type") in ("display_data", "execute_result"):
-                if WIDGET_MIME in data or _is_plotly_loader(data):
-                    continue
-                if PLOTLY_MIME in data:
-                    figure = data[PLOTLY_MIME]
-                    page = _plotly_html(figure if isinstance(figure, dict) else {}, None)
-                    output["data"] = {"text/html": (loader if first else "") + page,
-                                      "text/plain": data.get("text/plain", "plotly figure")}
-                    first = False
-            kept.append(output)
-        cell.outputs = kept
-    # no require.js: it would turn plotly.min.js into an anonymous AMD module (and needs the network)
-    exporter = HTMLExporter(template_name="lab", require_js_url="data:text/javascript,")
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": ipynb.stem}})
-    return body.replace("<head>", "<head>" + PAGE_GENERATOR, 1)
 
 
 def _nbconvert_available() -> bool:
@@ -174,20 +126,28 @@ def _plotly_js(run_dir: Path) -> Path:
     return bundle
 
 
+def _head(page: Path) -> str | None:
+    """The first 4 KiB of ``page`` as text (None: not a readable regular file)."""
+    try:
+        with open_regular(page) as fh:
+            return fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:  # a FIFO, a folder, unreadable
+        return None
+
+
 def _ours(page: Path, kind: str) -> bool:
     """Whether the existing ``page`` was written by the workbench (``kind``: INDEX or "page"): its generator tag,
     or the mark of a page written before the tag existed, in its first 4 KiB."""
-    try:
-        with open_regular(page) as fh:
-            head = fh.read(4096).decode("utf-8", errors="replace")
-    except OSError:  # a FIFO, a folder, unreadable: not ours
+    head = _head(page)
+    if head is None:
         return False
-    return (GENERATOR if kind == INDEX else PAGE_GENERATOR) in head or bool(_LEGACY_MARKS[kind].search(head))
+    return (GENERATOR if kind == INDEX else PAGE_GENERATOR_PREFIX) in head or bool(_LEGACY_MARKS[kind].search(head))
 
 
 def _notebook_pages(run_dir: Path, notebooks: list[Path], convert: bool, log) -> tuple[dict, dict]:
-    """``({executed .ipynb: its HTML page}, {page to write: its HTML})``: up-to-date pages are reused, the others
-    rendered (written later, with the index); a page the workbench did not write is never replaced."""
+    """``({executed .ipynb: its HTML page}, {page to write: its HTML})``: up-to-date pages of the current version
+    are reused, the others rendered (written later, with the index); a page the workbench did not write is never
+    replaced."""
     pages, rendered = {}, {}
     if not convert or not notebooks or not _nbconvert_available():
         return pages, rendered
@@ -199,8 +159,10 @@ def _notebook_pages(run_dir: Path, notebooks: list[Path], convert: bool, log) ->
                     log(f"[workbench] index: {page} was not written by the workbench; left alone, the notebook is "
                         "linked as .ipynb")
                 continue
-            if not page.is_file() or page.stat().st_mtime < ipynb.stat().st_mtime:
-                rendered[page] = _notebook_page(ipynb, page, _plotly_js(run_dir))
+            current = page.is_file() and page.stat().st_mtime >= ipynb.stat().st_mtime \
+                and PAGE_GENERATOR in (_head(page) or "")
+            if not current:
+                rendered[page] = notebook_page(ipynb, page, _plotly_js(run_dir))
             pages[ipynb] = page
         except Exception as err:  # a page is a convenience: the .ipynb is linked anyway
             if log:
@@ -208,34 +170,88 @@ def _notebook_pages(run_dir: Path, notebooks: list[Path], convert: bool, log) ->
     return pages, rendered
 
 
+# ---------------------------------------------------------------------------------------------------- figures
+
+
+def _figure_pages(run_dir: Path) -> list[Path]:
+    folder = run_dir / "figures"
+    return sorted(folder.glob("*.html")) if folder.is_dir() else []
+
+
+def _thumbnail(run_dir: Path, page: Path) -> Path | None:
+    """The PNG to show for a figure page: its own ``.png`` when not older than its JSON, else the index's."""
+    own, drawn = page.with_suffix(".png"), run_dir / THUMBNAILS / f"{page.stem}.png"
+    data = page.with_suffix(".json")
+    newest = max((p.stat().st_mtime for p in (page, data) if p.is_file()), default=0)
+    if own.is_file() and own.stat().st_mtime >= newest:
+        return own
+    return drawn if drawn.is_file() and drawn.stat().st_mtime >= newest else None
+
+
+def _draw_missing_thumbnails(run_dir: Path, log) -> None:
+    """Draw the thumbnails that are missing or older than their figure (best effort, :mod:`workbench.thumbnails`)."""
+    from .thumbnails import draw_thumbnails
+
+    jobs = [(page, run_dir / THUMBNAILS / f"{page.stem}.png") for page in _figure_pages(run_dir)
+            if _thumbnail(run_dir, page) is None]
+    draw_thumbnails(jobs, log)
+
+
+def _notebook_names(executed: list[Path]) -> dict[str, str]:
+    """``{"02": "02 · gauge freedom"}`` from the executed notebooks' names."""
+    names = {}
+    for ipynb in executed:
+        stem = ipynb.stem.removesuffix(".failed")
+        if stem[:2].isdigit():
+            names.setdefault(stem[:2], f"{stem[:2]} · {stem[3:].replace('_', ' ')}")
+    return names
+
+
+def _figure_card(run_dir: Path, page: Path) -> str:
+    figure = _figure_json(page.with_suffix(".json"))
+    title, subtitle = title_parts(figure)
+    title, caption = title or page.stem, caption_of(figure)
+    href = html.escape(_rel(page, run_dir))
+    thumb = _thumbnail(run_dir, page)
+    image = (f'<a href="{href}"><img src="{html.escape(_rel(thumb, run_dir))}" alt="{html.escape(title)}" '
+             'loading="lazy"></a>' if thumb else "")
+    text = (f"<p>{html.escape(caption)}</p>" if caption
+            else '<p class="muted">No caption recorded (a figure saved before captions existed).</p>')
+    return (f'<figure class="card{"" if thumb else " noimg"}" id="fig-{html.escape(page.stem)}">{image}<figcaption>'
+            f'<a class="title" href="{href}">{html.escape(title)}</a> <span class="muted">({html.escape(page.stem)})'
+            f"</span>" + (f'<br><span class="muted">{html.escape(subtitle)}</span>' if subtitle else "")
+            + f"{text}</figcaption></figure>")
+
+
+def _figures_section(run_dir: Path, executed: list[Path]) -> list[str]:
+    """Every figure as a captioned thumbnail (or card), grouped by the notebook that made it (the NN_ prefix)."""
+    parts = ['<h2 id="figures">Figures</h2>']
+    figures = _figure_pages(run_dir)
+    if not figures:
+        return parts + ['<p class="muted">No figures yet.</p>']
+    groups: dict[str, list[Path]] = {}
+    for page in figures:
+        groups.setdefault(page.name[:2] if page.name[:2].isdigit() else "other", []).append(page)
+    titles = _notebook_names(executed)
+    for group, pages in groups.items():
+        parts.append(f"<h3>{html.escape(titles.get(group, 'notebook ' + group if group != 'other' else 'other'))}"
+                     "</h3>")
+        parts.append('<div class="cards">' + "".join(_figure_card(run_dir, p) for p in pages) + "</div>")
+    parts.append('<p class="muted">Click a figure for its interactive page (drawn with figures/plotly.min.js beside '
+                 "it: no network needed).</p>")
+    return parts
+
+
 # ---------------------------------------------------------------------------------------------------- the page
 
 
-def _csv_table(csv: Path) -> str:
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(io.BytesIO(read_regular_bytes(csv)))
-    except Exception as err:  # unreadable: say so, the link is there anyway
-        return f'<p class="muted">({html.escape(csv.name)} could not be read: {html.escape(str(err))})</p>'
-    if len(frame) > MAX_INLINE_ROWS:
-        return f'<p class="muted">({len(frame)} rows: open the file)</p>'
-    table = frame.to_html(index=False, na_rep="", escape=True, border=0, float_format=lambda v: f"{v:.4g}")
-    return '<div class="scroll">' + table + "</div>"
-
-
-def _run_params(run_dir: Path) -> dict:
-    """The runner's ``params.json`` of the run ({} when missing or unreadable)."""
-    try:
-        params = json.loads(read_regular_text(run_dir / "params.json"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return params if isinstance(params, dict) else {}
-
-
-def build_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -> str:
-    """The HTML of ``run_dir``'s index (converting the executed notebooks to HTML first when ``convert``)."""
-    html_text, rendered = _build(Path(run_dir), convert, log)
+def build_index(run_dir: str | os.PathLike, *, convert: bool = True, thumbnails: bool = True, log=None) -> str:
+    """The HTML of ``run_dir``'s index (converting the executed notebooks to HTML first when ``convert``, drawing
+    missing figure thumbnails when ``thumbnails``)."""
+    run_dir = Path(run_dir)
+    if thumbnails:
+        _draw_missing_thumbnails(run_dir, log)
+    html_text, rendered = _build(run_dir, convert, log)
     for page, body in rendered.items():
         atomic_write_text(page, body)
     return html_text
@@ -248,53 +264,49 @@ def _build(run_dir: Path, convert: bool, log) -> tuple[str, dict]:
     nb_dir = run_dir / "notebooks"
     executed = sorted(p for p in nb_dir.glob("*.ipynb") if not p.name.startswith(".")) if nb_dir.is_dir() else []
     pages, rendered = _notebook_pages(run_dir, executed, convert, log)
-    rows = _run_rows(run_dir, params, markers)
+    toc = " ".join(f'<a href="#{k}">{v}</a>' for k, v in (("verdicts", "Verdicts"), ("figures", "Figures"),
+                                                          ("tables", "Tables"), ("notebooks", "Notebooks"),
+                                                          ("files", "Raw files")))
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', GENERATOR,
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>Run {html.escape(run_dir.name)}: results index</title>", f"<style>{_STYLE}</style></head><body>",
-             f"<h1>Run <code>{html.escape(run_dir.name)}</code></h1>",
-             '<dl class="run">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"]
-    parts += _tables_section(run_dir)
+             f"<header><h1>Run <code>{html.escape(run_dir.name)}</code>: results</h1>",
+             f'<p class="facts">{" · ".join(_run_facts(run_dir, params, markers))}</p>',
+             f'<nav class="toc">{toc}</nav></header>',
+             '<h2 id="verdicts">Verdicts</h2>', verdicts_section(run_dir), findings_html(run_dir, log)]
+    parts += _figures_section(run_dir, executed)
+    tables = results_tables_html(run_dir) or ['<p class="muted">No tables yet (notebook 06 writes results.csv).</p>']
+    parts += ['<h2 id="tables">Tables</h2>', *tables]
     parts += _notebooks_section(run_dir, executed, pages, markers)
-    parts += _figures_section(run_dir)
+    parts += _files_section(run_dir)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n", rendered
 
 
-def _run_rows(run_dir: Path, params: dict, markers: dict) -> list[tuple[str, str]]:
-    """The run's facts as (label, HTML) rows: name, params file, start, last finished notebook, git revision."""
+def _run_facts(run_dir: Path, params: dict, markers: dict) -> list[str]:
+    """The run in a line of HTML fragments: params file, start, last notebook, revision, machine, notebook time."""
     finished = max((m["mtime"] for m in markers.values()), default=None)
     revision = params.get("git_revision")
     revision_note = "" if revision else " (at the time this index was written; the run did not record one)"
     revision = revision or git_revision()
     fmt = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))  # noqa: E731
-    rows = [("run", html.escape(run_dir.name)),
-            ("params file", f"<code>{html.escape(str(params.get('source', 'unknown')))}</code>"),
-            ("started", html.escape(str(params.get("started", "not recorded")))),
-            ("last notebook finished", fmt(finished) if finished else "no notebook finished"),
-            ("git revision", f"<code>{html.escape(str(revision))}</code>{html.escape(revision_note)}"),
-            ("index written", fmt(time.time()))]
+    machine = params.get("machine") if isinstance(params.get("machine"), dict) else {}
+    facts = [f"params file <code>{html.escape(str(params.get('source', 'unknown')))}</code>",
+             f"started {html.escape(str(params.get('started', 'not recorded')))}",
+             f"last notebook finished {fmt(finished)}" if finished else "no notebook finished",
+             f"git <code>{html.escape(str(revision))}</code>{html.escape(revision_note)}"]
+    if machine:
+        gpu = f", {machine['gpu']}" if machine.get("gpu") else ""
+        facts.append(html.escape(f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, torch "
+                                 f"{machine.get('torch', '?')}{gpu}"))
     seconds = [float(m.get("seconds", 0) or 0) for m in markers.values()]
     if seconds:
-        rows.append(("notebook time", f"{sum(seconds) / 60:.1f} min over {len(seconds)} notebooks"))
-    return rows
-
-
-def _tables_section(run_dir: Path) -> list[str]:
-    tables = [p for p in (run_dir / "results.md", run_dir / "results.csv") if p.is_file()]
-    tables += sorted((run_dir / "results").glob("*.csv")) if (run_dir / "results").is_dir() else []
-    parts = ["<h2>Tables</h2>"]
-    if tables:
-        parts.append("<ul>" + "".join(f"<li>{_a(p, run_dir, _rel(p, run_dir))}</li>" for p in tables) + "</ul>")
-        if (run_dir / "results.csv").is_file():
-            parts.append("<h3>results.csv</h3>" + _csv_table(run_dir / "results.csv"))
-    else:
-        parts.append('<p class="muted">No tables yet (notebook 06 writes results.csv).</p>')
-    return parts
+        facts.append(f"notebook time {sum(seconds) / 60:.1f} min over {len(seconds)} notebooks")
+    return facts + [f"index written {fmt(time.time())}"]
 
 
 def _notebooks_section(run_dir: Path, executed: list[Path], pages: dict, markers: dict) -> list[str]:
-    parts = ["<h2>Executed notebooks</h2>"]
+    parts = ['<h2 id="notebooks">Executed notebooks</h2>']
     if not executed:
         return parts + ['<p class="muted">No executed notebooks.</p>']
     parts.append("<table><tr><th>notebook</th><th>status</th><th>time</th><th>files</th></tr>")
@@ -316,27 +328,14 @@ def _notebooks_section(run_dir: Path, executed: list[Path], pages: dict, markers
     return parts
 
 
-def _figures_section(run_dir: Path) -> list[str]:
-    """The figure pages, grouped by the notebook that made them (the NN_ prefix)."""
-    parts = ["<h2>Figures</h2>"]
-    figures = sorted((run_dir / "figures").glob("*.html")) if (run_dir / "figures").is_dir() else []
-    if not figures:
-        return parts + ['<p class="muted">No figures yet.</p>']
-    groups: dict[str, list[Path]] = {}
-    for page in figures:
-        groups.setdefault(page.name[:2] if page.name[:2].isdigit() else "other", []).append(page)
-    for group, pages in groups.items():
-        parts.append(f"<h3>{'notebook ' + group if group != 'other' else 'other'}</h3><ul>")
-        for page in pages:
-            title = _figure_title(page.with_suffix(".json"))
-            png = page.with_suffix(".png")
-            extra = f" ({_a(png, run_dir, 'PNG')})" if png.is_file() else ""
-            parts.append(f"<li>{_a(page, run_dir, page.stem)}{extra}"
-                         + (f' <span class="muted">{html.escape(title)}</span>' if title else "") + "</li>")
-        parts.append("</ul>")
-    parts.append('<p class="muted">Each figure page draws with figures/plotly.min.js beside it: no network '
-                 "needed.</p>")
-    return parts
+def _files_section(run_dir: Path) -> list[str]:
+    """Links to the run's raw tables and its recorded parameters."""
+    files = [p for p in (run_dir / "results.md", run_dir / "results.csv", run_dir / "params.json") if p.is_file()]
+    files += sorted((run_dir / "results").glob("*.csv")) if (run_dir / "results").is_dir() else []
+    parts = ['<h2 id="files">Raw files</h2>']
+    if not files:
+        return parts + ['<p class="muted">No tables yet (notebook 06 writes results.csv).</p>']
+    return parts + ["<ul>" + "".join(f"<li>{_a(p, run_dir, _rel(p, run_dir))}</li>" for p in files) + "</ul>"]
 
 
 def check_run_folder(run_dir: str | os.PathLike) -> Path:
@@ -355,14 +354,17 @@ def check_run_folder(run_dir: str | os.PathLike) -> Path:
                         "folder `python -m workbench run` wrote")
 
 
-def write_index(run_dir: str | os.PathLike, *, convert: bool = True, log=None) -> Path:
-    """Write ``run_dir/index.html`` (and the notebook pages) and return its path; see the module docstring. An
-    ``index.html`` the workbench did not write is a :class:`RunIndexError`, and nothing is written."""
+def write_index(run_dir: str | os.PathLike, *, convert: bool = True, thumbnails: bool = True, log=None) -> Path:
+    """Write ``run_dir/index.html`` (and the notebook pages, and the missing figure thumbnails when
+    ``thumbnails``) and return its path; see the module docstring. An ``index.html`` the workbench did not write is
+    a :class:`RunIndexError`, and nothing is written."""
     run_dir = check_run_folder(run_dir)
     index = run_dir / INDEX
     if os.path.lexists(index) and not _ours(index, INDEX):
         raise RunIndexError(f"{index} was not written by the workbench (no generator tag); refusing to replace it. "
                             f"Move it away, then rebuild the index")
+    if thumbnails:
+        _draw_missing_thumbnails(run_dir, log)
     html_text, rendered = _build(run_dir, convert, log)
     for page, body in rendered.items():
         atomic_write_text(page, body)

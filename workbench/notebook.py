@@ -49,22 +49,28 @@ def setup_notebook(output_dir: str | os.PathLike, seed: int | None = None) -> Pa
 
 
 def save_figure(fig, output_dir: str | os.PathLike, name: str, png: bool | None = None) -> dict[str, Path]:
-    """Write ``figures/<name>.json`` and ``.html`` (always) and ``.png`` (when kaleido and a Chromium work).
+    """Write ``figures/<name>.json`` and its page ``figures/<name>.html`` (always) and ``.png`` (when asked and
+    kaleido and a Chromium work).
 
-    PNG export is best effort: it needs kaleido plus a Chromium; its absence is not an error.
+    The page (:func:`workbench.figure_page.figure_page`) shows the figure's title, its caption -- the takeaway the
+    figure function computed (:mod:`workbench.captions`) -- the plot drawn with ``figures/plotly.min.js`` (written
+    once; no CDN, so it renders offline) and a link back to the run's ``index.html``. PNG export is best effort:
+    its absence is not an error (the run's index makes its thumbnails itself).
     """
+    from .figure_page import figure_page
+
     folder = Path(output_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    atomic_write_text(folder / f"{name}.json", json.dumps(fig.to_plotly_json(), cls=_PlotlyEncoder()))
+    figure = json.loads(json.dumps(fig.to_plotly_json(), cls=_PlotlyEncoder()))
+    atomic_write_text(folder / f"{name}.json", json.dumps(figure))
     written["json"] = folder / f"{name}.json"
-    # plotly.min.js is written once beside the pages, so they render offline (a CDN link would not on a cluster)
     bundle = folder / "plotly.min.js"
     if not bundle.exists():
         from plotly.offline import get_plotlyjs
 
         atomic_write_text(bundle, get_plotlyjs())
-    atomic_write_text(folder / f"{name}.html", fig.to_html(include_plotlyjs="directory", full_html=True))
+    atomic_write_text(folder / f"{name}.html", figure_page(figure, name, run=Path(output_dir).name))
     written["html"] = folder / f"{name}.html"
     if png is None:
         png = os.environ.get("WORKBENCH_PNG", "0") == "1"

@@ -10,6 +10,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from ..captions import num, set_caption
 from ..gauge import conv_output_size, conv_to_toeplitz, conv_vs_dense_directions, distance_to_convolution
 from ..forward_pass import forward
 from ..nets import NetSpec, Params, check_params, select
@@ -73,6 +74,12 @@ def compute_scaling_demo(
         title=f"{spec.family}: hidden layer {hidden_layer}, {'channel' if spec.kind == 'cnn' else 'neuron'} {unit} "
               f"scaled by {scale:.3g}; max |delta logits| = {delta:.1e}",
     )
+    kind = "channel" if spec.kind == "cnn" else "neuron"
+    set_caption(fig, f"The {kind}'s incoming weights and bias are multiplied by {scale:.3g} and its outgoing weights "
+                     f"divided by it; the logits of {min(n_examples, len(x))} inputs before (rings) and after (dots) "
+                     f"differ by at most {delta:.1e} over all {len(x)} probe inputs"
+                     + (", float rounding: the function is unchanged." if delta < 1e-5 else
+                        ": the function changed (this scale is not a symmetry of the activation)."))
     return fig, delta
 
 
@@ -165,7 +172,19 @@ def toeplitz_figure(
     fig.update_layout(height=480, margin=dict(t=130),
                       title="Doubly-block-Toeplitz view: only per-channel scales stay convolutions<br>"
                             "<sup>distance = relative Frobenius distance to the nearest convolution</sup>")
-    return fig, dist
+    return set_caption(fig, _toeplitz_caption(weight.shape, matrix.shape, dist)), dist
+
+
+def _toeplitz_caption(kernel_shape, matrix_shape, dist: dict[str, float]) -> str:
+    n_out, n_in, k, _ = kernel_shape
+
+    def effect(distance: float) -> str:
+        return (f"keeps it a convolution (distance {distance:.1e})" if distance < 1e-6 else
+                f"moves it {distance:.2f} (relative) away from the nearest convolution")
+
+    return (f"One conv layer ({n_out} x {n_in} channels, {k} x {k} kernels) unrolled to its {matrix_shape[0]} x "
+            f"{matrix_shape[1]} matrix. Scaling every output channel {effect(dist['per_channel'])}; scaling every "
+            f"output neuron separately {effect(dist['per_position'])}.")
 
 
 def directions_figure(spec: NetSpec) -> go.Figure:
@@ -185,13 +204,17 @@ def directions_figure(spec: NetSpec) -> go.Figure:
                       yaxis=dict(type="log", range=[0, top], title="scaling directions (log scale)"),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
                       title=f"Scaling gauge freedom per layer<br><sup>{spec.describe()}</sup>")
-    return fig
+    return set_caption(fig, f"Positive scalings that leave a ReLU network's function unchanged, per conv layer: "
+                            f"{sum(conv):,} in all for the CNN (one per channel) against {sum(dense):,} for the same "
+                            f"layers written as dense layers (one per neuron, channel x position), "
+                            f"{sum(dense) / max(sum(conv), 1):,.0f} times as many.")
 
 
-def gauge_l1_figure(frame) -> go.Figure:
+def gauge_l1_figure(frame, spec: NetSpec | None = None) -> go.Figure:
     """Bars per network: the share of its L1 norm that balancing removes with a CNN's scalings (one per channel)
     and with the same function's MLP scalings (one per neuron); ``frame`` from
-    :func:`workbench.balance.cnn_vs_mlp_gauge_l1`."""
+    :func:`workbench.balance.cnn_vs_mlp_gauge_l1`. ``spec`` (the CNN's, optional) lets the caption count the two
+    kinds of scalings."""
     x = [f"network {int(i)}" for i in frame["network"]]
     fig = go.Figure([
         go.Bar(x=x, y=frame["removed_by_channels_pct"].tolist(), name="CNN: one scale per channel",
@@ -204,7 +227,23 @@ def gauge_l1_figure(frame) -> go.Figure:
                       title="L1 norm removed by balancing (%)"),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
                       title="How much of the L1 norm is gauge (same weights, unrolled; the function is unchanged)")
-    return fig
+    return set_caption(fig, _gauge_l1_caption(frame, spec))
+
+
+def _gauge_l1_caption(frame, spec: NetSpec | None) -> str:
+    """The finding of the L1 figure: how much of what per-neuron scalings remove the per-channel ones already do."""
+    channels, neurons = frame["removed_by_channels_pct"], frame["removed_by_neurons_pct"]
+    share = float(channels.sum() / neurons.sum() * 100) if neurons.sum() > 0 else float("nan")
+    cnn_part = mlp_part = ending = ""
+    if spec is not None and spec.kind == "cnn":
+        n_channels = sum(spec.hidden_widths)
+        n_neurons = sum(c * s * s for c, s in zip(spec.hidden_widths, spec.spatial_sizes()[1:]))
+        cnn_part, mlp_part = f" with its {n_channels:,} channel scalings", f" with {n_neurons:,} neuron scalings"
+        ending = f", with {n_neurons / n_channels:,.0f} times fewer scalings"
+    return (f"Balancing (moving to the L1-smallest point of the scaling orbit; the function is unchanged) removes "
+            f"{num(channels.mean())} % of the L1 norm on average from the CNN{cnn_part}, and {num(neurons.mean())} % "
+            f"from the same function written as an MLP{mlp_part} (over {len(frame)} networks): the channel scalings "
+            f"remove {num(share, 0)} % of what the neuron scalings do{ending}.")
 
 
 def scaling_widget(spec: NetSpec, params: Params, x: Tensor, *, network: int = 0):

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..captions import set_caption
 from ..graphs import graph_layout, to_graph
 from ..nets import NetSpec, Params, check_params, map_params, n_networks
 from .widgets import show_in
@@ -110,11 +111,23 @@ def network_graph_figure(spec: NetSpec, params: Params, index: int = 0, layer: i
     fig = go.Figure()
     add_network_traces(fig, spec, params, index, layer)
     _style(fig, spec, title or f"{spec.describe()} -- network {index}")
-    return fig
+    highlight = "" if layer is None else f" Weight layer {layer}'s edges are highlighted, the others faded."
+    return set_caption(fig, _graph_sentence(spec) + highlight + " " + HOW_TO_READ)
+
+
+HOW_TO_READ = ("Columns are layers; node colour: the neuron's (channel's) bias; edge darkness and width: |w| (dense) "
+               "or the kernel's Frobenius norm (conv). Hover for the values.")
+
+
+def _graph_sentence(spec: NetSpec, name: str | None = None) -> str:
+    s = graph_summary(spec)
+    what = "channel" if spec.kind == "cnn" else "neuron"
+    return (f"{name or spec.describe()}: {s['nodes']:,} nodes (one per {what}), {s['edges']:,} edges with "
+            f"{s['edge_dim']}-dimensional features, {s['parameters']:,} parameters.")
 
 
 def side_by_side_figure(items: list[tuple[str, NetSpec, Params]], index: int = 0,
-                        layer: int | None = None) -> go.Figure:
+                        layer: int | None = None, title: str | None = None) -> go.Figure:
     """Several architectures next to each other (e.g. an MLP and a CNN), same network index."""
     fig = make_subplots(rows=1, cols=len(items), subplot_titles=[t for t, _, _ in items], horizontal_spacing=0.06)
     for col, (_, spec, params) in enumerate(items, start=1):
@@ -122,8 +135,9 @@ def side_by_side_figure(items: list[tuple[str, NetSpec, Params]], index: int = 0
         add_network_traces(fig, spec, params, index, chosen, row=1, col=col, showscale=col == len(items))
         fig.update_xaxes(tickvals=list(range(len(spec.widths))), ticktext=_layer_names(spec), row=1, col=col)
     fig.update_yaxes(visible=False)
-    fig.update_layout(height=480, template="plotly_white", margin=dict(l=20, r=20, t=60, b=20))
-    return fig
+    fig.update_layout(height=480, template="plotly_white", margin=dict(l=20, r=20, t=80, b=20),
+                      title=title or " vs ".join(t for t, _, _ in items) + f": network {index} as a graph")
+    return set_caption(fig, *(_graph_sentence(spec, name) for name, spec, _ in items), HOW_TO_READ)
 
 
 def _style(fig: go.Figure, spec: NetSpec, title: str) -> None:

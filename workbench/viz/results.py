@@ -1,4 +1,5 @@
-"""Figures of notebook 06: where the one shot sits on SGD's accuracy-vs-cost curve, and the warm start (plotly).
+"""Figures of notebook 06 -- where the one shot sits on SGD's accuracy-vs-cost curve, the warm start -- and notebook
+05's symmetry response (plotly), each with its caption (:mod:`workbench.captions`).
 
 Both take the plain frames :func:`workbench.pipeline.family_results` returns (with a ``family`` column added), so
 they can be redrawn from the saved CSVs. Labels go into hover text and legends, never onto the data, so nothing
@@ -12,15 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .training import PALETTE
+from ..captions import interval_text, names, plural, set_caption, sig
+from .style import METHOD_SYMBOLS, PALETTE, method_symbol
 
 __all__ = ["matched_compute_figure", "warm_start_figure", "symmetry_response_figure", "METHOD_SYMBOLS"]
-
-#: one marker per one-shot method, the same in every figure
-METHOD_SYMBOLS = {"ScaleGMN-B": "star", "ScaleGMN": "star", "NFN (perm. only)": "diamond",
-                  "GMN-B (sym. broken)": "triangle-up", "GMN (sym. broken)": "triangle-up",
-                  "GMN-B + sym. aug.": "triangle-down", "GMN + sym. aug.": "triangle-down",
-                  "NFN + sym. aug.": "diamond-open"}
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -29,7 +25,7 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 def _symbol(method: str) -> str:
-    return METHOD_SYMBOLS.get(method, "square")
+    return method_symbol(method)
 
 
 def _open(symbol: str) -> str:
@@ -74,7 +70,26 @@ def matched_compute_figure(curves, matched, title: str = "Where the one shot sit
     fig.update_yaxes(title_text="accuracy, trained ckpts (%; axis not from 0)", col=1)
     fig.update_layout(title=title, template="plotly_white", height=380 * n_rows + 100,
                       legend=dict(orientation="h", y=-0.1), margin=dict(l=60, r=20, t=80, b=60))
-    return fig
+    return set_caption(fig, _matched_caption(matched))
+
+
+def _matched_caption(matched) -> str:
+    """The cost ratio of every one shot, with its interval, from the matched-compute frame."""
+    parts = []
+    for _, m in matched.iterrows():
+        if bool(m["reached"]):
+            parts.append(f"{m['family']} {m['method']} {interval_text(m['ratio_value'], m['ratio_lo'], m['ratio_hi'])} "
+                         f"(SGD needs {sig(m['steps_value'])} steps)")
+        else:
+            parts.append(f"{m['family']} {m['method']}: SGD never reaches it within {int(m['max_steps'])} steps")
+    cheaper = matched[matched["reached"].astype(bool) & (matched["ratio_lo"] > 1)]
+    dearer = matched[matched["reached"].astype(bool) & (matched["ratio_hi"] < 1)]
+    return ("Filled marker: a one shot's held-out accuracy (bar: 95 % interval) at its cost per network; open marker "
+            "of the same shape: where SGD from the initial networks reaches that accuracy (bold line: the learning "
+            "rate it is matched on). Cost ratio SGD / one shot at equal accuracy (above 1: the one shot is "
+            "cheaper), with its 95 % interval: " + "; ".join(parts) + ". "
+            f"Cheaper than SGD with the whole interval above 1: {names(cheaper['family'] + ' ' + cheaper['method'])}; "
+            f"dearer with the whole interval below 1: {names(dearer['family'] + ' ' + dearer['method'])}.")
 
 
 def _matched_markers(fig, m, family: str, floor: float, r: int, c: int, shown: set) -> None:
@@ -144,21 +159,70 @@ def warm_start_figure(curves, warm, title: str = "Warm start: SGD from the one s
     fig.update_yaxes(title_text="accuracy, trained checkpoints (%)", col=1)
     fig.update_layout(title=title, template="plotly_white", height=360 * n_rows + 100,
                       legend=dict(orientation="h", y=-0.12), margin=dict(l=60, r=20, t=80, b=60))
-    return fig
+    return set_caption(fig, _warm_caption(warm))
+
+
+def _warm_caption(warm) -> str:
+    parts = [f"{w['family']} from {w.get('label', w['start'])}, {plural(w['epochs'], 'epoch')}: "
+             f"{interval_text(w['difference_value'], w['difference_lo'], w['difference_hi'])} points, {w['outcome']}"
+             for _, w in warm.iterrows()]
+    return ("SGD started from the one shot against SGD started from the initial networks, each at the learning rate "
+            "chosen for its start on validation networks; markers: the compared budgets with their 95 % intervals. "
+            "Difference (from the one shot minus from the initial networks): " + "; ".join(parts) + ".")
+
+
+def _log_floor(values: np.ndarray) -> float:
+    """Where a log axis draws exact zeros: two decades below the smallest non-zero value (1e-17 at most)."""
+    positive = values[values > 0]
+    low = float(positive.min()) if positive.size else 1e-15
+    return 10.0 ** (math.floor(math.log10(low)) - 2)
 
 
 def symmetry_response_figure(per_network, title="Same function, rescaled weights: how differently is it updated?"):
     """Per family and method, the relative difference between a metanet's update of a network and of a
     function-preserving rescaled (ReLU) or sign-flipped (tanh) copy (log y; one point per held-out network).
-    Exact zeros (an equivariant model in exact arithmetic) are drawn at the axis floor 1e-16."""
+
+    Exact zeros (an equivariant model in exact arithmetic) cannot sit on a log axis: they are drawn on their own row
+    at the bottom, ticked "exactly 0" and set off from the axis above by a dotted break line."""
+    response = per_network["response"].to_numpy(dtype=float)
+    floor = _log_floor(response)
     fig = go.Figure()
     methods = list(dict.fromkeys(per_network["method"]))
     for i, method in enumerate(methods):
         sub = per_network[per_network["method"] == method]
-        fig.add_trace(go.Box(x=sub["family"], y=np.maximum(sub["response"].to_numpy(), 1e-16), name=method,
-                             boxpoints="all", jitter=0.4, pointpos=0, marker=dict(size=4, color=PALETTE[i % len(PALETTE)]),
-                             line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.update_yaxes(type="log", title_text="||g^-1 f(g theta) - f(theta)|| / ||f(theta) - theta||")
-    fig.update_layout(boxmode="group", title=title, template="plotly_white", height=460,
+        fig.add_trace(go.Box(x=sub["family"], y=np.where(sub["response"].to_numpy() > 0, sub["response"], floor),
+                             name=method, boxpoints="all", jitter=0.4, pointpos=0,
+                             marker=dict(size=5, color=PALETTE[i % len(PALETTE)], symbol=_symbol(method)),
+                             line=dict(color=PALETTE[i % len(PALETTE)]),
+                             customdata=sub["response"], hovertemplate=f"{method}<br>%{{x}}: %{{customdata:.3g}}"
+                                                                       "<extra></extra>"))
+    top = math.ceil(math.log10(max(float(response.max()), floor * 100)))
+    low = int(round(math.log10(floor)))
+    step = max(1, math.ceil((top - low - 2) / 8))
+    decades = list(range(top, low + 1, -step))[::-1]
+    fig.update_yaxes(type="log", range=[low - 0.5, top + 0.3], tickvals=[floor] + [10.0 ** d for d in decades],
+                     ticktext=["exactly 0"] + [f"1e{d}" for d in decades],
+                     title_text="||g^-1 f(g theta) - f(theta)|| / ||f(theta) - theta||")
+    brk = floor * 10 ** 1.2
+    fig.add_hline(y=brk, line=dict(color="#888888", dash="dot", width=1))
+    # annotations on a log axis take log10 of the value (shapes take the value itself)
+    fig.add_annotation(x=1, xref="paper", xanchor="right", y=math.log10(brk), yanchor="top", showarrow=False,
+                       text="axis break: exact zeros below", font=dict(size=11, color="#666666"))
+    fig.update_layout(boxmode="group", title=title, template="plotly_white", height=480,
                       legend=dict(orientation="h", y=-0.15), margin=dict(l=70, r=20, t=60, b=60))
-    return fig
+    return set_caption(fig, _symmetry_caption(per_network))
+
+
+def _symmetry_caption(per_network) -> str:
+    parts = []
+    for method, sub in per_network.groupby("method", sort=False):
+        r = sub["response"].to_numpy(dtype=float)
+        zeros = int((r == 0).sum())
+        parts.append((float(np.median(r)), f"{method} {np.median(r):.2g}"
+                      + (f" (exactly 0 in {zeros} of {r.size} networks)" if zeros else "")))
+    parts.sort(key=lambda p: p[0])
+    families = list(dict.fromkeys(per_network["family"]))
+    return (f"Each point: one held-out network of {names(families)} and a copy of it with the same function "
+            "(rescaled or sign-flipped weights); y: how differently the metanet updates the two. Median over all "
+            "networks, lowest first: " + "; ".join(p[1] for p in parts) + ". A model equivariant to the "
+            "transformation gives 0 up to float rounding.")
