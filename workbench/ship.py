@@ -1,0 +1,232 @@
+"""Regenerate the shipped optimizers (:mod:`workbench.optimizers`) from a finished run: ``python -m workbench ship
+outputs/default``.
+
+For every family of the run and both objectives, :func:`ship` finds the run's ScaleGMN-B metanetwork (the run folder
+of notebooks 04-06: scalegmn, the activation's symmetry, bidirectional, the run's seed and L1 weight, trained on the
+run's own zoo; :func:`find_run`), measures it and writes ``<family>-<objective>.safetensors`` and ``.json``:
+
+* the held-out gain: :func:`workbench.pipeline.one_shot_gain` on the run's held-out networks
+  (``pipeline.test_networks(zoo, eval_networks)``, the set notebooks 04-06 score), with its 95 % interval over
+  networks; for L1 optimizers also the L1-norm reduction with its interval;
+* a fresh zoo of the training architecture with another seed (networks no metanetwork saw), and fresh zoos with half
+  and double the hidden widths (the width transfer :class:`~workbench.OneShot` quotes in its warning).
+
+Nothing is written unless every optimizer was found and measured; each file is written atomically, and the two files
+of one optimizer carry a common digest, so a mixed pair is refused on loading.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import save as save_safetensors
+
+from .errors import WorkbenchError
+from .io import atomic_write_bytes, atomic_write_text, read_regular_bytes, sha256_file
+from .nets import NetSpec
+from .optimizers import FOLDER, FORMAT
+from .paths import git_revision
+from .uncertainty import Bootstrap, Interval
+
+__all__ = ["ShipError", "ship", "find_run", "run_record", "measure", "fresh_zoo", "WIDTH_FACTORS"]
+
+#: hidden widths of the transfer zoos, as factors of the training networks' (half and double)
+WIDTH_FACTORS = (0.5, 2.0)
+
+
+class ShipError(WorkbenchError, ValueError):
+    """A run folder lacks what shipping needs, or does not match the snapshot it is checked against."""
+
+
+def run_record(run_dir: Path) -> dict:
+    """The run's identity from its ``params.json`` (written when the run started): name, commit, the file's digest and
+    the values notebook 06 ran with (shared keys, then its section)."""
+    path = run_dir / "params.json"
+    try:
+        data = read_regular_bytes(path)
+        recorded = json.loads(data.decode("utf-8"))
+        values = {**recorded["shared"], **recorded.get("sections", {}).get("06", {})}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ShipError(f"{path} is missing or unreadable ({type(err).__name__}); ship reads a run folder that "
+                        "`python -m workbench run PARAMS` wrote") from None
+    return {"name": run_dir.resolve().name, "commit": recorded.get("git_revision", "unknown"),
+            "params_sha256": hashlib.sha256(data).hexdigest(), "started": recorded.get("started"),
+            "params_file": recorded.get("source"), "values": values}
+
+
+def find_run(run_dir: Path, family: str, objective: str, *, seed: int, lam: float, zoo_generation: dict) -> Path:
+    """The one finished ScaleGMN-B run of ``family`` and ``objective`` in ``run_dir`` trained on the run's zoo."""
+    from .symmetry import group_for
+    from .zoo import default_spec
+
+    group = group_for(default_spec(family))
+    found = []
+    for folder in sorted((run_dir / "metanet" / family).glob(f"{objective}-{group}-s{seed}-*")):
+        try:
+            result = json.loads(read_regular_bytes(folder / "result.json"))
+            identity = json.loads(read_regular_bytes(folder / "run.json"))
+        except (OSError, ValueError):
+            continue
+        config = result.get("config", {})
+        if (config.get("model", "scalegmn") == "scalegmn" and config.get("symmetry") == group and
+                config.get("bidirectional", True) and not config.get("group_augment") and
+                np.isclose(config.get("lam", 0.0), lam if objective == "l1" else 0.0) and
+                identity.get("zoo") == zoo_generation and (folder / "best.pt").is_file()):
+            found.append(folder)
+    if len(found) != 1:
+        what = "no finished run" if not found else f"{len(found)} runs ({', '.join(f.name for f in found)})"
+        raise ShipError(f"{run_dir} has {what} of ScaleGMN-B for {family} ({objective}, seed {seed}, lambda "
+                        f"{lam if objective == 'l1' else 0.0}) on the run's zoo; ship needs exactly one (run the "
+                        "notebooks to 06 first)")
+    return found[0]
+
+
+def _interval(interval: Interval) -> dict:
+    return {"estimate": float(interval.estimate), "lo": float(interval.lo), "hi": float(interval.hi),
+            "level": float(interval.level), "networks": int(interval.networks)}
+
+
+def measure(model, entries, data, *, lam: float, seed: int = 0, spec: NetSpec | None = None) -> dict:
+    """The one shot of ``entries`` (a zoo) by ``model``: accuracy gain on trained checkpoints (points, 95 % interval
+    over networks; :func:`workbench.pipeline.one_shot_gain`), accuracy before and after, and with ``lam`` > 0 the
+    L1-norm reduction with its interval. ``spec``: the entries' architecture when ``model`` was trained on another
+    (the pass goes through :class:`~workbench.OneShot`, which checks and warns)."""
+    import warnings
+
+    from .oneshot import OneShot, TransferWarning
+    from .pipeline import one_shot_gain
+    from .score import score
+
+    with warnings.catch_warnings():  # a transfer measured on purpose
+        warnings.simplefilter("ignore", TransferWarning)
+        new = OneShot(model, "measured").params(entries.spec, entries.params)
+    gain = one_shot_gain(entries, data, new, seed=seed)
+    before, after = score(entries, data), score(entries, data, new, lam=lam)
+    out = {"widths": list(entries.spec.widths), "networks": int(entries.meta["net_id"].nunique()),
+           "trained_entries": int(before.trained.sum()), "acc_before": before.value("acc_trained"),
+           "acc_after": after.value("acc_trained"), "gain": _interval(gain)}
+    if lam > 0:
+        boot = Bootstrap(entries.meta["net_id"].to_numpy(), seed=seed)
+        out["l1_reduction"] = _interval(after.interval("l1_reduction_trained", boot))
+    return out
+
+
+def fresh_zoo(spec: NetSpec, data, zoo: dict, n_networks: int, seed: int):
+    """A zoo of ``spec`` generated like the run's (``zoo``: its generation settings) with another ``seed``."""
+    from .zoo import generate
+
+    return generate(spec, data, n_networks, epochs=zoo["epochs"], checkpoints=zoo["checkpoints"], seed=seed,
+                    batch_size=zoo["batch_size"], progress=False)
+
+
+def _other_widths(spec: NetSpec, factor: float) -> NetSpec:
+    hidden = tuple(max(1, int(round(w * factor))) for w in spec.hidden_widths)
+    return dataclasses.replace(spec, widths=(spec.widths[0], *hidden, spec.widths[-1]))
+
+
+def _family_records(run_dir: Path, run: dict, family: str, objectives, fresh_networks: int, log) -> list[tuple]:
+    """``(name, state, record)`` of both objectives' optimizers of ``family``."""
+    from .checkpoints import load_model
+    from .pipeline import get_data, test_networks
+    from .pipeline.methods import method_label
+    from .zoo import Zoo, ZooError
+
+    values = run["values"]
+    seed, lam = int(values.get("seed", 0)), float(values.get("lam", 0.0))
+    try:
+        zoo = Zoo.load(run_dir / "zoo" / family)
+    except ZooError as err:
+        raise ShipError(f"ship needs the run's generated zoo of {family}: {err}") from None
+    generation = zoo.info.get("generation") or {}
+    data = get_data(values.get("dataset", "digits"), values.get("data_path"), seed)
+    test = test_networks(zoo, values.get("eval_networks"))
+    zoos = {"same": fresh_zoo(zoo.spec, data, generation, fresh_networks, seed + 1)}
+    for factor in WIDTH_FACTORS:
+        zoos[factor] = fresh_zoo(_other_widths(zoo.spec, factor), data, generation, fresh_networks, seed + 1)
+    out = []
+    for objective in objectives:
+        folder = find_run(run_dir, family, objective, seed=seed, lam=lam, zoo_generation=generation)
+        model = load_model(folder / "best.pt", spec=zoo.spec)
+        shot_lam = lam if objective == "l1" else 0.0
+        log(f"[workbench] measuring {family} {objective} ({folder.relative_to(run_dir)})")
+        result = json.loads(read_regular_bytes(folder / "result.json"))
+        record = {
+            "format": FORMAT, "name": f"{family}-{objective}", "family": family, "objective": objective,
+            "method": method_label("scalegmn", model.bidirectional), "lam": shot_lam, "spec": zoo.spec.to_dict(),
+            "metanet": dataclasses.asdict(model.config),
+            "run": {**{k: run[k] for k in ("name", "commit", "params_sha256", "started", "params_file")},
+                    "folder": str(folder.relative_to(run_dir)), "best_epoch": result.get("best_epoch"),
+                    "best_val_loss": result.get("best_val_loss"), "training": result.get("config")},
+            "zoo": {"architecture": zoo.spec.describe(), "dataset": zoo.dataset, **generation},
+            "held_out": {**measure(model, test, data, lam=shot_lam, seed=seed), "eval_networks":
+                         values.get("eval_networks"), "how": "workbench.pipeline.one_shot_gain on "
+                         "pipeline.test_networks(zoo, eval_networks) of the run's zoo (trained checkpoints)"},
+            "fresh_zoo": {**measure(model, zoos["same"], data, lam=shot_lam, seed=seed), "seed": seed + 1},
+            "width_transfer": [{**measure(model, zoos[f], data, lam=shot_lam, seed=seed), "seed": seed + 1,
+                                "factor": f} for f in WIDTH_FACTORS],
+        }
+        out.append((record["name"], {k: v.detach().float().contiguous() if v.is_floating_point() else v
+                                     for k, v in model.state_dict().items()}, record))
+    return out
+
+
+def _check_snapshot(run: dict, snapshot: Path) -> None:
+    """The snapshot (``python -m workbench report RUN --snapshot DEST``) must be of this run: the same params.json."""
+    params = snapshot / "params.json"
+    if not params.is_file() or sha256_file(params) != run["params_sha256"]:
+        raise ShipError(f"the snapshot {snapshot} is not of this run (its params.json differs from the run's, "
+                        f"sha256 {run['params_sha256'][:12]}); snapshot the run first: python -m workbench report "
+                        f"RUN_DIR --snapshot {snapshot}")
+
+
+def _check_dest(dest: Path) -> list[Path]:
+    """``dest`` holds only shipped pairs (and the package's ``__init__.py``); returns those pairs' files."""
+    if dest.exists() and not dest.is_dir():
+        raise ShipError(f"--dest {dest} is a file; pass a folder")
+    files = list(dest.iterdir()) if dest.is_dir() else []
+    foreign = [p.name for p in files if p.name not in ("__init__.py", "__pycache__")
+               and p.suffix not in (".json", ".safetensors")]
+    if foreign:
+        raise ShipError(f"--dest {dest} holds files ship does not write ({', '.join(sorted(foreign)[:8])}); pass the "
+                        "package folder (the default) or an empty folder")
+    return [p for p in files if p.suffix in (".json", ".safetensors")]
+
+
+def ship(run_dir: str | os.PathLike, dest: str | os.PathLike = FOLDER, *, snapshot: str | os.PathLike | None = None,
+         fresh_networks: int = 32, log=print) -> list[dict]:
+    """Write the shipped optimizers of the finished run ``run_dir`` into ``dest`` (default: the package's folder,
+    whose earlier files are replaced); ``snapshot``: refuse unless that snapshot is of this run. Returns the
+    records written."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    run = run_record(run_dir)
+    if snapshot is not None:
+        _check_snapshot(run, Path(snapshot))
+    old = _check_dest(dest)
+    values = run["values"]
+    objectives = [o for o in values.get("objectives", ["ce", "l1"]) if o in ("ce", "l1")]
+    written = []
+    for family in values.get("families", []):
+        written += _family_records(run_dir, run, family, objectives, fresh_networks, log)
+    if not written:
+        raise ShipError(f"{run_dir}'s params name no families to ship")
+    shipped_by = {"commit": git_revision(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    for name, state, record in written:
+        blob = save_safetensors(state, metadata={"format": FORMAT, "name": name})
+        record = {**record, "weights_sha256": hashlib.sha256(blob).hexdigest(), "shipped_by": shipped_by}
+        atomic_write_bytes(dest / f"{name}.safetensors", blob)
+        atomic_write_text(dest / f"{name}.json", json.dumps(record, indent=1, allow_nan=False) + "\n")
+        log(f"[workbench] {name}: held-out gain {_text(record['held_out']['gain'])} points -> {dest / name}.*")
+    keep = {f"{name}{suffix}" for name, _, _ in written for suffix in (".json", ".safetensors")}
+    for path in old:
+        if path.name not in keep:  # an optimizer of an earlier run that this run does not have
+            path.unlink()
+    return [json.loads((dest / f"{name}.json").read_text()) for name, _, _ in written]
+
+
+def _text(interval: dict) -> str:
+    return f"{interval['estimate']:+.2f} [{interval['lo']:+.2f}, {interval['hi']:+.2f}]"
