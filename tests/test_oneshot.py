@@ -17,7 +17,8 @@ from workbench.checkpoints import CheckpointError
 from workbench.interop import to_module
 from workbench.metanet import MetanetConfig
 from workbench.nets import NetSpec, init_params
-from workbench.oneshot import OneShotError, TransferWarning, check_transfer, read_module, read_state_dict
+from workbench.oneshot import OneShotError, TransferWarning, read_module, read_state_dict
+from workbench.transfer import check_transfer, for_architecture, variants
 from workbench.symmetry import act, random_element
 from workbench.train_config import build_model
 
@@ -191,37 +192,87 @@ def test_state_dicts_are_read_by_their_keys_and_refused_when_they_hold_anything_
         read_state_dict(dense_then_conv, spec)
 
 
-def test_architectures_the_metanetwork_was_not_trained_for_are_refused_or_warned_about():
+def _measured(spec, gain_lo, l1_lo=None, networks=4):
+    out = {"widths": list(spec.widths), "networks": networks, "gain": {"estimate": gain_lo + 1.0, "lo": gain_lo,
+                                                                       "hi": gain_lo + 2.0}}
+    if l1_lo is not None:
+        out["l1_reduction"] = {"estimate": l1_lo + 5.0, "lo": l1_lo, "hi": l1_lo + 10.0}
+    return out
+
+
+def test_architectures_are_taken_only_where_their_measured_transfer_worked():
     trained = NetSpec.mlp((16, 6, 5, 3), "tanh")
-    refused = {NetSpec.mlp((16, 6, 5, 3), "relu"): "one activation", NetSpec.mlp((16, 6, 3), "tanh"): "depths",
-               NetSpec.mlp((16, 6, 5, 5, 3), "tanh"): "depths", NetSpec.mlp((9, 6, 5, 3), "tanh"): "input size",
-               NetSpec.mlp((16, 6, 5, 4), "tanh"): "class count",
-               NetSpec.cnn(16, (6, 5), 3, activation="tanh"): "one kind"}
+    refused = {NetSpec.mlp((16, 6, 5, 3), "relu"): "one activation", NetSpec.mlp((9, 6, 5, 3), "tanh"): "input size",
+               NetSpec.mlp((16, 6, 5, 4), "tanh"): "class count", NetSpec.cnn(16, (6, 5), 3, activation="tanh"):
+               "one kind", NetSpec.mlp((16, 18, 5, 3), "tanh"): "beyond 0.5x to 2x",
+               NetSpec.mlp((16, 6, 5, 5, 5, 3), "tanh"): "only 16-6-3 or 16-6-5-5-3 .* were measured",
+               NetSpec.mlp((16, 6, 5, 4, 3), "tanh"): "only 16-6-3 or 16-6-5-5-3"}
     for spec, why in refused.items():
         with pytest.raises(OneShotError, match=why):
-            check_transfer(trained, spec)
+            check_transfer(trained, spec, measured={name: _measured(v, 1.0) for name, v in variants(trained).items()})
     assert check_transfer(trained, trained) is None
-    wider = NetSpec.mlp((16, 12, 10, 3), "tanh")
-    assert "was not measured" in check_transfer(trained, wider)
-    measured = [{"widths": [16, 12, 10, 3], "gain": {"estimate": 1.25, "lo": -0.5, "hi": 3.0}}]
-    assert "hidden 12-10: +1.2 [-0.5, +3.0] points" in check_transfer(trained, wider, measured=measured)
-    with pytest.raises(OneShotError, match="ScaleGMN optimizers only"):
-        check_transfer(trained, wider, model="nfn")
+    wider, deeper = NetSpec.mlp((16, 12, 7, 3), "tanh"), variants(trained)["one layer more"]
+    assert deeper.widths == (16, 6, 5, 5, 3)
+    for spec, variant in ((wider, "double widths"), (deeper, "one layer more")):
+        with pytest.raises(OneShotError, match=rf"\({variant}\) was not measured"):
+            check_transfer(trained, spec)
+        good = {variant: _measured(variants(trained)[variant], 0.5)}
+        note = check_transfer(trained, spec, measured=good, reference=_measured(trained, 2.0))
+        assert f"{variant}, {'-'.join(map(str, variants(trained)[variant].widths))}: accuracy +1.5 [+0.5, +2.5]" in note
+        assert "the training architecture on a fresh zoo: 16-6-5-3: accuracy +3.0 [+2.0, +4.0]" in note
+        with pytest.raises(OneShotError, match=r"measured not to work .*accuracy -0.5 \[-1.5, \+0.5\]"):
+            check_transfer(trained, spec, measured={variant: _measured(variants(trained)[variant], -1.5)})
+    both = NetSpec.mlp((16, 3, 10, 3), "tanh")  # one layer narrower, one wider: both width variants must have worked
+    half_only = {"half widths": _measured(variants(trained)["half widths"], 0.5)}
+    with pytest.raises(OneShotError, match=r"\(double widths\) was not measured"):
+        check_transfer(trained, both, measured=half_only)
+    l1 = {"double widths": _measured(variants(trained)["double widths"], -4.0, l1_lo=2.0)}  # within the L1 target
+    assert "L1-norm reduction 7.0 [2.0, 12.0] %" in check_transfer(trained, wider, objective="l1", measured=l1)
+    for bad in (_measured(wider, -4.0, l1_lo=-1.0), _measured(wider, -6.0, l1_lo=2.0)):
+        with pytest.raises(OneShotError, match="measured not to work"):
+            check_transfer(trained, wider, objective="l1", measured={"double widths": bad})
+    with pytest.raises(OneShotError, match="Only ScaleGMN optimizers"):
+        check_transfer(trained, wider, model="nfn", measured={"double widths": _measured(wider, 1.0)})
 
 
-def test_other_hidden_widths_run_with_a_warning_and_the_training_widths_without():
-    optimizer = scrambled(NetSpec.mlp((16, 6, 5, 3), "tanh"))
+def test_a_measured_architecture_runs_with_the_warning_and_the_training_architecture_without():
+    trained = NetSpec.mlp((16, 6, 5, 3), "tanh")
+    optimizer = scrambled(trained)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        optimizer(_mlp(nn.Tanh, (16, 6, 5, 3)))
+        optimizer(_mlp(nn.Tanh, trained.widths))
     wide = _mlp(nn.Tanh, (16, 12, 9, 3))
-    with pytest.warns(TransferWarning, match="other hidden widths"):
+    with pytest.raises(OneShotError, match="was not measured"):  # a run's checkpoint: no measurement, no transfer
+        optimizer(wide)
+    optimizer.provenance = {"objective": "ce", "transfers": [{"variant": "double widths",
+                                                              **_measured(variants(trained)["double widths"], 0.5)}]}
+    with pytest.warns(TransferWarning, match=r"double widths, 16-12-10-3: accuracy \+1.5"):
         new = optimizer(wide)
     assert [p.shape for p in new.parameters()] == [p.shape for p in wide.parameters()]
     assert not torch.equal(new[1].weight, wide[1].weight)
-    nfn = scrambled(NetSpec.mlp((16, 6, 5, 3), "tanh"), model="nfn")
-    with pytest.raises(OneShotError, match="ScaleGMN optimizers only"):
-        nfn(wide)
+    expected = for_architecture(optimizer.model, read_module(wide)[0]).optimize(*read_module(wide))
+    assert all(torch.equal(a, b) for pa, pb in zip(read_module(new)[1], expected) for a, b in zip(pa, pb))
+
+
+def test_for_architecture_keeps_every_weight_for_other_widths_and_maps_layers_for_other_depths():
+    trained = NetSpec.mlp((16, 6, 5, 3), "relu")
+    model = scrambled(trained).model
+    with torch.no_grad():
+        model.w_norm.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        model.type_mul[16:18] = torch.tensor([[7.0], [8.0]])  # the two hidden layers' node types
+    wide = for_architecture(model, NetSpec.mlp((16, 9, 4, 3), "relu"))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in wide.state_dict().items())
+    deeper = for_architecture(model, variants(trained)["one layer more"])  # layers 0, 1, 1, 2; hidden types 1, 2, 2
+    assert deeper.w_norm.tolist() == [1.0, 2.0, 2.0, 3.0]
+    assert deeper.type_mul[16:19, 0].tolist() == [7.0, 8.0, 8.0]
+    assert torch.equal(deeper.type_mul[:16], model.type_mul[:16]) and torch.equal(deeper.type_mul[19:],
+                                                                                    model.type_mul[18:])
+    shallower = for_architecture(model, variants(trained)["one layer fewer"])  # layers 0, 2; hidden type 1
+    assert shallower.w_norm.tolist() == [1.0, 3.0] and shallower.type_mul[16, 0].item() == 7.0
+    same = for_architecture(model, trained)
+    params = init_params(trained, 3, torch.Generator().manual_seed(4))
+    assert all(torch.equal(a, b) for pa, pb in zip(same.optimize(trained, params), model.optimize(trained, params))
+               for a, b in zip(pa, pb))
 
 
 def test_a_cnn_state_dict_takes_stride_and_padding_from_the_optimizer():

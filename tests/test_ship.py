@@ -67,7 +67,9 @@ def test_ship_writes_the_runs_scalegmn_b_optimizers_with_their_measured_gain(tin
         assert record["run"]["params_sha256"] == hashlib.sha256((tiny_run / "params.json").read_bytes()).hexdigest()
         assert record["weights_sha256"] == hashlib.sha256((dest / f"{record['name']}.safetensors").read_bytes()
                                                           ).hexdigest()
-        assert [t["widths"] for t in record["width_transfer"]] == [[64, 8, 8, 10], [64, 32, 32, 10]]
+        assert {t["variant"]: t["widths"] for t in record["transfers"]} == {
+            "half widths": [64, 8, 8, 10], "double widths": [64, 32, 32, 10], "one layer fewer": [64, 16, 10],
+            "one layer more": [64, 16, 16, 16, 10]}
         assert record["fresh_zoo"]["widths"] == [64, 16, 16, 10] and record["fresh_zoo"]["seed"] == 1
         assert ("l1_reduction" in record["held_out"]) == (record["objective"] == "l1")
     listed = available(dest)
@@ -75,17 +77,49 @@ def test_ship_writes_the_runs_scalegmn_b_optimizers_with_their_measured_gain(tin
     assert listed[0].gain == records[0]["held_out"]["gain"]["estimate"] and listed[0].commit == "abc1234"
 
 
-def test_a_shipped_optimizer_quotes_its_measured_width_transfer(shipped):
+def test_a_shipped_optimizer_takes_a_measured_variant_as_its_measurement_says(shipped):
+    """Each variant runs with a warning quoting its numbers when it worked, and is refused quoting them when not."""
     from torch import nn
 
-    dest, records = shipped
-    model, record = load("mlp-relu-ce", dest)
-    optimizer = OneShot(model, "mlp-relu-ce", record)
-    wide = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
-    gain = record["width_transfer"][1]["gain"]
-    quoted = re.escape(f"hidden 32-32: {gain['estimate']:+.1f} [{gain['lo']:+.1f}, {gain['hi']:+.1f}] points")
-    with pytest.warns(UserWarning, match=quoted):
-        optimizer(wide)
+    from workbench.interop import to_module
+    from workbench.nets import init_params
+    from workbench.oneshot import OneShotError, TransferWarning
+    from workbench.transfer import variants, worked
+
+    dest, _ = shipped
+    for name in ("mlp-relu-ce", "mlp-relu-l1"):
+        model, record = load(name, dest)
+        optimizer = OneShot(model, name, record)
+        for t in record["transfers"]:
+            net = to_module(variants(model.spec)[t["variant"]], init_params(variants(model.spec)[t["variant"]], 1))
+            g = t["gain"]
+            quoted = re.escape(f"{t['variant']}, {'-'.join(map(str, t['widths']))}: accuracy {g['estimate']:+.1f} "
+                               f"[{g['lo']:+.1f}, {g['hi']:+.1f}] points")
+            if worked(t, record["objective"]):
+                with pytest.warns(TransferWarning, match=quoted):
+                    assert isinstance(optimizer(net), nn.Sequential)
+            else:
+                with pytest.raises(OneShotError, match=quoted):
+                    optimizer(net)
+
+
+def test_ship_regenerates_the_transfer_table_of_a_page(tiny_run, shipped, tmp_path):
+    from workbench.ship import TRANSFER_BLOCK, transfer_block, update_docs
+
+    page = tmp_path / "page.md"
+    page.write_text(f"intro\n{TRANSFER_BLOCK[0]}\nstale 99.9\n{TRANSFER_BLOCK[1]}\noutro\n")
+    update_docs(page, shipped[1])
+    text = page.read_text()
+    assert "stale" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    block = transfer_block(shipped[1])
+    assert block in text and "Run `tiny` (commit abc1234" in block
+    ce = shipped[1][0]
+    for m in (ce["fresh_zoo"], *ce["transfers"]):
+        g = m["gain"]
+        assert f"| {g['estimate']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}] |" in block
+    (tmp_path / "bare.md").write_text("no markers")
+    with pytest.raises(ShipError, match="no block"):
+        update_docs(tmp_path / "bare.md", shipped[1])
 
 
 def _copy(dest, tmp_path):

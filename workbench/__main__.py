@@ -77,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_ship.add_argument("--dest", default=None, metavar="DIR", help="default: the package's workbench/optimizers/")
     p_ship.add_argument("--snapshot", default=None, metavar="DIR",
                         help="refuse unless this snapshot (e.g. docs/results/default) is of the same run")
+    p_ship.add_argument("--docs", default=None, metavar="PAGE",
+                        help="also regenerate the transfer table of this page, e.g. docs/oneshot.md")
     p_ship.add_argument("--fresh-networks", type=int, default=32, metavar="N",
-                        help="networks per fresh zoo (another seed; half and double hidden widths) measured per file")
+                        help="networks per fresh zoo (another seed; the training architecture and its measured "
+                             "variants) measured per optimizer")
     p_rep = sub.add_parser("report", parents=[common],
                            help="snapshot a finished run's results into the repository and render them (README block)")
     p_rep.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
@@ -128,7 +131,8 @@ def run_command(args: argparse.Namespace) -> None:
         from .ship import ship
 
         kwargs = {} if args.dest is None else {"dest": args.dest}
-        records = ship(args.run_dir, snapshot=args.snapshot, fresh_networks=args.fresh_networks, **kwargs)
+        records = ship(args.run_dir, snapshot=args.snapshot, docs=args.docs, fresh_networks=args.fresh_networks,
+                       **kwargs)
         print(f"[workbench] shipped {len(records)} optimizers from {args.run_dir}: "
               f"{', '.join(r['name'] for r in records)}")
     elif args.command == "report":

@@ -21,8 +21,10 @@ import torch
 
 from .errors import WorkbenchError
 from .io import atomic_path, atomic_write_text, output_lock, read_regular_bytes, read_regular_text, sha256_file
+from .objective import evaluate
 from .oneshot import OneShot, TransferWarning, read_state_dict
 from .paths import OutputFolderError
+from .pipeline import get_data
 
 __all__ = ["NetworkFileError", "MANIFEST_SUFFIX", "optimize_network", "manifest_path"]
 
@@ -81,9 +83,6 @@ def read_network(path: Path) -> dict[str, torch.Tensor]:
 
 def _accuracy(optimizer: OneShot, state: dict, new: dict, data_path: str | None) -> dict:
     """Test accuracy (%) of the network before and after, on the test split of the optimizer's data set."""
-    from .objective import evaluate
-    from .pipeline import get_data
-
     if optimizer.dataset is None:
         raise NetworkFileError(f"{optimizer.name} does not say which data set its networks solve; --evaluate needs "
                                "a shipped optimizer or a run folder's best.pt (with run.json beside it)")

@@ -8,10 +8,9 @@ module with the new weights -- the same layers, names, dtype and device. :meth:`
 a state dict, from a module or from a state dict alone (:func:`read_state_dict`; a state dict carries no activation,
 stride or padding, so those are the optimizer's own).
 
-Which networks a metanetwork takes (:func:`check_transfer`): its kind (MLP or CNN) and activation, always; its depth,
-input size, class count and conv settings, always -- its parameters are per layer and per input and output neuron,
-and no depth transfer was measured to work (docs/oneshot.md); other hidden widths, for a ScaleGMN whose transfer to
-them was measured when it was shipped, with a warning that quotes that measurement.
+Which networks a metanetwork takes besides its training architecture is decided by measurement
+(:mod:`workbench.transfer`): architectures whose transfer was measured to work when the optimizer was shipped run with
+a :class:`~workbench.transfer.TransferWarning` quoting the measurement; everything else is refused.
 """
 from __future__ import annotations
 
@@ -26,30 +25,21 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
+from . import optimizers
+from .checkpoints import load_model
 from .errors import WorkbenchError
 from .interop import from_module
 from .metanet import NFN, ScaleGMN
 from .nets import NetSpec, Params, check_params
-from .train_config import build_model
+from .transfer import OneShotError, TransferWarning, check_transfer, for_architecture
 
-__all__ = ["OneShot", "OneShotError", "TransferWarning", "SUPPORTED", "read_module", "read_state_dict",
-           "check_transfer"]
+__all__ = ["OneShot", "OneShotError", "TransferWarning", "SUPPORTED", "read_module", "read_state_dict"]
 
 #: what :func:`read_module` reads, for error messages
 SUPPORTED = ("nn.Sequential (nested is fine) of Linear and Conv2d layers with biases, one activation kind (Tanh or "
              "ReLU) between them, Flatten() before the first Linear layer of an MLP, and for a CNN: conv layers (one "
              "square kernel, stride and padding for all, zero padding, groups=1, dilation=1), each followed by the "
              "activation, then AdaptiveAvgPool2d(1), Flatten() and one Linear layer; Dropout anywhere")
-
-
-class OneShotError(WorkbenchError, ValueError):
-    """A network the one-shot optimizer cannot read, or one it was not trained for (another kind, activation or
-    depth)."""
-
-
-class TransferWarning(UserWarning):
-    """The network's hidden widths differ from the optimizer's training networks: it runs, and the warning says
-    what was measured for such a transfer."""
 
 
 # -- reading a network ---------------------------------------------------------------------------------------------
@@ -182,45 +172,6 @@ def _spec_of(params: Params, like: NetSpec, source: str) -> NetSpec:
     return spec
 
 
-# -- which networks an optimizer takes -------------------------------------------------------------------------------
-def _same_but_hidden(spec: NetSpec) -> tuple:
-    """Everything but the hidden widths and the image size (which no metanetwork parameter depends on)."""
-    return (spec.kind, spec.activation, spec.n_layers, spec.widths[0], spec.widths[-1], spec.kernel_size,
-            spec.stride, spec.padding)
-
-
-def check_transfer(trained: NetSpec, spec: NetSpec, *, model: str = "scalegmn",
-                   measured: list[dict] | None = None) -> str | None:
-    """None when ``spec`` is ``trained`` (image size aside); a warning text when only the hidden widths differ and
-    the model is a ScaleGMN (``measured``: its recorded width transfers, quoted); a :class:`OneShotError` otherwise,
-    saying why."""
-    if _same_but_hidden(spec) == _same_but_hidden(trained) and spec.widths == trained.widths:
-        return None
-    what = f"this optimizer was trained on {trained.describe()}; the network is {spec.describe()}"
-    if (spec.kind, spec.activation) != (trained.kind, trained.activation):
-        raise OneShotError(f"{what}. A metanetwork is trained for one kind (MLP or CNN) and one activation (its "
-                           f"symmetry group depends on it); use the optimizer for {spec.family}")
-    if spec.n_layers != trained.n_layers:
-        raise OneShotError(f"{what}. Other depths are refused: the metanetwork has parameters per layer, and mapping "
-                           "them onto another depth lost the gain when measured (docs/oneshot.md)")
-    if _same_but_hidden(spec) != _same_but_hidden(trained):
-        raise OneShotError(f"{what}. The input size, the class count and the conv settings must be the training "
-                           "networks' (the metanetwork has parameters per input and output neuron)")
-    if model != "scalegmn":
-        raise OneShotError(f"{what}. Other hidden widths are taken by ScaleGMN optimizers only (transfer of a "
-                           f"{model} was never measured)")
-    if not measured:
-        return (f"{what}: other hidden widths. The transfer of this metanetwork to other widths was not measured "
-                "(`python -m workbench ship` measures it for the optimizers it ships; docs/oneshot.md)")
-    runs = "; ".join(f"hidden {'-'.join(map(str, m['widths'][1:-1]))}: {_points(m['gain'])} points" for m in measured)
-    return (f"{what}: other hidden widths. Measured when it was shipped, on fresh zoos never seen in training "
-            f"(accuracy gain on trained checkpoints, 95 % interval over networks): {runs}")
-
-
-def _points(interval: dict) -> str:
-    return f"{interval['estimate']:+.1f} [{interval['lo']:+.1f}, {interval['hi']:+.1f}]"
-
-
 # -- the optimizer -----------------------------------------------------------------------------------------------------
 class OneShot:
     """A trained metanetwork that maps a network to a new one of the same architecture in one forward pass.
@@ -228,8 +179,8 @@ class OneShot:
     Args:
         model: the trained ScaleGMN or NFN (its ``spec`` is the architecture of its training networks).
         name: where it came from (a shipped name or a file), for messages.
-        provenance: the shipped record (run, commit, held-out gain with its interval, measured width transfer);
-            None for a run's checkpoint.
+        provenance: the shipped record (run, commit, held-out gain with its interval, measured transfers); None for
+            a run's checkpoint (which then takes its training architecture only).
         zoo: what its training networks were: ``dataset`` and ``seed`` (the data split's), as the record's ``zoo``
             field or a run folder's ``run.json`` hold them; :attr:`dataset` and :attr:`data_seed` (None and 0 unknown).
 
@@ -247,8 +198,6 @@ class OneShot:
     def load(cls, source: str | os.PathLike, map_location="cpu") -> "OneShot":
         """A shipped optimizer by name (:func:`workbench.optimizers.available`), a run folder or its ``best.pt``
         (loaded with ``weights_only=True``), or a shipped-format ``.safetensors`` file (its ``.json`` beside it)."""
-        from . import optimizers
-
         text = os.fspath(source)
         if text in optimizers.names():
             model, record = optimizers.load(text)
@@ -263,8 +212,6 @@ class OneShot:
             shipped = ", ".join(optimizers.names()) or "none shipped"
             raise OneShotError(f"{text!r} is neither a shipped optimizer ({shipped}) nor a metanetwork checkpoint; "
                                "pass one of those names, a run folder or <run folder>/best.pt")
-        from .checkpoints import load_model
-
         model = load_model(path, map_location=map_location)
         try:  # the run folder's identity names the data set its zoo was trained on, and the zoo's seed
             identity = json.loads((path.parent / "run.json").read_text())
@@ -308,10 +255,12 @@ class OneShot:
 
     def params(self, spec: NetSpec, params: Params) -> Params:
         """The one shot of batched ``params`` of ``spec`` (:mod:`workbench.nets`), in their dtype and device; the
-        architecture checked by :func:`check_transfer` (a :class:`TransferWarning` for other hidden widths)."""
-        measured = (self.provenance or {}).get("width_transfer")
-        model_name = "nfn" if isinstance(self.model, NFN) else "scalegmn"
-        note = check_transfer(self.spec, spec, model=model_name, measured=measured)
+        architecture checked by :func:`~workbench.transfer.check_transfer` (a :class:`TransferWarning` for an
+        architecture whose transfer was measured to work)."""
+        record = self.provenance or {}
+        note = check_transfer(self.spec, spec, model="nfn" if isinstance(self.model, NFN) else "scalegmn",
+                              objective=record.get("objective", "ce"), reference=record.get("fresh_zoo"),
+                              measured={t["variant"]: t for t in record.get("transfers", [])})
         if note:
             warnings.warn(note, TransferWarning, stacklevel=3)
         dtype, device = params[0][0].dtype, params[0][0].device
@@ -330,14 +279,11 @@ class OneShot:
         return replace(spec, image_size=self.spec.image_size) if spec.kind == "cnn" else spec
 
     def _model_for(self, spec: NetSpec, dtype: torch.dtype) -> nn.Module:
-        """The metanetwork for networks of ``spec`` in ``dtype``: the trained one, or the same weights built for
-        other hidden widths (every parameter's shape is independent of them), cached."""
+        """The metanetwork for networks of ``spec`` in ``dtype``: the trained one, or its weights on one built for
+        ``spec`` (:func:`~workbench.transfer.for_architecture`), cached."""
         key = (self._pass_spec(spec), dtype)
         if key not in self._built:
-            model = self.model
-            if key[0] != self.spec:
-                model = build_model(key[0], self.model.config)
-                model.load_state_dict(self.model.state_dict())
+            model = self.model if key[0] == self.spec else for_architecture(self.model, key[0])
             if dtype != next(self.model.parameters()).dtype:
                 model = copy.deepcopy(model).to(dtype)
             self._built[key] = model.eval()

@@ -8,8 +8,9 @@ run's own zoo; :func:`find_run`), measures it and writes ``<family>-<objective>.
 * the held-out gain: :func:`workbench.pipeline.one_shot_gain` on the run's held-out networks
   (``pipeline.test_networks(zoo, eval_networks)``, the set notebooks 04-06 score), with its 95 % interval over
   networks; for L1 optimizers also the L1-norm reduction with its interval;
-* a fresh zoo of the training architecture with another seed (networks no metanetwork saw), and fresh zoos with half
-  and double the hidden widths (the width transfer :class:`~workbench.OneShot` quotes in its warning).
+* a fresh zoo of the training architecture with another seed (networks no metanetwork saw), and fresh zoos of the
+  measured :data:`~workbench.transfer.VARIANTS` (half and double hidden widths, one hidden layer fewer and one more):
+  what decides which other architectures :class:`~workbench.OneShot` takes (:mod:`workbench.transfer`).
 
 Nothing is written unless every optimizer was found and measured; each file is written atomically, and the two files
 of one optimizer carry a common digest, so a mixed pair is refused on loading.
@@ -26,17 +27,24 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import save as save_safetensors
 
+from .checkpoints import load_model
 from .errors import WorkbenchError
 from .io import atomic_write_bytes, atomic_write_text, read_regular_bytes, sha256_file
 from .nets import NetSpec
 from .optimizers import FOLDER, FORMAT
 from .paths import git_revision
+from .pipeline import get_data, one_shot_gain, test_networks
+from .pipeline.methods import method_label
+from .score import score
+from .symmetry import group_for
+from .transfer import for_architecture, transfer_table, variants
 from .uncertainty import Bootstrap, Interval
+from .zoo import Zoo, ZooError, default_spec, generate
 
-__all__ = ["ShipError", "ship", "find_run", "run_record", "measure", "fresh_zoo", "WIDTH_FACTORS"]
+__all__ = ["ShipError", "ship", "find_run", "run_record", "measure", "fresh_zoo", "TRANSFER_BLOCK"]
 
-#: hidden widths of the transfer zoos, as factors of the training networks' (half and double)
-WIDTH_FACTORS = (0.5, 2.0)
+#: the markers of the generated transfer table in a markdown page (``ship --docs PAGE``)
+TRANSFER_BLOCK = ("<!-- BEGIN TRANSFER (python -m workbench ship --docs) -->", "<!-- END TRANSFER -->")
 
 
 class ShipError(WorkbenchError, ValueError):
@@ -61,9 +69,6 @@ def run_record(run_dir: Path) -> dict:
 
 def find_run(run_dir: Path, family: str, objective: str, *, seed: int, lam: float, zoo_generation: dict) -> Path:
     """The one finished ScaleGMN-B run of ``family`` and ``objective`` in ``run_dir`` trained on the run's zoo."""
-    from .symmetry import group_for
-    from .zoo import default_spec
-
     group = group_for(default_spec(family))
     found = []
     for folder in sorted((run_dir / "metanet" / family).glob(f"{objective}-{group}-s{seed}-*")):
@@ -91,20 +96,14 @@ def _interval(interval: Interval) -> dict:
             "level": float(interval.level), "networks": int(interval.networks)}
 
 
-def measure(model, entries, data, *, lam: float, seed: int = 0, spec: NetSpec | None = None) -> dict:
+def measure(model, entries, data, *, lam: float, seed: int = 0) -> dict:
     """The one shot of ``entries`` (a zoo) by ``model``: accuracy gain on trained checkpoints (points, 95 % interval
     over networks; :func:`workbench.pipeline.one_shot_gain`), accuracy before and after, and with ``lam`` > 0 the
-    L1-norm reduction with its interval. ``spec``: the entries' architecture when ``model`` was trained on another
-    (the pass goes through :class:`~workbench.OneShot`, which checks and warns)."""
-    import warnings
-
-    from .oneshot import OneShot, TransferWarning
-    from .pipeline import one_shot_gain
-    from .score import score
-
-    with warnings.catch_warnings():  # a transfer measured on purpose
-        warnings.simplefilter("ignore", TransferWarning)
-        new = OneShot(model, "measured").params(entries.spec, entries.params)
+    L1-norm reduction with its interval. Entries of another architecture than ``model``'s get the metanetwork
+    :func:`~workbench.transfer.for_architecture` builds for them (measured here, whatever the rule says)."""
+    if entries.spec != model.spec:
+        model = for_architecture(model, entries.spec)
+    new = model.optimize(entries.spec, entries.params)
     gain = one_shot_gain(entries, data, new, seed=seed)
     before, after = score(entries, data), score(entries, data, new, lam=lam)
     out = {"widths": list(entries.spec.widths), "networks": int(entries.meta["net_id"].nunique()),
@@ -118,24 +117,12 @@ def measure(model, entries, data, *, lam: float, seed: int = 0, spec: NetSpec | 
 
 def fresh_zoo(spec: NetSpec, data, zoo: dict, n_networks: int, seed: int):
     """A zoo of ``spec`` generated like the run's (``zoo``: its generation settings) with another ``seed``."""
-    from .zoo import generate
-
     return generate(spec, data, n_networks, epochs=zoo["epochs"], checkpoints=zoo["checkpoints"], seed=seed,
                     batch_size=zoo["batch_size"], progress=False)
 
 
-def _other_widths(spec: NetSpec, factor: float) -> NetSpec:
-    hidden = tuple(max(1, int(round(w * factor))) for w in spec.hidden_widths)
-    return dataclasses.replace(spec, widths=(spec.widths[0], *hidden, spec.widths[-1]))
-
-
 def _family_records(run_dir: Path, run: dict, family: str, objectives, fresh_networks: int, log) -> list[tuple]:
     """``(name, state, record)`` of both objectives' optimizers of ``family``."""
-    from .checkpoints import load_model
-    from .pipeline import get_data, test_networks
-    from .pipeline.methods import method_label
-    from .zoo import Zoo, ZooError
-
     values = run["values"]
     seed, lam = int(values.get("seed", 0)), float(values.get("lam", 0.0))
     try:
@@ -145,9 +132,9 @@ def _family_records(run_dir: Path, run: dict, family: str, objectives, fresh_net
     generation = zoo.info.get("generation") or {}
     data = get_data(values.get("dataset", "digits"), values.get("data_path"), seed)
     test = test_networks(zoo, values.get("eval_networks"))
-    zoos = {"same": fresh_zoo(zoo.spec, data, generation, fresh_networks, seed + 1)}
-    for factor in WIDTH_FACTORS:
-        zoos[factor] = fresh_zoo(_other_widths(zoo.spec, factor), data, generation, fresh_networks, seed + 1)
+    fresh = fresh_zoo(zoo.spec, data, generation, fresh_networks, seed + 1)
+    others = {name: fresh_zoo(spec, data, generation, fresh_networks, seed + 1)
+              for name, spec in variants(zoo.spec).items()}
     out = []
     for objective in objectives:
         folder = find_run(run_dir, family, objective, seed=seed, lam=lam, zoo_generation=generation)
@@ -166,9 +153,9 @@ def _family_records(run_dir: Path, run: dict, family: str, objectives, fresh_net
             "held_out": {**measure(model, test, data, lam=shot_lam, seed=seed), "eval_networks":
                          values.get("eval_networks"), "how": "workbench.pipeline.one_shot_gain on "
                          "pipeline.test_networks(zoo, eval_networks) of the run's zoo (trained checkpoints)"},
-            "fresh_zoo": {**measure(model, zoos["same"], data, lam=shot_lam, seed=seed), "seed": seed + 1},
-            "width_transfer": [{**measure(model, zoos[f], data, lam=shot_lam, seed=seed), "seed": seed + 1,
-                                "factor": f} for f in WIDTH_FACTORS],
+            "fresh_zoo": {**measure(model, fresh, data, lam=shot_lam, seed=seed), "seed": seed + 1},
+            "transfers": [{"variant": name, **measure(model, other, data, lam=shot_lam, seed=seed), "seed": seed + 1}
+                          for name, other in others.items()],
         }
         out.append((record["name"], {k: v.detach().float().contiguous() if v.is_floating_point() else v
                                      for k, v in model.state_dict().items()}, record))
@@ -197,11 +184,34 @@ def _check_dest(dest: Path) -> list[Path]:
     return [p for p in files if p.suffix in (".json", ".safetensors")]
 
 
+def transfer_block(records: list[dict]) -> str:
+    """The generated block of docs/oneshot.md: the cross-entropy optimizers' transfer measurements, naming their run."""
+    ce = [r for r in records if r["objective"] == "ce"]
+    if not ce:
+        return ""
+    run, fresh = ce[0]["run"], ce[0]["fresh_zoo"]
+    return (f"Run `{run['name']}` (commit {run['commit']}, started {run['started']}), measured by `python -m workbench "
+            f"ship` at commit {ce[0]['shipped_by']['commit']} ({ce[0]['shipped_by']['date']}); fresh zoos of zoo seed "
+            f"{fresh['seed']}, {fresh['networks']} networks each; accuracy on their trained checkpoints, gain with its "
+            f"95 % interval over networks.\n\n{transfer_table(ce)}")
+
+
+def update_docs(page: str | os.PathLike, records: list[dict]) -> Path:
+    """Regenerate the block between :data:`TRANSFER_BLOCK`'s markers in ``page`` from ``records``."""
+    page = Path(page)
+    text = page.read_text()
+    begin, end = TRANSFER_BLOCK
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ShipError(f"{page} has no block {begin} ... {end} to regenerate; add the two markers")
+    head, rest = text.split(begin)
+    return atomic_write_text(page, f"{head}{begin}\n{transfer_block(records)}{end}{rest.split(end, 1)[1]}")
+
+
 def ship(run_dir: str | os.PathLike, dest: str | os.PathLike = FOLDER, *, snapshot: str | os.PathLike | None = None,
-         fresh_networks: int = 32, log=print) -> list[dict]:
+         docs: str | os.PathLike | None = None, fresh_networks: int = 32, log=print) -> list[dict]:
     """Write the shipped optimizers of the finished run ``run_dir`` into ``dest`` (default: the package's folder,
-    whose earlier files are replaced); ``snapshot``: refuse unless that snapshot is of this run. Returns the
-    records written."""
+    whose earlier files are replaced); ``snapshot``: refuse unless that snapshot is of this run; ``docs``: also
+    regenerate the transfer table of that page (docs/oneshot.md). Returns the records written."""
     run_dir, dest = Path(run_dir), Path(dest)
     run = run_record(run_dir)
     if snapshot is not None:
@@ -225,7 +235,10 @@ def ship(run_dir: str | os.PathLike, dest: str | os.PathLike = FOLDER, *, snapsh
     for path in old:
         if path.name not in keep:  # an optimizer of an earlier run that this run does not have
             path.unlink()
-    return [json.loads((dest / f"{name}.json").read_text()) for name, _, _ in written]
+    records = [json.loads((dest / f"{name}.json").read_text()) for name, _, _ in written]
+    if docs is not None:
+        log(f"[workbench] transfer table regenerated in {update_docs(docs, records)}")
+    return records
 
 
 def _text(interval: dict) -> str:
