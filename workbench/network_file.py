@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import WorkbenchError
+from .errors import ConfigError, WorkbenchError
 from .io import atomic_path, atomic_write_text, output_lock, read_regular_bytes, read_regular_text, sha256_file
 from .objective import evaluate
 from .oneshot import OneShot, TransferWarning, read_state_dict
+from .optimize import resolve_device
 from .paths import OutputFolderError
 from .pipeline import get_data
 
@@ -101,6 +102,10 @@ def optimize_network(model: str, net_path: str | os.PathLike, out: str | os.Path
     net_path, out = Path(net_path), Path(out)
     inputs = {"network": net_path, **({"model": Path(model)} if Path(model).exists() else {})}
     _check_out(out, inputs)
+    try:
+        device = resolve_device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"--device: {err}") from None
     optimizer = OneShot.load(model, map_location=device)
     state = read_network(net_path)
     start = time.perf_counter()
