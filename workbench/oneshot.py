@@ -50,7 +50,6 @@ def _leaves(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     return [leaf for name, child in module.named_children() for leaf in _leaves(child, f"{prefix}.{name}".lstrip("."))]
 
 
-_ACTIVATIONS = (nn.Tanh, nn.ReLU)
 _TOKENS = ((nn.Linear, "L"), (nn.Conv2d, "C"), (nn.Tanh, "A"), (nn.ReLU, "A"), (nn.Flatten, "F"),
            (nn.AdaptiveAvgPool2d, "P"), (nn.Dropout, None))
 # what may come next: state -> {token: next state}; a network is readable when it ends in an accepting state

@@ -230,7 +230,9 @@ def ship(run_dir: str | os.PathLike, dest: str | os.PathLike = FOLDER, *, snapsh
         record = {**record, "weights_sha256": hashlib.sha256(blob).hexdigest(), "shipped_by": shipped_by}
         atomic_write_bytes(dest / f"{name}.safetensors", blob)
         atomic_write_text(dest / f"{name}.json", json.dumps(record, indent=1, allow_nan=False) + "\n")
-        log(f"[workbench] {name}: held-out gain {_text(record['held_out']['gain'])} points -> {dest / name}.*")
+        l1 = record["held_out"].get("l1_reduction")
+        log(f"[workbench] {name}: held-out accuracy gain {_text(record['held_out']['gain'])} points"
+            + (f", L1-norm reduction {_text(l1)} %" if l1 else "") + f" -> {dest / name}.*")
     keep = {f"{name}{suffix}" for name, _, _ in written for suffix in (".json", ".safetensors")}
     for path in old:
         if path.name not in keep:  # an optimizer of an earlier run that this run does not have
