@@ -186,7 +186,7 @@ def _check_dest(dest: Path) -> list[Path]:
 
 def transfer_block(records: list[dict]) -> str:
     """The generated block of docs/oneshot.md: the cross-entropy optimizers' transfer measurements, naming their run."""
-    ce = [r for r in records if r["objective"] == "ce"]
+    ce = sorted((r for r in records if r["objective"] == "ce"), key=lambda r: r["name"])
     if not ce:
         return ""
     run, fresh = ce[0]["run"], ce[0]["fresh_zoo"]
