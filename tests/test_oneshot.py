@@ -53,8 +53,8 @@ def _cnn(act_cls=nn.ReLU, channels=(1, 4, 3), k=3, s=2, p=1):
 ARCHITECTURES = {  # name: (module, input shape)
     "mlp tanh": (lambda: _mlp(nn.Tanh), (16,)),
     "mlp relu, no Flatten": (lambda: nn.Sequential(nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3)), (16,)),
-    "mlp, nested with Dropout": (lambda: nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(16, 6), nn.Dropout(0.2),
-                                                                                  nn.Tanh()), nn.Linear(6, 3)), (1, 4, 4)),
+    "mlp, nested with Dropout": (lambda: nn.Sequential(
+        nn.Flatten(), nn.Sequential(nn.Linear(16, 6), nn.Dropout(0.2), nn.Tanh()), nn.Linear(6, 3)), (1, 4, 4)),
     "cnn relu 3x3 s2 p1": (lambda: _cnn(nn.ReLU), (1, 8, 8)),
     "cnn tanh 3x3 s1 p0, pool (1, 1)": (lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.Tanh(), nn.Conv2d(3, 4, 3),
                                                               nn.Tanh(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),

@@ -91,4 +91,4 @@ def test_the_transfer_table_of_docs_oneshot_is_the_rendering_of_the_shipped_reco
 
     text = (ROOT / "docs" / "oneshot.md").read_text()
     block = text.split(TRANSFER_BLOCK[0] + "\n", 1)[1].split(TRANSFER_BLOCK[1], 1)[0]
-    assert block == transfer_block([s.record for s in available()]), "regenerate it: python -m workbench ship ... --docs"
+    assert block == transfer_block([s.record for s in available()]), "regenerate it: workbench ship ... --docs"

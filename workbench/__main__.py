@@ -55,14 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_zoo.add_argument("--family", required=True, help="mlp-tanh | mlp-relu | cnn-tanh | cnn-relu")
     p_zoo.add_argument("--seed", type=int, default=None, help="override the params file's seed")
     p_zoo.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder (or a zoo, replaced)")
-    p_opt = sub.add_parser("optimize", parents=[common],
-                           help="apply a trained meta-optimizer to every network of a zoo folder, or to one network")
-    p_opt.add_argument("model", help="metanetwork checkpoint, e.g. <run folder>/best.pt; for one network also a "
-                                     "shipped optimizer's name (e.g. mlp-tanh-ce)")
-    p_opt.add_argument("zoo_dir", metavar="ZOO_DIR", help="a workbench zoo folder, a Small CNN Zoo folder, or one "
-                                                          "network's state dict file (torch.save(model.state_dict()))")
-    p_opt.add_argument("--out", required=True, metavar="DIR",
-                       help="new folder for the optimized zoo (same format), or new file for the one network")
+    p_opt = sub.add_parser("optimize", parents=[common], help="apply a trained meta-optimizer to a zoo or one network")
+    p_opt.add_argument("model", help="metanetwork checkpoint (<run folder>/best.pt); one network: also a shipped name")
+    p_opt.add_argument("zoo_dir", metavar="ZOO_DIR", help="a workbench or Small CNN Zoo folder, or one state dict file")
+    p_opt.add_argument("--out", required=True, metavar="DIR", help="new folder for the zoo (same format) or new file")
     p_opt.add_argument("--evaluate", action="store_true",
                        help="print average/max test accuracy before -> after on the zoo's data set")
     p_opt.add_argument("--data-path", default=None, metavar="P", help="CIFAR-10 for cifar10-gs zoos")
@@ -71,17 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_opt.add_argument("--drop-nonfinite", action="store_true",
                        help="leave out (and count) the networks whose one-shot output is not finite, instead of "
                             "refusing the whole zoo")
-    p_ship = sub.add_parser("ship", parents=[common],
-                            help="regenerate the shipped one-shot optimizers from a finished run (ScaleGMN-B, CE and L1)")
-    p_ship.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
-    p_ship.add_argument("--dest", default=None, metavar="DIR", help="default: the package's workbench/optimizers/")
-    p_ship.add_argument("--snapshot", default=None, metavar="DIR",
-                        help="refuse unless this snapshot (e.g. docs/results/default) is of the same run")
-    p_ship.add_argument("--docs", default=None, metavar="PAGE",
-                        help="also regenerate the transfer table of this page, e.g. docs/oneshot.md")
-    p_ship.add_argument("--fresh-networks", type=int, default=32, metavar="N",
-                        help="networks per fresh zoo (another seed; the training architecture and its measured "
-                             "variants) measured per optimizer")
+    _add_ship_parser(sub, common)
     p_rep = sub.add_parser("report", parents=[common],
                            help="snapshot a finished run's results into the repository and render them (README block)")
     p_rep.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
@@ -96,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_idx.add_argument("--no-html", action="store_true",
                        help="link the executed notebooks as .ipynb without converting them to HTML")
     return parser
+
+
+def _add_ship_parser(sub, common: argparse.ArgumentParser) -> None:
+    p_ship = sub.add_parser("ship", parents=[common],
+                            help="regenerate the shipped one-shot optimizers from a finished run (ScaleGMN-B CE, L1)")
+    p_ship.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
+    p_ship.add_argument("--dest", default=None, metavar="DIR", help="default: the package's workbench/optimizers/")
+    p_ship.add_argument("--snapshot", default=None, metavar="DIR",
+                        help="refuse unless this snapshot (e.g. docs/results/default) is of the same run")
+    p_ship.add_argument("--docs", default=None, metavar="PAGE",
+                        help="also regenerate the transfer table of this page, e.g. docs/oneshot.md")
+    p_ship.add_argument("--fresh-networks", type=int, default=32, metavar="N",
+                        help="networks per fresh zoo (another seed; the training architecture and its measured "
+                             "variants) measured per optimizer")
 
 
 def run_command(args: argparse.Namespace) -> None:
@@ -128,13 +128,7 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "optimize":
         _optimize_command(args)
     elif args.command == "ship":
-        from .ship import ship
-
-        kwargs = {} if args.dest is None else {"dest": args.dest}
-        records = ship(args.run_dir, snapshot=args.snapshot, docs=args.docs, fresh_networks=args.fresh_networks,
-                       **kwargs)
-        print(f"[workbench] shipped {len(records)} optimizers from {args.run_dir}: "
-              f"{', '.join(r['name'] for r in records)}")
+        _ship_command(args)
     elif args.command == "report":
         _report_command(args)
     elif args.command == "index":
@@ -206,6 +200,15 @@ def _optimize_command(args: argparse.Namespace) -> None:
     if args.evaluate:
         print(f"[workbench] test accuracy on {s['dataset']}: average {s['avg_acc_before']:.2f} -> "
               f"{s['avg_acc_after']:.2f} %, max {s['max_acc_before']:.2f} -> {s['max_acc_after']:.2f} %")
+
+
+def _ship_command(args: argparse.Namespace) -> None:
+    """``ship``: the shipped optimizers regenerated from a finished run (:mod:`workbench.ship`)."""
+    from .ship import ship
+
+    kwargs = {} if args.dest is None else {"dest": args.dest}
+    records = ship(args.run_dir, snapshot=args.snapshot, docs=args.docs, fresh_networks=args.fresh_networks, **kwargs)
+    print(f"[workbench] shipped {len(records)} optimizers from {args.run_dir}: {', '.join(r['name'] for r in records)}")
 
 
 def _optimize_network_command(args: argparse.Namespace) -> None:

@@ -162,7 +162,8 @@ def transfer_table(records: list[dict]) -> str:
              "|---|---|---|---:|---:|---:|---|---|"]
     for r in records:
         rows = [("training architecture", r["fresh_zoo"], "yes")]
-        rows += [(t["variant"], t, "with a warning" if worked(t, r["objective"]) else "refused") for t in r["transfers"]]
+        rows += [(t["variant"], t, "with a warning" if worked(t, r["objective"]) else "refused")
+                 for t in r["transfers"]]
         for name, m, taken in rows:
             g = m["gain"]
             lines.append(f"| {r['name']} | {name} | {'-'.join(map(str, m['widths']))} | {m['networks']} | "
