@@ -15,4 +15,14 @@ from .forward_pass import forward  # noqa: E402
 from .nets import NetSpec, check_params, init_params, small_cnn_zoo_spec  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["NetSpec", "small_cnn_zoo_spec", "init_params", "forward", "check_params"]
+__all__ = ["NetSpec", "small_cnn_zoo_spec", "init_params", "forward", "check_params", "OneShot"]
+
+
+def __getattr__(name: str):
+    """``workbench.OneShot`` (:mod:`workbench.oneshot`), imported on first use: it loads the metanetwork and PyG,
+    which ``import workbench`` (and every command line start) would otherwise pay for."""
+    if name == "OneShot":
+        from .oneshot import OneShot
+
+        return OneShot
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {run,validate,train,zoo,optimize,report,index} ...``.
+"""Command line: ``python -m workbench {run,validate,train,zoo,optimize,ship,report,index} ...``.
 
 Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchError`: a bad params file, a corrupt
 zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
@@ -68,11 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_zoo.add_argument("--family", required=True, help="mlp-tanh | mlp-relu | cnn-tanh | cnn-relu")
     p_zoo.add_argument("--seed", type=int, default=None, help="override the params file's seed")
     p_zoo.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder (or a zoo, replaced)")
-    p_opt = sub.add_parser("optimize", parents=[common],
-                           help="apply a trained meta-optimizer to every network of a zoo folder")
-    p_opt.add_argument("model", help="metanetwork checkpoint, e.g. <run folder>/best.pt")
-    p_opt.add_argument("zoo_dir", metavar="ZOO_DIR", help="a workbench zoo folder or a Small CNN Zoo folder")
-    p_opt.add_argument("--out", required=True, metavar="DIR", help="new folder for the optimized zoo (same format)")
+    p_opt = sub.add_parser("optimize", parents=[common], help="apply a trained meta-optimizer to a zoo or one network")
+    p_opt.add_argument("model", help="metanetwork checkpoint (<run folder>/best.pt); one network: also a shipped name")
+    p_opt.add_argument("zoo_dir", metavar="ZOO_DIR", help="a workbench or Small CNN Zoo folder, or one state dict file")
+    p_opt.add_argument("--out", required=True, metavar="DIR", help="new folder for the zoo (same format) or new file")
     p_opt.add_argument("--evaluate", action="store_true",
                        help="print average/max test accuracy before -> after on the zoo's data set")
     p_opt.add_argument("--data-path", default=None, metavar="P", help="CIFAR-10 for cifar10-gs zoos")
@@ -81,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_opt.add_argument("--drop-nonfinite", action="store_true",
                        help="leave out (and count) the networks whose one-shot output is not finite, instead of "
                             "refusing the whole zoo")
+    _add_ship_parser(sub, common)
     p_rep = sub.add_parser("report", parents=[common],
                            help="snapshot a finished run's results into the repository and render them (README block)")
     p_rep.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
@@ -95,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_idx.add_argument("--no-html", action="store_true",
                        help="link the executed notebooks as .ipynb without converting them to HTML")
     return parser
+
+
+def _add_ship_parser(sub, common: argparse.ArgumentParser) -> None:
+    p_ship = sub.add_parser("ship", parents=[common],
+                            help="regenerate the shipped one-shot optimizers from a finished run (ScaleGMN-B CE, L1)")
+    p_ship.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder, e.g. outputs/default")
+    p_ship.add_argument("--dest", default=None, metavar="DIR", help="default: the package's workbench/optimizers/")
+    p_ship.add_argument("--snapshot", default=None, metavar="DIR",
+                        help="refuse unless this snapshot (e.g. docs/results/default) is of the same run")
+    p_ship.add_argument("--docs", default=None, metavar="PAGE",
+                        help="also regenerate the transfer table of this page, e.g. docs/oneshot.md")
+    p_ship.add_argument("--fresh-networks", type=int, default=32, metavar="N",
+                        help="networks per fresh zoo (another seed; the training architecture and its measured "
+                             "variants) measured per optimizer")
 
 
 def run_command(args: argparse.Namespace) -> None:
@@ -122,6 +136,8 @@ def run_command(args: argparse.Namespace) -> None:
               f"{len(zoo)} entries (checkpoints), {zoo.spec.describe()}")
     elif args.command == "optimize":
         _optimize_command(args)
+    elif args.command == "ship":
+        _ship_command(args)
     elif args.command == "report":
         _report_command(args)
     elif args.command == "index":
@@ -189,11 +205,15 @@ def _check_symmetry_flag(family: str, symmetry: str | None) -> None:
 
 def _optimize_command(args: argparse.Namespace) -> None:
     """``optimize``: a trained meta-optimizer applied to a zoo folder, with a one-line summary."""
+    from pathlib import Path
+
     from .params import check_flag
     from .tools import optimize_zoo
 
     check_flag("--device", args.device)
     check_flag("--batch-size", args.batch_size)
+    if Path(args.zoo_dir).is_file():
+        return _optimize_network_command(args)
     s = optimize_zoo(args.model, args.zoo_dir, args.out, evaluate=args.evaluate, data_path=args.data_path,
                      batch_size=args.batch_size, device=args.device, drop_nonfinite=args.drop_nonfinite)
     print(f"[workbench] optimized {s['n_networks']} networks ({s['format']} format) in "
@@ -212,6 +232,28 @@ def _optimize_command(args: argparse.Namespace) -> None:
                   for name, d in s["by_split"].items() if name != "test"]
         if others:
             print(f"[workbench] average by split (entries), for comparison: {'; '.join(others)}")
+
+
+def _ship_command(args: argparse.Namespace) -> None:
+    """``ship``: the shipped optimizers regenerated from a finished run (:mod:`workbench.ship`)."""
+    from .ship import ship
+
+    kwargs = {} if args.dest is None else {"dest": args.dest}
+    records = ship(args.run_dir, snapshot=args.snapshot, docs=args.docs, fresh_networks=args.fresh_networks, **kwargs)
+    print(f"[workbench] shipped {len(records)} optimizers from {args.run_dir}: {', '.join(r['name'] for r in records)}")
+
+
+def _optimize_network_command(args: argparse.Namespace) -> None:
+    """``optimize`` on one network's state dict file (:mod:`workbench.network_file`)."""
+    from .network_file import optimize_network
+
+    s = optimize_network(args.model, args.zoo_dir, args.out, evaluate=args.evaluate, data_path=args.data_path,
+                         device=args.device)
+    if s["warning"]:
+        print(f"[workbench] warning: {s['warning']}")
+    print(f"[workbench] optimized {s['architecture']} in {1e3 * s['seconds']:.1f} ms; written to {args.out}")
+    if args.evaluate:
+        print(f"[workbench] test accuracy on {s['dataset']}: {s['acc_before']:.2f} -> {s['acc_after']:.2f} %")
 
 
 def _report_command(args: argparse.Namespace) -> None:

@@ -44,6 +44,7 @@ from .methods import METHODS, method_label
 from .recipe import OBJECTIVES, SETTINGS_PREFIX, DataRecipe, Recipe, ZooRecipe
 from .runs import (
     prefetch_runs,
+    recipe_run_dir,
     run_dir,
     run_exists,
     train_from_params,
@@ -74,6 +75,7 @@ __all__ = [
     "ZooRecipe",
     "Recipe",
     "run_dir",
+    "recipe_run_dir",
     "train_metanet",
     "train_from_params",
     "training_splits",

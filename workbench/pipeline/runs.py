@@ -23,13 +23,14 @@ from ..optimize import TrainConfig, TrainResult, load_model, resolve_device, tra
 from ..parallel import run_parallel
 from ..params import ParamsError, file_values
 from ..paths import output_root
+from ..nets import NetSpec
 from ..zoo import Zoo, default_spec
 from .methods import METHODS
 from .recipe import OBJECTIVES, DataRecipe, Recipe, ZooRecipe
 from .zoos import split_params
 
 __all__ = ["OBJECTIVES", "run_dir", "train_metanet", "train_from_params", "training_splits", "prefetch_runs",
-           "run_exists"]
+           "run_exists", "recipe_run_dir"]
 
 #: the version of the run-folder digest rule, recorded in run.json: folders of an earlier rule are never reused
 DIGEST_RULE = 2
@@ -149,10 +150,16 @@ def train_from_params(params_path: str, family: str, objective: str = "ce", *, s
             dist.destroy_process_group()
 
 
+def recipe_run_dir(output_dir, spec: NetSpec, recipe: Recipe, *, method: str, objective: str, lam: float,
+                   seed: int) -> Path:
+    """The folder :func:`train_metanet` uses for this run of ``recipe`` on ``spec``'s family."""
+    return run_dir(output_dir, spec.family, objective,
+                   recipe.config(spec, method=method, objective=objective, lam=lam, seed=seed))
+
+
 def run_exists(output_dir, zoo: Zoo, recipe: Recipe, *, method: str, objective: str, lam: float, seed: int) -> bool:
     """Whether the run :func:`train_metanet` would use is finished on disk (so it would be reloaded, not trained)."""
-    folder = run_dir(output_dir, zoo.spec.family, objective,
-                     recipe.config(zoo.spec, method=method, objective=objective, lam=lam, seed=seed))
+    folder = recipe_run_dir(output_dir, zoo.spec, recipe, method=method, objective=objective, lam=lam, seed=seed)
     return (folder / "result.json").is_file() and (folder / "best.pt").is_file()
 
 
