@@ -71,3 +71,15 @@ def test_recipes_are_frozen_and_pickle_for_worker_processes():
             record.seed = 3  # noqa -- any field: frozen
     with pytest.raises(ConfigError, match="mlp_epochs"):
         Recipe(mlp_epochs=0)
+
+
+@pytest.mark.parametrize("args, match", [
+    (dict(n_networks=1, zoo_epochs=2), r"ZooRecipe.n_networks is 1, but must be an integer >= 2"),
+    (dict(n_networks=8, zoo_epochs=0), r"ZooRecipe.zoo_epochs is 0, but must be an integer >= 1"),
+    (dict(n_networks=8.0, zoo_epochs=2), r"ZooRecipe.n_networks is 8.0"),
+    (dict(n_networks=8, zoo_epochs=2, test_fraction=1.0), r"ZooRecipe.test_fraction is 1.0, but must be in \(0, 1\)"),
+])
+def test_a_zoo_recipe_out_of_range_is_refused_naming_the_field(args, match):
+    with pytest.raises(ConfigError, match=match):
+        ZooRecipe(**args)
+    ZooRecipe(8, 2, test_fraction=0.25)  # the control: in range

@@ -67,6 +67,14 @@ class ZooRecipe:
     cache_suffix: str = ""
     device: str = "cpu"
 
+    def __post_init__(self):
+        for name, low in (("n_networks", 2), ("zoo_epochs", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"ZooRecipe.{name} is {value!r}, but must be an integer >= {low}")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"ZooRecipe.test_fraction is {self.test_fraction!r}, but must be in (0, 1)")
+
     def load(self, output_dir: str | os.PathLike, family: str, data: Dataset | None, *, progress: bool = True,
              verbose: bool = True) -> Zoo:
         from .zoos import get_zoo
