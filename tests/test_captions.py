@@ -87,6 +87,16 @@ def test_curves_still_falling_are_marked_and_said():
         {RunKey("mlp-tanh", "ce", "ScaleGMN-B", 0): _history([1.0, 0.9])}, ["mlp-tanh"], ["ce"]))
 
 
+def test_an_empty_panel_of_the_curves_grid_says_why():
+    from workbench.viz.training import training_curves_grid
+
+    grid = training_curves_grid({RunKey("mlp-tanh", "ce", "ScaleGMN-B", 0): _history([1.0, 0.8, 0.7])},
+                                ["mlp-tanh", "cnn-relu"], ["ce", "l1"])
+    notes = [(a.xref, a.yref) for a in grid.layout.annotations if "not trained in this run" in (a.text or "")]
+    assert notes == [("x2 domain", "y2 domain"), ("x3 domain", "y3 domain"), ("x4 domain", "y4 domain")], \
+        "the three panels without a run, and not the one with it"
+
+
 def _sweep():
     rows = [dict(label="Initial", kind="reference", method="initial", epochs=np.nan, lam=1e-3, acc_trained=80.0,
                  l1_reduction=0.0, chosen=False),

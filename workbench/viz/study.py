@@ -31,7 +31,9 @@ def lam_pareto_figure(sweep, title: str = "L1 objective: accuracy vs L1-norm red
     for i, (epochs, sub) in enumerate(sweep[sweep["kind"] == "sgd"].groupby("epochs", sort=True)):
         sub = sub.sort_values("lam")
         fig.add_trace(go.Scatter(x=sub["l1_reduction"], y=sub["acc_trained"], mode="lines+markers+text",
-                                 name=sub["label"].iloc[0], textposition="bottom right", textfont=dict(size=10),
+                                 name=sub["label"].iloc[0], textfont=dict(size=10),
+                                 # labels alternate below and above the points: neighbours' labels never overlap
+                                 textposition=[("bottom right", "top right")[k % 2] for k in range(len(sub))],
                                  text=_merged_labels(sub, lambda r: f"{r['lam']:g}", f"{int(epochs)} ep, λ="),
                                  marker=dict(size=9, symbol=SGD_SYMBOLS[i % len(SGD_SYMBOLS)],
                                              color=PALETTE[(i + 2) % len(PALETTE)]), line=dict(dash="dot")))

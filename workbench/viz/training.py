@@ -232,6 +232,14 @@ def training_curves_grid(histories: Mapping[RunKey, Sequence[dict]], families: S
                                      name="still falling at the last epoch", legendgroup="falling",
                                      showlegend="falling" not in shown, hoverinfo="skip"), **where)
             shown.add("falling")
+    ran = {(run.family, run.objective) for run in histories}
+    for r, family in enumerate(families):
+        for c, objective in enumerate(objectives):
+            if (family, objective) not in ran:  # say why a panel is empty instead of leaving a blank square
+                axis = r * len(objectives) + c + 1
+                fig.add_annotation(text="not trained in this run<br>(not in its ablation's families for this objective)",
+                                   xref=f"x{axis if axis > 1 else ''} domain", yref=f"y{axis if axis > 1 else ''} domain",
+                                   x=0.5, y=0.5, showarrow=False, font=dict(size=11, color="#777777"))
     fig.update_xaxes(title_text="epoch", row=len(families))
     fig.update_layout(title=title, template="plotly_white", height=260 * len(families) + 80,
                       legend=dict(orientation="h", y=-0.08), margin=dict(l=50, r=20, t=80, b=60))
