@@ -11,7 +11,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from workbench.params import ParamsError, load_params
+from workbench.errors import ParamsError
+from workbench.params import load_params
 
 from test_hostile2 import deadline
 

@@ -30,11 +30,11 @@ import torch
 import workbench.io as wio
 from workbench import __main__ as cli
 from workbench.data import DataError, Dataset, load_cifar10_gs
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, ParamsError, WorkbenchError
 from workbench.forward_pass import forward
 from workbench.nets import NetSpec, SpecError, check_params, init_params
 from workbench.optimize import CheckpointError, TrainConfig, build_model, one_shot, train
-from workbench.params import ParamsError, load_params
+from workbench.params import load_params
 from workbench.runner import REPO_ROOT, NotebookFailed, _artifacts, _expected_hashes, notebook_state, run
 from workbench.symmetry import SymmetryError, random_element
 from workbench.zoo import Zoo, ZooError, load_small_cnn_zoo
@@ -122,7 +122,7 @@ def test_params_values_out_of_range_are_refused_before_anything_runs(tmp_path, t
 def test_n_networks_is_checked_against_this_machines_memory(tmp_path, monkeypatch):
     import workbench.params as wparams
 
-    monkeypatch.setattr(wparams, "_memory_bytes", lambda: 2**30)  # a 1 GiB machine
+    monkeypatch.setattr(wparams, "physical_memory_bytes", lambda: 2**30)  # a 1 GiB machine
     path = _params(tmp_path, "n_networks: 100000\nfamilies: [mlp-tanh, cnn-relu]\n")
     with pytest.raises(ParamsError, match=r"n_networks in .* is 100,000: generating the cnn-relu zoo of notebook "
                                           r"03_model_zoo.ipynb needs about [\d.]+ GiB .* more than this machine's "
@@ -144,7 +144,7 @@ def test_shipped_params_files_are_in_range():
 
 @pytest.mark.parametrize("settings, match", [
     (dict(batch_networks=-2), r"TrainConfig.batch_networks is -2, but must be >= 1"),
-    (dict(epochs=0), r"TrainConfig.epochs is 0, but must be >= 1"),
+    (dict(epochs=0), r"TrainConfig.epochs is 0, but must be in \[1, 1,000,000\]"),
     (dict(epochs=2.5), r"TrainConfig.epochs is float 2.5, but must be an int"),
     (dict(batch_images=0), r"TrainConfig.batch_images is 0"),
     (dict(lr=0.0), r"TrainConfig.lr is 0.0, but must be > 0"),

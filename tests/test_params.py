@@ -12,7 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench.params import RENAMED, ParamsError, declared_parameters, load_params, notebook_key
+from workbench.errors import ParamsError
+from workbench.params import RENAMED, declared_parameters, load_params, notebook_key
 from workbench.runner import REPO_ROOT, run, select_notebooks
 
 NB01 = REPO_ROOT / "notebooks" / "01_weight_space_graphs.ipynb"

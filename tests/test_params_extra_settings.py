@@ -8,8 +8,9 @@ import textwrap
 
 import pytest
 
+from workbench.errors import ParamsError
 from workbench.memory import MEMORY_ENV
-from workbench.params import ParamsError, declared_parameters, list_notebooks, load_params, notebook_key
+from workbench.params import declared_parameters, list_notebooks, load_params, notebook_key
 from workbench.pipeline import Recipe
 from workbench.runner import _memory_environment
 

@@ -4,7 +4,7 @@ Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchErr
 zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
 (2 for params files, flags and ``WORKBENCH_*`` variables, 1 otherwise); only real bugs show a traceback, or every
 error with ``--debug``. Flags that set a setting a params file also sets (``--seed``, ``--device``, ``--family``,
-``--batch-size``) meet the params file's rules (:func:`workbench.params.check_flag`) before any work. Ctrl-C ends
+``--batch-size``) meet the params file's rules (:func:`workbench.params_rules.check_flag`) before any work. Ctrl-C ends
 with one line that says what to do next (exit code 130). ``validate`` and ``run`` check a params file's paths and
 devices on this machine and print the run's estimated time and memory per notebook (:mod:`workbench.estimate`)
 before anything runs.
@@ -126,7 +126,7 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "train":
         _train_command(args)
     elif args.command == "zoo":
-        from .params import check_flag
+        from .params_rules import check_flag
         from .tools import generate_zoo
 
         check_flag("--family", args.family)
@@ -168,7 +168,8 @@ def _validate_command(args: argparse.Namespace) -> None:
 def _train_command(args: argparse.Namespace) -> None:
     """``train``: one metanetwork training from a params file, holding the run folder's lock."""
     from .io import RunFolderError, run_lock
-    from .params import check_flag, file_values
+    from .params import file_values
+    from .params_rules import check_flag
     from .pipeline import train_from_params
     from .runner import output_root
 
@@ -207,7 +208,7 @@ def _optimize_command(args: argparse.Namespace) -> None:
     """``optimize``: a trained meta-optimizer applied to a zoo folder, with a one-line summary."""
     from pathlib import Path
 
-    from .params import check_flag
+    from .params_rules import check_flag
     from .tools import optimize_zoo
 
     check_flag("--device", args.device)
@@ -294,8 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     from . import environment
-    from .errors import UsageError, WorkbenchError
-    from .params import ParamsError
+    from .errors import ParamsError, UsageError, WorkbenchError
 
     try:
         debug = args.debug or environment.debug()

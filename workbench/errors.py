@@ -16,9 +16,13 @@ class ConfigError(WorkbenchError, ValueError):
     """A setting (a :class:`~workbench.optimize.TrainConfig` field or a params-file value) is out of its range."""
 
 
+class ParamsError(WorkbenchError, ValueError):
+    """A params file is missing, malformed or does not fit the notebooks (:mod:`workbench.params`)."""
+
+
 class UsageError(WorkbenchError, ValueError):
     """A command-line flag or a ``WORKBENCH_*`` environment variable holds a value the workbench cannot use; the
     command line exits with code 2, as for a bad params file."""
 
 
-__all__ = ["WorkbenchError", "ConfigError", "UsageError"]
+__all__ = ["WorkbenchError", "ConfigError", "ParamsError", "UsageError"]

@@ -13,13 +13,13 @@ Layout (flat; validated against each notebook's ``parameters`` cell before anyth
 overridden by this file's own (a section key by key) -- so a larger study shares the default's recipe by
 construction. A key no notebook declares, a section key its notebook does not declare, or a value whose type does not match
 the notebook's default is an error that names the key, the notebook(s) and the valid keys. Values are then checked
-against their ranges (:data:`workbench.ranges.PARAMS_RANGES`: ``n_networks >= 1``, ``meta_lr > 0``, known
-families, a device such as "cpu" or "cuda:0" ...) and, per notebook, for what only makes sense together (enough
-networks for a train and a validation split; a zoo that fits this machine's memory). A duplicate key, a section
-number YAML reads as an integer (``04:`` without quotes) and a file over :data:`MAX_FILE_BYTES` are errors too.
+against their rules (:func:`workbench.params_rules.rule_for`: ``n_networks >= 1``, ``meta_lr > 0``, known families, a
+device such as "cpu" or "cuda:0" ...) and, per notebook, for what only makes sense together (enough networks for a
+train and a validation split; a zoo that fits this machine's memory). A duplicate key, a section number YAML reads as
+an integer (``04:`` without quotes) and a file over :data:`~workbench.params_file.MAX_FILE_BYTES` are errors too.
 
 The metanetwork's training settings follow one rule: ``meta_<name>`` sets the field ``<name>`` of
-:class:`~workbench.optimize.TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig` (``meta_hidden``,
+:class:`~workbench.train_config.TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig` (``meta_hidden``,
 ``meta_n_layers``, ``meta_batch_networks``, ...; :meth:`workbench.pipeline.Recipe.from_values` applies it); ``seed``,
 ``lam`` and ``device`` are run-wide keys. A ``meta_<name>`` key that no notebook declares as a parameter of its own
 (``meta_val_images``, ``meta_grad_clip``, ...) reaches the notebooks through their ``meta_extra`` parameter (a dict of
@@ -29,10 +29,10 @@ naming the new key. ``zoo_steps`` (which Small CNN Zoo checkpoints to import) mu
 notebook that reads ``zoo_path``. ``memory_gb`` (:data:`RUN_KEYS`) is the run's memory budget per process (GiB), which
 the runner hands to every notebook's kernel as ``WORKBENCH_MEMORY_GB`` (:mod:`workbench.memory`).
 
-The module is longer than the package's other modules (about 570 lines) on purpose: every rule a params file must
-meet lives here, next to the reader that enforces it, so one file answers "why was my params file refused"; the
-command-line flags that set the same settings (``--seed``, ``--device``, ...) are checked by the same rules here
-(:func:`check_flag`).
+Three modules answer "why was my params file refused": this one (the keys: which notebook declares them, of which
+type, what must reach which notebook), :mod:`workbench.params_file` (the file: its size, its YAML, what it extends)
+and :mod:`workbench.params_rules` (the values: one rule per key, and :func:`~workbench.params_rules.check_flag` for
+the command-line flags that set the same settings).
 """
 from __future__ import annotations
 
@@ -40,22 +40,24 @@ import ast
 import difflib
 import hashlib
 import json
-import math
-import os
-import reprlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from .errors import ParamsError
+from .memory import physical_memory_bytes
+from .params_file import read_params_file, shown
+from .params_rules import (
+    check_extra_setting,
+    check_range,
+    check_value,
+    extra_setting,
+    zoo_bytes,
+)
 
-from .errors import UsageError, WorkbenchError
-from .ranges import PARAMS_RANGES, Rule
-from .zoo import DEFAULT_BATCH_SIZE, default_spec
-
-__all__ = ["ParamsError", "RunParams", "load_params", "file_values", "notebook_values", "declared_parameters",
-           "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED", "FLAG_KEYS", "check_flag",
-           "RUN_KEYS", "EXTRA_SETTINGS", "extra_setting"]
+__all__ = ["RunParams", "load_params", "file_values", "notebook_values", "declared_parameters",
+           "list_notebooks", "notebook_key", "RENAMED", "NOTEBOOK_DIR", "RESERVED", "INJECTED", "RUN_KEYS",
+           "EXTRA_SETTINGS"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RESERVED = {"name", "extends"}
@@ -69,47 +71,8 @@ INJECTED = {"output_dir"}  # set by the runner, never by a params file
 RENAMED = {"meta_layers": "meta_n_layers", "meta_val_entries": "meta_val_networks",
            "mlp_meta_epochs": "meta_mlp_epochs", "batch_networks": "meta_batch_networks",
            "batch_images": "meta_batch_images", "bidirectional": "meta_bidirectional"}
-MAX_ELEMENTS = 10_000  # per value: lists/mappings beyond this (e.g. YAML alias bombs) are refused
-MAX_INT = 2**63 - 1  # integers must fit torch's int64 (seeds, sizes)
-MAX_FILE_BYTES = 1_000_000  # a params file holds settings; PyYAML needs seconds per MB, so larger files are refused
-EXTENDS = "extends"  # the key naming a params file whose settings this one starts from
-MAX_EXTENDS = 4  # params files in one extends chain
 MAX_NAME_BYTES = 100  # run names become folder names (and parts of temporary file names)
 MIN_SPLIT_NETWORKS = 4  # fewest zoo networks whose split (split_networks) has a train and a validation network
-_repr = reprlib.Repr()  # bounded repr for error messages (Repr() takes no options before Python 3.12)
-_repr.maxstring = _repr.maxother = 80
-_repr.maxlist = _repr.maxdict = 5
-_repr.maxlevel = 3
-_short = _repr.repr
-
-
-class ParamsError(WorkbenchError, ValueError):
-    """A params file is missing, malformed or does not fit the notebooks."""
-
-
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key, first: int, second: int):
-        super().__init__(f"key {_short(key)} appears twice (lines {first} and {second})")
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (plain data only, no tags that run code), except that a key repeated in one mapping
-    is an error: PyYAML would silently keep the last value, dropping e.g. a whole section."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # `<<: *base` merges are overridden by design
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.setdefault(key, key_node.start_mark.line + 1)
-                except TypeError:
-                    continue  # an unhashable key: the base constructor reports it
-                if first != key_node.start_mark.line + 1:
-                    raise _DuplicateKey(key, first, key_node.start_mark.line + 1)
-        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass(frozen=True)
@@ -209,45 +172,6 @@ def _suggest(key: str, valid) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _check_value(path, label: str, value) -> None:
-    """Refuse values no notebook could mean: NaN/inf, integers beyond int64, and containers with more than
-    :data:`MAX_ELEMENTS` elements (counted with repeats, so a YAML alias bomb is caught after that many steps)."""
-    stack, seen = [value], 0
-    while stack:
-        item = stack.pop()
-        seen += 1
-        if seen > MAX_ELEMENTS:
-            raise ParamsError(f"{label} in {path} holds more than {MAX_ELEMENTS:,} elements (nested lists or YAML "
-                              "aliases); params files hold settings, not data")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ParamsError(f"{label} in {path} is {item}; parameters must be finite numbers")
-        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
-            raise ParamsError(f"{label} in {path} is the integer {_short(item)}, which does not fit in 64 bits")
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple, set)):
-            stack.extend(item)
-
-
-#: command-line flag -> the params key whose rule (:data:`workbench.ranges.PARAMS_RANGES`) its value meets
-FLAG_KEYS = {"--seed": "seed", "--device": "device", "--family": "family", "--batch-size": "meta_batch_networks"}
-
-
-def check_flag(flag: str, value) -> None:
-    """Check a command-line flag's value as a params file's value of the same meaning is checked (64-bit integers,
-    finite numbers, :data:`FLAG_KEYS`' range); a :class:`~workbench.errors.UsageError` names the flag. None (the
-    flag not given) passes."""
-    if value is None:
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UsageError(f"{flag} is {value}; it must be a finite number")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        raise UsageError(f"{flag} is the integer {_short(value)}, which does not fit in 64 bits")
-    why = PARAMS_RANGES[FLAG_KEYS[flag]].problem(value)
-    if why:
-        raise UsageError(f"{flag} {why}")
-
-
 def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
                 selected: list[Path] | None = None) -> RunParams:
     """Read and validate a params file against the notebooks' ``parameters`` cells.
@@ -256,7 +180,7 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
     (enough networks for its splits, a zoo that fits in memory) run for the ``selected`` notebooks (default: all),
     so that ``--only 01`` is not refused for a setting only notebook 04 could not use."""
     path = Path(path)
-    raw = _resolved(path)
+    raw = read_params_file(path)
     notebooks = list_notebooks() if notebooks is None else notebooks
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     by_key = {notebook_key(nb): nb for nb in notebooks}
@@ -272,8 +196,8 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
         if key in RESERVED:
             continue
         if key in RUN_KEYS:
-            _check_value(path, key, value)
-            _check_range(path, key, key, value)
+            check_value(path, key, value)
+            check_range(path, key, key, value)
             run[key] = value
             continue
         if key in by_key:
@@ -289,78 +213,6 @@ def load_params(path: str | Path, notebooks: list[Path] | None = None, *,
     return params
 
 
-def _resolved(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    """The file's mapping with what it ``extends`` filled in: ``extends: default.yaml`` (a path relative to the
-    file's folder) takes every key and section of that params file, then this file's own keys override them --
-    a section key by key. The base's ``name`` is not inherited. Chains of at most :data:`MAX_EXTENDS` files, no
-    cycles."""
-    raw = _parse_yaml(path, _read_text(path))
-    base = raw.pop(EXTENDS, None)
-    if base is None:
-        return raw
-    if not isinstance(base, str) or not base.strip():
-        raise ParamsError(f"{EXTENDS!r} in {path} must name another params file (e.g. extends: default.yaml), got "
-                          f"{_short(base)}")
-    base_path = (path.parent / base).resolve()
-    if base_path in {p.resolve() for p in (*chain, path)}:
-        raise ParamsError(f"{path} extends {base}, which (through {' -> '.join(p.name for p in (*chain, path))}) "
-                          "extends it back: remove the cycle")
-    if len(chain) + 1 >= MAX_EXTENDS:
-        raise ParamsError(f"{path} extends a chain of more than {MAX_EXTENDS} params files; extend the base directly")
-    if not base_path.is_file():
-        raise ParamsError(f"{path} extends {base}, which is not a file next to it ({base_path}); name an existing "
-                          "params file relative to this one's folder")
-    merged = {k: v for k, v in _resolved(base_path, (*chain, path)).items() if k != "name"}
-    for key, value in raw.items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
-
-
-def _read_text(path: Path) -> str:
-    """The params file's text: an existing file of at most MAX_FILE_BYTES bytes of UTF-8, else a ParamsError."""
-    if not path.exists():
-        raise ParamsError(f"params file {path} does not exist; the ones shipped are in params/ "
-                          "(default.yaml, smoke.yaml, gpu.yaml, cifar10gs.yaml)")
-    if not path.is_file():
-        raise ParamsError(f"params file {path} is not a file (a directory?); pass a .yaml file such as "
-                          "params/default.yaml")
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ParamsError(f"params file {path} is {size:,} bytes; params files hold settings and are limited to "
-                              f"{MAX_FILE_BYTES:,} bytes (is it the right file?)")
-        with open(path, "rb") as fh:
-            text = fh.read(MAX_FILE_BYTES + 1).decode("utf-8")
-        if len(text.encode()) > MAX_FILE_BYTES:  # grew since stat
-            raise ParamsError(f"params file {path} is larger than {MAX_FILE_BYTES:,} bytes")
-    except UnicodeDecodeError as err:
-        raise ParamsError(f"params file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
-                          "is it a binary file?") from None
-    except OSError as err:
-        raise ParamsError(f"params file {path} cannot be read: {err.strerror or err}") from None
-    return text
-
-
-def _parse_yaml(path: Path, text: str) -> dict:
-    """The mapping the YAML ``text`` holds (empty for an empty file); duplicate keys are an error."""
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except _DuplicateKey as err:
-        raise ParamsError(f"params file {path}: {err}; PyYAML would keep only the last one. Remove one of them "
-                          "(merge two sections into one)") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"params file {path} is not valid YAML: {err}") from None
-    except RecursionError:
-        raise ParamsError(f"params file {path} is nested too deeply to be a params file") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ParamsError(f"params file {path} must be a mapping of parameter names to values, "
-                          f"not a {type(raw).__name__}")
-    return raw
-
-
 def _check_section(path: Path, key: str, value, nb: Path, declared: dict) -> dict:
     """A notebook's own section (``"04": {...}``): every key one that notebook declares, of its type and range."""
     if not isinstance(value, dict):
@@ -369,16 +221,16 @@ def _check_section(path: Path, key: str, value, nb: Path, declared: dict) -> dic
     for sub, sub_value in value.items():
         _check_renamed(path, sub, f"section {key!r} of ")
         if isinstance(sub, str) and sub not in valid and extra_setting(sub):
-            _check_extra_setting(path, f"{key}.{sub}", sub, sub_value)
+            check_extra_setting(path, f"{key}.{sub}", sub, sub_value)
             continue
         if not isinstance(sub, str) or sub not in valid:
             raise ParamsError(
-                f"unknown key {_short(sub)} in section {key!r} of {path}{_suggest(sub, valid)}: notebook "
+                f"unknown key {shown(sub)} in section {key!r} of {path}{_suggest(sub, valid)}: notebook "
                 f"{nb.name} declares {sorted(valid)}"
             )
-        _check_value(path, f"{key}.{sub}", sub_value)
+        check_value(path, f"{key}.{sub}", sub_value)
         _check_type(path, f"{key}.{sub}", sub_value, {nb: declared}, sub)
-        _check_range(path, f"{key}.{sub}", sub, sub_value)
+        check_range(path, f"{key}.{sub}", sub, sub_value)
     return dict(value)
 
 
@@ -388,42 +240,17 @@ def _check_shared_key(path: Path, key: str, value, declared: dict, all_keys: set
         raise ParamsError(f"{key!r} in {path} is set by the runner (outputs/<name>/); remove it")
     _check_renamed(path, key)
     if key not in all_keys and extra_setting(key):
-        _check_extra_setting(path, key, key, value)
+        check_extra_setting(path, key, key, value)
         return
     if key not in all_keys:
         listing = "; ".join(f"{nb.name}: {sorted(set(d) - INJECTED)}" for nb, d in declared.items())
         raise ParamsError(
-            f"unknown key {_short(key)} in {path}{_suggest(key, all_keys)}: no notebook declares it. "
+            f"unknown key {shown(key)} in {path}{_suggest(key, all_keys)}: no notebook declares it. "
             f"Valid keys by notebook -- {listing}"
         )
-    _check_value(path, key, value)
+    check_value(path, key, value)
     _check_type(path, key, value, declared, key)
-    _check_range(path, key, key, value)
-
-
-def extra_setting(key) -> bool:
-    """Is ``key`` a ``meta_<name>`` training setting (:meth:`workbench.pipeline.Recipe.from_values`' rule)?"""
-    return isinstance(key, str) and key.startswith("meta_") and key[len("meta_"):] in _training_setting_names()
-
-
-@lru_cache(maxsize=1)
-def _training_setting_names() -> frozenset:
-    """The ``<name>`` of every ``meta_<name>`` key (:meth:`workbench.pipeline.Recipe.setting_names`; imported here,
-    only when a file uses such a key: it loads PyG)."""
-    from .pipeline.recipe import Recipe
-
-    return frozenset(Recipe.setting_names())
-
-
-def _check_extra_setting(path, label: str, key: str, value) -> None:
-    """A training setting no notebook declares: a finite value in the range of its TrainConfig/MetanetConfig field."""
-    from .ranges import TRAIN_CONFIG_RANGES
-
-    _check_value(path, label, value)
-    rule = TRAIN_CONFIG_RANGES.get(key[len("meta_"):])
-    why = rule.problem(value) if rule is not None and value is not None else None
-    if why:
-        raise ParamsError(f"{label} in {path} {why}")
+    check_range(path, key, key, value)
 
 
 def _check_renamed(path, key, where: str = "") -> None:
@@ -436,21 +263,13 @@ def _check_name(path: Path, name, from_key: bool) -> None:
     """The run name becomes a folder name: plain text, no path separators, no control characters, not hidden."""
     where = f"'name' in {path}" if from_key else f"the run name (the file name's stem) of {path}"
     if not isinstance(name, str) or not name.strip():
-        raise ParamsError(f"{where} must be a plain folder name, got {_short(name)}")
+        raise ParamsError(f"{where} must be a plain folder name, got {shown(name)}")
     if any(c in name for c in "/\\") or name.startswith(".") or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise ParamsError(f"{where} must be a plain folder name (no '/', '\\', control characters or NUL bytes, "
-                          f"not starting with '.'), got {_short(name)}")
+                          f"not starting with '.'), got {shown(name)}")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise ParamsError(f"{where} is {len(name.encode('utf-8'))} bytes long; run names become folder names and "
                           f"are limited to {MAX_NAME_BYTES} bytes (set a shorter 'name:' in the params file)")
-
-
-def _check_range(path, label: str, key: str, value) -> None:
-    """The value's range from :data:`workbench.ranges.PARAMS_RANGES` (keys without a rule pass)."""
-    rule: Rule | None = PARAMS_RANGES.get(key)
-    why = rule.problem(value) if rule is not None else None
-    if why:
-        raise ParamsError(f"{label} in {path} {why}")
 
 
 def _check_notebook_values(path: Path, nb: Path, declared: dict, params: RunParams) -> None:
@@ -475,8 +294,8 @@ def _check_notebook_values(path: Path, nb: Path, declared: dict, params: RunPara
         raise ParamsError(f"n_networks in {path} is {n}, but notebook {nb.name} trains metanetworks on the zoo's "
                           f"train split and validates on its val split: it needs n_networks >= {MIN_SPLIT_NETWORKS} "
                           "(half of the networks are test networks, the rest split 80/20)")
-    need, family = max((_zoo_bytes(f, values, n), f) for f in families)
-    have = _memory_bytes()
+    need, family = max((zoo_bytes(f, values, n), f) for f in families)
+    have = physical_memory_bytes()
     if have and need > 0.8 * have:
         raise ParamsError(f"n_networks in {path} is {n:,}: generating the {family} zoo of notebook {nb.name} needs "
                           f"about {need / 2**30:,.1f} GiB (parameters, optimizer state, checkpoints, activations), "
@@ -502,34 +321,6 @@ def _check_reaches(path: Path, nb: Path, declared: dict, params: RunParams) -> N
                           "`zoo_steps = None` to its parameters cell and pass it to get_zoo, or run without it (--only)")
 
 
-def _zoo_bytes(family: str, values: dict, n_networks: int) -> float:
-    """A rough lower bound on the memory of generating a zoo of ``n_networks`` (all trained at once, float32):
-    parameters, two optimizer moments, the gradient and every kept checkpoint, plus forward/backward activations
-    of a 32-image minibatch per network."""
-    try:
-        spec = default_spec(family, values.get("dataset") or "digits")
-    except WorkbenchError:
-        return 0.0  # an unknown family or data set is reported by its own check
-    epochs = values.get("zoo_epochs") if isinstance(values.get("zoo_epochs"), int) else 1
-    kept = len({0, 1, 2, epochs} & set(range(epochs + 1)))
-    if spec.kind == "mlp":
-        activations = sum(spec.widths)
-    else:
-        sizes = spec.spatial_sizes()
-        activations = spec.widths[0] * sizes[0] ** 2 + sum(
-            c * s**2 for c, s in zip(spec.widths[1:-1], sizes[1:])) + spec.widths[-1]
-    per_network = spec.n_params * (4 + kept) + 3 * DEFAULT_BATCH_SIZE * activations
-    return 4.0 * per_network * n_networks
-
-
-def _memory_bytes() -> int:
-    """Physical memory of this machine (0 when unknown)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
 def _check_type(path, label, value, declared: dict, key: str) -> None:
     for nb, params in declared.items():
         if key not in params:
@@ -537,7 +328,7 @@ def _check_type(path, label, value, declared: dict, key: str) -> None:
         default = _literal(params[key]["default"])
         if not _compatible(value, default):
             raise ParamsError(
-                f"{label} in {path} is {_type_name(value)} {_short(value)}, but notebook {nb.name} expects "
+                f"{label} in {path} is {_type_name(value)} {shown(value)}, but notebook {nb.name} expects "
                 f"{_type_name(default)} (its default is {params[key]['default']})"
             )
 
@@ -562,3 +353,4 @@ def notebook_values(params_path: str | Path, key: str) -> tuple[RunParams, dict]
     values = {k: _literal(v["default"]) for k, v in declared.items()}
     values.update(params.for_notebook(nb, declared))
     return params, values
+

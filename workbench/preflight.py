@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import WorkbenchError
-from .params import ParamsError, RunParams, declared_parameters, notebook_key, _literal
+from .errors import ParamsError, WorkbenchError
+from .params import RunParams, declared_parameters, notebook_key, _literal
 
 __all__ = ["PreflightError", "RunInputs", "notebook_settings", "families_of", "check_inputs", "generated_counts"]
 

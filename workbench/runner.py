@@ -20,13 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WorkbenchError
-from .io import RunFolderError, atomic_write_text, clean_stale_temps, crash_point, is_regular_file, run_lock
-from .io import sha256_file as _sha256
+from .errors import ParamsError, WorkbenchError
 from .index import write_index
-from .notebook import BATCH_ENV
-from .params import ParamsError, RunParams, declared_parameters, list_notebooks, load_params, notebook_key
+from .io import (
+    RunFolderError, atomic_write_text, clean_stale_temps, crash_point, is_regular_file, run_lock,
+    sha256_file as _sha256,
+)
 from .machine import machine_description
+from .notebook import BATCH_ENV
+from .params import RunParams, declared_parameters, list_notebooks, load_params, notebook_key
 from .paths import REPO_ROOT, git_revision, output_root
 
 __all__ = ["KERNEL_NAME", "NotebookFailed", "SetupError", "check_kernel", "select_notebooks", "NotebookState",

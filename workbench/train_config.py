@@ -17,7 +17,18 @@ from .errors import ConfigError
 from .metanet import NFN, ScaleGMN
 from .metanet.config import META_FIELDS, MetanetConfig
 from .nets import NetSpec
-from .ranges import check_train_config
+from .rules import (
+    DEVICE,
+    MAX_EPOCHS,
+    MAX_NETWORKS,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    Rule,
+    check_fields,
+    setting,
+)
 
 __all__ = ["TrainConfig", "MetanetConfig", "build_model", "cpu_has_native_bf16", "resolve_cpu_amp",
            "AUTO_BF16_MIN_HIDDEN"]
@@ -81,32 +92,33 @@ class TrainConfig:
             params file sets the field of that name here or in ``meta``.
     """
 
-    lam: float = 0.0
-    epochs: int = 20
-    batch_networks: int = 32
-    batch_images: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 20
-    grad_clip: float = 10.0
-    seed: int = 0
-    device: str = "auto"
+    lam: float = setting(0.0, NON_NEGATIVE)
+    epochs: int = setting(20, Rule(low=1, high=MAX_EPOCHS))
+    batch_networks: int = setting(32, POSITIVE_INT)
+    batch_images: int = setting(128, POSITIVE_INT)
+    lr: float = setting(1e-3, POSITIVE)
+    weight_decay: float = setting(0.01, NON_NEGATIVE)
+    warmup_steps: int = setting(20, NON_NEGATIVE)
+    grad_clip: float = setting(10.0, POSITIVE)
+    seed: int = setting(0, SEED)
+    device: str = setting("auto", DEVICE)
     amp: bool = True
-    val_images: int | None = None
-    val_networks: int | None = None
-    noise: float = 0.0
+    val_images: int | None = setting(None, POSITIVE_INT)
+    val_networks: int | None = setting(None, Rule(low=1, high=MAX_NETWORKS))
+    noise: float = setting(0.0, NON_NEGATIVE)
     group_augment: bool = False
-    augment_scales: tuple[float, float] = (0.25, 4.0)
-    patience: int | None = None
-    train_eval_networks: int = 128
+    augment_scales: tuple[float, float] = setting((0.25, 4.0), Rule(low=0, low_open=True, nonempty=True, kind="float"))
+    patience: int | None = setting(None, POSITIVE_INT)
+    train_eval_networks: int = setting(128, NON_NEGATIVE)
     skip_untrained: bool = False
     l1_from_ce: bool = False
     compile: bool = False
-    cpu_amp: bool | str = "auto"
+    cpu_amp: bool | str = setting("auto", Rule(choices=(False, True, "auto"),
+                                               note="'auto': bf16 where the CPU has native bf16 units"))
     meta: MetanetConfig = field(default_factory=MetanetConfig)
 
     def __post_init__(self):
-        check_train_config(self)  # one range table for every setting (workbench/ranges.py)
+        check_fields(self)  # each field's rule and kind, declared above (params files' meta_<field> keys read them)
         if not isinstance(self.meta, MetanetConfig):
             raise ConfigError(f"TrainConfig.meta must be a MetanetConfig, got {type(self.meta).__name__}")
         scales = self.augment_scales

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..metanet import MetanetConfig, ScaleGMN, count_parameters, matched_hidden
 from ..metanet.config import META_FIELDS
 from ..nets import NetSpec
+from ..rules import MAX_EPOCHS, Rule, check_fields, setting
 from ..symmetry import group_for
 from ..train_config import TrainConfig
 from ..zoo import Zoo
@@ -98,13 +99,11 @@ class Recipe:
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
-    mlp_epochs: int | None = None
+    mlp_epochs: int | None = setting(None, Rule(low=1, high=MAX_EPOCHS))
     nfn_hidden: int | str = "match"
 
     def __post_init__(self):
-        if self.mlp_epochs is not None and (isinstance(self.mlp_epochs, bool) or not isinstance(self.mlp_epochs, int)
-                                            or self.mlp_epochs < 1):
-            raise ConfigError(f"Recipe.mlp_epochs must be a positive integer or None, got {self.mlp_epochs!r}")
+        check_fields(self)  # mlp_epochs' rule (params files' meta_mlp_epochs reads it too)
         if self.nfn_hidden != "match" and (isinstance(self.nfn_hidden, bool) or not isinstance(self.nfn_hidden, int)
                                            or self.nfn_hidden < 1):
             raise ConfigError(f"Recipe.nfn_hidden must be a positive integer or 'match', got {self.nfn_hidden!r}")

@@ -17,13 +17,13 @@ import torch
 import torch.distributed as dist
 
 from ..data import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, ParamsError
 from ..io import atomic_write_text, run_result_readable
+from ..nets import NetSpec
 from ..optimize import TrainConfig, TrainResult, load_model, resolve_device, train
 from ..parallel import run_parallel
-from ..params import ParamsError, file_values
+from ..params import file_values
 from ..paths import output_root
-from ..nets import NetSpec
 from ..zoo import Zoo, default_spec
 from .methods import METHODS
 from .recipe import OBJECTIVES, DataRecipe, Recipe, ZooRecipe
