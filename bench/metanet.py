@@ -56,7 +56,7 @@ from workbench.metanet.compiled import RECOMPILE_LIMIT
 from workbench.metanet.model import optimize_in_chunks
 from workbench.nets import init_params, n_networks, small_cnn_zoo_spec
 from workbench.objective import objective
-from workbench.optimize import cpu_has_native_bf16
+from workbench.train_config import cpu_has_native_bf16
 from workbench.zoo import default_spec
 
 SIZES = {"run": (16, 2), "default": (32, 3), "large": (128, 4)}  # hidden, layers ("run": params/default.yaml)

@@ -36,7 +36,8 @@ import torch.nn.functional as F  # noqa: E402
 
 import workbench  # noqa: E402,F401  (one torch thread)
 import workbench.objective as objective_module  # noqa: E402
-from workbench.baselines import minibatch_order, sgd_finetune  # noqa: E402
+from workbench.momentum import minibatch_order  # noqa: E402
+from workbench.baselines import sgd_finetune  # noqa: E402
 from workbench.data import load_digits_data  # noqa: E402
 from workbench.forward_pass import _dense_cost_ratio, conv_route, forward, im2col  # noqa: E402
 from workbench.nets import NetSpec, Params, init_params, n_networks, small_cnn_zoo_spec  # noqa: E402

@@ -19,7 +19,9 @@ from workbench.forward_pass import forward
 from workbench.nets import NetSpec, init_params, select
 from workbench.objective import evaluate
 from workbench.metanet import MetanetConfig
-from workbench.optimize import TrainConfig, augment, load_model, train
+from workbench.train_config import TrainConfig, build_model
+from workbench.optimize import augment, train
+from workbench.checkpoints import load_model
 from workbench.parallel import run_parallel
 from workbench.zoo import Zoo, generate
 
@@ -106,7 +108,7 @@ def test_new_settings_round_trip_through_json_and_a_checkpoint(tmp_path):
     text = json.dumps(config.to_dict())
     assert json.loads(text)["augment_scales"] == [0.5, 3.0]  # JSON turns the tuple into a list
     assert TrainConfig.from_dict(json.loads(text)) == config
-    model = optimize.build_model(MLP_TANH, config)
+    model = build_model(MLP_TANH, config)
     torch.save({"spec": MLP_TANH.to_dict(), "config": config.to_dict(), "model": model.state_dict()},
                tmp_path / "best.pt")
     assert load_model(tmp_path / "best.pt", spec=MLP_TANH) is not None
@@ -557,7 +559,7 @@ def test_train_from_init_state_starts_there_and_rejects_another_architecture(zoo
                          for k in state)
     assert diff(continued.model) < 1e-6  # at lr 1e-9 one epoch cannot move it away from where it started
     assert diff(fresh.model) > 1e-2  # negative control: the seeded random start is elsewhere
-    other = optimize.build_model(spec, MetanetConfig(hidden=8, n_layers=1)).state_dict()  # a wider metanet
+    other = build_model(spec, MetanetConfig(hidden=8, n_layers=1)).state_dict()  # a wider metanet
     with pytest.raises(CheckpointError, match="init_state does not fit"):
         train(spec, splits["train"], splits["val"], digits, config, progress=False, init_state=other)
 
@@ -568,7 +570,7 @@ def test_a_run_from_init_state_that_goes_non_finite_before_any_best_epoch_return
 
     spec = NetSpec.mlp((6, 5, 3), "tanh")
     config = TrainConfig(device="cpu", meta=MetanetConfig(hidden=4, n_layers=1))
-    model = optimize.build_model(spec, config)
+    model = build_model(spec, config)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     run = RunProgress(_adamw(model, config), initial_state=start)
     with torch.no_grad():

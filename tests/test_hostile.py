@@ -36,7 +36,8 @@ from workbench.errors import ParamsError
 from workbench.graphs import to_graph
 from workbench.metanet import MetanetConfig
 from workbench.nets import NetSpec, SpecError, check_params, init_params
-from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model
+from workbench.checkpoints import CheckpointError, load_model
+from workbench.train_config import TrainConfig, build_model
 from workbench.params import load_params
 from workbench.runner import REPO_ROOT
 from workbench.zoo import Zoo, ZooError, load_small_cnn_zoo

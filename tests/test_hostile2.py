@@ -33,7 +33,9 @@ from workbench.data import DataError, Dataset, load_cifar10_gs
 from workbench.errors import ConfigError, ParamsError, WorkbenchError
 from workbench.forward_pass import forward
 from workbench.nets import NetSpec, SpecError, check_params, init_params
-from workbench.optimize import CheckpointError, TrainConfig, build_model, one_shot, train
+from workbench.checkpoints import CheckpointError
+from workbench.train_config import TrainConfig, build_model
+from workbench.optimize import one_shot, train
 from workbench.params import load_params
 from workbench.runner import REPO_ROOT, NotebookFailed, _artifacts, _expected_hashes, notebook_state, run
 from workbench.symmetry import SymmetryError, random_element

@@ -16,7 +16,9 @@ from workbench.__main__ import main
 from workbench.data import load_dataset
 from workbench.nets import NetSpec, init_params
 from workbench.objective import evaluate
-from workbench.optimize import CheckpointError, TrainConfig, load_model, train
+from workbench.checkpoints import CheckpointError, load_model
+from workbench.train_config import TrainConfig
+from workbench.optimize import train
 from workbench.tools import NonFiniteOutput, optimize_zoo
 from workbench.zoo import Zoo
 

@@ -367,7 +367,7 @@ def test_every_training_key_of_the_notebooks_follows_the_meta_rule():
     """``meta_<name>`` sets the TrainConfig/MetanetConfig field ``<name>``: every meta_ parameter a notebook declares
     maps to a setting (an unknown one would raise), with no rename table."""
     from workbench.metanet import MetanetConfig
-    from workbench.optimize import TrainConfig
+    from workbench.train_config import TrainConfig
     from workbench.pipeline import Recipe
     from workbench.zoo import default_spec
 

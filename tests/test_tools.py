@@ -18,7 +18,9 @@ from workbench.errors import WorkbenchError
 from workbench.nets import NetSpec, small_cnn_zoo_spec
 from workbench.objective import evaluate
 from workbench.metanet import MetanetConfig
-from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
+from workbench.checkpoints import CheckpointError, load_model
+from workbench.train_config import TrainConfig, build_model
+from workbench.optimize import train
 from workbench.paths import OutputFolderError
 from workbench.tools import generate_zoo, optimize_zoo, zoo_format
 from workbench.zoo import Zoo, ZooError, default_spec, generate, load_small_cnn_zoo

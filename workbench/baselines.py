@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .forward_pass import prepare_inputs
-from .nets import NetSpec, Params, cat_params, check_params, flatten_params, n_networks, select
-from .nets import map_params, unflatten_params
-from .objective import objective
+from .momentum import MomentumState, losses_and_gradient, minibatch_order, prepare, sync
+from .nets import NetSpec, Params, cat_params, map_params, n_networks, select, unflatten_params
 
 __all__ = [
     "SGDResult",
@@ -38,8 +36,6 @@ __all__ = [
     "sgd_finetune",
     "sgd_steps",
     "time_one_at_a_time",
-    "minibatch_order",
-    "default_device",
 ]
 
 
@@ -72,26 +68,6 @@ class SGDResult:
         return int(self.diverged.sum())
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def minibatch_order(n_samples: int, batch_size: int, seed: int, n_epochs: int) -> Iterator[list[Tensor]]:
-    """Yield, per epoch, the list of index tensors of that epoch's minibatches (a fresh permutation per epoch,
-    drawn from one CPU generator seeded with ``seed``; the last batch may be smaller)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    generator = torch.Generator().manual_seed(int(seed))
-    for _ in range(n_epochs):
-        perm = torch.randperm(n_samples, generator=generator)
-        yield list(perm.split(batch_size))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _check_budgets(epochs: int | Sequence[int]) -> list[int]:
     budgets = [int(epochs)] if isinstance(epochs, int) else sorted({int(e) for e in epochs})
     if not budgets or budgets[0] < 1:
@@ -99,23 +75,9 @@ def _check_budgets(epochs: int | Sequence[int]) -> list[int]:
     return budgets
 
 
-def _train_chunk(
-    spec: NetSpec,
-    params: Params,
-    x: Tensor,
-    y: Tensor,
-    budgets: list[int],
-    *,
-    lam: float,
-    lr: float | Tensor,
-    momentum: float,
-    batch_size: int,
-    seed: int,
-    amp: bool,
-    forward_kw: dict | None = None,
-    max_steps: int | None = None,
-    progress_bar=None,
-) -> list[SGDResult]:
+def _train_chunk(spec: NetSpec, params: Params, x: Tensor, y: Tensor, budgets: list[int], *, lam: float,
+                 lr: float | Tensor, momentum: float, batch_size: int, seed: int, amp: bool,
+                 forward_kw: dict | None = None, max_steps: int | None = None, progress_bar=None) -> list[SGDResult]:
     """SGD with momentum on a batch of networks already on the training device; one result per budget.
 
     ``x`` is what :func:`workbench.forward_pass.prepare_inputs` returned for the training inputs (images, or the layer-0
@@ -126,7 +88,7 @@ def _train_chunk(
     device = x.device
     n_nets = n_networks(params)
     forward_kw = forward_kw or {}
-    state = _MomentumState.start(params)
+    state = MomentumState.start(params)
     step_size = lr.to(device=device, dtype=state.theta.dtype).reshape(-1, 1) if isinstance(lr, Tensor) else float(lr)
     epoch_losses: list[Tensor] = []
     results: list[SGDResult] = []
@@ -134,18 +96,18 @@ def _train_chunk(
     steps = 0
 
     for epoch, batches in enumerate(minibatch_order(x.shape[0], batch_size, seed, budgets[-1]), start=1):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         loss_sum = torch.zeros(n_nets, dtype=torch.float64, device=device)
         for idx in batches:
             idx = idx.to(device)
-            losses, grad = _losses_and_gradient(spec, state, x[idx], y[idx], lam=lam, amp=amp, forward_kw=forward_kw)
+            losses, grad = losses_and_gradient(spec, state, x[idx], y[idx], lam=lam, amp=amp, forward_kw=forward_kw)
             loss_sum += losses.detach().double()
             state.update(losses, grad, step_size, momentum)
             steps += 1
             if max_steps is not None and steps >= max_steps:
                 break
-        _sync(device)
+        sync(device)
         seconds += time.perf_counter() - start
         epoch_losses.append((loss_sum / len(batches)).cpu())
         if progress_bar is not None:
@@ -167,104 +129,10 @@ def _train_chunk(
     return results
 
 
-@dataclass
-class _MomentumState:
-    """SGD-with-momentum state of B networks on one device: the flat parameters ``theta (B, n_params)``, those of
-    the step before (``previous``: two buffers that swap roles every step), the momentum buffer, and which networks
-    still train (``active``) or have diverged (``diverged``, both ``(B,)``)."""
-
-    theta: Tensor
-    previous: Tensor
-    buf: Tensor
-    active: Tensor
-    diverged: Tensor
-
-    @classmethod
-    def start(cls, params: Params) -> "_MomentumState":
-        theta = flatten_params(map_params(Tensor.detach, params)).clone()  # (B, n_params)
-        n_nets, device = theta.shape[0], theta.device
-        return cls(theta, theta.clone(), torch.zeros_like(theta), torch.ones(n_nets, dtype=torch.bool, device=device),
-                   torch.zeros(n_nets, dtype=torch.bool, device=device))
-
-    @torch.no_grad()
-    def update(self, losses: Tensor, grad: Tensor, step_size: float | Tensor, momentum: float) -> None:
-        """One momentum step of every active network with a finite loss and gradient; a network whose loss, gradient
-        or new parameters are not finite stops (diverged) and keeps its last finite parameters."""
-        theta, previous, buf, active = self.theta, self.previous, self.buf, self.active
-        loss_ok = torch.isfinite(losses.detach())
-        # A non-finite loss means the current parameters are already bad: go back to the previous ones,
-        # whose loss was finite at the previous step.
-        restore = active & ~loss_ok
-        if bool(restore.any()):
-            theta.copy_(torch.where(restore[:, None], previous, theta))
-        # one sum per network finds a NaN/inf anywhere in its row (or a sum so large it overflows, which
-        # only an exploding network reaches)
-        ok = active & loss_ok & torch.isfinite(grad.sum(1))
-        if not bool(ok.all()):
-            grad = torch.where(ok[:, None], grad, torch.zeros_like(grad))
-            buf.copy_(torch.where(ok[:, None], momentum * buf + grad, buf))
-        else:  # the common case: every network steps, no masks
-            buf.mul_(momentum).add_(grad)
-        # the new parameters go into the other buffer, which then becomes theta: no copy of the old ones
-        new = torch.sub(theta, step_size * buf, out=previous)
-        # An update that overflows the parameters themselves also counts as divergence.
-        ok &= torch.isfinite(new.sum(1))
-        if not bool(ok.all()):
-            new.copy_(torch.where(ok[:, None], new, theta))
-        self.theta, self.previous = new, theta
-        self.diverged |= active & ~ok
-        active &= ok
-
-
-def _losses_and_gradient(spec: NetSpec, state: _MomentumState, xb: Tensor, yb: Tensor, *, lam: float, amp: bool,
-                         forward_kw: dict) -> tuple[Tensor, Tensor]:
-    """Every network's loss ``(B,)`` on the minibatch ``xb, yb`` and its gradient ``(B, n_params)``, differentiated
-    through one leaf per weight/bias that is a view into ``state.theta``."""
-    n_nets = state.theta.shape[0]
-    leaves = [t.detach().requires_grad_(True) for pair in unflatten_params(spec, state.theta) for t in pair]
-    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp):
-        losses = objective(spec, _pairs(leaves), xb, yb, lam, **forward_kw)  # (B,)
-    # Summing (not averaging) gives each network exactly the gradient of its own loss. Frozen and
-    # non-finite networks are masked out of the sum; their gradients are discarded in the update as well
-    # because 0 * inf in the backward pass could still produce NaN for them (and only for them).
-    total = torch.where(state.active, losses, torch.zeros_like(losses)).sum()
-    grad = torch.cat([g.reshape(n_nets, -1) for g in torch.autograd.grad(total, leaves)], dim=1)
-    return losses, grad
-
-
-def _pairs(leaves: list[Tensor]) -> Params:
-    return [(leaves[i], leaves[i + 1]) for i in range(0, len(leaves), 2)]
-
-
-def _prepare(spec, params, data, split, device, dtype):
-    check_params(spec, params, finite=True)
-    device = torch.device(device) if device is not None else default_device()
-    dtype = dtype or params[0][0].dtype
-    x, y = data.split(split) if hasattr(data, "split") else (getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
-    x, forward_kw = prepare_inputs(spec, x.to(device=device, dtype=dtype))  # the dense CNN route: patches, once
-    y = y.to(device=device, dtype=torch.long)
-    params = map_params(lambda t: t.to(device=device, dtype=dtype), params)
-    return params, x, y, device, forward_kw
-
-
-def sgd_finetune(
-    spec: NetSpec,
-    params: Params,
-    data,
-    *,
-    epochs: int | Sequence[int] = (25, 50, 100, 150),
-    lam: float = 0.0,
-    lr: float | Tensor = 0.01,
-    momentum: float = 0.9,
-    batch_size: int = 64,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    dtype: torch.dtype | None = None,
-    amp: bool | None = None,
-    net_chunk: int | None = None,
-    split: str = "train",
-) -> dict[int, SGDResult]:
+def sgd_finetune(spec: NetSpec, params: Params, data, *, epochs: int | Sequence[int] = (25, 50, 100, 150),
+                 lam: float = 0.0, lr: float | Tensor = 0.01, momentum: float = 0.9, batch_size: int = 64, seed: int = 0,
+                 device: torch.device | str | None = None, progress: bool = True, dtype: torch.dtype | None = None,
+                 amp: bool | None = None, net_chunk: int | None = None, split: str = "train") -> dict[int, SGDResult]:
     """Fine-tune every network from its own weights with SGD + momentum, all networks at once.
 
     The update is PyTorch's SGD with momentum (no dampening, no Nesterov, no weight decay):
@@ -294,7 +162,7 @@ def sgd_finetune(
         with a CUDA synchronise around each epoch), excluding moving data to the device and taking snapshots.
     """
     budgets = _check_budgets(epochs)
-    params, x, y, device, forward_kw = _prepare(spec, params, data, split, device, dtype)
+    params, x, y, device, forward_kw = prepare(spec, params, data, split, device, dtype)
     amp = device.type == "cuda" if amp is None else bool(amp)
     n_nets = n_networks(params)
     if isinstance(lr, Tensor) and lr.numel() != n_nets:
@@ -349,7 +217,7 @@ def sgd_steps(spec: NetSpec, params: Params, data, *, steps: Sequence[int], lr: 
     wanted = sorted({int(s) for s in steps})
     if not wanted or wanted[0] < 0:
         raise ValueError(f"steps must be non-negative integers, got {steps!r}")
-    params, x, y, device, forward_kw = _prepare(spec, params, data, split, device, None)
+    params, x, y, device, forward_kw = prepare(spec, params, data, split, device, None)
     n_nets = n_networks(params)
     if isinstance(lr, Tensor) and lr.numel() != n_nets:
         raise ValueError(f"a per-network lr needs {n_nets} entries (one per network), got shape {tuple(lr.shape)}")
@@ -381,7 +249,7 @@ def _steps_chunk(spec, params, x, y, wanted, lr, *, lam, momentum, batch_size, s
     """One chunk of :func:`sgd_steps`: its training seconds and diverged flags; snapshots go to ``observe`` or are
     appended to ``kept[step]``."""
     device = x.device
-    state = _MomentumState.start(params)
+    state = MomentumState.start(params)
     step_size = lr.to(device=device, dtype=state.theta.dtype).reshape(-1, 1) if isinstance(lr, Tensor) else float(lr)
 
     def keep(step: int) -> None:
@@ -399,13 +267,13 @@ def _steps_chunk(spec, params, x, y, wanted, lr, *, lam, momentum, batch_size, s
         for idx in batches:
             if done >= wanted[-1]:
                 break
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             idx = idx.to(device)
-            losses, grad = _losses_and_gradient(spec, state, x[idx], y[idx], lam=lam, amp=False,
+            losses, grad = losses_and_gradient(spec, state, x[idx], y[idx], lam=lam, amp=False,
                                                 forward_kw=forward_kw)
             state.update(losses, grad, step_size, momentum)
-            _sync(device)
+            sync(device)
             seconds += time.perf_counter() - start
             done += 1
             if done in wanted:
@@ -430,24 +298,10 @@ def _merge_chunks(per_chunk: list[list[SGDResult]], budgets: list[int], n_nets: 
     return out
 
 
-def time_one_at_a_time(
-    spec: NetSpec,
-    params: Params,
-    data,
-    *,
-    epochs: int = 1,
-    sample: int = 4,
-    measure_epochs: int = 1,
-    lam: float = 0.0,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    batch_size: int = 64,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    amp: bool | None = None,
-    split: str = "train",
-) -> float:
+def time_one_at_a_time(spec: NetSpec, params: Params, data, *, epochs: int = 1, sample: int = 4,
+                       measure_epochs: int = 1, lam: float = 0.0, lr: float = 0.01, momentum: float = 0.9,
+                       batch_size: int = 64, seed: int = 0, device: torch.device | str | None = None,
+                       dtype: torch.dtype | None = None, amp: bool | None = None, split: str = "train") -> float:
     """Seconds per network for an ``epochs``-epoch budget when networks are fine-tuned one at a time.
 
     The first ``sample`` networks are each trained alone (B = 1, the same code path as :func:`sgd_finetune`)
@@ -459,7 +313,7 @@ def time_one_at_a_time(
         raise ValueError(
             f"sample, measure_epochs and epochs must be positive, got {sample}, {measure_epochs}, {epochs}"
         )
-    params, x, y, device, forward_kw = _prepare(spec, params, data, split, device, dtype)
+    params, x, y, device, forward_kw = prepare(spec, params, data, split, device, dtype)
     amp = device.type == "cuda" if amp is None else bool(amp)
     settings = dict(lam=lam, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed, amp=amp,
                     forward_kw=forward_kw)

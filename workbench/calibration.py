@@ -111,7 +111,8 @@ def measure(family: str, dataset: str, device: str, meta: dict, batch_images: in
     from .forward_pass import forward
     from .nets import init_params
     from .objective import objective
-    from .train_config import MetanetConfig, build_model
+    from .metanet.config import MetanetConfig
+    from .train_config import build_model
     from .zoo import default_spec
 
     dev = torch.device(device)

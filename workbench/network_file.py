@@ -23,7 +23,7 @@ from .errors import ConfigError, WorkbenchError
 from .io import atomic_path, atomic_write_text, output_lock, read_regular_bytes, read_regular_text, sha256_file
 from .objective import evaluate
 from .oneshot import OneShot, TransferWarning, read_state_dict
-from .optimize import resolve_device
+from .train_config import resolve_device
 from .paths import OutputFolderError
 from .pipeline import get_data
 

@@ -24,20 +24,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .checkpoints import CheckpointError, RunProgress, load_model, resume_run, save_epoch
+from .checkpoints import CheckpointError, RunProgress, resume_run, save_epoch
 from .metanet import NFN, Compiled, ScaleGMN
-from .metanet.config import MetanetConfig
 from .nets import NetSpec, Params, SpecError, check_params, map_params, n_networks, select
-from .notebook import progress_bar
 from .objective import evaluate, objective
+from .progress import progress_bar
 from .symmetry import act, group_for, random_element
-from .train_config import AUTO_BF16_MIN_HIDDEN, TrainConfig, build_model, cpu_has_native_bf16, resolve_cpu_amp
+from .train_config import TrainConfig, build_model, cpu_has_native_bf16, resolve_cpu_amp, resolve_device
 
-# TrainConfig, MetanetConfig, build_model, CheckpointError and load_model live in train_config / checkpoints and are
-# re-exported here: `from workbench.optimize import TrainConfig, load_model, ...` is how notebooks and tools use them
-__all__ = ["TrainConfig", "MetanetConfig", "TrainResult", "CheckpointError", "train", "validate", "load_model",
-           "one_shot", "resolve_device", "resolve_cpu_amp", "build_model", "augment", "cpu_has_native_bf16",
-           "AUTO_BF16_MIN_HIDDEN"]
+__all__ = ["TrainResult", "train", "validate", "one_shot", "augment"]
 
 
 @dataclass
@@ -51,15 +46,6 @@ class TrainResult:
     precision: str = "fp32"  # of the training steps: "bf16" (autocast) or "fp32"
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was requested but no CUDA device is available; use device='auto'")
-    return dev
-
-
 def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -71,10 +57,6 @@ def _lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def _finite_model(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def augment(spec: NetSpec, params: Params, config: TrainConfig, generator: torch.Generator) -> Params:
@@ -257,7 +239,7 @@ def _restore_if_non_finite(model: torch.nn.Module, spec: NetSpec, config: TrainC
                            inputs: _Inputs, events: list[dict]) -> None:
     """Never carry a NaN model forward: go back to the best weights (the initial ones before any), halve the
     learning rate, start a fresh optimizer, log it."""
-    if _finite_model(model):
+    if all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         return
     run.lr_scale *= 0.5
     events.append({"step": run.step, "event": "non-finite weights: restored best, lr halved", "lr_scale": run.lr_scale})
@@ -306,20 +288,10 @@ def _log_epoch(run: RunProgress, model: torch.nn.Module, config: TrainConfig, ep
     return True
 
 
-def train(
-    spec: NetSpec,
-    train_params: Params,
-    val_params: Params,
-    data,
-    config: TrainConfig = TrainConfig(),
-    out_dir: str | os.PathLike | None = None,
-    *,
-    resume: bool = True,
-    progress: bool = True,
-    stop_after_epoch: int | None = None,
-    monitor: dict[str, Params] | None = None,
-    init_state: dict | None = None,
-) -> TrainResult:
+def train(spec: NetSpec, train_params: Params, val_params: Params, data, config: TrainConfig = TrainConfig(),
+          out_dir: str | os.PathLike | None = None, *, resume: bool = True, progress: bool = True,
+          stop_after_epoch: int | None = None, monitor: dict[str, Params] | None = None,
+          init_state: dict | None = None) -> TrainResult:
     """Train a ScaleGMN (or the metanetwork ``config.meta`` names) on ``train_params`` (zoo networks) to minimise
     the amortized objective on ``data``.
 
@@ -341,34 +313,17 @@ def train(
         :class:`TrainResult` whose ``model`` holds the best-validation weights.
     """
     device = resolve_device(config.device)
-    if config.cpu_amp is True and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("cpu_amp: this CPU has no native bf16 units (avx512_bf16 or AMX), so bf16 autocast runs several "
-                      "times slower than fp32 here (bench/README.md); set cpu_amp (meta_cpu_amp) to 'auto' or false",
-                      RuntimeWarning, stacklevel=2)
-    precision = "bf16" if resolve_cpu_amp(config, device, cpu_has_native_bf16) else "fp32"
+    precision = _precision(config, device)
     inputs = _prepare_inputs(spec, train_params, val_params, data, config, device)
     out = Path(out_dir) if out_dir is not None else None
     writer = out if inputs.rank == 0 else None  # rank 0 alone writes files
     if writer is not None:
         writer.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    model = build_model(spec, config).fit_normalization(train_params).to(device)
-    if init_state is not None:
-        try:
-            model.load_state_dict(init_state)
-        except RuntimeError as err:
-            raise CheckpointError(f"init_state does not fit the {type(model).__name__} of this config "
-                                  f"({spec.describe()}): {err}") from err
+    model = _initial_model(spec, train_params, config, device, init_state)
     run = RunProgress(_adamw(model, config), initial_state=init_state)
     if resume and out is not None and (out / "checkpoint.pt").exists():
         resume_run(out / "checkpoint.pt", device, spec, config, model, run)
-    net = model
-    if inputs.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if config.compile and inputs.rank == 0:
-            warnings.warn("TrainConfig.compile is not used under DDP: the ranks train eagerly", RuntimeWarning)
-    elif config.compile:
-        net = Compiled(model)  # training steps only: validation's one shots keep the eager model (other shapes)
+    net = _stepping_model(model, config, inputs, device)
     total_steps = max(1, inputs.n_train // config.batch_networks) * config.epochs
     t0 = time.perf_counter()
     bar = progress_bar(range(run.epoch + 1, config.epochs), desc=f"train {spec.family} lam={config.lam:g}",
@@ -393,6 +348,41 @@ def train(
         model.load_state_dict(run.best_state)
     model.eval()
     return TrainResult(model, run.history, run.best_epoch, run.best_val_loss, out, time.perf_counter() - t0, precision)
+
+
+def _precision(config: TrainConfig, device: torch.device) -> str:
+    """"bf16" when the training steps run in autocast on ``device`` (:func:`resolve_cpu_amp`), else "fp32"; warns
+    when ``cpu_amp`` forces bf16 on a CPU without native bf16 units."""
+    if config.cpu_amp is True and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("cpu_amp: this CPU has no native bf16 units (avx512_bf16 or AMX), so bf16 autocast runs several "
+                      "times slower than fp32 here (bench/README.md); set cpu_amp (meta_cpu_amp) to 'auto' or false",
+                      RuntimeWarning, stacklevel=3)
+    return "bf16" if resolve_cpu_amp(config, device, cpu_has_native_bf16) else "fp32"
+
+
+def _initial_model(spec: NetSpec, train_params: Params, config: TrainConfig, device: torch.device,
+                   init_state: dict | None) -> ScaleGMN | NFN:
+    """The metanetwork a run starts from: seeded from ``config.seed``, its input normalisation fitted to the training
+    networks, then ``init_state``'s weights when given."""
+    torch.manual_seed(config.seed)
+    model = build_model(spec, config).fit_normalization(train_params).to(device)
+    if init_state is not None:
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as err:
+            raise CheckpointError(f"init_state does not fit the {type(model).__name__} of this config "
+                                  f"({spec.describe()}): {err}") from err
+    return model
+
+
+def _stepping_model(model, config: TrainConfig, inputs: "_Inputs", device: torch.device) -> torch.nn.Module:
+    """What the training steps call: ``model`` in DistributedDataParallel under ``torchrun``, else compiled when
+    ``config.compile`` asks (the steps only: validation's one shots keep the eager model, other shapes)."""
+    if inputs.world > 1 and config.compile and inputs.rank == 0:
+        warnings.warn("TrainConfig.compile is not used under DDP: the ranks train eagerly", RuntimeWarning)
+    if inputs.world > 1:
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return Compiled(model) if config.compile else model
 
 
 def one_shot(model: ScaleGMN | NFN, spec: NetSpec, params: Params, batch_size: int = 256) -> tuple[Params, float]:

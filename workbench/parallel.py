@@ -74,7 +74,7 @@ def run_parallel(fn: Callable, jobs: Sequence, *, workers: int | None = None, de
     processing time rule), so that a long job does not start last and keep one core busy while the others idle.
     With one worker or one job everything runs in this process (no start-up cost, easy to debug).
     """
-    from .notebook import progress_bar as tqdm  # plain text lines in batch runs (workbench.notebook)
+    from .progress import progress_bar as tqdm  # plain text lines in batch runs (workbench.progress)
 
     environment.threads()  # a bad WORKBENCH_THREADS is an error here, not a crash in every worker
     workers = min(default_workers(workers), max(1, len(jobs)))

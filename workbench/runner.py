@@ -27,7 +27,7 @@ from .io import (
     sha256_file as _sha256,
 )
 from .machine import machine_description
-from .notebook import BATCH_ENV
+from .progress import BATCH_ENV
 from .params import RunParams, declared_parameters, list_notebooks, load_params, notebook_key
 from .paths import REPO_ROOT, git_revision, output_root
 

@@ -120,7 +120,7 @@ def generate_zoo(params_path: str | os.PathLike, family: str, out: str | os.Path
 
 def _device(device: str, label: str = "--device") -> torch.device:
     """The torch device ``device`` names, if this machine has it (a ConfigError naming ``label`` otherwise)."""
-    from .optimize import resolve_device
+    from .train_config import resolve_device
 
     try:
         dev = resolve_device(device)
@@ -171,7 +171,7 @@ def _load_input_zoo(zoo_dir: Path, fmt: str, activation: str) -> Zoo:
 def _load_inputs(model_path: Path, zoo_dir: Path, fmt: str, activation: str | None, dev: torch.device):
     """The input zoo and the metanetwork (loaded on the CPU, then moved: a device problem is never a "corrupt
     checkpoint")."""
-    from .optimize import CheckpointError, load_model
+    from .checkpoints import CheckpointError, load_model
 
     if fmt == "small-cnn-zoo" and activation is None:
         activation = _small_cnn_zoo_activation(model_path, zoo_dir)
@@ -205,7 +205,8 @@ def optimize_zoo(model_path: str | os.PathLike, zoo_dir: str | os.PathLike, out:
     has every split's). Returns a summary dict (also ``out/optimized.json``). A model trained for another
     architecture is a CheckpointError naming both.
     """
-    from .optimize import CheckpointError, one_shot  # the metanetwork (and PyG) stay off `zoo`'s path
+    from .checkpoints import CheckpointError
+    from .optimize import one_shot  # the metanetwork (and PyG) stay off `zoo`'s path
 
     zoo_dir, out, model_path = Path(zoo_dir), Path(out), Path(model_path)
     if int(batch_size) < 1:
@@ -307,7 +308,7 @@ class _Screen:
 def _small_cnn_zoo_activation(model_path: Path, zoo_dir: Path) -> str:
     """The activation of the Small CNN Zoo networks to read: the one the model was trained for (the zoo folder
     holds both kinds); a model trained for another architecture is a CheckpointError."""
-    from .optimize import CheckpointError, load_model
+    from .checkpoints import CheckpointError, load_model
 
     found = load_model(model_path).spec
     if found.activation not in ("tanh", "relu") or found != small_cnn_zoo_spec(found.activation):

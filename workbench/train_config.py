@@ -30,7 +30,7 @@ from .rules import (
     setting,
 )
 
-__all__ = ["TrainConfig", "MetanetConfig", "build_model", "cpu_has_native_bf16", "resolve_cpu_amp",
+__all__ = ["TrainConfig", "build_model", "cpu_has_native_bf16", "resolve_cpu_amp", "resolve_device",
            "AUTO_BF16_MIN_HIDDEN"]
 
 #: MetanetConfig.scale_norm changes only a ScaleGMN of positive-scale symmetry; a flat form written before it existed
@@ -187,6 +187,16 @@ def resolve_cpu_amp(config: TrainConfig, device: torch.device, native_bf16=cpu_h
     if config.cpu_amp == "auto":
         return config.meta.hidden >= AUTO_BF16_MIN_HIDDEN and native_bf16()
     return bool(config.cpu_amp)
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device of a :attr:`TrainConfig.device` setting: "auto" is CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was requested but no CUDA device is available; use device='auto'")
+    return dev
 
 
 def build_model(spec: NetSpec, config: TrainConfig | MetanetConfig) -> ScaleGMN | NFN:

@@ -1,7 +1,7 @@
 """One metanetwork run: its folder, training it (or reloading it when finished), and many runs at once.
 
 A run is fixed by the sequence's :class:`~workbench.pipeline.recipe.Recipe` and its own family, method, objective,
-L1 weight and seed: :meth:`Recipe.config` gives its :class:`~workbench.optimize.TrainConfig` and :func:`run_dir` names
+L1 weight and seed: :meth:`Recipe.config` gives its :class:`~workbench.train_config.TrainConfig` and :func:`run_dir` names
 its folder after it (the config's digest), so that runs with other settings live side by side and a finished run is
 reloaded, never retrained. :func:`train_from_params` is the command-line training (``python -m workbench train``).
 """
@@ -20,7 +20,9 @@ from ..data import Dataset
 from ..errors import ConfigError, ParamsError
 from ..io import atomic_write_text, run_result_readable
 from ..nets import NetSpec
-from ..optimize import TrainConfig, TrainResult, load_model, resolve_device, train
+from ..train_config import TrainConfig, resolve_device
+from ..optimize import TrainResult, train
+from ..checkpoints import load_model
 from ..parallel import run_parallel
 from ..params import file_values
 from ..paths import output_root
