@@ -30,7 +30,7 @@ SCALES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 def train_ce(family: str, values: dict, outputs: Path, scale_norm: bool):
     """``(model, zoo, data, seconds)``: the default CE ScaleGMN-B of ``family`` (fp32), trained in memory."""
     from workbench import pipeline
-    from workbench.optimize import train
+    from workbench.training.optimize import train
 
     data, zoo, recipe = load(values, family, outputs)
     config = recipe.with_train(cpu_amp=False, scale_norm=scale_norm).config(zoo.spec, objective="ce",
@@ -47,7 +47,7 @@ def response(model, zoo, data, scales=SCALES) -> list[dict]:
     from workbench import pipeline
     from workbench.metanet.global_scale import rescale
     from workbench.objective import evaluate
-    from workbench.optimize import one_shot
+    from workbench.training.optimize import one_shot
 
     val = zoo.subset(split="val")
     trained = torch.as_tensor(pipeline.trained_mask(val))

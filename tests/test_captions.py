@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.captions import caption_of, names, readable, set_caption, still_improving, title_of
+from workbench.reporting.captions import caption_of, names, readable, set_caption, still_improving, title_of
 from workbench.records import RunKey
 
 

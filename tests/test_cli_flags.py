@@ -17,7 +17,7 @@ import torch
 
 import workbench.__main__ as cli
 from workbench.errors import UsageError
-from workbench.parallel import default_workers, run_parallel
+from workbench.system.parallel import default_workers, run_parallel
 
 from parallel_jobs import slow_first
 from tiny import checkpoint, make_zoo

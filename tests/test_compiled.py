@@ -15,8 +15,8 @@ import torch
 from workbench.data import load_digits_data
 from workbench.metanet import Compiled, MetanetConfig, ScaleGMN
 from workbench.nets import init_params
-from workbench.train_config import TrainConfig
-from workbench.optimize import train
+from workbench.training.train_config import TrainConfig
+from workbench.training.optimize import train
 from workbench.symmetry import act, random_element
 from workbench.zoo import default_spec
 
@@ -177,7 +177,7 @@ def test_compile_round_trips_and_is_part_of_the_identity_only_when_on():
 def test_cpu_amp_trains_in_bf16_on_the_cpu_and_warns_where_the_cpu_has_no_bf16_units(monkeypatch):
     import warnings
 
-    import workbench.optimize as optimize
+    import workbench.training.optimize as optimize
 
     config = dataclasses.replace(_tiny_config(epochs=1), cpu_amp=False)  # fp32 whatever this CPU has
     fp32 = _tiny_run(config)
@@ -196,7 +196,7 @@ def test_cpu_amp_trains_in_bf16_on_the_cpu_and_warns_where_the_cpu_has_no_bf16_u
 
 
 def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch):
-    from workbench.train_config import cpu_has_native_bf16
+    from workbench.training.train_config import cpu_has_native_bf16
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
@@ -228,8 +228,8 @@ def test_a_compiled_run_with_dropout_resumes_exactly(tmp_path):
 def test_cpu_amp_auto_resolves_by_the_cpu_and_the_history_names_the_precision(monkeypatch):
     import warnings
 
-    import workbench.optimize as optimize
-    import workbench.train_config as train_config
+    import workbench.training.optimize as optimize
+    import workbench.training.train_config as train_config
 
     config = _tiny_config(epochs=1)
     assert config.cpu_amp == "auto"  # the default

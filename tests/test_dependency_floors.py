@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from workbench.errors import ParamsError
-from workbench.params import load_params
+from workbench.run.params import load_params
 
 from test_hostile2 import deadline
 

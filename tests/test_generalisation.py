@@ -13,16 +13,18 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench import optimize, pipeline, results
+from workbench.training import optimize
+from workbench import pipeline
+from workbench.reporting import results
 from workbench.data import load_dataset
 from workbench.forward_pass import forward
 from workbench.nets import NetSpec, init_params, select
 from workbench.objective import evaluate
 from workbench.metanet import MetanetConfig
-from workbench.train_config import TrainConfig, build_model
-from workbench.optimize import augment, train
-from workbench.checkpoints import load_model
-from workbench.parallel import run_parallel
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.training.optimize import augment, train
+from workbench.training.checkpoints import load_model
+from workbench.system.parallel import run_parallel
 from workbench.zoo import Zoo, generate
 
 from parallel_jobs import slow_first
@@ -243,7 +245,7 @@ def test_subsample_train_draws_training_networks_and_keeps_held_out_ones(zoo):
 def _score(per_seed_acc, n_networks=12, noise=0.0, seed=0):
     """A Score of ``n_networks`` networks x 2 checkpoints whose trained entries have the accuracy (%) of each seed
     (plus per-network noise), the same for the loss."""
-    from workbench.score import Score
+    from workbench.measure.score import Score
 
     rng = np.random.default_rng(seed)
     ids = np.repeat(np.arange(n_networks), 2)
@@ -255,7 +257,7 @@ def _score(per_seed_acc, n_networks=12, noise=0.0, seed=0):
 
 
 def _ablation(values: dict, objective="ce", family="mlp-tanh", noise=0.0):
-    from workbench.uncertainty import Bootstrap
+    from workbench.measure.uncertainty import Bootstrap
 
     scores, rows = {}, []
     for method, vals in values.items():  # method keys of pipeline.METHODS
@@ -325,8 +327,8 @@ def test_ablation_objectives_limit_l1_to_the_named_families():
 
 # -- verdicts --------------------------------------------------------------------------------------------------
 def test_a_claim_is_judged_on_its_interval_against_its_own_or_a_given_threshold():
-    from workbench.uncertainty import Interval
-    from workbench.verdicts import claim_row
+    from workbench.measure.uncertainty import Interval
+    from workbench.measure.verdicts import claim_row
 
     row = claim_row("cnn-tanh", "ce_gain", Interval(8.5, 7.9, 9.1, networks=32, seeds=(3, 1)), threshold=8.0)
     assert (row["outcome"], row["threshold"], row["seeds"], row["networks"]) == ("inconclusive", 8.0, "3/1", 32)
@@ -355,7 +357,7 @@ def test_run_parallel_returns_results_in_job_order_and_names_a_failing_job():
 
 
 def test_start_order_starts_the_costliest_jobs_first_and_keeps_ties_in_order():
-    from workbench.parallel import start_order
+    from workbench.system.parallel import start_order
 
     assert start_order(["a", "b", "c"]) == [0, 1, 2]
     assert start_order([1, 5, 3, 5], cost=lambda j: j) == [1, 3, 2, 0]
@@ -400,7 +402,7 @@ def test_workers_of_a_killed_parent_do_not_train_on(tmp_path):
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from parallel_jobs import sleep_and_report
-        from workbench.parallel import run_parallel
+        from workbench.system.parallel import run_parallel
         run_parallel(sleep_and_report, [({str(pids)!r}, 120)] * 2, workers=2, progress=False)
     """)
     parent = subprocess.Popen([sys.executable, "-c", script])
@@ -545,7 +547,7 @@ def test_an_l1_run_with_l1_from_ce_starts_from_the_weights_of_its_ce_run(zoo, di
 
 
 def test_train_from_init_state_starts_there_and_rejects_another_architecture(zoo, digits):
-    from workbench.checkpoints import CheckpointError
+    from workbench.training.checkpoints import CheckpointError
 
     splits = pipeline.training_splits(zoo, skip_untrained=True)
     spec = zoo.spec
@@ -565,8 +567,8 @@ def test_train_from_init_state_starts_there_and_rejects_another_architecture(zoo
 
 
 def test_a_run_from_init_state_that_goes_non_finite_before_any_best_epoch_returns_to_its_start():
-    from workbench.checkpoints import RunProgress
-    from workbench.optimize import _adamw, _restore_if_non_finite
+    from workbench.training.checkpoints import RunProgress
+    from workbench.training.optimize import _adamw, _restore_if_non_finite
 
     spec = NetSpec.mlp((6, 5, 3), "tanh")
     config = TrainConfig(device="cpu", meta=MetanetConfig(hidden=4, n_layers=1))
@@ -603,7 +605,7 @@ def test_prefetch_runs_with_l1_from_ce_trains_the_ce_runs_first_each_once(monkey
 
 
 def test_lam_sweep_tunes_the_sgd_reference_per_lambda_on_validation_networks(zoo, digits, tmp_path):
-    from workbench.warmstart import tune_sgd_lr
+    from workbench.baselines.warmstart import tune_sgd_lr
 
     recipe = tiny_recipe(epochs=1, hidden=4, n_layers=1, batch_networks=4, device="cpu")
     grid = [1e-4, 0.3]

@@ -27,17 +27,17 @@ import pandas as pd
 import pytest
 import torch
 
-import workbench.io as wio
+import workbench.system.io as wio
 from workbench import __main__ as cli
 from workbench.data import DataError, Dataset, load_cifar10_gs
 from workbench.errors import ConfigError, ParamsError, WorkbenchError
 from workbench.forward_pass import forward
 from workbench.nets import NetSpec, SpecError, check_params, init_params
-from workbench.checkpoints import CheckpointError
-from workbench.train_config import TrainConfig, build_model
-from workbench.optimize import one_shot, train
-from workbench.params import load_params
-from workbench.runner import REPO_ROOT, NotebookFailed, _artifacts, _expected_hashes, notebook_state, run
+from workbench.training.checkpoints import CheckpointError
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.training.optimize import one_shot, train
+from workbench.run.params import load_params
+from workbench.run.runner import REPO_ROOT, NotebookFailed, _artifacts, _expected_hashes, notebook_state, run
 from workbench.symmetry import SymmetryError, random_element
 from workbench.zoo import Zoo, ZooError, load_small_cnn_zoo
 
@@ -122,7 +122,7 @@ def test_params_values_out_of_range_are_refused_before_anything_runs(tmp_path, t
 
 
 def test_n_networks_is_checked_against_this_machines_memory(tmp_path, monkeypatch):
-    import workbench.params as wparams
+    import workbench.run.params as wparams
 
     monkeypatch.setattr(wparams, "physical_memory_bytes", lambda: 2**30)  # a 1 GiB machine
     path = _params(tmp_path, "n_networks: 100000\nfamilies: [mlp-tanh, cnn-relu]\n")
@@ -251,7 +251,7 @@ def test_atomic_writes_use_names_the_clean_up_recognises(tmp_path, monkeypatch):
 
 
 # -- 5. one run per output folder ---------------------------------------------------------------------------------
-_HOLD = ("import sys, time; from workbench.io import run_lock\n"
+_HOLD = ("import sys, time; from workbench.system.io import run_lock\n"
          "with run_lock(sys.argv[1], 'python -m workbench run other.yaml'):\n"
          "    print('locked', flush=True); time.sleep(60)\n")
 
@@ -425,7 +425,7 @@ def test_a_valid_cifar_archive_still_loads(tmp_path):
 
 # -- one base class, and the command line -------------------------------------------------------------------------------
 def test_every_workbench_error_shares_the_base_and_keeps_its_builtin_base():
-    from workbench.results import TableSchemaError
+    from workbench.reporting.results import TableSchemaError
 
     for error, builtin in [(ParamsError, ValueError), (ZooError, ValueError), (CheckpointError, ValueError),
                            (DataError, ValueError), (SpecError, ValueError), (SymmetryError, ValueError),
@@ -586,7 +586,7 @@ def test_random_element_with_a_negative_batch_size():
 
 def test_written_files_and_folders_get_default_modes(tmp_path):
     """Results, figures and zoos are readable like the notebooks beside them, not private 0600/0700 temporaries."""
-    from workbench.io import atomic_path, atomic_write_text
+    from workbench.system.io import atomic_path, atomic_write_text
 
     old = os.umask(0o022)
     try:

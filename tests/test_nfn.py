@@ -15,10 +15,10 @@ from workbench.errors import ConfigError
 from workbench.metanet import (NFN, MetanetConfig, NPLinear, ScaleGMN, count_parameters, matched_hidden,
                                rescale_response)
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
-from workbench.checkpoints import CheckpointError, load_model
-from workbench.train_config import TrainConfig, build_model
-from workbench.optimize import train
-from workbench.params_rules import rule_for
+from workbench.training.checkpoints import CheckpointError, load_model
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.training.optimize import train
+from workbench.run.params_rules import rule_for
 from workbench.equivariance import assert_equivariant, equivariance_error
 from workbench.symmetry import group_for
 from workbench.zoo import default_spec, generate

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import workbench.notebook as wnb
-import workbench.progress as wprogress
+import workbench.system.progress as wprogress
 from workbench.nets import NetSpec, init_params
 
 FROZEN_BAR = re.compile(r"\d+%\|")

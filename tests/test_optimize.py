@@ -8,11 +8,11 @@ import torch
 
 from workbench.nets import NetSpec, init_params, select
 from workbench.objective import evaluate
-from workbench import optimize
+from workbench.training import optimize
 from workbench.metanet import MetanetConfig
-from workbench.checkpoints import CheckpointError, load_model
-from workbench.train_config import TrainConfig, build_model
-from workbench.optimize import train
+from workbench.training.checkpoints import CheckpointError, load_model
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.training.optimize import train
 
 from recipes import tiny_recipe  # noqa: E402
 from strategies import tiny_data  # noqa: E402

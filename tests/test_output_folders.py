@@ -1,4 +1,4 @@
-"""One rule for every command that writes a folder (:func:`workbench.paths.check_output_folder`): it writes a new
+"""One rule for every command that writes a folder (:func:`workbench.system.paths.check_output_folder`): it writes a new
 folder, fills an empty one or replaces one it wrote itself (its manifest, parsing as its own, nothing else
 inside); anything else -- someone's files beside an ``optimized.json``/``zoo.json``/``run_info.json``, the
 command's own input, a file, a link, a path below a file -- is refused with one error line naming the folder, and
@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from workbench.__main__ import main
-from workbench.index import GENERATOR, INDEX, RunIndexError, write_index
-from workbench.io import RunLocked, output_lock, run_lock
-from workbench.paths import OutputFolderError
-from workbench.report import ReportError, render, snapshot
-from workbench.tools import optimize_zoo
+from workbench.reporting.index import GENERATOR, INDEX, RunIndexError, write_index
+from workbench.system.io import RunLocked, output_lock, run_lock
+from workbench.system.paths import OutputFolderError
+from workbench.reporting.report import ReportError, render, snapshot
+from workbench.run.zoo_commands import optimize_zoo
 from workbench.zoo import Zoo
 
 from test_report import _fake_run

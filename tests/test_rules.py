@@ -1,5 +1,5 @@
 """Each setting's rule is stated once, on the config field that holds it: the configs check it when built and the
-params files' ``meta_<name>`` keys read the same rule (workbench/rules.py, workbench/params_rules.py)."""
+params files' ``meta_<name>`` keys read the same rule (workbench/rules.py, workbench/run/params_rules.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,10 +8,10 @@ import pytest
 
 from workbench.errors import ConfigError
 from workbench.metanet.config import MetanetConfig
-from workbench.params_rules import PARAMS_RULES, rule_for
+from workbench.run.params_rules import PARAMS_RULES, rule_for
 from workbench.pipeline import METHODS, OBJECTIVES, Recipe
 from workbench.rules import Rule, check_fields, field_rule, setting
-from workbench.train_config import TrainConfig
+from workbench.training.train_config import TrainConfig
 
 
 @pytest.mark.parametrize("cls", [TrainConfig, MetanetConfig])

@@ -12,7 +12,7 @@ from workbench.metanet import ScaleGMN
 from workbench.metanet.global_scale import path_norm_scale, rescale
 from workbench.nets import NetSpec, init_params
 from workbench.metanet.config import MetanetConfig
-from workbench.train_config import TrainConfig
+from workbench.training.train_config import TrainConfig
 from workbench.symmetry import act, random_element
 
 SPECS = {

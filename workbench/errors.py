@@ -13,11 +13,11 @@ class WorkbenchError(Exception):
 
 
 class ConfigError(WorkbenchError, ValueError):
-    """A setting (a :class:`~workbench.train_config.TrainConfig` field or a params-file value) is out of its range."""
+    """A setting (a :class:`~workbench.training.train_config.TrainConfig` field or a params-file value) is out of its range."""
 
 
 class ParamsError(WorkbenchError, ValueError):
-    """A params file is missing, malformed or does not fit the notebooks (:mod:`workbench.params`)."""
+    """A params file is missing, malformed or does not fit the notebooks (:mod:`workbench.run.params`)."""
 
 
 class UsageError(WorkbenchError, ValueError):

@@ -3,8 +3,8 @@ that leave a static figure behind.
 
 **Batch runs.** A notebook executed without a live frontend (``python -m workbench run``, papermill, nbconvert) is
 read later as a file: an ipywidgets widget in it is a ``VBox(children=...`` repr or a broken-link icon, a tqdm widget
-bar is frozen at "0%". When :func:`workbench.progress.batch_mode` says so, :func:`setup_notebook` turns every
-``tqdm.auto`` bar into plain text lines (:mod:`workbench.progress`) and :func:`show_widget` displays a static
+bar is frozen at "0%". When :func:`workbench.system.progress.batch_mode` says so, :func:`setup_notebook` turns every
+``tqdm.auto`` bar into plain text lines (:mod:`workbench.system.progress`) and :func:`show_widget` displays a static
 snapshot of an explorer's current figure (and its printed text) instead of the widget.
 
 Interactive JupyterLab keeps the widget bars and the live widgets.
@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from .io import atomic_write_text
-from .progress import batch_mode, use_text_progress
+from .system.io import atomic_write_text
+from .system.progress import batch_mode, use_text_progress
 
 RENDERER = "plotly_mimetype+notebook_connected"
 
@@ -43,12 +43,12 @@ def save_figure(fig, output_dir: str | os.PathLike, name: str, png: bool | None 
     """Write ``figures/<name>.json`` and its page ``figures/<name>.html`` (always) and ``.png`` (when asked and
     kaleido and a Chromium work).
 
-    The page (:func:`workbench.figure_page.figure_page`) shows the figure's title, its caption -- the takeaway the
-    figure function computed (:mod:`workbench.captions`) -- the plot drawn with ``figures/plotly.min.js`` (written
+    The page (:func:`workbench.reporting.figure_page.figure_page`) shows the figure's title, its caption -- the takeaway the
+    figure function computed (:mod:`workbench.reporting.captions`) -- the plot drawn with ``figures/plotly.min.js`` (written
     once; no CDN, so it renders offline) and a link back to the run's ``index.html``. PNG export is best effort:
     its absence is not an error (the run's index makes its thumbnails itself).
     """
-    from .figure_page import figure_page
+    from .reporting.figure_page import figure_page
 
     folder = Path(output_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 A frozen config declares each field's :class:`Rule` where it declares the field --
 ``epochs: int = setting(20, Rule(low=1, high=MAX_EPOCHS))`` -- and checks every field when it is built
 (:func:`check_fields`). A field's kind (int, float, bool, str) is read from its annotation, so it is not written twice.
-The params-file validator (:mod:`workbench.params`) reads the same rules for its ``meta_<name>`` keys
+The params-file validator (:mod:`workbench.run.params`) reads the same rules for its ``meta_<name>`` keys
 (:func:`field_rule`), so a range is stated once, beside the field it limits; the keys only params files have
 (``n_networks``, ``families``, ...) keep their rules in that module's one table.
 """

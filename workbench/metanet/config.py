@@ -2,7 +2,7 @@
 
 :class:`~workbench.metanet.ScaleGMN` and :class:`~workbench.metanet.NFN` are built from a :class:`MetanetConfig`
 (``ScaleGMN(spec, config)``; ``for_spec(spec, **fields)`` is the keyword shorthand), and
-:class:`~workbench.train_config.TrainConfig` holds one as ``TrainConfig.meta``. A default changed here changes it for
+:class:`~workbench.training.train_config.TrainConfig` holds one as ``TrainConfig.meta``. A default changed here changes it for
 the models, for training and for every notebook that leaves the setting out.
 """
 from __future__ import annotations
@@ -63,5 +63,5 @@ class MetanetConfig:
                               "symmetry: leave symmetry None or set it to 'none'")
 
 
-#: the field names, which :class:`~workbench.train_config.TrainConfig`'s flat form keeps beside its own
+#: the field names, which :class:`~workbench.training.train_config.TrainConfig`'s flat form keeps beside its own
 META_FIELDS = tuple(f.name for f in fields(MetanetConfig))

@@ -12,7 +12,7 @@ One module per concept:
 * :mod:`~workbench.pipeline.recipe`: what every run of a sequence shares, built once from the notebook's
   parameters: :class:`DataRecipe`, :class:`ZooRecipe`, :class:`Recipe` (the TrainConfig template).
 * :mod:`~workbench.pipeline.runs`: one run's folder, training it or reloading it (:func:`train_metanet`), many runs
-  in parallel (:func:`prefetch_runs`) and the command-line training (:func:`train_from_params`).
+  in parallel (:func:`prefetch_runs`).
 * :mod:`~workbench.pipeline.held_out`: the held-out networks every method is scored on (:func:`test_networks`).
 * :mod:`~workbench.pipeline.ablation`: notebook 05's ablation and its verdicts (:func:`run_ablation`).
 * :mod:`~workbench.pipeline.table`: notebook 06's results (:func:`family_results`): the table, matched compute, the
@@ -42,15 +42,7 @@ from .ablation import (
 from .held_out import gain_by_checkpoint, one_shot_gain, test_networks, trained_mask
 from .methods import METHODS, method_label
 from .recipe import OBJECTIVES, SETTINGS_PREFIX, DataRecipe, Recipe, ZooRecipe
-from .runs import (
-    prefetch_runs,
-    recipe_run_dir,
-    run_dir,
-    run_exists,
-    train_from_params,
-    train_metanet,
-    training_splits,
-)
+from .runs import prefetch_runs, recipe_run_dir, run_dir, run_exists, train_metanet, training_splits
 from .scaling import lam_sweep, scaling_study, scaling_table, scaling_trend, subsample_train
 from .results_files import RESULT_FILES, save_family_results, stacked
 from .table import FamilyResults, family_results, results_for_families
@@ -77,7 +69,6 @@ __all__ = [
     "run_dir",
     "recipe_run_dir",
     "train_metanet",
-    "train_from_params",
     "training_splits",
     "prefetch_runs",
     "run_exists",

@@ -46,9 +46,9 @@ def gain_by_checkpoint(zoo: Zoo, before, after) -> pd.DataFrame:
 
 def one_shot_gain(entries: Zoo, data, new, *, seed: int = 0):
     """The held-out gain of a one shot on the trained checkpoints (points), with its 95 % interval over the networks
-    (paired: the same networks before and after; :mod:`workbench.uncertainty`)."""
-    from ..score import score
-    from ..uncertainty import Bootstrap
+    (paired: the same networks before and after; :mod:`workbench.measure.uncertainty`)."""
+    from ..measure.score import score
+    from ..measure.uncertainty import Bootstrap
 
     before, after = score(entries, data), score(entries, data, new)
     boot = Bootstrap(entries.meta["net_id"].to_numpy(), seed=seed)

@@ -1,6 +1,6 @@
 """What every run of a notebook sequence shares, as frozen records built once and passed to every pipeline function:
 the data set (:class:`DataRecipe`), the zoo (:class:`ZooRecipe`) and the metanetworks' training recipe
-(:class:`Recipe`, a :class:`~workbench.train_config.TrainConfig` template).
+(:class:`Recipe`, a :class:`~workbench.training.train_config.TrainConfig` template).
 
 A notebook builds them from its parameters with one rule each -- ``Recipe.from_values(globals())`` reads every
 ``meta_<field>`` parameter (and ``meta_extra``, ``device``) -- so a setting is declared once, in the parameters cell,
@@ -24,7 +24,7 @@ from ..metanet.config import META_FIELDS
 from ..nets import NetSpec
 from ..rules import MAX_EPOCHS, Rule, check_fields, setting
 from ..symmetry import group_for
-from ..train_config import TrainConfig
+from ..training.train_config import TrainConfig
 from ..zoo import Zoo
 from .methods import METHODS
 

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..baselines import sgd_finetune
+from ..baselines.sgd import sgd_finetune
 from ..data import Dataset
 from ..nets import map_params, n_networks
-from ..score import score
-from ..optimize import one_shot, train
-from ..parallel import run_parallel
-from ..warmstart import tune_sgd_lr
+from ..measure.score import score
+from ..training.optimize import one_shot, train
+from ..system.parallel import run_parallel
+from ..baselines.warmstart import tune_sgd_lr
 from ..zoo import Zoo
 from .held_out import test_networks
 from .methods import epochs_text
@@ -152,7 +152,7 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, recipe: Recipe, lams, *, seed
     keeps the accuracy on trained checkpoints within ``max_acc_drop`` points of the initial networks'.
 
     SGD's learning rate is ``sgd_lr``, or with ``sgd_lr_grid`` the best of the grid for each ``lam`` on the first
-    ``sgd_networks`` of these validation networks (:func:`~workbench.warmstart.tune_sgd_lr`, the smallest budget,
+    ``sgd_networks`` of these validation networks (:func:`~workbench.baselines.warmstart.tune_sgd_lr`, the smallest budget,
     criterion CE + lam L1). A reference tuned on the networks it is then scored on is, if anything, flattered: an
     untuned SGD point would flatter the one shot instead.
 

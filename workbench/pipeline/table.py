@@ -4,7 +4,7 @@ all measured on the same held-out networks and each headline number with its 95 
 :func:`family_results` assembles them, in this order: the reference rows (initial and all-zero networks); the one
 shots of the metanetwork methods (the first method's cross-entropy one shot with ``seeds`` metanet seeds: the
 headline rests on it); SGD from the initial and from the one-shot networks at every rate of the grid, recorded step
-by step on validation and test networks (:func:`workbench.amortization.sgd_grid`); SGD at each budget at the rate
+by step on validation and test networks (:func:`workbench.baselines.amortization.sgd_grid`); SGD at each budget at the rate
 tuned on validation networks; matched compute per one-shot method; the warm start per start; the verdicts.
 :func:`results_for_families` runs it for several families in worker processes.
 """
@@ -17,17 +17,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..amortization import best_lr, matched_compute, sgd_grid, step_grid, time_side_by_side, warm_start
+from ..baselines.amortization import best_lr, matched_compute, sgd_grid, step_grid, time_side_by_side, warm_start
 from ..balance import balance_l1
-from ..baselines import sgd_finetune, time_one_at_a_time
+from ..baselines.sgd import sgd_finetune, time_one_at_a_time
 from ..data import Dataset
 from ..nets import Params, map_params
-from ..optimize import one_shot
-from ..parallel import run_parallel
-from ..results import results_table, table_row
-from ..score import Score, score
-from ..uncertainty import Bootstrap
-from ..warmstart import tune_sgd_lr
+from ..training.optimize import one_shot
+from ..system.parallel import run_parallel
+from ..reporting.results import results_table, table_row
+from ..measure.score import Score, score
+from ..measure.uncertainty import Bootstrap
+from ..baselines.warmstart import tune_sgd_lr
 from ..zoo import Zoo
 from .held_out import gain_by_checkpoint, test_networks
 from .methods import epochs_text, method_label
@@ -214,7 +214,7 @@ def _tuned_rates(zoo: Zoo, data: Dataset, val: Zoo, val_grid, val_mask, *, grid_
                  finetune_epochs: int, sgd_epochs, lam: float, seed: int) -> tuple[dict, pd.DataFrame]:
     """SGD's rate per objective, chosen on the validation networks: CE from the SGD grid (best accuracy on trained
     checkpoints after ``finetune_epochs`` epochs, else the smallest budget), L1 by
-    :func:`~workbench.warmstart.tune_sgd_lr` (criterion CE + lam L1). Without a grid, ``sgd_lr`` for both.
+    :func:`~workbench.baselines.warmstart.tune_sgd_lr` (criterion CE + lam L1). Without a grid, ``sgd_lr`` for both.
     Returns ``(rates, frame)``: the frame lists every start's validation accuracy per rate and recorded epoch."""
     frame = _tuning_frame(val_grid, val_mask)
     if not sgd_lr_grid:

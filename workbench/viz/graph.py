@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..captions import set_caption
+from ..reporting.captions import set_caption
 from ..graphs import graph_layout, to_graph
 from ..nets import NetSpec, Params, check_params, map_params, n_networks
 from .widgets import show_in

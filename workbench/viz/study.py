@@ -1,12 +1,12 @@
 """Figures of notebook 07: the lambda sweep's accuracy-vs-sparsity trade-off and the scaling study (plotly), each
-with its caption (:mod:`workbench.captions`). Re-exported by :mod:`.training`, where they used to live."""
+with its caption (:mod:`workbench.reporting.captions`). Re-exported by :mod:`.training`, where they used to live."""
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..captions import names, num, plural, set_caption
+from ..reporting.captions import names, num, plural, set_caption
 from .style import PALETTE
 
 __all__ = ["lam_pareto_figure", "scaling_figure"]
