@@ -115,18 +115,11 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, recipe: Rec
     rows += [table_row(m.label, "one_shot", m.key, boot=boot, ce=m.ce, l1=m.l1) for m in shots]
     first = next((m for m in shots if m.ce is not None), None)
     rows += _balanced_rows(zoo, data, test, shots, lam=lam, boot=boot)
-    # SGD step by step from the initial networks and from each method's one shot, at every rate, val and test
-    max_epochs = max(MATCH_EPOCHS, int(finetune_epochs))
     # the warm start from the first method's one shot and, as the control, the symmetry-broken GMN's (every start
     # adds a full SGD grid on validation and test networks)
     starts = [m for m in shots if m.ce_test is not None and (m is first or m.key == "gmn")]
-    grids = {}
-    for split, entries in (("val", val), ("test", test)):
-        per_epoch = -(-len(data.split("train")[1]) // 64)
-        grids[split] = sgd_grid(entries, {"initial": entries.params, **{m.key: (m.ce_val if split == "val" else
-                                                                                m.ce_test) for m in starts}},
-                                grid_lrs, data, steps=step_grid(max_epochs * per_epoch, per_epoch, max_epochs),
-                                split=split, seed=seed)
+    grids = _step_grids(val, test, starts, grid_lrs, data, max_epochs=max(MATCH_EPOCHS, int(finetune_epochs)),
+                        seed=seed)
     val_mask, test_mask = val.meta["epoch"].to_numpy() >= 1, initial.trained
     lrs, lr_tuning = _tuned_rates(zoo, data, val, grids["val"], val_mask, grid_lrs=grid_lrs, sgd_lr=sgd_lr,
                                   sgd_lr_grid=sgd_lr_grid, finetune_epochs=finetune_epochs, sgd_epochs=sgd_epochs,
@@ -134,12 +127,8 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, recipe: Rec
     sgd = _sgd_rows(test, data, lrs=lrs, sgd_lr=sgd_lr, budgets=sorted({int(e) for e in sgd_epochs}),
                     fixed_epochs=int(finetune_epochs), lam=lam, seed=seed, boot=boot, progress=progress)
     rows += sgd.rows
-    zoo_seconds = _training_zoo_seconds(zoo)
-    matched = [matched_compute(m.label, m.ce, m.val_target, grids["val"], grids["test"], val_mask, boot,
-                               seconds_per_step=step_seconds, train_seconds=m.train_seconds,
-                               zoo_seconds=zoo_seconds) for m in shots if m.ce is not None]
-    warm = [warm_start(m.key, e, grids["val"], grids["test"], val_mask, test_mask, boot, label=m.label)
-            for m in starts for e in sorted({1, int(finetune_epochs)}) if finetune_epochs]
+    matched, warm = _matched_and_warm(zoo, shots, starts, grids, val_mask, test_mask, boot,
+                                      seconds_per_step=step_seconds, finetune_epochs=finetune_epochs)
     if first is not None and finetune_epochs:
         rows += _warm_start_rows(test, data, first, grids["val"], val_mask, epochs=int(finetune_epochs), lam=lam,
                                  seed=seed, boot=boot)
@@ -159,6 +148,32 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, recipe: Rec
         by_checkpoint=by_checkpoint, lr_tuning=lr_tuning, n_entries=len(test),
         n_networks=int(test.meta["net_id"].nunique()), seconds_per_step=step_seconds,
         sgd_sequential_s_per_epoch=sequential, sgd_lr=lrs, lr_tuned=bool(sgd_lr_grid))
+
+
+def _step_grids(val: Zoo, test: Zoo, starts, grid_lrs, data: Dataset, *, max_epochs: int, seed: int) -> dict:
+    """SGD step by step at every rate of ``grid_lrs`` from the initial networks and from each start's CE one shot,
+    on the validation and on the test networks: ``{"val": grid, "test": grid}`` (:func:`sgd_grid`)."""
+    grids = {}
+    for split, entries in (("val", val), ("test", test)):
+        per_epoch = -(-len(data.split("train")[1]) // 64)
+        grids[split] = sgd_grid(entries, {"initial": entries.params, **{m.key: (m.ce_val if split == "val" else
+                                                                                m.ce_test) for m in starts}},
+                                grid_lrs, data, steps=step_grid(max_epochs * per_epoch, per_epoch, max_epochs),
+                                split=split, seed=seed)
+    return grids
+
+
+def _matched_and_warm(zoo: Zoo, shots, starts, grids: dict, val_mask, test_mask, boot, *, seconds_per_step: float,
+                      finetune_epochs: int) -> tuple[list, list]:
+    """The matched-compute comparison of every method with a CE one shot, and the warm start from each start after 1
+    and ``finetune_epochs`` epochs (none when ``finetune_epochs`` is 0)."""
+    zoo_seconds = _training_zoo_seconds(zoo)
+    matched = [matched_compute(m.label, m.ce, m.val_target, grids["val"], grids["test"], val_mask, boot,
+                               seconds_per_step=seconds_per_step, train_seconds=m.train_seconds,
+                               zoo_seconds=zoo_seconds) for m in shots if m.ce is not None]
+    warm = [warm_start(m.key, e, grids["val"], grids["test"], val_mask, test_mask, boot, label=m.label)
+            for m in starts for e in sorted({1, int(finetune_epochs)}) if finetune_epochs]
+    return matched, warm
 
 
 def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: str, *, lam: float, seed: int,
