@@ -14,7 +14,7 @@ from packaging.version import Version
 from workbench.errors import ParamsError
 from workbench.run.params import load_params
 
-from test_hostile2 import deadline
+from test_bad_files_and_folders import deadline
 
 ROOT = Path(__file__).resolve().parent.parent
 # package -> (the lowest version without the problem, the release just before it); why: pyproject.toml's comments

@@ -1,4 +1,4 @@
-"""Hostile inputs, round two (issue 12): values that are well typed but meaningless, files that are not what their
+"""Inputs that are well formed but wrong: values that are well typed but meaningless, files that are not what their
 names say (FIFOs, symlinks, archive bombs), two runs in one folder, a user's own files in an output folder, and
 state files of an interrupted run. Each gets the workbench's own error naming the problem (a
 :class:`~workbench.errors.WorkbenchError`), a rerun with a reason, or is left alone -- never a hang, a raw library
@@ -42,7 +42,7 @@ from workbench.symmetry import SymmetryError, random_element
 from workbench.zoo import Zoo, ZooError, load_small_cnn_zoo
 
 from strategies import write_small_cnn_zoo  # noqa: E402
-from test_hostile import _checkpoint, _cifar_batch, _tiny_zoo  # noqa: E402  (the round-one fixtures)
+from test_hostile import _checkpoint, _cifar_batch, _tiny_zoo  # noqa: E402  (the fixtures of the hostile-input tests)
 
 SPEC = NetSpec.mlp((4, 3, 2), "tanh")
 TINY = dict(hidden=4, n_layers=1, device="cpu", epochs=1, batch_networks=2, batch_images=8, warmup_steps=1,
