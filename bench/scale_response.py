@@ -1,4 +1,4 @@
-"""How the one shot responds to the input's global scale (issue 27), scored on VALIDATION networks only.
+"""How the one shot responds to the input's global scale, scored on VALIDATION networks only.
 
     python bench/scale_response.py --families mlp-relu cnn-relu mlp-tanh --outputs /tmp/run --log scale.jsonl
 
@@ -7,7 +7,7 @@ network) and the CE ScaleGMN-B of params/default.yaml (notebook 06's settings, t
 best epoch on the validation networks, fp32 so both models see the same precision) optimizes it in one shot. The
 table gives, per family, model and ``c``: the accuracy of the scaled networks before and after the one shot (%, mean
 over the validation networks' trained checkpoints, validation images) and the largest |weight| the one shot
-outputs. ReLU families run twice, without (``scale_norm`` off: the model before issue 27) and with the path-norm
+outputs. ReLU families run twice, without (``scale_norm`` off: no path-norm normalisation) and with the path-norm
 normalisation (``workbench/metanet/global_scale.py``); at ``c = 1`` the two rows are the before/after of the held-out
 quality. The tanh family runs once (``scale_norm`` changes only positive-scale models) as the reference.
 Test networks are never touched.

@@ -39,7 +39,7 @@ import workbench.objective as objective_module  # noqa: E402
 from workbench.baselines.momentum import minibatch_order  # noqa: E402
 from workbench.baselines.sgd import sgd_finetune  # noqa: E402
 from workbench.data import load_digits_data  # noqa: E402
-from workbench.forward_pass import _dense_cost_ratio, conv_route, forward, im2col  # noqa: E402
+from workbench.forward_pass import _dense_cost_ratio, conv_route, forward  # noqa: E402
 from workbench.nets import NetSpec, Params, init_params, n_networks, small_cnn_zoo_spec  # noqa: E402
 from workbench.objective import cross_entropy_per_network, evaluate, l1_norm, objective  # noqa: E402
 from workbench.zoo import default_spec  # noqa: E402

@@ -162,7 +162,7 @@ def _validate_command(args: argparse.Namespace) -> None:
           f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
     if not args.static:
         check_run(params, selected)
-        print(f"[workbench] its paths and devices exist on this machine and every step fits the memory budget")
+        print("[workbench] its paths and devices exist on this machine and every step fits the memory budget")
 
 
 def _train_command(args: argparse.Namespace) -> None:

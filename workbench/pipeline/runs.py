@@ -162,7 +162,7 @@ def prefetch_runs(output_dir, runs, *, data: DataRecipe, zoo: ZooRecipe, recipe:
 def _run_cost(job: dict) -> float:
     """A run's relative training time, only to start the long runs first: epochs x the cost of one epoch, which for
     the graph metanets grows with the graph's edges (plus about 200 edges' worth for the zoo networks' own forward)
-    and for NFN is about flat (digits, default run of 2026-12-04: ScaleGMN-B 24 s per MLP epoch and 6 s per CNN
+    and for NFN is about flat (measured on a default digits run: ScaleGMN-B 24 s per MLP epoch and 6 s per CNN
     epoch, NFN 3 - 3.5 s for either). The zoo's default architecture stands in for a zoo read from disk."""
     spec = default_spec(job["family"])
     per_epoch = 230 if METHODS[job["method"]].model == "nfn" else spec.n_edges + 200

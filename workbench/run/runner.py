@@ -29,7 +29,7 @@ from ..system.io import (
 from ..system.machine import machine_description
 from ..system.progress import BATCH_ENV
 from .params import RunParams, declared_parameters, list_notebooks, load_params, notebook_key
-from ..system.paths import REPO_ROOT, git_revision, output_root
+from ..system.paths import git_revision, output_root
 
 __all__ = ["KERNEL_NAME", "NotebookFailed", "SetupError", "check_kernel", "select_notebooks", "NotebookState",
            "notebook_state", "plan", "run"]

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 
 from ..errors import ConfigError, WorkbenchError
-from ..system.io import RunFolderError, atomic_path, output_lock, read_regular_bytes
+from ..system.io import RunFolderError, atomic_path, output_lock
 from ..nets import Params, n_networks, select, small_cnn_zoo_spec
 from ..system.paths import OutputFolderError, OutputKind, check_not_an_input, check_output_folder
 from ..zoo import FAMILIES, Zoo, ZooError, default_spec, generate, load_small_cnn_zoo
