@@ -35,7 +35,7 @@ from .recipe import OBJECTIVES, DataRecipe, Recipe, ZooRecipe
 from .runs import run_exists, train_metanet
 from .verdict_rows import family_verdicts
 
-__all__ = ["FamilyResults", "family_results", "results_for_families"]
+__all__ = ["FamilyResults", "family_results", "results_for_families", "table_plan"]
 
 #: bootstrap draws of every interval (enough for stable 2.5 / 97.5 percentiles; cheap next to any training)
 BOOTSTRAP_DRAWS = 2000
@@ -340,3 +340,19 @@ def _family_job(job: dict) -> FamilyResults:
     data = job["data"].load()
     zoo = job["zoo"].load(job["output_dir"], job["family"], data, progress=False, verbose=False)
     return family_results(job["output_dir"], job["family"], zoo, data, job["recipe"], progress=False, **job["kwargs"])
+
+
+def table_plan(families, table_methods, *, methods=(), ablation_families=(), seed: int = 0, headline_seeds: int = 1):
+    """What notebook 06 measures: ``(rows_for, reuse_only, runs)``.
+
+    ``rows_for``: per family, the methods of its table -- ``table_methods``, then the ``methods`` notebook 05 trained
+    for the families it ablated (``ablation_families``); ``reuse_only``: those of ``methods`` that are not table
+    methods (reloaded, never trained here, showing only the objectives 05 ran); ``runs``: the runs to train first,
+    ``(family, method, objective, seed)`` for every table method and objective, plus the first table method's CE
+    runs with seeds ``seed + 1`` ... ``seed + headline_seeds - 1`` (the headline's seeds)."""
+    rows_for = {f: list(dict.fromkeys([*table_methods, *(methods if f in ablation_families else [])]))
+                for f in families}
+    reuse_only = [m for m in methods if m not in table_methods]
+    runs = [(f, m, o, seed) for f in families for m in table_methods for o in OBJECTIVES]
+    runs += [(f, table_methods[0], "ce", seed + s) for f in families for s in range(1, headline_seeds)]
+    return rows_for, reuse_only, runs

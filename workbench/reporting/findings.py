@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["headline_table", "finding_sentences", "findings_markdown", "run_line"]
+__all__ = ["headline_table", "finding_sentences", "findings_markdown", "run_line", "OVERVIEW_COLUMNS", "verdict_overview",
+           "claim_tallies"]
 
 _OUTCOME_WORD = {"holds": "holds", "fails": "fails", "inconclusive": "inconclusive"}
 
@@ -162,3 +163,26 @@ def findings_markdown(folder: str | os.PathLike) -> str:
         lines += [markdown_table(table), ""]
     lines += [f"* {s}" for s in finding_sentences(folder)]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+#: the columns of a verdicts frame a reader needs: the family, the claim's text, the value with its interval, the
+#: comparison, the threshold and the outcome
+OVERVIEW_COLUMNS = ["family", "text", "value", "lo", "hi", "op", "threshold", "outcome"]
+
+
+def verdict_overview(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts of every family (:func:`workbench.pipeline.stacked` of ``"verdicts"``) as notebook 06 shows them:
+    :data:`OVERVIEW_COLUMNS`, numbers rounded to 3 decimals."""
+    return verdicts[OVERVIEW_COLUMNS].round(3)
+
+
+def claim_tallies(verdicts: pd.DataFrame) -> list[str]:
+    """One line per claim, in the order the claims first appear: ``"<text>: 2 holds, 0 fails, 1 inconclusive (of 3
+    families)"`` -- how often it holds, fails and is inconclusive over the families judged."""
+    lines = []
+    for _, sub in verdicts.groupby("claim", sort=False):
+        counts = sub["outcome"].value_counts()
+        lines.append(f"{sub['text'].iloc[0]}: " + ", ".join(f"{counts.get(o, 0)} {o}" for o in ("holds", "fails",
+                                                                                             "inconclusive"))
+                     + f" (of {len(sub)} families)")
+    return lines

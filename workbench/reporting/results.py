@@ -33,7 +33,7 @@ from ..measure.uncertainty import Bootstrap
 __all__ = [
     "KEY_COLUMNS", "ROW_KINDS", "COLUMNS", "COLUMN_LABELS", "INTERVAL_METRICS", "TableSchemaError", "table_row",
     "results_table", "find_row", "check_table_schema", "to_markdown", "write_results", "styled", "markdown_table",
-    "matched_summary", "warm_summary", "training_smoothness", "spread",
+    "matched_summary", "warm_summary", "training_smoothness", "spread", "MEASURED_COLUMNS", "one_shot_rows_measured",
 ]
 
 KEY_COLUMNS = ["label", "kind", "method", "epochs", "lr", "seeds"]
@@ -152,6 +152,19 @@ def find_row(table: pd.DataFrame, **fields) -> pd.Series | None:
     if hit.sum() > 1:
         raise TableSchemaError(f"{int(hit.sum())} rows match {fields}; name more key columns")
     return table[hit].iloc[0] if hit.any() else None
+
+
+#: what a complete row of the initial networks or of a one shot holds: both objectives' accuracy, the CE interval and
+#: the L1 loss
+MEASURED_COLUMNS = ["ce_acc", "ce_acc_trained_lo", "ce_acc_trained_hi", "l1_acc", "l1_loss"]
+
+
+def one_shot_rows_measured(table: pd.DataFrame, methods: Sequence[str]) -> bool:
+    """Whether ``table`` holds the Initial row and the one-shot row of every method in ``methods``, each with every
+    column of :data:`MEASURED_COLUMNS` measured (not NaN): notebook 06's check that nothing it rests on is missing."""
+    core = [find_row(table, kind="reference", method="initial"),
+            *[find_row(table, kind="one_shot", method=m) for m in methods]]
+    return all(r is not None and r[MEASURED_COLUMNS].notna().all() for r in core)
 
 
 def check_table_schema(df: pd.DataFrame) -> None:
