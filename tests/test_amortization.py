@@ -1,5 +1,5 @@
-"""Matched compute, the per-start warm start and SGD counted in steps (workbench.baselines.amortization, baselines.sgd_steps),
-on a tiny real zoo of digits networks."""
+"""Matched compute, the per-start warm start and SGD counted in steps (workbench.baselines.amortization,
+baselines.sgd_steps), on a tiny real zoo of digits networks."""
 from __future__ import annotations
 
 import math

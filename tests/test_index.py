@@ -1,5 +1,5 @@
-"""The results index (``outputs/<name>/index.html``, :mod:`workbench.reporting.index`): every link resolves inside the run
-folder, nothing is fetched from the network, and the runner never mistakes the index for a notebook's artifact."""
+"""The results index (``outputs/<name>/index.html``, :mod:`workbench.reporting.index`): every link resolves inside the
+run folder, nothing is fetched from the network, and the runner never mistakes the index for a notebook's artifact."""
 from __future__ import annotations
 
 import importlib.util

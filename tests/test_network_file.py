@@ -1,5 +1,5 @@
-"""``python -m workbench optimize MODEL net.pt --out new.pt`` (workbench/run/network_file.py): one network saved as a state
-dict, read without unpickling code, optimized by OneShot, written atomically with a manifest; an --out that this
+"""``python -m workbench optimize MODEL net.pt --out new.pt`` (workbench/run/network_file.py): one network saved as a
+state dict, read without unpickling code, optimized by OneShot, written atomically with a manifest; an --out that this
 command did not write (or that changed since) is never replaced, and a refused command writes nothing."""
 import hashlib
 import json

@@ -1,5 +1,6 @@
-"""NaN is never written as success: the finite check on every one shot's output in ``optimize`` (workbench/run/zoo_commands.py)
-and the value check of a metanetwork checkpoint at load time (workbench/training/checkpoints.py).
+"""NaN is never written as success: the finite check on every one shot's output in ``optimize``
+(workbench/run/zoo_commands.py) and the value check of a metanetwork checkpoint at load time
+(workbench/training/checkpoints.py).
 
 A ReLU zoo far from the usual weight scale, float64 weights near 1e300, a float16 zoo whose logits overflow and a
 tampered ``best.pt`` each end in one clear error that names the networks (or the tensor) and writes nothing;

@@ -51,7 +51,8 @@ def _one_error_line(capsys, *fragments: str) -> str:
 
 # -- optimize --------------------------------------------------------------------------------------------------
 def test_optimize_into_the_folder_holding_its_model_deletes_nothing(zoo_dir, model, tmp_path, capsys):
-    """D holds best.pt and an optimized.json: `optimize D/best.pt Z --out D` must not replace D (the model is inside)."""
+    """D holds best.pt and an optimized.json: `optimize D/best.pt Z --out D` must not replace D (the model is
+    inside)."""
     run = tmp_path / "run"
     optimize_zoo(model, zoo_dir, run)  # an earlier output of optimize ...
     shutil.copy(model, run / "best.pt")  # ... into which the user put the model

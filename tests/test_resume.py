@@ -95,7 +95,8 @@ def assert_nothing_half_written(out: Path) -> None:
 def test_atomic_write_killed_before_rename_keeps_the_old_file(tmp_path):
     target = tmp_path / "results.md"
     target.write_text("old table\n")
-    code = f"from workbench.system.io import atomic_write_text; atomic_write_text({str(target)!r}, 'new table\\n' * 1000)"
+    code = ("from workbench.system.io import atomic_write_text; "
+            f"atomic_write_text({str(target)!r}, 'new table\\n' * 1000)")
     proc = _python(code, {"WORKBENCH_CRASH_AT": "before-rename:results.md"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert target.read_text() == "old table\n"

@@ -1,4 +1,5 @@
-"""One score for a set of held-out networks (workbench.measure.score): the shared metrics, by one name each, with intervals."""
+"""One score for a set of held-out networks (workbench.measure.score): the shared metrics, by one name each, with
+intervals."""
 from __future__ import annotations
 
 import math

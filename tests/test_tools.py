@@ -1,4 +1,5 @@
-"""The product surface: ``python -m workbench zoo`` and ``python -m workbench optimize`` (workbench/run/zoo_commands.py).
+"""The product surface: ``python -m workbench zoo`` and ``python -m workbench optimize``
+(workbench/run/zoo_commands.py).
 
 Round trips in both zoo formats (the output folder read by the same loader holds exactly the optimized weights),
 ``--evaluate`` numbers that are :func:`workbench.objective.evaluate`'s, and bad input -- a model for another

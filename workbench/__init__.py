@@ -19,8 +19,8 @@ __all__ = ["NetSpec", "small_cnn_zoo_spec", "init_params", "forward", "check_par
 
 
 def __getattr__(name: str):
-    """``workbench.OneShot`` (:mod:`workbench.training.oneshot`), imported on first use: it loads the metanetwork and PyG,
-    which ``import workbench`` (and every command line start) would otherwise pay for."""
+    """``workbench.OneShot`` (:mod:`workbench.training.oneshot`), imported on first use: it loads the metanetwork and
+    PyG, which ``import workbench`` (and every command line start) would otherwise pay for."""
     if name == "OneShot":
         from .training.oneshot import OneShot
 

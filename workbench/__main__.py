@@ -4,8 +4,8 @@ Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchErr
 zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
 (2 for params files, flags and ``WORKBENCH_*`` variables, 1 otherwise); only real bugs show a traceback, or every
 error with ``--debug``. Flags that set a setting a params file also sets (``--seed``, ``--device``, ``--family``,
-``--batch-size``) meet the params file's rules (:func:`workbench.run.params_rules.check_flag`) before any work. Ctrl-C ends
-with one line that says what to do next (exit code 130). ``validate`` and ``run`` check a params file's paths and
+``--batch-size``) meet the params file's rules (:func:`workbench.run.params_rules.check_flag`) before any work. Ctrl-C
+ends with one line that says what to do next (exit code 130). ``validate`` and ``run`` check a params file's paths and
 devices on this machine and print the run's estimated time and memory per notebook (:mod:`workbench.run.estimate`)
 before anything runs.
 To add a command: a sub-parser in :func:`build_parser` and a branch in :func:`run_command`.

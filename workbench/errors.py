@@ -13,7 +13,8 @@ class WorkbenchError(Exception):
 
 
 class ConfigError(WorkbenchError, ValueError):
-    """A setting (a :class:`~workbench.training.train_config.TrainConfig` field or a params-file value) is out of its range."""
+    """A setting (a :class:`~workbench.training.train_config.TrainConfig` field or a params-file value) is out of its
+    range."""
 
 
 class ParamsError(WorkbenchError, ValueError):

@@ -154,7 +154,7 @@ def sgd_bytes_per_network(spec: NetSpec, batch_images: int = 64, image_size: int
 
 def sgd_chunk(spec: NetSpec, n_networks: int, budget: int, batch_images: int = 64, image_size: int | None = None,
               itemsize: int = 4) -> int:
-    """Networks per chunk of an SGD run (``net_chunk`` of :func:`workbench.baselines.sgd.sgd_finetune`) within ``budget``
-    bytes: at least 1, at most ``n_networks``."""
+    """Networks per chunk of an SGD run (``net_chunk`` of :func:`workbench.baselines.sgd.sgd_finetune`) within
+    ``budget`` bytes: at least 1, at most ``n_networks``."""
     per_network = sgd_bytes_per_network(spec, batch_images, image_size, itemsize)
     return int(max(1, min(n_networks, budget // per_network)))

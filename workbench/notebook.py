@@ -43,10 +43,10 @@ def save_figure(fig, output_dir: str | os.PathLike, name: str, png: bool | None 
     """Write ``figures/<name>.json`` and its page ``figures/<name>.html`` (always) and ``.png`` (when asked and
     kaleido and a Chromium work).
 
-    The page (:func:`workbench.reporting.figure_page.figure_page`) shows the figure's title, its caption -- the takeaway the
-    figure function computed (:mod:`workbench.reporting.captions`) -- the plot drawn with ``figures/plotly.min.js`` (written
-    once; no CDN, so it renders offline) and a link back to the run's ``index.html``. PNG export is best effort:
-    its absence is not an error (the run's index makes its thumbnails itself).
+    The page (:func:`workbench.reporting.figure_page.figure_page`) shows the figure's title, its caption -- the takeaway
+    the figure function computed (:mod:`workbench.reporting.captions`) -- the plot drawn with ``figures/plotly.min.js``
+    (written once; no CDN, so it renders offline) and a link back to the run's ``index.html``. PNG export is best
+    effort: its absence is not an error (the run's index makes its thumbnails itself).
     """
     from .reporting.figure_page import figure_page
 

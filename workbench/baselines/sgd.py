@@ -130,9 +130,10 @@ def _train_chunk(spec: NetSpec, params: Params, x: Tensor, y: Tensor, budgets: l
 
 
 def sgd_finetune(spec: NetSpec, params: Params, data, *, epochs: int | Sequence[int] = (25, 50, 100, 150),
-                 lam: float = 0.0, lr: float | Tensor = 0.01, momentum: float = 0.9, batch_size: int = 64, seed: int = 0,
-                 device: torch.device | str | None = None, progress: bool = True, dtype: torch.dtype | None = None,
-                 amp: bool | None = None, net_chunk: int | None = None, split: str = "train") -> dict[int, SGDResult]:
+                 lam: float = 0.0, lr: float | Tensor = 0.01, momentum: float = 0.9, batch_size: int = 64,
+                 seed: int = 0, device: torch.device | str | None = None, progress: bool = True,
+                 dtype: torch.dtype | None = None, amp: bool | None = None, net_chunk: int | None = None,
+                 split: str = "train") -> dict[int, SGDResult]:
     """Fine-tune every network from its own weights with SGD + momentum, all networks at once.
 
     The update is PyTorch's SGD with momentum (no dampening, no Nesterov, no weight decay):

@@ -1,10 +1,10 @@
 """Claims judged by the run: each with its value, its 95 % interval, its threshold and one of three outcomes.
 
 A claim (:class:`Claim`) has a stable id (what code and the generated findings look it up by), a text (what people
-read), a comparison and a threshold. :func:`claim_row` judges a measured :class:`~workbench.measure.uncertainty.Interval`
-against it: ``"holds"`` when the whole interval is on the claimed side, ``"fails"`` when the whole interval is on
-the other side, ``"inconclusive"`` when it straddles the threshold -- a second run on another machine can flip a
-point value near a threshold, not a verdict whose interval lies clear of it.
+read), a comparison and a threshold. :func:`claim_row` judges a measured
+:class:`~workbench.measure.uncertainty.Interval` against it: ``"holds"`` when the whole interval is on the claimed side,
+``"fails"`` when the whole interval is on the other side, ``"inconclusive"`` when it straddles the threshold -- a second
+run on another machine can flip a point value near a threshold, not a verdict whose interval lies clear of it.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 :class:`~workbench.metanet.ScaleGMN` and :class:`~workbench.metanet.NFN` are built from a :class:`MetanetConfig`
 (``ScaleGMN(spec, config)``; ``for_spec(spec, **fields)`` is the keyword shorthand), and
-:class:`~workbench.training.train_config.TrainConfig` holds one as ``TrainConfig.meta``. A default changed here changes it for
-the models, for training and for every notebook that leaves the setting out.
+:class:`~workbench.training.train_config.TrainConfig` holds one as ``TrainConfig.meta``. A default changed here changes
+it for the models, for training and for every notebook that leaves the setting out.
 """
 from __future__ import annotations
 

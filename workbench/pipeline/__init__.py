@@ -43,8 +43,8 @@ from .held_out import gain_by_checkpoint, one_shot_gain, test_networks, trained_
 from .methods import METHODS, method_label
 from .recipe import OBJECTIVES, SETTINGS_PREFIX, DataRecipe, Recipe, ZooRecipe
 from .runs import prefetch_runs, recipe_run_dir, run_dir, run_exists, train_metanet, training_splits
-from .scaling import (lam_choice, lam_sweep, scaling_check, scaling_studies, scaling_study, scaling_table, scaling_trend,
-                      scaling_zoo, subsample_train)
+from .scaling import (lam_choice, lam_sweep, scaling_check, scaling_studies, scaling_study, scaling_table,
+                      scaling_trend, scaling_zoo, subsample_train)
 from .results_files import RESULT_FILES, save_family_results, stacked
 from .table import FamilyResults, family_results, results_for_families, table_plan
 from .zoos import ZOO_BATCH_SIZE, ZOO_CHECKPOINTS, check_families, get_data, get_zoo, prefetch_zoos, split_params

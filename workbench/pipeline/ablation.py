@@ -2,8 +2,8 @@
 held-out networks, each comparison judged on its 95 % interval over networks and seeds.
 
 :func:`run_ablation` trains (or reloads) every family x objective x method x seed and scores its one shot
-(:func:`workbench.measure.score.score`); :func:`summarize_ablation` averages over seeds; :func:`ablation_verdict` turns the
-scores into win / loss / inconclusive outcomes (paired over networks, seeds resampled per method) and
+(:func:`workbench.measure.score.score`); :func:`summarize_ablation` averages over seeds; :func:`ablation_verdict` turns
+the scores into win / loss / inconclusive outcomes (paired over networks, seeds resampled per method) and
 :func:`ablation_conclusions` into sentences; :func:`initial_scores` is the reference level (no optimization) and
 :func:`symmetry_response` measures how each trained model answers a function-preserving rescaling.
 """

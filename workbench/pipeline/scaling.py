@@ -176,9 +176,9 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, recipe: Recipe, lams, *, seed
     keeps the accuracy on trained checkpoints within ``max_acc_drop`` points of the initial networks'.
 
     SGD's learning rate is ``sgd_lr``, or with ``sgd_lr_grid`` the best of the grid for each ``lam`` on the first
-    ``sgd_networks`` of these validation networks (:func:`~workbench.baselines.warmstart.tune_sgd_lr`, the smallest budget,
-    criterion CE + lam L1). A reference tuned on the networks it is then scored on is, if anything, flattered: an
-    untuned SGD point would flatter the one shot instead.
+    ``sgd_networks`` of these validation networks (:func:`~workbench.baselines.warmstart.tune_sgd_lr`, the smallest
+    budget, criterion CE + lam L1). A reference tuned on the networks it is then scored on is, if anything, flattered:
+    an untuned SGD point would flatter the one shot instead.
 
     Returns a DataFrame: label (display), kind (``"reference"``, ``"one_shot"``, ``"sgd"``), method (``"initial"``,
     ``"zero"``, ``"scalegmn"``, ``"sgd"``), epochs (SGD rows), lam, acc_trained (%), l1_reduction (%), near_zero (%),

@@ -4,8 +4,8 @@ all measured on the same held-out networks and each headline number with its 95 
 :func:`family_results` assembles them, in this order: the reference rows (initial and all-zero networks); the one
 shots of the metanetwork methods (the first method's cross-entropy one shot with ``seeds`` metanet seeds: the
 headline rests on it); SGD from the initial and from the one-shot networks at every rate of the grid, recorded step
-by step on validation and test networks (:func:`workbench.baselines.amortization.sgd_grid`); SGD at each budget at the rate
-tuned on validation networks; matched compute per one-shot method; the warm start per start; the verdicts.
+by step on validation and test networks (:func:`workbench.baselines.amortization.sgd_grid`); SGD at each budget at the
+rate tuned on validation networks; matched compute per one-shot method; the warm start per start; the verdicts.
 :func:`results_for_families` runs it for several families in worker processes.
 """
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Every figure function of :mod:`workbench.viz` ends with :func:`set_caption`: sentences built from the numbers it
 plotted (never typed by hand), stored in the figure's ``layout.meta`` -- plotly keeps ``meta`` in the saved JSON
 and draws nothing for it. :func:`workbench.notebook.save_figure` puts the caption under the title of the figure's
-page, and the run's index (:mod:`workbench.reporting.index`) beside the figure's thumbnail; :func:`caption_of` reads it back
-from a figure or its saved JSON.
+page, and the run's index (:mod:`workbench.reporting.index`) beside the figure's thumbnail; :func:`caption_of` reads it
+back from a figure or its saved JSON.
 
 The helpers here are the shared parts of those sentences: :func:`still_improving` (has a training curve stopped
 falling?), :func:`names` (``"a, b and c"``) and :func:`num` (a number as a caption prints it).

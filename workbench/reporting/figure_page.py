@@ -1,5 +1,5 @@
-"""A figure's page, ``figures/<name>.html``: its title, its caption (the takeaway, :mod:`workbench.reporting.captions`), the
-interactive plot, and links back to the run's index and to the figure's data.
+"""A figure's page, ``figures/<name>.html``: its title, its caption (the takeaway, :mod:`workbench.reporting.captions`),
+the interactive plot, and links back to the run's index and to the figure's data.
 
 :func:`workbench.notebook.save_figure` writes it beside ``<name>.json``. The page draws with the run's own
 ``figures/plotly.min.js`` (linked relatively: no network, and it keeps working when the run folder is copied) and

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["headline_table", "finding_sentences", "findings_markdown", "run_line", "OVERVIEW_COLUMNS", "verdict_overview",
-           "claim_tallies"]
+__all__ = ["headline_table", "finding_sentences", "findings_markdown", "run_line", "OVERVIEW_COLUMNS",
+           "verdict_overview", "claim_tallies"]
 
 _OUTCOME_WORD = {"holds": "holds", "fails": "fails", "inconclusive": "inconclusive"}
 

@@ -2,10 +2,10 @@
 
 From the top: the run in one line (name, params file, when, git revision, machine); the **verdicts** -- each claim
 with its value, 95 % interval, threshold and outcome -- and the **findings** generated from the same tables
-(:mod:`workbench.reporting.index_sections`, which applies :mod:`workbench.reporting.findings` to the run); every **figure** as a
-thumbnail with its title and caption, grouped by the notebook that made it; the **tables**, rounded and under named
-columns in boxes that scroll; the executed **notebooks** (as HTML pages beside them when nbconvert is installed,
-:mod:`workbench.reporting.notebook_page`); and the **raw files**.
+(:mod:`workbench.reporting.index_sections`, which applies :mod:`workbench.reporting.findings` to the run); every
+**figure** as a thumbnail with its title and caption, grouped by the notebook that made it; the **tables**, rounded and
+under named columns in boxes that scroll; the executed **notebooks** (as HTML pages beside them when nbconvert is
+installed, :mod:`workbench.reporting.notebook_page`); and the **raw files**.
 
 Thumbnails: a figure's own ``figures/<name>.png`` when ``save_figure`` wrote one, else a PNG the index draws from the
 figure's page in headless Chromium (:mod:`workbench.reporting.thumbnails`; best effort, logged, never an error) into
@@ -189,7 +189,8 @@ def _thumbnail(run_dir: Path, page: Path) -> Path | None:
 
 
 def _draw_missing_thumbnails(run_dir: Path, log) -> None:
-    """Draw the thumbnails that are missing or older than their figure (best effort, :mod:`workbench.reporting.thumbnails`)."""
+    """Draw the thumbnails that are missing or older than their figure (best effort,
+    :mod:`workbench.reporting.thumbnails`)."""
     from .thumbnails import draw_thumbnails
 
     jobs = [(page, run_dir / THUMBNAILS / f"{page.stem}.png") for page in _figure_pages(run_dir)

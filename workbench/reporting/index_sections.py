@@ -1,11 +1,12 @@
-"""The results parts of a run's index page (:mod:`workbench.reporting.index`): the verdicts with their thresholds, intervals
-and outcomes, the generated findings, and the tables rendered for reading -- every number read from the run's
+"""The results parts of a run's index page (:mod:`workbench.reporting.index`): the verdicts with their thresholds,
+intervals and outcomes, the generated findings, and the tables rendered for reading -- every number read from the run's
 files, rounded to what it means, under named columns, in a box that scrolls sideways instead of running off the
 page.
 
 The findings are :mod:`workbench.reporting.findings`' own (the README's findings block, rendered from the same tables):
 :func:`run_findings` lays the run's ``results/*.csv`` out the way a results snapshot holds them, in a temporary
-folder, and calls :func:`~workbench.reporting.findings.headline_table` and :func:`~workbench.reporting.findings.finding_sentences` on it.
+folder, and calls :func:`~workbench.reporting.findings.headline_table` and
+:func:`~workbench.reporting.findings.finding_sentences` on it.
 """
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def _cell(value) -> tuple[str, bool]:
 
 
 def frame_html(frame: pd.DataFrame, rename: bool = True) -> str:
-    """``frame`` as an HTML table in a scrolling box: numbers rounded (:func:`~workbench.reporting.captions.readable`) and
-    right-aligned, column names with spaces for underscores (``rename``), missing values empty."""
+    """``frame`` as an HTML table in a scrolling box: numbers rounded (:func:`~workbench.reporting.captions.readable`)
+    and right-aligned, column names with spaces for underscores (``rename``), missing values empty."""
     columns = [str(c).replace("_", " ") if rename else str(c) for c in frame.columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = []
@@ -111,8 +112,8 @@ def verdicts_section(run_dir: Path) -> str:
 
 
 def run_findings(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """:func:`~workbench.reporting.findings.headline_table` and :func:`~workbench.reporting.findings.finding_sentences` of a run folder
-    (its tables copied, as regular files, into a temporary snapshot-like folder)."""
+    """:func:`~workbench.reporting.findings.headline_table` and :func:`~workbench.reporting.findings.finding_sentences`
+    of a run folder (its tables copied, as regular files, into a temporary snapshot-like folder)."""
     from .findings import finding_sentences, headline_table
 
     with tempfile.TemporaryDirectory(prefix="workbench-findings-") as tmp:

@@ -12,8 +12,8 @@ nbconvert's ``lab`` template, with what would reach the internet taken out or re
 * tables: numbers printed with five or more decimals in HTML table cells (pandas' and Styler's defaults print six)
   are rounded to four significant digits (:func:`workbench.reporting.captions.readable`).
 
-The page carries a ``generator`` meta tag with a version: :func:`workbench.reporting.index` re-renders a page of an older
-version (one that still loads MathJax from the internet) even when the notebook has not changed.
+The page carries a ``generator`` meta tag with a version: :func:`workbench.reporting.index` re-renders a page of an
+older version (one that still loads MathJax from the internet) even when the notebook has not changed.
 """
 from __future__ import annotations
 

@@ -265,9 +265,9 @@ def _markers(name: str, kind: str = "RESULTS") -> tuple[str, str]:
 def update_readme(readme: str | os.PathLike, snapshot_dir: str | os.PathLike, name: str | None = None,
                   kind: str = "RESULTS") -> Path:
     """Replace the block ``kind`` (``"RESULTS"``: :func:`render`, ``"FINDINGS"``:
-    :func:`~workbench.reporting.findings.findings_markdown`) for ``name`` (default: the snapshot folder's name) in ``readme``
-    (any markdown file: the README, docs/results.md), keeping the file's newline style, its permission bits and its
-    symlink (see the module docstring)."""
+    :func:`~workbench.reporting.findings.findings_markdown`) for ``name`` (default: the snapshot folder's name) in
+    ``readme`` (any markdown file: the README, docs/results.md), keeping the file's newline style, its permission bits
+    and its symlink (see the module docstring)."""
     if kind not in BLOCKS:
         raise ReportError(f"unknown block kind {kind!r}; expected one of {sorted(BLOCKS)}")
     readme, snapshot_dir = Path(readme), Path(snapshot_dir)

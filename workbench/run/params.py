@@ -13,26 +13,26 @@ Layout (flat; validated against each notebook's ``parameters`` cell before anyth
 overridden by this file's own (a section key by key) -- so a larger study shares the default's recipe by
 construction. A key no notebook declares, a section key its notebook does not declare, or a value whose type does not match
 the notebook's default is an error that names the key, the notebook(s) and the valid keys. Values are then checked
-against their rules (:func:`workbench.run.params_rules.rule_for`: ``n_networks >= 1``, ``meta_lr > 0``, known families, a
-device such as "cpu" or "cuda:0" ...) and, per notebook, for what only makes sense together (enough networks for a
+against their rules (:func:`workbench.run.params_rules.rule_for`: ``n_networks >= 1``, ``meta_lr > 0``, known families,
+a device such as "cpu" or "cuda:0" ...) and, per notebook, for what only makes sense together (enough networks for a
 train and a validation split; a zoo that fits this machine's memory). A duplicate key, a section number YAML reads as
 an integer (``04:`` without quotes) and a file over :data:`~workbench.run.params_file.MAX_FILE_BYTES` are errors too.
 
 The metanetwork's training settings follow one rule: ``meta_<name>`` sets the field ``<name>`` of
-:class:`~workbench.training.train_config.TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig` (``meta_hidden``,
-``meta_n_layers``, ``meta_batch_networks``, ...; :meth:`workbench.pipeline.Recipe.from_values` applies it); ``seed``,
-``lam`` and ``device`` are run-wide keys. A ``meta_<name>`` key that no notebook declares as a parameter of its own
-(``meta_val_images``, ``meta_grad_clip``, ...) reaches the notebooks through their ``meta_extra`` parameter (a dict of
-such keys, :data:`EXTRA_SETTINGS`); a notebook that trains metanetworks without declaring it is an error, so no
-notebook silently trains with other settings than the rest. A key renamed by that rule (:data:`RENAMED`) is an error
+:class:`~workbench.training.train_config.TrainConfig` or of its :class:`~workbench.metanet.MetanetConfig`
+(``meta_hidden``, ``meta_n_layers``, ``meta_batch_networks``, ...; :meth:`workbench.pipeline.Recipe.from_values` applies
+it); ``seed``, ``lam`` and ``device`` are run-wide keys. A ``meta_<name>`` key that no notebook declares as a parameter
+of its own (``meta_val_images``, ``meta_grad_clip``, ...) reaches the notebooks through their ``meta_extra`` parameter
+(a dict of such keys, :data:`EXTRA_SETTINGS`); a notebook that trains metanetworks without declaring it is an error, so
+no notebook silently trains with other settings than the rest. A key renamed by that rule (:data:`RENAMED`) is an error
 naming the new key. ``zoo_steps`` (which Small CNN Zoo checkpoints to import) must likewise reach every selected
 notebook that reads ``zoo_path``. ``memory_gb`` (:data:`RUN_KEYS`) is the run's memory budget per process (GiB), which
 the runner hands to every notebook's kernel as ``WORKBENCH_MEMORY_GB`` (:mod:`workbench.memory`).
 
 Three modules answer "why was my params file refused": this one (the keys: which notebook declares them, of which
 type, what must reach which notebook), :mod:`workbench.run.params_file` (the file: its size, its YAML, what it extends)
-and :mod:`workbench.run.params_rules` (the values: one rule per key, and :func:`~workbench.run.params_rules.check_flag` for
-the command-line flags that set the same settings).
+and :mod:`workbench.run.params_rules` (the values: one rule per key, and :func:`~workbench.run.params_rules.check_flag`
+for the command-line flags that set the same settings).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Reading a params file: its bytes (a UTF-8 file of at most :data:`MAX_FILE_BYTES`), its YAML (PyYAML's safe loader,
 a repeated key an error) and the params file it ``extends``.
 
-:func:`read_params_file` returns the file's mapping with its base filled in; :mod:`workbench.run.params` then checks every
-key against the notebooks and :mod:`workbench.run.params_rules` every value against its rule.
+:func:`read_params_file` returns the file's mapping with its base filled in; :mod:`workbench.run.params` then checks
+every key against the notebooks and :mod:`workbench.run.params_rules` every value against its rule.
 """
 from __future__ import annotations
 

@@ -4,9 +4,9 @@
 selected notebook first, then executes them in order into ``outputs/<name>/notebooks/``.
 
 Crash safety: each executed notebook is written to a hidden temporary and renamed only on success; every artifact
-the notebooks write goes through :mod:`workbench.system.io` (temporary + rename). After a notebook finishes, a completion
-marker ``notebooks/.<stem>.done.json`` records the digest of its parameters, the SHA-256 of the executed notebook
-and of every file under ``outputs/<name>/`` that no earlier completed notebook vouches for (what it wrote or
+the notebooks write goes through :mod:`workbench.system.io` (temporary + rename). After a notebook finishes, a
+completion marker ``notebooks/.<stem>.done.json`` records the digest of its parameters, the SHA-256 of the executed
+notebook and of every file under ``outputs/<name>/`` that no earlier completed notebook vouches for (what it wrote or
 reused). ``--resume`` trusts a notebook only if its
 marker, parameters and all those files still agree (:func:`plan`), skips the leading notebooks that do, and runs
 everything from the first that does not (later notebooks read what earlier ones wrote).
@@ -214,8 +214,8 @@ def _batch_environment():
 def run(params_path: str | os.PathLike, only: list[str] | None = None, resume: bool = False,
         outputs: Path | None = None, kernel_name: str = KERNEL_NAME, log=print, estimate: bool = False) -> Path:
     """Validate, then execute the selected notebooks in order; returns ``outputs/<name>``. The output folder is
-    locked for the run (:func:`workbench.system.io.run_lock`): a second run into it fails at once. With ``estimate`` (the
-    command line's default) the paths and devices are checked first and the run's time and memory on this device
+    locked for the run (:func:`workbench.system.io.run_lock`): a second run into it fails at once. With ``estimate``
+    (the command line's default) the paths and devices are checked first and the run's time and memory on this device
     printed (:func:`workbench.run.estimate.check_run`); a step over the memory budget stops it there."""
     notebooks = select_notebooks(only)
     # validate against ALL notebooks before running any (combined settings: those that will run)
@@ -258,7 +258,8 @@ def _run_locked(params: RunParams, notebooks: list[Path], out: Path, resume: boo
 
 
 def _write_index(out: Path, log) -> None:
-    """``out/index.html`` (:mod:`workbench.reporting.index`); a convenience, so a problem with it is reported, never raised."""
+    """``out/index.html`` (:mod:`workbench.reporting.index`); a convenience, so a problem with it is reported, never
+    raised."""
     try:
         log(f"[workbench] results index: {write_index(out, log=log)}")
     except Exception as err:

@@ -9,8 +9,8 @@ run's own zoo; :func:`find_run`), measures it and writes ``<family>-<objective>.
   (``pipeline.test_networks(zoo, eval_networks)``, the set notebooks 04-06 score), with its 95 % interval over
   networks; for L1 optimizers also the L1-norm reduction with its interval;
 * a fresh zoo of the training architecture with another seed (networks no metanetwork saw), and fresh zoos of the
-  measured :data:`~workbench.training.transfer.VARIANTS` (half and double hidden widths, one hidden layer fewer and one more):
-  what decides which other architectures :class:`~workbench.OneShot` takes (:mod:`workbench.training.transfer`).
+  measured :data:`~workbench.training.transfer.VARIANTS` (half and double hidden widths, one hidden layer fewer and one
+  more): what decides which other architectures :class:`~workbench.OneShot` takes (:mod:`workbench.training.transfer`).
 
 Nothing is written unless every optimizer was found and measured; each file is written atomically, and the two files
 of one optimizer carry a common digest, so a mixed pair is refused on loading.

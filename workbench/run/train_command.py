@@ -1,7 +1,8 @@
 """``python -m workbench train params/x.yaml --family F``: notebook 04's training of one metanetwork without Jupyter.
 
-It reads a params file (:mod:`workbench.run.params`) and then runs the pipeline's :func:`~workbench.pipeline.train_metanet`,
-so it sits with the run machinery, above the pipeline, which never reads params files itself.
+It reads a params file (:mod:`workbench.run.params`) and then runs the pipeline's
+:func:`~workbench.pipeline.train_metanet`, so it sits with the run machinery, above the pipeline, which never reads
+params files itself.
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@
 ``optimize`` reads either format the workbench knows -- its own zoo folder (``zoo.json``, safetensors, meta.csv) or
 a Small CNN Zoo folder (``weights.npy``, ``layout.csv``, ``metrics.csv[.gz]``) -- and writes the new weights in the
 same format (and dtype), so the output folder can be read back by the same loader (or the Small CNN Zoo's tools).
-Both commands follow the workbench's output-folder rule (:func:`workbench.system.paths.check_output_folder`): ``--out`` is a
-new or empty folder or one the same command wrote (its manifest, nothing else inside), never the input or a folder
+Both commands follow the workbench's output-folder rule (:func:`workbench.system.paths.check_output_folder`): ``--out``
+is a new or empty folder or one the same command wrote (its manifest, nothing else inside), never the input or a folder
 holding it; the folder is built beside its target and renamed into place, under a lock beside it
 (:func:`workbench.system.io.output_lock`). ``optimize`` writes nothing unless every network's one-shot output (and, with
 ``--evaluate``, its logits) is finite; ``--drop-nonfinite`` leaves the other networks out instead, named and counted.

@@ -55,7 +55,8 @@ def atomic_save(obj, path: Path) -> None:
 def checkpoint_dict(spec: NetSpec, config: TrainConfig, run: RunProgress,
                     model: torch.nn.Module | None = None) -> dict:
     """The one checkpoint layout: ``best.pt`` (the best weights so far) without ``model``; ``checkpoint.pt``
-    (everything :func:`workbench.training.optimize.train` resumes from: live weights, optimizer, counters, history, best weights) with it."""
+    (everything :func:`workbench.training.optimize.train` resumes from: live weights, optimizer, counters, history, best
+    weights) with it."""
     ckpt = {"spec": spec.to_dict(), "config": config.to_dict()}
     if model is None:
         return {**ckpt, "model": run.best_state, "epoch": run.best_epoch, "val_loss": run.best_val_loss}

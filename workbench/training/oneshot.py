@@ -9,8 +9,8 @@ a state dict, from a module or from a state dict alone (:func:`read_state_dict`;
 stride or padding, so those are the optimizer's own).
 
 Which networks a metanetwork takes besides its training architecture is decided by measurement
-(:mod:`workbench.training.transfer`): architectures whose transfer was measured to work when the optimizer was shipped run with
-a :class:`~workbench.training.transfer.TransferWarning` quoting the measurement; everything else is refused.
+(:mod:`workbench.training.transfer`): architectures whose transfer was measured to work when the optimizer was shipped
+run with a :class:`~workbench.training.transfer.TransferWarning` quoting the measurement; everything else is refused.
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ A ScaleGMN's parameters do not depend on the hidden widths (hidden neurons of on
 same weights run on networks of other widths; they do depend on the depth (per-layer normalisation, edge and output
 scales, one node type per hidden layer), so another depth needs a mapping of them (:func:`for_architecture`: the
 first and last layer's parameters onto the first and last layer, every inner layer's from the nearest inner trained
-layer). Whether either helps is an empirical question, so :mod:`workbench.run.ship` measures four :data:`VARIANTS` of the
-training architecture for every optimizer it ships -- half and double hidden widths, one hidden layer fewer and one
+layer). Whether either helps is an empirical question, so :mod:`workbench.run.ship` measures four :data:`VARIANTS` of
+the training architecture for every optimizer it ships -- half and double hidden widths, one hidden layer fewer and one
 more -- on fresh zoos, and records each one's held-out gain with its interval.
 
 The rule (:func:`check_transfer`): the kind (MLP or CNN), the activation, the input size, the class count and the
@@ -14,8 +14,8 @@ only when measured variants cover it -- hidden widths between 0.5x and 2x of the
 (covered by "half widths" below 1x and "double widths" above), or exactly the measured architecture one layer
 shallower or deeper -- and every covering variant *worked* (:func:`worked`: for cross-entropy, a gain interval above
 0; for L1, an L1-norm reduction interval above 0 with no accuracy drop beyond the run's target of
-:data:`~workbench.measure.verdicts.TARGETS`). It then runs with a :class:`TransferWarning` that quotes the measurement; anything
-unmeasured, or measured not to work, is refused quoting what was measured.
+:data:`~workbench.measure.verdicts.TARGETS`). It then runs with a :class:`TransferWarning` that quotes the measurement;
+anything unmeasured, or measured not to work, is refused quoting what was measured.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Figures for meta-optimizer training and the ablation (pure functions returning plotly Figures, each with its
 caption: :mod:`workbench.reporting.captions`). Notebook 07's figures live in :mod:`.study` and are re-exported here.
 
-A training curve whose last epoch is still its best and still improving (:func:`~workbench.reporting.captions.still_improving`)
-is marked where it ends ("still falling"), and its caption says the run had not converged."""
+A training curve whose last epoch is still its best and still improving
+(:func:`~workbench.reporting.captions.still_improving`) is marked where it ends ("still falling"), and its caption says
+the run had not converged."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
