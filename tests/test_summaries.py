@@ -1,6 +1,7 @@
-"""The summaries notebooks 06 and 07 print, computed by the package: which runs notebook 06 trains, whether its table
-rows are complete, the verdicts overview and the tally per claim, the scaling study's zoo, stacking and check, and
-the sentence on the chosen lambda. Small frames only: fast."""
+"""The summaries notebooks 04-07 print, computed by the package: notebook 04's held-out conclusion, notebook 05's
+collapsed runs, which runs notebook 06 trains, whether its table rows are complete, the verdicts overview and the
+tally per claim, the scaling study's zoo, stacking and check, and the sentence on the chosen lambda. Small frames
+only: fast."""
 from __future__ import annotations
 
 import math
@@ -108,3 +109,34 @@ def test_lam_choice_words_the_choice_or_what_to_try(chosen, expected):
     sweep = pd.DataFrame({"lam": [0.007, 0.01], "acc_trained": [93.0, 91.24], "l1_reduction": [30.0, 40.56],
                           "chosen": [False, chosen == 1]})
     assert pipeline.lam_choice(sweep, [0.007, 0.01], 5.0) == expected
+
+
+# -- notebooks 04 and 05 ---------------------------------------------------------------------------------------------
+def _by_checkpoint():
+    return pd.DataFrame({"checkpoint": ["0", "1", "2", "trained", "all"], "entries": [4, 4, 4, 8, 12],
+                         "before": [10.0, 50.0, 80.0, 65.0, 46.7], "after": [12.0, 60.0, 82.0, 71.0, 51.3],
+                         "gain": [2.0, 10.0, 2.0, 6.0, 4.6]})
+
+
+@pytest.mark.parametrize("lo, hi, verdict", [(1.0, 9.0, "an improvement"), (-9.0, -1.0, "a loss"),
+                                             (-1.0, 9.0, "inconclusive")])
+def test_held_out_summary_words_the_gain_and_judges_it_on_its_interval(lo, hi, verdict):
+    from workbench.measure.uncertainty import Interval
+
+    lines = pipeline.held_out_summary(_by_checkpoint(), Interval(6.0, lo, hi, networks=4), n_networks=4,
+                                      family="cnn-relu", objective="ce")
+    assert lines[0] == ("One shot on 4 held-out cnn-relu networks (ce objective): average test accuracy on trained "
+                        "checkpoints 65.0% -> 71.0% (+6.0 points), on all checkpoints 46.7% -> 51.3% (+4.6).")
+    assert lines[1] == "The largest gain is on epoch-1 checkpoints (+10.0 points)."  # not the pooled rows
+    assert lines[2] == (f"Verdict on networks the metanetwork never saw: {verdict} -- gain on trained checkpoints "
+                        f"6.00 [{lo:.2f}, {hi:.2f}] points (95 % interval over 4 held-out networks; an improvement or "
+                        "a loss only when the whole interval is above or below 0).")
+
+
+def test_collapsed_runs_names_each_collapsed_run():
+    runs = pd.DataFrame({"family": ["mlp-tanh", "cnn-relu"], "objective": ["ce", "l1"], "label": ["ScaleGMN-B", "GMN-B"],
+                         "seed": [0, 1], "collapsed": [False, True]})
+    assert pipeline.collapsed_runs(runs) == ("runs whose accuracy on trained checkpoints collapsed to chance: 1 -- "
+                                             "cnn-relu l1 GMN-B seed 1")
+    assert pipeline.collapsed_runs(runs.assign(collapsed=False)) == (
+        "runs whose accuracy on trained checkpoints collapsed to chance: 0")

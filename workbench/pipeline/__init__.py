@@ -34,12 +34,13 @@ from .ablation import (
     kind_contrast,
     ablation_conclusions,
     ablation_verdict,
+    collapsed_runs,
     initial_scores,
     run_ablation,
     summarize_ablation,
     symmetry_response,
 )
-from .held_out import gain_by_checkpoint, one_shot_gain, test_networks, trained_mask
+from .held_out import gain_by_checkpoint, held_out_summary, one_shot_gain, test_networks, trained_mask
 from .methods import METHODS, method_label
 from .recipe import OBJECTIVES, SETTINGS_PREFIX, DataRecipe, Recipe, ZooRecipe
 from .runs import prefetch_runs, recipe_run_dir, run_dir, run_exists, train_metanet, training_splits
@@ -78,6 +79,7 @@ __all__ = [
     "trained_mask",
     "gain_by_checkpoint",
     "one_shot_gain",
+    "held_out_summary",
     # ablation
     "OBJECTIVE_METRIC",
     "Ablation",
@@ -89,6 +91,7 @@ __all__ = [
     "initial_scores",
     "ablation_verdict",
     "ablation_conclusions",
+    "collapsed_runs",
     # table and its files
     "FamilyResults",
     "family_results",

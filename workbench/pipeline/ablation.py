@@ -30,7 +30,7 @@ from .recipe import OBJECTIVES, Recipe
 from .runs import train_metanet
 
 __all__ = ["OBJECTIVE_METRIC", "Ablation", "ablation_objectives", "run_ablation", "summarize_ablation", "symmetry_response",
-           "initial_scores", "ablation_verdict", "kind_contrast", "ablation_conclusions"]
+           "initial_scores", "ablation_verdict", "kind_contrast", "ablation_conclusions", "collapsed_runs"]
 
 #: each objective's own metric (a name of workbench.measure.score.METRICS) and +1 when higher is better
 OBJECTIVE_METRIC = {"ce": ("acc_trained", +1), "l1": ("loss", -1)}
@@ -236,3 +236,12 @@ def ablation_conclusions(verdict: pd.DataFrame, contrast: pd.DataFrame | None = 
                      f", CNN families {r.cnn_effect:+.3f}; difference {r.difference:+.3f} [{r.difference_lo:+.3f}, "
                      f"{r.difference_hi:+.3f}] -> {r.outcome} (the poster: larger for MLPs)")
     return lines
+
+
+def collapsed_runs(runs: pd.DataFrame) -> str:
+    """Notebook 05's line on the runs (:attr:`Ablation.runs`) whose accuracy on trained checkpoints collapsed to
+    chance: how many, and which (family, objective, method label, seed)."""
+    collapsed = runs[runs["collapsed"]]
+    return (f"runs whose accuracy on trained checkpoints collapsed to chance: {len(collapsed)}"
+            + ("" if collapsed.empty else " -- " + "; ".join(f"{r.family} {r.objective} {r.label} seed {r.seed}"
+                                                             for r in collapsed.itertuples())))
