@@ -30,7 +30,7 @@ def test_batch_mode_outside_a_kernel_is_off(monkeypatch):
 
 def test_text_progress_writes_whole_lines_and_a_final_summary(monkeypatch, capsys):
     monkeypatch.setenv(wprogress.BATCH_ENV, "1")
-    monkeypatch.setattr(wnb, "BATCH_MININTERVAL", 0.0)
+    monkeypatch.setattr(wprogress, "BATCH_MININTERVAL", 0.0)
     for _ in wprogress.progress_bar(range(4), desc="loop"):
         pass
     bar = wprogress.progress_bar(total=10, desc="kept short", leave=False)
@@ -50,7 +50,7 @@ def test_text_progress_writes_whole_lines_and_a_final_summary(monkeypatch, capsy
 
 def test_text_progress_is_rate_limited(monkeypatch, capsys):
     monkeypatch.setenv(wprogress.BATCH_ENV, "1")
-    monkeypatch.setattr(wnb, "BATCH_MININTERVAL", 3600.0)
+    monkeypatch.setattr(wprogress, "BATCH_MININTERVAL", 3600.0)
     for _ in wprogress.progress_bar(range(1000), desc="fast"):
         pass
     lines = capsys.readouterr().err.splitlines()
