@@ -37,7 +37,8 @@ from workbench.training.checkpoints import CheckpointError
 from workbench.training.train_config import TrainConfig, build_model
 from workbench.training.optimize import one_shot, train
 from workbench.run.params import load_params
-from workbench.run.runner import REPO_ROOT, NotebookFailed, _artifacts, _expected_hashes, notebook_state, run
+from workbench.run.runner import NotebookFailed, _artifacts, _expected_hashes, notebook_state, run
+from workbench.system.paths import REPO_ROOT
 from workbench.symmetry import SymmetryError, random_element
 from workbench.zoo import Zoo, ZooError, load_small_cnn_zoo
 

@@ -39,7 +39,7 @@ from workbench.nets import NetSpec, SpecError, check_params, init_params
 from workbench.training.checkpoints import CheckpointError, load_model
 from workbench.training.train_config import TrainConfig, build_model
 from workbench.run.params import load_params
-from workbench.run.runner import REPO_ROOT
+from workbench.system.paths import REPO_ROOT
 from workbench.zoo import Zoo, ZooError, load_small_cnn_zoo
 
 from strategies import write_small_cnn_zoo  # noqa: E402  (shared with test_zoo and test_fuzz)

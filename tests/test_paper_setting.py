@@ -19,7 +19,7 @@ from workbench.memory import GIB
 from workbench.objective import evaluate
 from workbench.run.params import list_notebooks, load_params, notebook_key
 from workbench.run.preflight import PreflightError, check_inputs
-from workbench.run.runner import REPO_ROOT
+from workbench.system.paths import REPO_ROOT
 from workbench.zoo import load_small_cnn_zoo
 
 from standins import write_cifar10_batches, write_trained_small_cnn_zoo

@@ -14,7 +14,8 @@ import pytest
 
 from workbench.errors import ParamsError
 from workbench.run.params import RENAMED, declared_parameters, load_params, notebook_key
-from workbench.run.runner import REPO_ROOT, run, select_notebooks
+from workbench.run.runner import run, select_notebooks
+from workbench.system.paths import REPO_ROOT
 
 NB01 = REPO_ROOT / "notebooks" / "01_weight_space_graphs.ipynb"
 
