@@ -125,7 +125,7 @@ def test_the_lambda_sweep_trains_its_sgd_networks_in_chunks_of_the_budget(monkey
 
     data = tiny_cifar(n=32)
     zoo = generate(CIFAR_CNN, data, 40, epochs=1, checkpoints=[], seed=0, progress=False)  # 4 validation networks
-    from workbench.baselines.sgd import sgd as baselines
+    from workbench.baselines import sgd as baselines
     from workbench.nets import n_networks
 
     sizes, real = [], baselines._train_chunk
