@@ -3,7 +3,7 @@
 Self-contained on the embedded digits data: generates (or reuses) a zoo under outputs/bench/, trains a ScaleGMN-B
 on its training networks, then, in one process: the one shot of the held-out networks and the cost of one SGD step
 per network on the same held-out batch, timed alternately three times (medians), then SGD from those networks step
-by step at every rate of a grid (:func:`workbench.amortization.sgd_grid`, the rate chosen on the validation
+by step at every rate of a grid (:func:`workbench.baselines.amortization.sgd_grid`, the rate chosen on the validation
 networks). Prints the SGD steps,
 seconds and the cost ratio SGD / one shot at the one shot's accuracy (trained checkpoints), each with its 95 %
 interval over held-out networks, and the same ratio for one-network-at-a-time SGD.
@@ -18,11 +18,11 @@ import json
 from pathlib import Path
 
 from workbench import pipeline
-from workbench.amortization import matched_compute, sgd_grid, step_grid, time_side_by_side
-from workbench.baselines import time_one_at_a_time
-from workbench.optimize import one_shot
-from workbench.score import score
-from workbench.uncertainty import Bootstrap
+from workbench.baselines.amortization import matched_compute, sgd_grid, step_grid, time_side_by_side
+from workbench.baselines.sgd import time_one_at_a_time
+from workbench.training.optimize import one_shot
+from workbench.measure.score import score
+from workbench.measure.uncertainty import Bootstrap
 
 OUT = Path(__file__).resolve().parent.parent / "outputs" / "bench"
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def compare(values: dict, family: str, outputs: Path) -> dict:
     from workbench import pipeline
-    from workbench.optimize import train
+    from workbench.training.optimize import train
 
     data, zoo, recipe = load(values, family, outputs)
     config = recipe.config(zoo.spec, objective="ce", seed=values["seed"])

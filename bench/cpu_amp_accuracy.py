@@ -25,7 +25,8 @@ from on_validation import emit, load, notebook06_values, one_shot_on_validation 
 
 def run(family: str, cpu_amp: bool, values: dict, outputs: Path) -> dict:
     from workbench import pipeline
-    from workbench.optimize import cpu_has_native_bf16, train
+    from workbench.training.train_config import cpu_has_native_bf16
+    from workbench.training.optimize import train
 
     data, zoo, recipe = load(values, family, outputs)
     config = recipe.with_train(cpu_amp=cpu_amp).config(zoo.spec, objective="ce", seed=values["seed"])

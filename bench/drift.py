@@ -58,9 +58,9 @@ def _worker(out: Path, family: str, networks: int) -> None:
     import torch
 
     from workbench import pipeline
-    from workbench.baselines import sgd_finetune
-    from workbench.optimize import one_shot
-    from workbench.score import score
+    from workbench.baselines.sgd import sgd_finetune
+    from workbench.training.optimize import one_shot
+    from workbench.measure.score import score
 
     data = pipeline.get_data("digits")
     zoo = pipeline.get_zoo(out, family, data, n_networks=networks, zoo_epochs=4, progress=False, verbose=False,

@@ -29,7 +29,7 @@ def gains(spec, model, zoo, data) -> dict:
     """Average test accuracy (%) before and after the one shot, per checkpoint epoch, trained and all:
     ``{name: (before, after, entries)}`` from :func:`workbench.pipeline.gain_by_checkpoint`."""
     from workbench.objective import evaluate
-    from workbench.optimize import one_shot
+    from workbench.training.optimize import one_shot
     from workbench.pipeline import gain_by_checkpoint
 
     new, _ = one_shot(model, spec, zoo.params)
@@ -46,7 +46,7 @@ def l1_scores(spec, model, zoo, data) -> dict:
 
     from workbench.balance import balance_l1
     from workbench.objective import evaluate, l1_reduction
-    from workbench.optimize import one_shot
+    from workbench.training.optimize import one_shot
     from workbench.pipeline import trained_mask
 
     trained = torch.as_tensor(trained_mask(zoo))
@@ -62,7 +62,7 @@ def l1_scores(spec, model, zoo, data) -> dict:
 
 def run(args) -> list[dict]:
     from workbench import pipeline
-    from workbench.params import notebook_values
+    from workbench.run.params import notebook_values
 
     params, values = notebook_values(args.params, "06")
     out = Path(args.run) if args.run else ROOT / "outputs" / params.name

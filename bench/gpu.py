@@ -1,11 +1,11 @@
-"""One command for the GPU numbers (issue 14 item 3): the metanet, zoo-generation and amortization benches on one
+"""One command for the GPU numbers: the metanet, zoo-generation and amortization benches on one
 CUDA device, written to one JSON-lines file and one markdown table.
 
     bench/gpu.sh [--out DIR]        # or: make bench-gpu; needs CUDA, fails at once without it
     bench/gpu.sh --dry-run          # the same steps at tiny sizes on the CPU (seconds): checks the plumbing
     bench/gpu.sh --only metanet     # a subset of the steps
 
-Steps, each a subprocess with its own time limit (7.5 minutes together, inside the 8 of issue 14):
+Steps, each a subprocess with its own time limit (7.5 minutes together, inside an 8-minute device budget):
 
 * ``bench/metanet.py --gpu``: one-shot latency at batch 1, one-shot throughput at batch 1,024 in fp32 / TF32 /
   bf16, training throughput at batch 256 (Small CNN Zoo architecture, ScaleGMN-B hidden 128, 4 layers), each eager

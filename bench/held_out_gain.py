@@ -28,7 +28,8 @@ def run(a) -> dict:
     from workbench.objective import evaluate, l1_reduction
     from workbench.metanet import MetanetConfig
     from workbench.nets import n_networks
-    from workbench.optimize import TrainConfig, one_shot, train
+    from workbench.training.train_config import TrainConfig
+    from workbench.training.optimize import one_shot, train
     from workbench.zoo import default_spec, load_or_generate
 
     data = pipeline.get_data("digits", None, 0)

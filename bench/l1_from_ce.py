@@ -31,7 +31,7 @@ from on_validation import emit, load, notebook06_values, one_shot_on_validation 
 def run(family: str, lam: float, start: str, values: dict, outputs: Path) -> dict:
     from workbench import pipeline
     from workbench.objective import l1_reduction
-    from workbench.optimize import train
+    from workbench.training.optimize import train
 
     data, zoo, recipe = load(values, family, outputs)
     recipe = recipe.with_train(l1_from_ce=False)  # this script sets the start itself

@@ -56,7 +56,7 @@ from workbench.metanet.compiled import RECOMPILE_LIMIT
 from workbench.metanet.model import optimize_in_chunks
 from workbench.nets import init_params, n_networks, small_cnn_zoo_spec
 from workbench.objective import objective
-from workbench.optimize import cpu_has_native_bf16
+from workbench.training.train_config import cpu_has_native_bf16
 from workbench.zoo import default_spec
 
 SIZES = {"run": (16, 2), "default": (32, 3), "large": (128, 4)}  # hidden, layers ("run": params/default.yaml)
@@ -103,7 +103,7 @@ class OnPath(torch.nn.Module):
 
 def make_step(model, net, spec, zoo, x, y, *, amp_dtype=None, fused=False):
     """One training step of ``model`` (called through ``net``, e.g. a compiled wrapper) with AdamW (``fused``: the
-    single-kernel AdamW that ``workbench.optimize.train`` uses since 2026-12-01; eager fp32 is the per-tensor loop)."""
+    single-kernel AdamW that ``workbench.training.optimize.train`` uses; eager fp32 is the per-tensor loop)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused or None)
     device = x.device
 
@@ -256,7 +256,7 @@ def _attempt(build):
 
 
 def gpu_rows(device, *, tiny=False, repeats=5, fast=None):
-    """The GPU targets of issue 14 item 3 (metanet part) as JSON-ready records: eager, and the faster paths side by
+    """The GPU targets of the metanet as JSON-ready records: eager, and the faster paths side by
     side (``fast``; default on CUDA): one-shot replayed from a CUDA graph (:class:`workbench.metanet.GraphedOneShot`),
     ``torch.compile`` of the message-passing layers, and both. Each fast one-shot row also records the largest
     difference of its new parameters from the eager pass at the same precision."""

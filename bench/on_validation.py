@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def notebook06_values(params_path: str) -> dict:
     """The values notebook 06 would run with for ``params_path`` (it trains the results table's metanets), plus the
     run's ``name``."""
-    from workbench.params import notebook_values
+    from workbench.run.params import notebook_values
 
     params, values = notebook_values(params_path, "06")
     return {**values, "name": params.name}
@@ -39,7 +39,7 @@ def one_shot_on_validation(model, zoo, data, lam: float = 0.0) -> dict:
     (all validation entries), plus the trained mask and the new params."""
     from workbench import pipeline
     from workbench.objective import evaluate
-    from workbench.optimize import one_shot
+    from workbench.training.optimize import one_shot
 
     val = zoo.subset(split="val")
     trained = torch.as_tensor(pipeline.trained_mask(val))

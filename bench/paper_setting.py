@@ -3,7 +3,7 @@
 Two parts, each printed (and written as JSON lines with ``--out``):
 
 * ``peaks``: the peak resident memory (VmHWM, in a fresh process with every large tensor its own mapping; see
-  workbench/calibration.py) of one evaluation of Small CNN Zoo networks on grayscale CIFAR-10 images -- bounded by a
+  workbench/run/calibration.py) of one evaluation of Small CNN Zoo networks on grayscale CIFAR-10 images -- bounded by a
   memory budget, and the whole batch at once for comparison -- and of one metanetwork training step at the file's
   metanetwork size (hidden 128, 4 layers, bidirectional, 128 images) for the Small CNN Zoo CNN and for the MLP
   family on CIFAR-10 (1024-32-32-10).
@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT / "tests"))  # the stand-in writers' layout helpers
 
 _PEAK = textwrap.dedent("""
     import json, sys, torch
-    from workbench.calibration import peak_bytes
+    from workbench.run.calibration import peak_bytes
     from workbench.memory import GIB
     from workbench.nets import init_params
     from workbench.objective import evaluate, objective
-    from workbench.train_config import MetanetConfig, build_model
+    from workbench.training.train_config import MetanetConfig, build_model
     from workbench.zoo import default_spec
     kind, family, nets, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     spec = default_spec(family, "cifar10-gs")

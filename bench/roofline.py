@@ -16,7 +16,7 @@ layers, the heads, the zoo networks' forward and backward). This script
    ``eager time / floor``: no fp32 implementation on this CPU can be faster than eager by more than that. The FLOPs
    are counted on the PyG pass; the dense pass does the same products (the edge maps are the same maps).
 
-A bound below the issue's 2x means the target cannot be met in fp32 here, however well the element-wise work is
+A bound below the 2x speed-up target means the target cannot be met in fp32 here, however well the element-wise work is
 fused; it takes fewer FLOPs (another model) or faster matrix units (bf16/AMX, a GPU).
 
 A second bound, for eager execution of the dense pass's operators (``bound, eager ops``): the part of a step no

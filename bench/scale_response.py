@@ -1,4 +1,4 @@
-"""How the one shot responds to the input's global scale (issue 27), scored on VALIDATION networks only.
+"""How the one shot responds to the input's global scale, scored on VALIDATION networks only.
 
     python bench/scale_response.py --families mlp-relu cnn-relu mlp-tanh --outputs /tmp/run --log scale.jsonl
 
@@ -7,7 +7,7 @@ network) and the CE ScaleGMN-B of params/default.yaml (notebook 06's settings, t
 best epoch on the validation networks, fp32 so both models see the same precision) optimizes it in one shot. The
 table gives, per family, model and ``c``: the accuracy of the scaled networks before and after the one shot (%, mean
 over the validation networks' trained checkpoints, validation images) and the largest |weight| the one shot
-outputs. ReLU families run twice, without (``scale_norm`` off: the model before issue 27) and with the path-norm
+outputs. ReLU families run twice, without (``scale_norm`` off: no path-norm normalisation) and with the path-norm
 normalisation (``workbench/metanet/global_scale.py``); at ``c = 1`` the two rows are the before/after of the held-out
 quality. The tanh family runs once (``scale_norm`` changes only positive-scale models) as the reference.
 Test networks are never touched.
@@ -30,7 +30,7 @@ SCALES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 def train_ce(family: str, values: dict, outputs: Path, scale_norm: bool):
     """``(model, zoo, data, seconds)``: the default CE ScaleGMN-B of ``family`` (fp32), trained in memory."""
     from workbench import pipeline
-    from workbench.optimize import train
+    from workbench.training.optimize import train
 
     data, zoo, recipe = load(values, family, outputs)
     config = recipe.with_train(cpu_amp=False, scale_norm=scale_norm).config(zoo.spec, objective="ce",
@@ -47,7 +47,7 @@ def response(model, zoo, data, scales=SCALES) -> list[dict]:
     from workbench import pipeline
     from workbench.metanet.global_scale import rescale
     from workbench.objective import evaluate
-    from workbench.optimize import one_shot
+    from workbench.training.optimize import one_shot
 
     val = zoo.subset(split="val")
     trained = torch.as_tensor(pipeline.trained_mask(val))

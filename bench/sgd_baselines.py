@@ -3,7 +3,7 @@
 "before" is a reference implementation kept in this script only: the workbench's forward pass as it was (grouped
 convolutions for every CNN, one group per network; MLPs through einsum / batched matmuls) and its SGD loop as it
 was (one masked update per weight and bias tensor). "after" is the package as it is: ``workbench.forward_pass.forward``
-(the dense route for small feature maps, grouped convolutions otherwise) and ``workbench.baselines.sgd_finetune``
+(the dense route for small feature maps, grouped convolutions otherwise) and ``workbench.baselines.sgd.sgd_finetune``
 (flat parameters, one update for all tensors). Both sides train the same networks from the same weights on the same
 minibatches, interleaved run by run, and the script checks that they end at the same weights.
 
@@ -36,9 +36,10 @@ import torch.nn.functional as F  # noqa: E402
 
 import workbench  # noqa: E402,F401  (one torch thread)
 import workbench.objective as objective_module  # noqa: E402
-from workbench.baselines import minibatch_order, sgd_finetune  # noqa: E402
+from workbench.baselines.momentum import minibatch_order  # noqa: E402
+from workbench.baselines.sgd import sgd_finetune  # noqa: E402
 from workbench.data import load_digits_data  # noqa: E402
-from workbench.forward_pass import _dense_cost_ratio, conv_route, forward, im2col  # noqa: E402
+from workbench.forward_pass import _dense_cost_ratio, conv_route, forward  # noqa: E402
 from workbench.nets import NetSpec, Params, init_params, n_networks, small_cnn_zoo_spec  # noqa: E402
 from workbench.objective import cross_entropy_per_network, evaluate, l1_norm, objective  # noqa: E402
 from workbench.zoo import default_spec  # noqa: E402

@@ -28,7 +28,7 @@ from on_validation import emit, load, notebook06_values, one_shot_on_validation 
 
 def run(family: str, epochs: int, values: dict, outputs: Path) -> dict:
     from workbench import pipeline
-    from workbench.optimize import train
+    from workbench.training.optimize import train
 
     data, zoo, recipe = load(values, family, outputs)
     config = dataclasses.replace(recipe, mlp_epochs=epochs).with_train(epochs=epochs).config(

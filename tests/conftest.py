@@ -33,3 +33,23 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The digits data (seed 0), for the tests of held-out sets, training history, skipped checkpoints and L1 runs;
+    a test module may define its own ``digits``."""
+    from workbench.data import load_dataset
+
+    return load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def zoo(digits):
+    """20 digits MLPs (64-4-10) x checkpoints 0, 1, 2 (2 = final): 10 test, 8 train, 2 validation networks; a test
+    module may define its own ``zoo``."""
+    from workbench.nets import NetSpec
+    from workbench.zoo import generate
+
+    return generate(NetSpec.mlp((64, 4, 10), "tanh"), digits, 20, epochs=2, checkpoints=[0, 1], seed=0,
+                    progress=False)

@@ -1,5 +1,5 @@
-"""Matched compute, the per-start warm start and SGD counted in steps (workbench.amortization, baselines.sgd_steps),
-on a tiny real zoo of digits networks."""
+"""Matched compute, the per-start warm start and SGD counted in steps (workbench.baselines.amortization,
+baselines.sgd_steps), on a tiny real zoo of digits networks."""
 from __future__ import annotations
 
 import math
@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from workbench import pipeline
-from workbench.amortization import (best_lr, fastest_lr, matched_compute, sgd_grid, step_grid, steps_to_reach,
-                                    warm_start)
-from workbench.baselines import sgd_finetune, sgd_steps
+from workbench.baselines.amortization import (
+    best_lr, fastest_lr, matched_compute, sgd_grid, step_grid, steps_to_reach, warm_start,
+)
+from workbench.baselines.sgd import sgd_finetune, sgd_steps
 from workbench.data import load_dataset
 from workbench.nets import NetSpec
 from workbench.objective import evaluate
-from workbench.score import score
-from workbench.uncertainty import Bootstrap
+from workbench.measure.score import score
+from workbench.measure.uncertainty import Bootstrap
 from workbench.zoo import generate
 
 SPEC = NetSpec.mlp((64, 6, 10), "tanh")

@@ -127,7 +127,7 @@ def test_the_results_table_of_a_relu_family_adds_the_balanced_l1_one_shot(tmp_pa
     recipe = tiny_recipe(epochs=1, hidden=8, n_layers=1, batch_networks=8)
     res = pipeline.family_results(tmp_path, "mlp-relu", zoo, digits, recipe, lam=0.005, seed=0, sgd_epochs=(1,),
                                   finetune_epochs=0, methods=("scalegmn",), sequential_sample=0, progress=False)
-    from workbench.results import find_row
+    from workbench.reporting.results import find_row
 
     t = res.table
     assert list(t["label"][:4]) == ["Initial", "All-zero network", "ScaleGMN-B", "ScaleGMN-B + L1 balancing"]

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from workbench.baselines import SGDResult, minibatch_order, sgd_finetune, time_one_at_a_time
+from workbench.baselines.sgd import SGDResult, sgd_finetune, time_one_at_a_time
+from workbench.baselines.momentum import minibatch_order
 from workbench.nets import NetSpec, cat_params, init_params, select
 from workbench.objective import l1_norm, objective
 

@@ -90,7 +90,7 @@ def test_fresh_zoo_scores_the_runs_own_metanet_on_a_zoo_of_another_seed(tmp_path
     import fresh_zoo  # bench/fresh_zoo.py
 
     from workbench import pipeline
-    from workbench.params import notebook_values
+    from workbench.run.params import notebook_values
 
     params = tmp_path / "tiny.yaml"
     params.write_text("name: tiny\nseed: 0\ndataset: digits\nfamilies: [mlp-relu]\nn_networks: 12\nzoo_epochs: 2\n"

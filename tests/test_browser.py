@@ -375,7 +375,7 @@ def small_run(tmp_path, chromium) -> Path:
     import nbformat
     import pandas as pd
 
-    from workbench.index import write_index
+    from workbench.reporting.index import write_index
     from workbench.notebook import save_figure
     from workbench.viz.results import symmetry_response_figure
     from workbench.viz.training import lam_pareto_figure
@@ -408,7 +408,7 @@ def small_run(tmp_path, chromium) -> Path:
 def test_index_and_figure_pages_offline_with_captions_and_way_back(plain_page, small_run):
     """The index shows the verdict, a drawn thumbnail and the computed caption of each figure; each figure page has
     its title, caption and a back link that leads to the index; no page asks the network for anything."""
-    from workbench.captions import caption_of
+    from workbench.reporting.captions import caption_of
 
     page = plain_page
     remote = _offline(page)

@@ -1,6 +1,6 @@
 """Figures that carry their takeaway: every caption is computed from the figure's own data, and the figures mark
-what the issue found unmarked (exact zeros on a log axis, curves still falling, unlabelled points, a truncated axis,
-accuracy on 0-1). Pure figure functions on small frames: fast."""
+what a reader would otherwise misread (exact zeros on a log axis, curves still falling, unlabelled points, a truncated
+axis, accuracy on 0-1). Pure figure functions on small frames: fast."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.captions import caption_of, names, readable, set_caption, still_improving, title_of
+from workbench.reporting.captions import caption_of, names, readable, set_caption, still_improving, title_of
 from workbench.records import RunKey
 
 
@@ -38,7 +38,7 @@ def test_caption_round_trip_and_helpers():
         ["72.89", "0.07", "8", "12,346", "1.5e-07", "n/a"]
 
 
-# -- the figures of the issue ---------------------------------------------------------------------------------------
+# -- the marks a figure needs ------------------------------------------------------------------------------------------
 def test_symmetry_response_labels_exact_zeros_and_counts_them():
     from workbench.viz.results import symmetry_response_figure
 

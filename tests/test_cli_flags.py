@@ -17,7 +17,7 @@ import torch
 
 import workbench.__main__ as cli
 from workbench.errors import UsageError
-from workbench.parallel import default_workers, run_parallel
+from workbench.system.parallel import default_workers, run_parallel
 
 from parallel_jobs import slow_first
 from tiny import checkpoint, make_zoo
@@ -126,7 +126,7 @@ def test_workers_variable_is_parsed_where_the_workers_are_counted(monkeypatch):
 
 
 def test_workbench_threads_0_leaves_torchs_default_in_worker_processes(monkeypatch):
-    """Documented as "leave torch's own default"; it used to crash every worker (torch.set_num_threads(0))."""
+    """Documented as "leave torch's own default", which torch.set_num_threads(0) would not: it crashes the worker."""
     monkeypatch.setenv("WORKBENCH_THREADS", "0")
     fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], text=True,
                            capture_output=True, timeout=120, check=True)

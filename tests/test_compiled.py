@@ -15,7 +15,8 @@ import torch
 from workbench.data import load_digits_data
 from workbench.metanet import Compiled, MetanetConfig, ScaleGMN
 from workbench.nets import init_params
-from workbench.optimize import TrainConfig, train
+from workbench.training.train_config import TrainConfig
+from workbench.training.optimize import train
 from workbench.symmetry import act, random_element
 from workbench.zoo import default_spec
 
@@ -176,7 +177,7 @@ def test_compile_round_trips_and_is_part_of_the_identity_only_when_on():
 def test_cpu_amp_trains_in_bf16_on_the_cpu_and_warns_where_the_cpu_has_no_bf16_units(monkeypatch):
     import warnings
 
-    import workbench.optimize as optimize
+    import workbench.training.optimize as optimize
 
     config = dataclasses.replace(_tiny_config(epochs=1), cpu_amp=False)  # fp32 whatever this CPU has
     fp32 = _tiny_run(config)
@@ -195,7 +196,7 @@ def test_cpu_amp_trains_in_bf16_on_the_cpu_and_warns_where_the_cpu_has_no_bf16_u
 
 
 def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch):
-    from workbench.optimize import cpu_has_native_bf16
+    from workbench.training.train_config import cpu_has_native_bf16
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
@@ -227,7 +228,8 @@ def test_a_compiled_run_with_dropout_resumes_exactly(tmp_path):
 def test_cpu_amp_auto_resolves_by_the_cpu_and_the_history_names_the_precision(monkeypatch):
     import warnings
 
-    import workbench.optimize as optimize
+    import workbench.training.optimize as optimize
+    import workbench.training.train_config as train_config
 
     config = _tiny_config(epochs=1)
     assert config.cpu_amp == "auto"  # the default
@@ -239,16 +241,14 @@ def test_cpu_amp_auto_resolves_by_the_cpu_and_the_history_names_the_precision(mo
     forced32 = _tiny_run(dataclasses.replace(config, cpu_amp=False))
     assert forced32.history[0]["train_loss"] == plain.history[0]["train_loss"]
     monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: True)
-    import workbench.train_config as train_config
-
-    assert config.meta.hidden < optimize.AUTO_BF16_MIN_HIDDEN  # too narrow for bf16 to pay: fp32 still
-    assert optimize.resolve_cpu_amp(config, torch.device("cpu"), lambda: True) is False
+    assert config.meta.hidden < train_config.AUTO_BF16_MIN_HIDDEN  # too narrow for bf16 to pay: fp32 still
+    assert train_config.resolve_cpu_amp(config, torch.device("cpu"), lambda: True) is False
     monkeypatch.setattr(train_config, "AUTO_BF16_MIN_HIDDEN", config.meta.hidden)
     auto = _tiny_run(config)
     assert auto.precision == "bf16" and auto.history[0]["precision"] == "bf16"
     assert auto.history[0]["train_loss"] != plain.history[0]["train_loss"]  # bf16 rounding: autocast was on
     assert auto.history[0]["val_loss"] == pytest.approx(plain.history[0]["val_loss"], rel=5e-2)
-    assert optimize.resolve_cpu_amp(dataclasses.replace(config, cpu_amp=False), torch.device("cpu")) is False
+    assert train_config.resolve_cpu_amp(dataclasses.replace(config, cpu_amp=False), torch.device("cpu")) is False
 
 
 def test_cpu_amp_is_auto_by_default_and_a_forced_precision_is_a_run_of_its_own():

@@ -11,9 +11,10 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from workbench.params import ParamsError, load_params
+from workbench.errors import ParamsError
+from workbench.run.params import load_params
 
-from test_hostile2 import deadline
+from test_bad_files_and_folders import deadline
 
 ROOT = Path(__file__).resolve().parent.parent
 # package -> (the lowest version without the problem, the release just before it); why: pyproject.toml's comments

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from workbench import pipeline
-from workbench.baselines import sgd_finetune
+from workbench.baselines.sgd import sgd_finetune
 from workbench.data import load_dataset
 from workbench.nets import NetSpec
 from workbench.objective import evaluate
-from workbench.results import find_row
-from workbench.uncertainty import OUTCOMES
-from workbench.verdicts import CLAIMS
+from workbench.reporting.results import find_row
+from workbench.measure.uncertainty import OUTCOMES
+from workbench.measure.verdicts import CLAIMS
 from workbench.zoo import generate
 
 from recipes import tiny_recipe

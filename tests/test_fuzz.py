@@ -18,9 +18,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workbench.errors import ParamsError
 from workbench.nets import check_params, small_cnn_zoo_spec
-from workbench.params import INJECTED, ParamsError, RunParams, declared_parameters, list_notebooks, load_params
-from workbench.params import notebook_key
+from workbench.run.params import INJECTED, RunParams, declared_parameters, list_notebooks, load_params, notebook_key
 from workbench.zoo import ZooError, load_small_cnn_zoo
 
 from strategies import write_small_cnn_zoo  # noqa: E402  (shared with test_zoo)

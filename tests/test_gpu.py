@@ -11,7 +11,8 @@ from workbench.equivariance import assert_equivariant
 from workbench.metanet import NFN, GraphedOneShot, MetanetConfig, ScaleGMN
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
 from workbench.objective import evaluate
-from workbench.optimize import TrainConfig, one_shot, train
+from workbench.training.train_config import TrainConfig
+from workbench.training.optimize import one_shot, train
 from workbench.symmetry import group_for
 
 from strategies import net_specs, tiny_data  # noqa: E402

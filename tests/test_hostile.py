@@ -32,12 +32,14 @@ import yaml
 from safetensors.torch import save_file
 
 from workbench.data import DataError, load_cifar10_gs, load_dataset
+from workbench.errors import ParamsError
 from workbench.graphs import to_graph
 from workbench.metanet import MetanetConfig
 from workbench.nets import NetSpec, SpecError, check_params, init_params
-from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model
-from workbench.params import ParamsError, load_params
-from workbench.runner import REPO_ROOT
+from workbench.training.checkpoints import CheckpointError, load_model
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.run.params import load_params
+from workbench.system.paths import REPO_ROOT
 from workbench.zoo import Zoo, ZooError, load_small_cnn_zoo
 
 from strategies import write_small_cnn_zoo  # noqa: E402  (shared with test_zoo and test_fuzz)
@@ -68,7 +70,7 @@ def _tiny_zoo(n: int = 3) -> Zoo:
 
 
 def _checkpoint(spec: NetSpec, config: TrainConfig, state: dict | None = None) -> dict:
-    """What :func:`workbench.optimize.train` writes to ``best.pt``."""
+    """What :func:`workbench.training.optimize.train` writes to ``best.pt``."""
     torch.manual_seed(0)
     state = build_model(spec, config).state_dict() if state is None else state
     return {"spec": spec.to_dict(), "config": config.to_dict(), "model": state, "epoch": 0, "val_loss": 1.0}

@@ -1,5 +1,5 @@
-"""The results index (``outputs/<name>/index.html``, :mod:`workbench.index`): every link resolves inside the run
-folder, nothing is fetched from the network, and the runner never mistakes the index for a notebook's artifact."""
+"""The results index (``outputs/<name>/index.html``, :mod:`workbench.reporting.index`): every link resolves inside the
+run folder, nothing is fetched from the network, and the runner never mistakes the index for a notebook's artifact."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,8 +12,8 @@ import nbformat
 import pytest
 
 from workbench.__main__ import main
-from workbench.index import INDEX, RunIndexError, write_index
-from workbench.runner import _artifacts
+from workbench.reporting.index import INDEX, RunIndexError, write_index
+from workbench.run.runner import _artifacts
 
 HAS_NBCONVERT = importlib.util.find_spec("nbconvert") is not None
 FIGURE = {"data": [{"type": "bar", "x": ["a", "b"], "y": [1, 2]}],
@@ -179,7 +179,7 @@ def test_the_index_and_notebook_pages_are_not_notebook_artifacts(run_dir):
 def test_a_run_writes_its_index_and_resumes_past_it(tmp_path):
     """``python -m workbench run`` ends by writing index.html (notebook pages included); rewriting it at the next
     run never makes ``--resume`` distrust a notebook, and the run's revision and params file are recorded."""
-    from workbench.runner import run
+    from workbench.run.runner import run
 
     params_file = tmp_path / "tiny.yaml"
     params_file.write_text("n_networks: 2\n")
@@ -202,8 +202,8 @@ def test_a_run_writes_its_index_and_resumes_past_it(tmp_path):
 
 def test_the_index_opens_on_the_verdicts_and_findings_the_run_computed(run_dir):
     """Verdicts first, each with its rounded value, interval, threshold and outcome; then the findings, the same
-    sentences workbench.findings writes for the README; then the captioned figures; tables; raw files last."""
-    from workbench.index_sections import _inline_markdown, run_findings
+    sentences workbench.reporting.findings writes for the README; then the captioned figures; tables; raw files last."""
+    from workbench.reporting.index_sections import _inline_markdown, run_findings
 
     text = write_index(run_dir, convert=False, thumbnails=False).read_text()
     order = [text.index(f'id="{part}"') for part in ("verdicts", "figures", "tables", "notebooks", "files")]

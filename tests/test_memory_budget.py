@@ -73,7 +73,7 @@ def test_evaluate_chunks_by_the_budget_by_default_and_results_do_not_depend_on_i
 
 _PEAK = textwrap.dedent("""
     import json, sys, torch
-    from workbench.calibration import peak_bytes
+    from workbench.run.calibration import peak_bytes
     from workbench.nets import init_params
     from workbench.objective import evaluate
     from workbench.zoo import default_spec
@@ -89,7 +89,7 @@ _PEAK = textwrap.dedent("""
 
 def test_measured_peak_of_a_budgeted_evaluation_stays_within_the_budget():
     """Peak resident memory (VmHWM) in a fresh process with every large tensor its own mapping (see
-    workbench/calibration.py); the whole-batch evaluation is the negative control."""
+    workbench/run/calibration.py); the whole-batch evaluation is the negative control."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", WORKBENCH_THREADS="1")
     done = subprocess.run([sys.executable, "-c", _PEAK], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -100,7 +100,7 @@ def test_measured_peak_of_a_budgeted_evaluation_stays_within_the_budget():
 
 
 def test_sgd_chunks_fit_the_budget_and_chunking_changes_no_network():
-    from workbench.baselines import sgd_finetune
+    from workbench.baselines.sgd import sgd_finetune
     from workbench.memory import sgd_bytes_per_network, sgd_chunk
     from strategies import tiny_cifar
 
@@ -125,7 +125,7 @@ def test_the_lambda_sweep_trains_its_sgd_networks_in_chunks_of_the_budget(monkey
 
     data = tiny_cifar(n=32)
     zoo = generate(CIFAR_CNN, data, 40, epochs=1, checkpoints=[], seed=0, progress=False)  # 4 validation networks
-    from workbench import baselines
+    from workbench.baselines import sgd as baselines
     from workbench.nets import n_networks
 
     sizes, real = [], baselines._train_chunk

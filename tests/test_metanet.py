@@ -299,7 +299,7 @@ def test_gate_can_zero_a_weight_exactly():
 
 def test_the_model_is_built_from_one_config_with_one_set_of_defaults():
     from workbench.metanet import NFN, MetanetConfig
-    from workbench.optimize import TrainConfig, build_model
+    from workbench.training.train_config import TrainConfig, build_model
 
     spec = NetSpec.mlp((3, 4, 2), "tanh")
     torch.manual_seed(0)

@@ -1,5 +1,5 @@
-"""``python -m workbench optimize MODEL net.pt --out new.pt`` (workbench/network_file.py): one network saved as a state
-dict, read without unpickling code, optimized by OneShot, written atomically with a manifest; an --out that this
+"""``python -m workbench optimize MODEL net.pt --out new.pt`` (workbench/run/network_file.py): one network saved as a
+state dict, read without unpickling code, optimized by OneShot, written atomically with a manifest; an --out that this
 command did not write (or that changed since) is never replaced, and a refused command writes nothing."""
 import hashlib
 import json
@@ -12,7 +12,7 @@ from tiny import checkpoint, cnn_spec, make_zoo
 from workbench.__main__ import main
 from workbench.data import load_dataset
 from workbench.objective import evaluate
-from workbench.oneshot import OneShot, read_state_dict
+from workbench.training.oneshot import OneShot, read_state_dict
 
 
 @pytest.fixture(scope="module")

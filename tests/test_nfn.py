@@ -15,8 +15,10 @@ from workbench.errors import ConfigError
 from workbench.metanet import (NFN, MetanetConfig, NPLinear, ScaleGMN, count_parameters, matched_hidden,
                                rescale_response)
 from workbench.nets import NetSpec, SpecError, init_params, select, small_cnn_zoo_spec
-from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
-from workbench.ranges import PARAMS_RANGES
+from workbench.training.checkpoints import CheckpointError, load_model
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.training.optimize import train
+from workbench.run.params_rules import rule_for
 from workbench.equivariance import assert_equivariant, equivariance_error
 from workbench.symmetry import group_for
 from workbench.zoo import default_spec, generate
@@ -363,8 +365,8 @@ def test_methods_labels_and_params_ranges():
     assert pipeline.method_label("gmn-aug", True) == "GMN-B + sym. aug."
     assert pipeline.method_label("gmn", False) == "GMN (sym. broken)"
     for key in ("methods", "table_methods"):
-        assert PARAMS_RANGES[key].problem(["scalegmn", "nfn", "nfn-aug"]) is None
-        assert PARAMS_RANGES[key].problem(["nfn-b"]) is not None
+        assert rule_for(key).problem(["scalegmn", "nfn", "nfn-aug"]) is None
+        assert rule_for(key).problem(["nfn-b"]) is not None
     with pytest.raises(ValueError, match="unknown method"):
         pipeline.method_label("nfm", True)
 

@@ -1,4 +1,4 @@
-"""Notebook 06 with the settings its parameters cell documents as valid but that used to crash it after the
+"""Notebook 06 with the settings its parameters cell documents as valid, which must not crash it after the
 expensive work: no learning-rate grid (`sgd_lr_grid: []`) and no warm start (`finetune_epochs: 0`)."""
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import workbench.notebook as wnb
+import workbench.system.progress as wprogress
 from workbench.nets import NetSpec, init_params
 
 FROZEN_BAR = re.compile(r"\d+%\|")
@@ -17,26 +18,26 @@ FROZEN_BAR = re.compile(r"\d+%\|")
 
 @pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), ("0", False), ("false", False)])
 def test_batch_mode_follows_the_environment(monkeypatch, value, expected):
-    monkeypatch.setenv(wnb.BATCH_ENV, value)
-    assert wnb.batch_mode() is expected
+    monkeypatch.setenv(wprogress.BATCH_ENV, value)
+    assert wprogress.batch_mode() is expected
 
 
 def test_batch_mode_outside_a_kernel_is_off(monkeypatch):
-    monkeypatch.delenv(wnb.BATCH_ENV, raising=False)
+    monkeypatch.delenv(wprogress.BATCH_ENV, raising=False)
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
-    assert wnb.batch_mode() is False
+    assert wprogress.batch_mode() is False
 
 
 def test_text_progress_writes_whole_lines_and_a_final_summary(monkeypatch, capsys):
-    monkeypatch.setenv(wnb.BATCH_ENV, "1")
-    monkeypatch.setattr(wnb, "BATCH_MININTERVAL", 0.0)
-    for _ in wnb.progress_bar(range(4), desc="loop"):
+    monkeypatch.setenv(wprogress.BATCH_ENV, "1")
+    monkeypatch.setattr(wprogress, "BATCH_MININTERVAL", 0.0)
+    for _ in wprogress.progress_bar(range(4), desc="loop"):
         pass
-    bar = wnb.progress_bar(total=10, desc="kept short", leave=False)
+    bar = wprogress.progress_bar(total=10, desc="kept short", leave=False)
     bar.update(3)
     bar.set_postfix(loss=0.5)
     bar.close()
-    silent = wnb.progress_bar(total=5, desc="silent", disable=True)
+    silent = wprogress.progress_bar(total=5, desc="silent", disable=True)
     silent.update(5)
     silent.close()
     err = capsys.readouterr().err
@@ -48,9 +49,9 @@ def test_text_progress_writes_whole_lines_and_a_final_summary(monkeypatch, capsy
 
 
 def test_text_progress_is_rate_limited(monkeypatch, capsys):
-    monkeypatch.setenv(wnb.BATCH_ENV, "1")
-    monkeypatch.setattr(wnb, "BATCH_MININTERVAL", 3600.0)
-    for _ in wnb.progress_bar(range(1000), desc="fast"):
+    monkeypatch.setenv(wprogress.BATCH_ENV, "1")
+    monkeypatch.setattr(wprogress, "BATCH_MININTERVAL", 3600.0)
+    for _ in wprogress.progress_bar(range(1000), desc="fast"):
         pass
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("fast: 1000/1000 (100%)"), lines  # the final line only
@@ -66,8 +67,8 @@ def test_use_text_progress_rebinds_tqdm_auto_and_workbench_modules(monkeypatch):
         monkeypatch.setattr(module, "tqdm", module.tqdm)
         monkeypatch.setattr(module, "trange", module.trange)
     monkeypatch.setattr(zoo, "tqdm", zoo.tqdm)
-    wnb.use_text_progress()
-    text = wnb._text_progress_class()
+    wprogress.use_text_progress()
+    text = wprogress._text_progress_class()
     assert tqdm.auto.tqdm is text and tqdm.autonotebook.tqdm is text and zoo.tqdm is text
 
 
@@ -89,7 +90,7 @@ def _widget():
 
 
 def test_show_widget_in_batch_mode_displays_a_static_snapshot(monkeypatch, shown, capsys):
-    monkeypatch.setenv(wnb.BATCH_ENV, "1")
+    monkeypatch.setenv(wprogress.BATCH_ENV, "1")
     widget = _widget()
     wnb.show_widget(widget)
     note, figure = shown
@@ -101,7 +102,7 @@ def test_show_widget_in_batch_mode_displays_a_static_snapshot(monkeypatch, shown
 
 
 def test_show_widget_interactively_displays_the_live_widget(monkeypatch, shown):
-    monkeypatch.setenv(wnb.BATCH_ENV, "0")
+    monkeypatch.setenv(wprogress.BATCH_ENV, "0")
     widget = _widget()
     wnb.show_widget(widget)
     assert shown == [(widget, False)]

@@ -1,5 +1,6 @@
-"""NaN is never written as success: the finite check on every one shot's output in ``optimize`` (workbench/tools.py)
-and the value check of a metanetwork checkpoint at load time (workbench/checkpoints.py).
+"""NaN is never written as success: the finite check on every one shot's output in ``optimize``
+(workbench/run/zoo_commands.py) and the value check of a metanetwork checkpoint at load time
+(workbench/training/checkpoints.py).
 
 A ReLU zoo far from the usual weight scale, float64 weights near 1e300, a float16 zoo whose logits overflow and a
 tampered ``best.pt`` each end in one clear error that names the networks (or the tensor) and writes nothing;
@@ -16,8 +17,10 @@ from workbench.__main__ import main
 from workbench.data import load_dataset
 from workbench.nets import NetSpec, init_params
 from workbench.objective import evaluate
-from workbench.optimize import CheckpointError, TrainConfig, load_model, train
-from workbench.tools import NonFiniteOutput, optimize_zoo
+from workbench.training.checkpoints import CheckpointError, load_model
+from workbench.training.train_config import TrainConfig
+from workbench.training.optimize import train
+from workbench.run.zoo_commands import NonFiniteOutput, optimize_zoo
 from workbench.zoo import Zoo
 
 from tiny import METANET, checkpoint, make_zoo, scaled

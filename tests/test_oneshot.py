@@ -1,4 +1,4 @@
-"""``workbench.OneShot`` on ordinary PyTorch networks (workbench/oneshot.py).
+"""``workbench.OneShot`` on ordinary PyTorch networks (workbench/training/oneshot.py).
 
 Every supported layer kind round-trips module -> one shot -> module in float32 and float64: the new module has the
 input's layers, names and dtype, holds exactly the metanetwork's output and computes what the workbench's forward pass
@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 from workbench import OneShot, forward
-from workbench.checkpoints import CheckpointError
+from workbench.training.checkpoints import CheckpointError
 from workbench.interop import to_module
 from workbench.metanet import MetanetConfig
 from workbench.nets import NetSpec, init_params
-from workbench.oneshot import OneShotError, TransferWarning, read_module, read_state_dict
-from workbench.transfer import check_transfer, for_architecture, variants
+from workbench.training.oneshot import OneShotError, TransferWarning, read_module, read_state_dict
+from workbench.training.transfer import check_transfer, for_architecture, variants
 from workbench.symmetry import act, random_element
-from workbench.train_config import build_model
+from workbench.training.train_config import build_model
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 

@@ -8,9 +8,11 @@ import torch
 
 from workbench.nets import NetSpec, init_params, select
 from workbench.objective import evaluate
-from workbench import optimize
+from workbench.training import optimize
 from workbench.metanet import MetanetConfig
-from workbench.optimize import CheckpointError, TrainConfig, load_model, train
+from workbench.training.checkpoints import CheckpointError, load_model
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.training.optimize import train
 
 from recipes import tiny_recipe  # noqa: E402
 from strategies import tiny_data  # noqa: E402
@@ -103,14 +105,14 @@ def test_a_checkpoint_in_the_old_flat_format_loads_and_resumes(tmp_path):
     assert config == CONFIG and config.meta == MetanetConfig(hidden=8, n_layers=2)
     assert {k: config.to_dict()[k] for k in OLD_CONFIG_DICT} == OLD_CONFIG_DICT  # the rest at its defaults
     torch.manual_seed(0)
-    state = optimize.build_model(SPEC, config).state_dict()
+    state = build_model(SPEC, config).state_dict()
     torch.save({"spec": SPEC.to_dict(), "config": OLD_CONFIG_DICT, "model": state, "epoch": 0, "val_loss": 1.0},
                tmp_path / "best.pt")
     model = load_model(tmp_path / "best.pt", spec=SPEC)
     assert (model.hidden, len(model.layers), model.gate, model.symmetry) == (8, 2, True, "sign")
     assert state_equal(model.state_dict(), state)
     nfn = {**OLD_CONFIG_DICT, "model": "nfn", "symmetry": "none"}
-    torch.save({"spec": SPEC.to_dict(), "config": nfn, "model": optimize.build_model(SPEC, TrainConfig.from_dict(nfn))
+    torch.save({"spec": SPEC.to_dict(), "config": nfn, "model": build_model(SPEC, TrainConfig.from_dict(nfn))
                 .state_dict()}, tmp_path / "nfn.pt")
     assert type(load_model(tmp_path / "nfn.pt")).__name__ == "NFN"
     # a run stopped by the old code resumes: its checkpoint.pt holds the old dict, which is this config's

@@ -10,8 +10,8 @@ import torch
 
 from workbench.__main__ import main
 from workbench.metanet import MetanetConfig
-from workbench.optimize import TrainConfig, build_model
-from workbench.tools import optimize_zoo
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.run.zoo_commands import optimize_zoo
 from workbench.zoo import Zoo, load_small_cnn_zoo, split_networks
 from workbench.zoo.optimized_output import SEEN_COLUMN
 

@@ -62,7 +62,7 @@ def fresh_zoos():
     """Per family, a zoo generated like the run's (the record's settings) with zoo seed 2: networks neither the run
     nor ship's own fresh zoo (seed 1) held."""
     from workbench.pipeline import get_data
-    from workbench.ship import fresh_zoo
+    from workbench.run.ship import fresh_zoo
 
     zoos = {}
     for family in sorted({name.rsplit("-", 1)[0] for name in SHIPPED}):
@@ -75,7 +75,7 @@ def fresh_zoos():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_a_shipped_optimizer_improves_a_fresh_zoo_by_at_least_its_recorded_lower_bound(name, fresh_zoos):
-    from workbench.ship import measure
+    from workbench.run.ship import measure
 
     optimizer = OneShot.load(name)
     zoo, data = fresh_zoos[name.rsplit("-", 1)[0]]
@@ -87,7 +87,7 @@ def test_a_shipped_optimizer_improves_a_fresh_zoo_by_at_least_its_recorded_lower
 
 
 def test_the_transfer_table_of_docs_oneshot_is_the_rendering_of_the_shipped_records():
-    from workbench.ship import TRANSFER_BLOCK, transfer_block
+    from workbench.run.ship import TRANSFER_BLOCK, transfer_block
 
     text = (ROOT / "docs" / "oneshot.md").read_text()
     block = text.split(TRANSFER_BLOCK[0] + "\n", 1)[1].split(TRANSFER_BLOCK[1], 1)[0]

@@ -1,4 +1,4 @@
-"""One rule for every command that writes a folder (:func:`workbench.paths.check_output_folder`): it writes a new
+"""One rule for every command that writes a folder (:func:`workbench.system.paths.check_output_folder`): it writes a new
 folder, fills an empty one or replaces one it wrote itself (its manifest, parsing as its own, nothing else
 inside); anything else -- someone's files beside an ``optimized.json``/``zoo.json``/``run_info.json``, the
 command's own input, a file, a link, a path below a file -- is refused with one error line naming the folder, and
@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from workbench.__main__ import main
-from workbench.index import GENERATOR, INDEX, RunIndexError, write_index
-from workbench.io import RunLocked, output_lock, run_lock
-from workbench.paths import OutputFolderError
-from workbench.report import ReportError, render, snapshot
-from workbench.tools import optimize_zoo
+from workbench.reporting.index import GENERATOR, INDEX, RunIndexError, write_index
+from workbench.system.io import RunLocked, output_lock, run_lock
+from workbench.system.paths import OutputFolderError
+from workbench.reporting.report import ReportError, render, snapshot
+from workbench.run.zoo_commands import optimize_zoo
 from workbench.zoo import Zoo
 
 from test_report import _fake_run
@@ -51,7 +51,8 @@ def _one_error_line(capsys, *fragments: str) -> str:
 
 # -- optimize --------------------------------------------------------------------------------------------------
 def test_optimize_into_the_folder_holding_its_model_deletes_nothing(zoo_dir, model, tmp_path, capsys):
-    """The issue's example: D holds best.pt and an optimized.json; `optimize D/best.pt Z --out D` used to replace D."""
+    """D holds best.pt and an optimized.json: `optimize D/best.pt Z --out D` must not replace D (the model is
+    inside)."""
     run = tmp_path / "run"
     optimize_zoo(model, zoo_dir, run)  # an earlier output of optimize ...
     shutil.copy(model, run / "best.pt")  # ... into which the user put the model

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from workbench.__main__ import main
-from workbench.calibration import UnitCosts
+from workbench.run.calibration import UnitCosts
 from workbench.data import load_cifar10_gs
-from workbench.estimate import check_run, estimate
+from workbench.run.estimate import check_run, estimate
 from workbench.memory import GIB
 from workbench.objective import evaluate
-from workbench.params import list_notebooks, load_params, notebook_key
-from workbench.preflight import PreflightError, check_inputs
-from workbench.runner import REPO_ROOT
+from workbench.run.params import list_notebooks, load_params, notebook_key
+from workbench.run.preflight import PreflightError, check_inputs
+from workbench.system.paths import REPO_ROOT
 from workbench.zoo import load_small_cnn_zoo
 
 from standins import write_cifar10_batches, write_trained_small_cnn_zoo

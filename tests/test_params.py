@@ -12,8 +12,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench.params import RENAMED, ParamsError, declared_parameters, load_params, notebook_key
-from workbench.runner import REPO_ROOT, run, select_notebooks
+from workbench.errors import ParamsError
+from workbench.run.params import RENAMED, declared_parameters, load_params, notebook_key
+from workbench.run.runner import run, select_notebooks
+from workbench.system.paths import REPO_ROOT
 
 NB01 = REPO_ROOT / "notebooks" / "01_weight_space_graphs.ipynb"
 
@@ -366,7 +368,7 @@ def test_every_training_key_of_the_notebooks_follows_the_meta_rule():
     """``meta_<name>`` sets the TrainConfig/MetanetConfig field ``<name>``: every meta_ parameter a notebook declares
     maps to a setting (an unknown one would raise), with no rename table."""
     from workbench.metanet import MetanetConfig
-    from workbench.optimize import TrainConfig
+    from workbench.training.train_config import TrainConfig
     from workbench.pipeline import Recipe
     from workbench.zoo import default_spec
 
@@ -386,8 +388,8 @@ def test_every_training_key_of_the_notebooks_follows_the_meta_rule():
 
 
 def test_train_from_params_reads_the_file_not_notebook_04s_defaults(write):
-    from workbench.params import file_values
-    from workbench.pipeline import train_from_params
+    from workbench.run.params import file_values
+    from workbench.run.train_command import train_from_params
 
     path = write('seed: 3\nmeta_hidden: 8\n"04":\n  meta_epochs: 2\n  family: mlp-tanh\n')
     _, values = file_values(path, "04")

@@ -8,10 +8,11 @@ import textwrap
 
 import pytest
 
+from workbench.errors import ParamsError
 from workbench.memory import MEMORY_ENV
-from workbench.params import ParamsError, declared_parameters, list_notebooks, load_params, notebook_key
+from workbench.run.params import declared_parameters, list_notebooks, load_params, notebook_key
 from workbench.pipeline import Recipe
-from workbench.runner import _memory_environment
+from workbench.run.runner import _memory_environment
 
 from test_params import write_notebook
 

@@ -10,7 +10,7 @@ import pytest
 from workbench.errors import ConfigError
 from workbench.nets import NetSpec
 from workbench.pipeline import DataRecipe, Recipe, ZooRecipe, run_dir
-from workbench.train_config import TrainConfig
+from workbench.training.train_config import TrainConfig
 
 MLP = NetSpec.mlp((64, 16, 16, 10), "tanh")
 CNN_RELU = NetSpec.cnn(1, (8, 8, 8), 10, activation="relu", image_size=8)

@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.findings import findings_markdown
-from workbench.report import ReportError, readme_blocks, render, snapshot, update_readme
-from workbench.results import results_table
-from workbench.uncertainty import Interval
-from workbench.verdicts import claim_row
+from workbench.reporting.findings import findings_markdown
+from workbench.reporting.report import ReportError, readme_blocks, render, snapshot, update_readme
+from workbench.reporting.results import results_table
+from workbench.measure.uncertainty import Interval
+from workbench.measure.verdicts import claim_row
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def test_rendered_numbers_come_from_the_snapshot(tmp_path):
 
 
 def test_the_snapshot_names_the_revision_the_run_executed_not_the_one_reporting_it(tmp_path):
-    from workbench.paths import git_revision
+    from workbench.system.paths import git_revision
 
     run = _fake_run(tmp_path / "run")
     (run / "params.json").write_text(json.dumps({"source": "params/x.yaml", "git_revision": "abc1234"}))

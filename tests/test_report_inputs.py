@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-import workbench.io as wio
+import workbench.system.io as wio
 from workbench.__main__ import main
-from workbench.index import write_index
-from workbench.report import ReportError, readme_blocks, render, snapshot, update_readme
+from workbench.reporting.index import write_index
+from workbench.reporting.report import ReportError, readme_blocks, render, snapshot, update_readme
 
-from test_hostile2 import deadline
+from test_bad_files_and_folders import deadline
 from test_report import _fake_run
 
 BLOCK = "<!-- BEGIN RESULTS snap -->\nOLD 99.9\n<!-- END RESULTS snap -->\n"

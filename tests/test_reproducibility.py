@@ -8,7 +8,7 @@ import torch
 
 from workbench import pipeline
 from workbench.data import load_dataset
-from workbench.results import TIME_COLUMNS
+from workbench.reporting.results import TIME_COLUMNS
 from workbench.nets import NetSpec
 from workbench.zoo import generate
 

@@ -1,4 +1,4 @@
-"""The results table: typed rows scored by workbench.score, found by their key columns, nothing invented."""
+"""The results table: typed rows scored by workbench.measure.score, found by their key columns, nothing invented."""
 from __future__ import annotations
 
 import math
@@ -10,20 +10,12 @@ import pytest
 import torch
 
 from workbench.nets import NetSpec, init_params
-from workbench.results import (
-    COLUMNS,
-    TableSchemaError,
-    check_table_schema,
-    find_row,
-    results_table,
-    spread,
-    table_row,
-    to_markdown,
-    training_smoothness,
-    write_results,
+from workbench.reporting.results import (
+    COLUMNS, TableSchemaError, check_table_schema, find_row, results_table, spread, table_row, to_markdown,
+    training_smoothness, write_results,
 )
-from workbench.score import score
-from workbench.uncertainty import Bootstrap
+from workbench.measure.score import score
+from workbench.measure.uncertainty import Bootstrap
 from workbench.zoo import Zoo
 from workbench.zoo.container import META_COLUMNS
 

@@ -1,7 +1,7 @@
 """Runs killed at any point: nothing that looks complete is incomplete, and ``--resume`` finishes the job.
 
 Kills are real SIGKILLs of real processes: at named points inside the code (``WORKBENCH_CRASH_AT``, see
-:mod:`workbench.io`; inside a notebook it kills the kernel), and at moments spread over a run of the command line
+:mod:`workbench.system.io`; inside a notebook it kills the kernel), and at moments spread over a run of the command line
 (the runner and its kernel killed together). After every kill :func:`assert_nothing_half_written` opens every
 visible artifact with the loader that would read it.
 """
@@ -23,11 +23,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from workbench import io as wio
+from workbench.system import io as wio
 from workbench.nets import select
-from workbench.optimize import train
-from workbench.results import COLUMNS, check_table_schema, find_row
-from workbench.runner import plan
+from workbench.training.optimize import train
+from workbench.reporting.results import COLUMNS, check_table_schema, find_row
+from workbench.run.runner import plan
 from workbench.zoo import MANIFEST, META_COLUMNS, Zoo, ZooError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,8 @@ def assert_nothing_half_written(out: Path) -> None:
 def test_atomic_write_killed_before_rename_keeps_the_old_file(tmp_path):
     target = tmp_path / "results.md"
     target.write_text("old table\n")
-    code = f"from workbench.io import atomic_write_text; atomic_write_text({str(target)!r}, 'new table\\n' * 1000)"
+    code = ("from workbench.system.io import atomic_write_text; "
+            f"atomic_write_text({str(target)!r}, 'new table\\n' * 1000)")
     proc = _python(code, {"WORKBENCH_CRASH_AT": "before-rename:results.md"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert target.read_text() == "old table\n"
@@ -145,7 +146,7 @@ def test_training_killed_while_writing_a_checkpoint_resumes_exactly(tmp_path):
     from test_optimize import CONFIG, SPEC, state_equal, tiny_data, tiny_zoo
 
     setup = ("import sys; sys.path.insert(0, {tests!r}); from test_optimize import CONFIG, SPEC, tiny_data, tiny_zoo; "
-             "from workbench.nets import select; from workbench.optimize import train; zoo = tiny_zoo(); "
+             "from workbench.nets import select; from workbench.training.optimize import train; zoo = tiny_zoo(); "
              "train(SPEC, select(zoo, slice(0, 16)), select(zoo, slice(16, 24)), tiny_data(), CONFIG, {out!r}, "
              "progress=False)").format(tests=str(ROOT / "tests"), out=str(tmp_path / "run"))
     proc = _python(setup, {"WORKBENCH_CRASH_AT": "before-rename:checkpoint.pt@3"})  # during epoch 2's save
@@ -168,7 +169,7 @@ def test_training_killed_after_its_last_checkpoint_completes_its_files_on_resume
     from test_optimize import CONFIG, SPEC, tiny_data, tiny_zoo
 
     code = ("import sys; sys.path.insert(0, {tests!r}); from test_optimize import CONFIG, SPEC, tiny_data, tiny_zoo; "
-            "from workbench.nets import select; from workbench.optimize import train; zoo = tiny_zoo(); "
+            "from workbench.nets import select; from workbench.training.optimize import train; zoo = tiny_zoo(); "
             "train(SPEC, select(zoo, slice(0, 16)), select(zoo, slice(16, 24)), tiny_data(), CONFIG, {out!r}, "
             "progress=False)").format(tests=str(ROOT / "tests"), out=str(tmp_path / "run"))
     # metrics.jsonl is written after the checkpoint: die at its last write

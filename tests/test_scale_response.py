@@ -1,4 +1,4 @@
-"""The ReLU one shot under a global rescale of its input (issue 27): the path-norm normalisation
+"""The ReLU one shot under a global rescale of its input: the path-norm normalisation
 (workbench/metanet/global_scale.py, MetanetConfig.scale_norm) bounds the update's growth with the input's scale to
 degree 1 (exactly degree 1 while the bounded scale feature is unused), keeps equivariance, and stays finite on zeros,
 dead neurons and extreme weights; without it the update grows like the 8th power of the scale (the control)."""
@@ -11,7 +11,8 @@ from workbench.equivariance import assert_equivariant
 from workbench.metanet import ScaleGMN
 from workbench.metanet.global_scale import path_norm_scale, rescale
 from workbench.nets import NetSpec, init_params
-from workbench.optimize import MetanetConfig, TrainConfig
+from workbench.metanet.config import MetanetConfig
+from workbench.training.train_config import TrainConfig
 from workbench.symmetry import act, random_element
 
 SPECS = {

@@ -1,4 +1,5 @@
-"""One score for a set of held-out networks (workbench.score): the shared metrics, by one name each, with intervals."""
+"""One score for a set of held-out networks (workbench.measure.score): the shared metrics, by one name each, with
+intervals."""
 from __future__ import annotations
 
 import math
@@ -11,8 +12,8 @@ import torch
 from workbench.data import load_dataset
 from workbench.nets import NetSpec, init_params, map_params
 from workbench.objective import evaluate, l1_reduction, share_near_zero
-from workbench.score import METRICS, score
-from workbench.uncertainty import Bootstrap
+from workbench.measure.score import METRICS, score
+from workbench.measure.uncertainty import Bootstrap
 from workbench.zoo import Zoo
 from workbench.zoo.container import META_COLUMNS
 

@@ -16,11 +16,11 @@ def test_metanet_validation_and_results_table_use_the_same_metrics():
 
     from workbench.metanet import ScaleGMN
     from workbench.nets import NetSpec, init_params
-    from workbench.optimize import validate
+    from workbench.training.optimize import validate
     import numpy as np
     import pandas as pd
 
-    from workbench.score import score
+    from workbench.measure.score import score
     from workbench.zoo import Zoo
     from workbench.zoo.container import META_COLUMNS
 

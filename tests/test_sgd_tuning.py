@@ -1,15 +1,15 @@
-"""SGD's learning rate tuned on validation networks (workbench.warmstart.tune_sgd_lr), on a tiny real zoo."""
+"""SGD's learning rate tuned on validation networks (workbench.baselines.warmstart.tune_sgd_lr), on a tiny real zoo."""
 from __future__ import annotations
 
 
 import pytest
 
 from workbench import pipeline
-from workbench.baselines import sgd_finetune
+from workbench.baselines.sgd import sgd_finetune
 from workbench.data import load_dataset
 from workbench.nets import NetSpec
 from workbench.objective import evaluate
-from workbench.warmstart import tune_sgd_lr
+from workbench.baselines.warmstart import tune_sgd_lr
 from workbench.zoo import generate
 
 SPEC = NetSpec.mlp((64, 4, 10), "tanh")

@@ -1,4 +1,4 @@
-"""``python -m workbench ship RUN_DIR`` (workbench/ship.py) on a tiny run made here, and the loader of shipped files
+"""``python -m workbench ship RUN_DIR`` (workbench/run/ship.py) on a tiny run made here, and the loader of shipped files
 (workbench/optimizers): the right run folders are picked (ScaleGMN-B, not the GMN-B control beside them), the recorded
 gain is :func:`workbench.pipeline.one_shot_gain`'s, the tensors are the run's own, and a tampered, mismatched or
 damaged file, a foreign destination, a missing run or another run's snapshot are refused with nothing written."""
@@ -13,12 +13,12 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from workbench.__main__ import main
-from workbench.checkpoints import CheckpointError, load_model
-from workbench.oneshot import OneShot
+from workbench.training.checkpoints import CheckpointError, load_model
+from workbench.training.oneshot import OneShot
 from workbench.optimizers import available, load, load_file, names
 from workbench import pipeline
 from workbench.pipeline import Recipe, get_data, get_zoo, one_shot_gain, train_metanet
-from workbench.ship import ShipError, ship
+from workbench.run.ship import ShipError, ship
 
 FAMILY, LAM, EVAL_NETWORKS = "mlp-relu", 0.01, 4
 #: the run's training settings as its params.json records them (meta_<name> keys), which ship reads back
@@ -86,8 +86,8 @@ def test_a_shipped_optimizer_takes_a_measured_variant_as_its_measurement_says(sh
 
     from workbench.interop import to_module
     from workbench.nets import init_params
-    from workbench.oneshot import OneShotError, TransferWarning
-    from workbench.transfer import variants, worked
+    from workbench.training.oneshot import OneShotError, TransferWarning
+    from workbench.training.transfer import variants, worked
 
     dest, _ = shipped
     for name in ("mlp-relu-ce", "mlp-relu-l1"):
@@ -107,7 +107,7 @@ def test_a_shipped_optimizer_takes_a_measured_variant_as_its_measurement_says(sh
 
 
 def test_ship_regenerates_the_transfer_table_of_a_page(tiny_run, shipped, tmp_path):
-    from workbench.ship import TRANSFER_BLOCK, transfer_block, update_docs
+    from workbench.run.ship import TRANSFER_BLOCK, transfer_block, update_docs
 
     page = tmp_path / "page.md"
     page.write_text(f"intro\n{TRANSFER_BLOCK[0]}\nstale 99.9\n{TRANSFER_BLOCK[1]}\noutro\n")

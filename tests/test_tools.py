@@ -1,4 +1,5 @@
-"""The product surface: ``python -m workbench zoo`` and ``python -m workbench optimize`` (workbench/tools.py).
+"""The product surface: ``python -m workbench zoo`` and ``python -m workbench optimize``
+(workbench/run/zoo_commands.py).
 
 Round trips in both zoo formats (the output folder read by the same loader holds exactly the optimized weights),
 ``--evaluate`` numbers that are :func:`workbench.objective.evaluate`'s, and bad input -- a model for another
@@ -18,9 +19,11 @@ from workbench.errors import WorkbenchError
 from workbench.nets import NetSpec, small_cnn_zoo_spec
 from workbench.objective import evaluate
 from workbench.metanet import MetanetConfig
-from workbench.optimize import CheckpointError, TrainConfig, build_model, load_model, train
-from workbench.paths import OutputFolderError
-from workbench.tools import generate_zoo, optimize_zoo, zoo_format
+from workbench.training.checkpoints import CheckpointError, load_model
+from workbench.training.train_config import TrainConfig, build_model
+from workbench.training.optimize import train
+from workbench.system.paths import OutputFolderError
+from workbench.run.zoo_commands import generate_zoo, optimize_zoo, zoo_format
 from workbench.zoo import Zoo, ZooError, default_spec, generate, load_small_cnn_zoo
 
 from strategies import write_small_cnn_zoo

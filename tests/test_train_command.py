@@ -2,7 +2,7 @@
 only read back."""
 import textwrap
 
-from workbench import paths
+from workbench.system import paths
 from workbench.__main__ import main
 
 PARAMS = """\

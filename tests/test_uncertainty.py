@@ -1,4 +1,4 @@
-"""Bootstrap intervals over held-out networks and seeds, and the three-way verdicts (workbench.uncertainty)."""
+"""Bootstrap intervals over held-out networks and seeds, and the three-way verdicts (workbench.measure.uncertainty)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.uncertainty import Bootstrap, Interval, judge
+from workbench.measure.uncertainty import Bootstrap, Interval, judge
 
 
 @pytest.mark.parametrize("lo, hi, op, threshold, expected", [

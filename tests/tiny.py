@@ -13,7 +13,7 @@ import torch
 from workbench.data import load_dataset
 from workbench.metanet import MetanetConfig
 from workbench.nets import NetSpec
-from workbench.optimize import TrainConfig, build_model
+from workbench.training.train_config import TrainConfig, build_model
 from workbench.zoo import Zoo, generate
 
 METANET = TrainConfig(epochs=1, batch_networks=4, batch_images=32, warmup_steps=1, device="cpu",

@@ -5,9 +5,9 @@ many small ones; on a 2-core machine two OpenMP threads made the metanetwork's e
 whenever another process held the second core (measured: 0.06 s vs 2.8 s per forward), while a single thread
 loses at most ~1.4x on the largest matmuls. Set ``WORKBENCH_THREADS=0`` to leave torch's own default (here and in
 worker processes). A value that is not such a number is ignored on import and refused by every command
-(:mod:`workbench.environment`), so that ``python -m workbench --help`` works whatever the environment holds.
+(:mod:`workbench.system.environment`), so that ``python -m workbench --help`` works whatever the environment holds.
 """
-from .environment import apply_threads as _apply_threads
+from .system.environment import apply_threads as _apply_threads
 
 _apply_threads()
 
@@ -19,10 +19,10 @@ __all__ = ["NetSpec", "small_cnn_zoo_spec", "init_params", "forward", "check_par
 
 
 def __getattr__(name: str):
-    """``workbench.OneShot`` (:mod:`workbench.oneshot`), imported on first use: it loads the metanetwork and PyG,
-    which ``import workbench`` (and every command line start) would otherwise pay for."""
+    """``workbench.OneShot`` (:mod:`workbench.training.oneshot`), imported on first use: it loads the metanetwork and
+    PyG, which ``import workbench`` (and every command line start) would otherwise pay for."""
     if name == "OneShot":
-        from .oneshot import OneShot
+        from .training.oneshot import OneShot
 
         return OneShot
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

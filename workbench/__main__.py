@@ -4,9 +4,9 @@ Every problem the workbench recognises (a :class:`~workbench.errors.WorkbenchErr
 zoo, a busy output folder, a failed notebook ...) is printed as one ``error: ...`` line with a non-zero exit code
 (2 for params files, flags and ``WORKBENCH_*`` variables, 1 otherwise); only real bugs show a traceback, or every
 error with ``--debug``. Flags that set a setting a params file also sets (``--seed``, ``--device``, ``--family``,
-``--batch-size``) meet the params file's rules (:func:`workbench.params.check_flag`) before any work. Ctrl-C ends
-with one line that says what to do next (exit code 130). ``validate`` and ``run`` check a params file's paths and
-devices on this machine and print the run's estimated time and memory per notebook (:mod:`workbench.estimate`)
+``--batch-size``) meet the params file's rules (:func:`workbench.run.params_rules.check_flag`) before any work. Ctrl-C
+ends with one line that says what to do next (exit code 130). ``validate`` and ``run`` check a params file's paths and
+devices on this machine and print the run's estimated time and memory per notebook (:mod:`workbench.run.estimate`)
 before anything runs.
 To add a command: a sub-parser in :func:`build_parser` and a branch in :func:`run_command`.
 """
@@ -116,7 +116,7 @@ def run_command(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     if args.command == "run":
-        from .runner import run
+        from .run.runner import run
 
         out = run(args.params, only=args.only, resume=args.resume,
                   outputs=Path(args.outputs) if args.outputs else None, estimate=not args.no_estimate)
@@ -126,8 +126,8 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "train":
         _train_command(args)
     elif args.command == "zoo":
-        from .params import check_flag
-        from .tools import generate_zoo
+        from .run.params_rules import check_flag
+        from .run.zoo_commands import generate_zoo
 
         check_flag("--family", args.family)
         check_flag("--seed", args.seed)
@@ -141,8 +141,8 @@ def run_command(args: argparse.Namespace) -> None:
     elif args.command == "report":
         _report_command(args)
     elif args.command == "index":
-        from .index import check_run_folder, write_index
-        from .io import run_lock
+        from .reporting.index import check_run_folder, write_index
+        from .system.io import run_lock
 
         check_run_folder(args.run_dir)
         with run_lock(args.run_dir, f"python -m workbench index {args.run_dir}"):
@@ -152,9 +152,9 @@ def run_command(args: argparse.Namespace) -> None:
 def _validate_command(args: argparse.Namespace) -> None:
     """``validate``: the file against the notebooks, then (unless ``--static``) against this machine, with the
     estimate of the run's time and memory here."""
-    from .estimate import check_run
-    from .params import list_notebooks, load_params
-    from .runner import select_notebooks
+    from .run.estimate import check_run
+    from .run.params import list_notebooks, load_params
+    from .run.runner import select_notebooks
 
     selected = select_notebooks(args.only)
     params = load_params(args.params, list_notebooks(), selected=selected)
@@ -162,15 +162,16 @@ def _validate_command(args: argparse.Namespace) -> None:
           f"{len(params.shared)} shared keys, sections {sorted(params.sections)}")
     if not args.static:
         check_run(params, selected)
-        print(f"[workbench] its paths and devices exist on this machine and every step fits the memory budget")
+        print("[workbench] its paths and devices exist on this machine and every step fits the memory budget")
 
 
 def _train_command(args: argparse.Namespace) -> None:
     """``train``: one metanetwork training from a params file, holding the run folder's lock."""
-    from .io import RunFolderError, run_lock
-    from .params import check_flag, file_values
-    from .pipeline import train_from_params
-    from .runner import output_root
+    from .system.io import RunFolderError, run_lock
+    from .run.params import file_values
+    from .run.params_rules import check_flag
+    from .run.train_command import train_from_params
+    from .run.runner import output_root
 
     check_flag("--family", args.family)
     _check_symmetry_flag(args.family, args.symmetry)
@@ -207,8 +208,8 @@ def _optimize_command(args: argparse.Namespace) -> None:
     """``optimize``: a trained meta-optimizer applied to a zoo folder, with a one-line summary."""
     from pathlib import Path
 
-    from .params import check_flag
-    from .tools import optimize_zoo
+    from .run.params_rules import check_flag
+    from .run.zoo_commands import optimize_zoo
 
     check_flag("--device", args.device)
     check_flag("--batch-size", args.batch_size)
@@ -235,8 +236,8 @@ def _optimize_command(args: argparse.Namespace) -> None:
 
 
 def _ship_command(args: argparse.Namespace) -> None:
-    """``ship``: the shipped optimizers regenerated from a finished run (:mod:`workbench.ship`)."""
-    from .ship import ship
+    """``ship``: the shipped optimizers regenerated from a finished run (:mod:`workbench.run.ship`)."""
+    from .run.ship import ship
 
     kwargs = {} if args.dest is None else {"dest": args.dest}
     records = ship(args.run_dir, snapshot=args.snapshot, docs=args.docs, fresh_networks=args.fresh_networks, **kwargs)
@@ -244,8 +245,8 @@ def _ship_command(args: argparse.Namespace) -> None:
 
 
 def _optimize_network_command(args: argparse.Namespace) -> None:
-    """``optimize`` on one network's state dict file (:mod:`workbench.network_file`)."""
-    from .network_file import optimize_network
+    """``optimize`` on one network's state dict file (:mod:`workbench.run.network_file`)."""
+    from .run.network_file import optimize_network
 
     s = optimize_network(args.model, args.zoo_dir, args.out, evaluate=args.evaluate, data_path=args.data_path,
                          device=args.device)
@@ -258,7 +259,7 @@ def _optimize_network_command(args: argparse.Namespace) -> None:
 
 def _report_command(args: argparse.Namespace) -> None:
     """``report``: snapshot a finished run, print its rendering and (``--readme``) regenerate the README block."""
-    from .report import render, snapshot, update_blocks
+    from .reporting.report import render, snapshot, update_blocks
 
     dest = snapshot(args.run_dir, args.snapshot)
     print(render(dest))
@@ -293,9 +294,8 @@ def _close_progress_bars() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from . import environment
-    from .errors import UsageError, WorkbenchError
-    from .params import ParamsError
+    from .system import environment
+    from .errors import ParamsError, UsageError, WorkbenchError
 
     try:
         debug = args.debug or environment.debug()

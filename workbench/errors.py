@@ -13,7 +13,12 @@ class WorkbenchError(Exception):
 
 
 class ConfigError(WorkbenchError, ValueError):
-    """A setting (a :class:`~workbench.optimize.TrainConfig` field or a params-file value) is out of its range."""
+    """A setting (a :class:`~workbench.training.train_config.TrainConfig` field or a params-file value) is out of its
+    range."""
+
+
+class ParamsError(WorkbenchError, ValueError):
+    """A params file is missing, malformed or does not fit the notebooks (:mod:`workbench.run.params`)."""
 
 
 class UsageError(WorkbenchError, ValueError):
@@ -21,4 +26,4 @@ class UsageError(WorkbenchError, ValueError):
     command line exits with code 2, as for a bad params file."""
 
 
-__all__ = ["WorkbenchError", "ConfigError", "UsageError"]
+__all__ = ["WorkbenchError", "ConfigError", "ParamsError", "UsageError"]

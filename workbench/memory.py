@@ -144,7 +144,7 @@ def eval_chunks(spec: NetSpec, n_networks: int, n_images: int, budget: int, imag
 
 def sgd_bytes_per_network(spec: NetSpec, batch_images: int = 64, image_size: int | None = None,
                           itemsize: int = 4) -> int:
-    """Bytes one network adds to an SGD step on ``batch_images`` images (:func:`workbench.baselines.sgd_finetune`):
+    """Bytes one network adds to an SGD step on ``batch_images`` images (:func:`workbench.baselines.sgd.sgd_finetune`):
     every layer output twice (kept for the backward pass, and its gradient) plus the largest once more, per image;
     its parameters, their gradient, the momentum and a copy. Measured on the Small CNN Zoo CNN: about 0.8 of this
     (bench/paper_setting.py, docs/paper_setting.md)."""
@@ -154,7 +154,7 @@ def sgd_bytes_per_network(spec: NetSpec, batch_images: int = 64, image_size: int
 
 def sgd_chunk(spec: NetSpec, n_networks: int, budget: int, batch_images: int = 64, image_size: int | None = None,
               itemsize: int = 4) -> int:
-    """Networks per chunk of an SGD run (``net_chunk`` of :func:`workbench.baselines.sgd_finetune`) within ``budget``
-    bytes: at least 1, at most ``n_networks``."""
+    """Networks per chunk of an SGD run (``net_chunk`` of :func:`workbench.baselines.sgd.sgd_finetune`) within
+    ``budget`` bytes: at least 1, at most ``n_networks``."""
     per_network = sgd_bytes_per_network(spec, batch_images, image_size, itemsize)
     return int(max(1, min(n_networks, budget // per_network)))

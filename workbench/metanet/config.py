@@ -2,19 +2,22 @@
 
 :class:`~workbench.metanet.ScaleGMN` and :class:`~workbench.metanet.NFN` are built from a :class:`MetanetConfig`
 (``ScaleGMN(spec, config)``; ``for_spec(spec, **fields)`` is the keyword shorthand), and
-:class:`~workbench.optimize.TrainConfig` holds one as ``TrainConfig.meta``. A default changed here changes it for
-the models, for training and for every notebook that leaves the setting out.
+:class:`~workbench.training.train_config.TrainConfig` holds one as ``TrainConfig.meta``. A default changed here changes
+it for the models, for training and for every notebook that leaves the setting out.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
 from ..errors import ConfigError
-from ..ranges import check_train_config
+from ..rules import FRACTION, Rule, check_fields, setting
+from .blocks import SYMMETRIES
 
 __all__ = ["MetanetConfig", "MODELS", "META_FIELDS"]
 
 MODELS = ("scalegmn", "nfn")
+MAX_HIDDEN = 65_536  # far wider than any metanet here; a larger width is a typo, refused before memory runs out
+MAX_LAYERS = 1_000
 
 
 @dataclass(frozen=True)
@@ -42,23 +45,23 @@ class MetanetConfig:
             like ``c^8``; exactly equivariant (default True). Runs trained before it existed had it off.
     """
 
-    model: str = "scalegmn"
-    hidden: int = 64
-    n_layers: int = 4
+    model: str = setting("scalegmn", Rule(choices=MODELS))
+    hidden: int = setting(64, Rule(low=1, high=MAX_HIDDEN))
+    n_layers: int = setting(4, Rule(low=1, high=MAX_LAYERS))
     bidirectional: bool = True
-    symmetry: str | None = None
-    dropout: float = 0.0
+    symmetry: str | None = setting(None, Rule(choices=(None, *SYMMETRIES), note="unknown symmetry"))
+    dropout: float = setting(0.0, FRACTION)
     gate: bool = True
     out_scale_init: float = 0.01
     io_embed: bool = True
     scale_norm: bool = True
 
     def __post_init__(self):
-        check_train_config(self)  # ranges and kinds (workbench/ranges.py: one table for every setting)
+        check_fields(self)  # each field's rule and kind, declared above (params files' meta_<field> keys read them)
         if self.model == "nfn" and self.symmetry not in (None, "none"):
             raise ConfigError(f"MetanetConfig.symmetry is {self.symmetry!r}, but the NFN (model='nfn') has no scaling "
                               "symmetry: leave symmetry None or set it to 'none'")
 
 
-#: the field names, which :class:`~workbench.optimize.TrainConfig`'s flat form keeps beside its own
+#: the field names, which :class:`~workbench.training.train_config.TrainConfig`'s flat form keeps beside its own
 META_FIELDS = tuple(f.name for f in fields(MetanetConfig))

@@ -65,8 +65,8 @@ class ScaleGMN(nn.Module):
         super().__init__()
         config = MetanetConfig() if config is None else config
         if config.model != "scalegmn":
-            raise ValueError(f"ScaleGMN got a config for model {config.model!r}; workbench.optimize.build_model "
-                             "builds the class a config names")
+            raise ValueError(f"ScaleGMN got a config for model {config.model!r}; "
+                             "workbench.training.train_config.build_model builds the class a config names")
         symmetry = config.symmetry or group_for(spec)
         if symmetry not in SYMMETRIES:
             raise ValueError(f"unknown symmetry {symmetry!r}; expected one of {SYMMETRIES}")

@@ -128,8 +128,8 @@ class NFN(nn.Module):
         super().__init__()
         config = MetanetConfig(model="nfn") if config is None else config
         if config.model != "nfn":
-            raise ValueError(f"NFN got a config for model {config.model!r}; workbench.optimize.build_model builds "
-                             "the class a config names")
+            raise ValueError(f"NFN got a config for model {config.model!r}; "
+                             "workbench.training.train_config.build_model builds the class a config names")
         hidden, n_layers, dropout = config.hidden, config.n_layers, config.dropout
         out_scale_init, gate, io_embed = config.out_scale_init, config.gate, config.io_embed
         self.spec, self.hidden, self.gate, self.io_embed = spec, hidden, gate, io_embed

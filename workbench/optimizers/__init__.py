@@ -4,7 +4,7 @@ one ``<name>.json`` (its provenance) per optimizer, named ``<family>-<objective>
 The provenance record says which run trained it (run name, commit, digest of the run's ``params.json``), what it
 was trained on (the zoo's architecture, data set and size), its held-out gain with the 95 % interval over the run's
 held-out networks, and the width transfers measured when it was shipped; :func:`available` lists them and
-:func:`load` returns the metanetwork. ``python -m workbench ship RUN_DIR`` (:mod:`workbench.ship`) regenerates every
+:func:`load` returns the metanetwork. ``python -m workbench ship RUN_DIR`` (:mod:`workbench.run.ship`) regenerates every
 file from a finished run. Loading reads tensors only (safetensors, never pickle) and checks that the two files belong
 together (the record holds the SHA-256 of the tensors file) and that the tensors fit the architecture the record
 names.
@@ -21,11 +21,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
-from ..checkpoints import CheckpointError
-from ..io import read_regular_bytes
+from ..training.checkpoints import CheckpointError
+from ..system.io import read_regular_bytes
 from ..metanet import NFN, MetanetConfig, ScaleGMN
 from ..nets import NetSpec
-from ..train_config import build_model
+from ..training.train_config import build_model
 
 __all__ = ["FOLDER", "FORMAT", "Shipped", "available", "names", "load", "load_file"]
 

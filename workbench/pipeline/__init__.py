@@ -12,7 +12,7 @@ One module per concept:
 * :mod:`~workbench.pipeline.recipe`: what every run of a sequence shares, built once from the notebook's
   parameters: :class:`DataRecipe`, :class:`ZooRecipe`, :class:`Recipe` (the TrainConfig template).
 * :mod:`~workbench.pipeline.runs`: one run's folder, training it or reloading it (:func:`train_metanet`), many runs
-  in parallel (:func:`prefetch_runs`) and the command-line training (:func:`train_from_params`).
+  in parallel (:func:`prefetch_runs`).
 * :mod:`~workbench.pipeline.held_out`: the held-out networks every method is scored on (:func:`test_networks`).
 * :mod:`~workbench.pipeline.ablation`: notebook 05's ablation and its verdicts (:func:`run_ablation`).
 * :mod:`~workbench.pipeline.table`: notebook 06's results (:func:`family_results`): the table, matched compute, the
@@ -34,26 +34,20 @@ from .ablation import (
     kind_contrast,
     ablation_conclusions,
     ablation_verdict,
+    collapsed_runs,
     initial_scores,
     run_ablation,
     summarize_ablation,
     symmetry_response,
 )
-from .held_out import gain_by_checkpoint, one_shot_gain, test_networks, trained_mask
+from .held_out import gain_by_checkpoint, held_out_summary, one_shot_gain, test_networks, trained_mask
 from .methods import METHODS, method_label
 from .recipe import OBJECTIVES, SETTINGS_PREFIX, DataRecipe, Recipe, ZooRecipe
-from .runs import (
-    prefetch_runs,
-    recipe_run_dir,
-    run_dir,
-    run_exists,
-    train_from_params,
-    train_metanet,
-    training_splits,
-)
-from .scaling import lam_sweep, scaling_study, scaling_table, scaling_trend, subsample_train
+from .runs import prefetch_runs, recipe_run_dir, run_dir, run_exists, train_metanet, training_splits
+from .scaling import (lam_choice, lam_sweep, scaling_check, scaling_studies, scaling_study, scaling_table,
+                      scaling_trend, scaling_zoo, subsample_train)
 from .results_files import RESULT_FILES, save_family_results, stacked
-from .table import FamilyResults, family_results, results_for_families
+from .table import FamilyResults, family_results, results_for_families, table_plan
 from .zoos import ZOO_BATCH_SIZE, ZOO_CHECKPOINTS, check_families, get_data, get_zoo, prefetch_zoos, split_params
 
 __all__ = [
@@ -77,7 +71,6 @@ __all__ = [
     "run_dir",
     "recipe_run_dir",
     "train_metanet",
-    "train_from_params",
     "training_splits",
     "prefetch_runs",
     "run_exists",
@@ -86,6 +79,7 @@ __all__ = [
     "trained_mask",
     "gain_by_checkpoint",
     "one_shot_gain",
+    "held_out_summary",
     # ablation
     "OBJECTIVE_METRIC",
     "Ablation",
@@ -97,9 +91,11 @@ __all__ = [
     "initial_scores",
     "ablation_verdict",
     "ablation_conclusions",
+    "collapsed_runs",
     # table and its files
     "FamilyResults",
     "family_results",
+    "table_plan",
     "results_for_families",
     "RESULT_FILES",
     "save_family_results",
@@ -110,4 +106,8 @@ __all__ = [
     "scaling_table",
     "scaling_trend",
     "lam_sweep",
+    "lam_choice",
+    "scaling_zoo",
+    "scaling_studies",
+    "scaling_check",
 ]

@@ -2,8 +2,8 @@
 held-out networks, each comparison judged on its 95 % interval over networks and seeds.
 
 :func:`run_ablation` trains (or reloads) every family x objective x method x seed and scores its one shot
-(:func:`workbench.score.score`); :func:`summarize_ablation` averages over seeds; :func:`ablation_verdict` turns the
-scores into win / loss / inconclusive outcomes (paired over networks, seeds resampled per method) and
+(:func:`workbench.measure.score.score`); :func:`summarize_ablation` averages over seeds; :func:`ablation_verdict` turns
+the scores into win / loss / inconclusive outcomes (paired over networks, seeds resampled per method) and
 :func:`ablation_conclusions` into sentences; :func:`initial_scores` is the reference level (no optimization) and
 :func:`symmetry_response` measures how each trained model answers a function-preserving rescaling.
 """
@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 
 from ..data import Dataset
 from ..metanet import count_parameters, rescale_response
-from ..optimize import one_shot
+from ..training.optimize import one_shot
 from ..records import Family, RunKey
-from ..results import training_smoothness
-from ..score import Score, score
-from ..uncertainty import Bootstrap
+from ..reporting.results import training_smoothness
+from ..measure.score import Score, score
+from ..measure.uncertainty import Bootstrap
 from ..zoo import Zoo
 from .held_out import test_networks
 from .methods import METHODS, method_label
@@ -30,11 +30,11 @@ from .recipe import OBJECTIVES, Recipe
 from .runs import train_metanet
 
 __all__ = ["OBJECTIVE_METRIC", "Ablation", "ablation_objectives", "run_ablation", "summarize_ablation", "symmetry_response",
-           "initial_scores", "ablation_verdict", "kind_contrast", "ablation_conclusions"]
+           "initial_scores", "ablation_verdict", "kind_contrast", "ablation_conclusions", "collapsed_runs"]
 
-#: each objective's own metric (a name of workbench.score.METRICS) and +1 when higher is better
+#: each objective's own metric (a name of workbench.measure.score.METRICS) and +1 when higher is better
 OBJECTIVE_METRIC = {"ce": ("acc_trained", +1), "l1": ("loss", -1)}
-#: per-run columns of :attr:`Ablation.runs` that are metrics of workbench.score (one name per metric)
+#: per-run columns of :attr:`Ablation.runs` that are metrics of workbench.measure.score (one name per metric)
 RUN_METRICS = ("acc", "acc_trained", "acc_max", "loss", "l1_reduction", "near_zero")
 
 
@@ -143,7 +143,7 @@ def symmetry_response(output_dir, data: Dataset, zoos: dict[str, Zoo], recipe: R
 # -- ablation verdicts (notebook 05) ----------------------------------------------------------------------------------
 def initial_scores(data: Dataset, zoos: dict[str, Zoo], *, lam: float, eval_networks: int | None = None):
     """The held-out networks as they are (no optimization), per family: the reference level of the ablation (the
-    metrics of :func:`workbench.score.score`; ``loss`` at ``lam``)."""
+    metrics of :func:`workbench.measure.score.score`; ``loss`` at ``lam``)."""
     rows = []
     for family, zoo in zoos.items():
         s = score(test_networks(zoo, eval_networks), data, lam=lam)
@@ -236,3 +236,12 @@ def ablation_conclusions(verdict: pd.DataFrame, contrast: pd.DataFrame | None = 
                      f", CNN families {r.cnn_effect:+.3f}; difference {r.difference:+.3f} [{r.difference_lo:+.3f}, "
                      f"{r.difference_hi:+.3f}] -> {r.outcome} (the poster: larger for MLPs)")
     return lines
+
+
+def collapsed_runs(runs: pd.DataFrame) -> str:
+    """Notebook 05's line on the runs (:attr:`Ablation.runs`) whose accuracy on trained checkpoints collapsed to
+    chance: how many, and which (family, objective, method label, seed)."""
+    collapsed = runs[runs["collapsed"]]
+    return (f"runs whose accuracy on trained checkpoints collapsed to chance: {len(collapsed)}"
+            + ("" if collapsed.empty else " -- " + "; ".join(f"{r.family} {r.objective} {r.label} seed {r.seed}"
+                                                             for r in collapsed.itertuples())))

@@ -1,6 +1,6 @@
 """What every run of a notebook sequence shares, as frozen records built once and passed to every pipeline function:
 the data set (:class:`DataRecipe`), the zoo (:class:`ZooRecipe`) and the metanetworks' training recipe
-(:class:`Recipe`, a :class:`~workbench.train_config.TrainConfig` template).
+(:class:`Recipe`, a :class:`~workbench.training.train_config.TrainConfig` template).
 
 A notebook builds them from its parameters with one rule each -- ``Recipe.from_values(globals())`` reads every
 ``meta_<field>`` parameter (and ``meta_extra``, ``device``) -- so a setting is declared once, in the parameters cell,
@@ -22,8 +22,9 @@ from ..errors import ConfigError
 from ..metanet import MetanetConfig, ScaleGMN, count_parameters, matched_hidden
 from ..metanet.config import META_FIELDS
 from ..nets import NetSpec
+from ..rules import MAX_EPOCHS, Rule, check_fields, setting
 from ..symmetry import group_for
-from ..train_config import TrainConfig
+from ..training.train_config import TrainConfig
 from ..zoo import Zoo
 from .methods import METHODS
 
@@ -98,13 +99,11 @@ class Recipe:
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
-    mlp_epochs: int | None = None
+    mlp_epochs: int | None = setting(None, Rule(low=1, high=MAX_EPOCHS))
     nfn_hidden: int | str = "match"
 
     def __post_init__(self):
-        if self.mlp_epochs is not None and (isinstance(self.mlp_epochs, bool) or not isinstance(self.mlp_epochs, int)
-                                            or self.mlp_epochs < 1):
-            raise ConfigError(f"Recipe.mlp_epochs must be a positive integer or None, got {self.mlp_epochs!r}")
+        check_fields(self)  # mlp_epochs' rule (params files' meta_mlp_epochs reads it too)
         if self.nfn_hidden != "match" and (isinstance(self.nfn_hidden, bool) or not isinstance(self.nfn_hidden, int)
                                            or self.nfn_hidden < 1):
             raise ConfigError(f"Recipe.nfn_hidden must be a positive integer or 'match', got {self.nfn_hidden!r}")

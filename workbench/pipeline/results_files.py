@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import atomic_write_text
-from ..results import write_results
+from ..system.io import atomic_write_text
+from ..reporting.results import write_results
 from .table import FamilyResults
 
 __all__ = ["RESULT_FILES", "save_family_results", "stacked"]

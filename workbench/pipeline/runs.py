@@ -1,35 +1,34 @@
 """One metanetwork run: its folder, training it (or reloading it when finished), and many runs at once.
 
 A run is fixed by the sequence's :class:`~workbench.pipeline.recipe.Recipe` and its own family, method, objective,
-L1 weight and seed: :meth:`Recipe.config` gives its :class:`~workbench.optimize.TrainConfig` and :func:`run_dir` names
-its folder after it (the config's digest), so that runs with other settings live side by side and a finished run is
-reloaded, never retrained. :func:`train_from_params` is the command-line training (``python -m workbench train``).
+L1 weight and seed: :meth:`Recipe.config` gives its :class:`~workbench.training.train_config.TrainConfig` and
+:func:`run_dir` names its folder after it (the config's digest), so that runs with other settings live side by side
+and a finished run is reloaded, never retrained. The command-line training (``python -m workbench train``) reads a
+params file first and so lives with the run machinery (:mod:`workbench.run.train_command`).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
 from ..data import Dataset
 from ..errors import ConfigError
-from ..io import atomic_write_text, run_result_readable
-from ..optimize import TrainConfig, TrainResult, load_model, resolve_device, train
-from ..parallel import run_parallel
-from ..params import ParamsError, file_values
-from ..paths import output_root
+from ..system.io import atomic_write_text, run_result_readable
 from ..nets import NetSpec
+from ..training.train_config import TrainConfig, resolve_device
+from ..training.optimize import TrainResult, train
+from ..training.checkpoints import load_model
+from ..system.parallel import run_parallel
 from ..zoo import Zoo, default_spec
 from .methods import METHODS
 from .recipe import OBJECTIVES, DataRecipe, Recipe, ZooRecipe
 from .zoos import split_params
 
-__all__ = ["OBJECTIVES", "run_dir", "train_metanet", "train_from_params", "training_splits", "prefetch_runs",
+__all__ = ["OBJECTIVES", "run_dir", "train_metanet", "training_splits", "prefetch_runs",
            "run_exists", "recipe_run_dir"]
 
 #: the version of the run-folder digest rule, recorded in run.json: folders of an earlier rule are never reused
@@ -107,49 +106,6 @@ def training_splits(zoo: Zoo, skip_untrained: bool = False) -> dict[str, list]:
     return {s: zoo.subset(split=s, epoch=trained).params for s in ("train", "val")}
 
 
-def train_from_params(params_path: str, family: str, objective: str = "ce", *, symmetry: str | None = None,
-                      resume: bool = True) -> TrainResult:
-    """``python -m workbench train params/x.yaml --family cnn-tanh``: the notebook-04 training without Jupyter.
-
-    Reads the params file's shared keys and its section "04" (never a notebook's defaults: what the file leaves
-    out takes the library's defaults, those of :class:`TrainConfig`, :func:`get_data` and :func:`get_zoo`; only
-    ``n_networks`` and ``zoo_epochs``, and ``lam`` for the L1 objective, have none and must be set). Under
-    ``torchrun`` it runs with DistributedDataParallel (gloo on CPU, NCCL on CUDA).
-    """
-    params, values = file_values(params_path, "04")
-    missing = [k for k in ("n_networks", "zoo_epochs", *(("lam",) if objective == "l1" else ())) if k not in values]
-    if missing:
-        raise ParamsError(f"{params_path} sets no {missing}: `python -m workbench train` reads the file's shared keys "
-                          "and section \"04\" (no notebook defaults); add them")
-    out = output_root(params)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and values.get("device", "auto") != "cpu" else "gloo"
-        dist.init_process_group(backend)
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    try:
-        seed = int(values.get("seed", 0))
-        data = DataRecipe(values.get("dataset", "digits"), values.get("data_path"), seed).load()
-        steps = values.get("zoo_steps")
-        zoo = ZooRecipe(values["n_networks"], values["zoo_epochs"], seed, values.get("zoo_path"),
-                        tuple(steps) if isinstance(steps, list) else steps,
-                        values.get("zoo_test_fraction", 0.5)).load(out, family, data)
-        started = time.time()
-        method = "gmn" if symmetry == "none" else "scalegmn"  # the activation's group, or broken
-        result = train_metanet(out, zoo, data, Recipe.from_values(values), method=method, objective=objective,
-                               lam=values.get("lam", 0.0), seed=seed, resume=resume)
-        if not dist.is_initialized() or dist.get_rank() == 0:
-            done = result.out_dir / "result.json"
-            verb = "reloaded the finished run of" if done.stat().st_mtime < started else "trained"
-            print(f"[workbench] {verb} {family} ({objective}); best epoch {result.best_epoch}, "
-                  f"val loss {result.best_val_loss:.4f}; outputs in {result.out_dir}")
-        return result
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
 def recipe_run_dir(output_dir, spec: NetSpec, recipe: Recipe, *, method: str, objective: str, lam: float,
                    seed: int) -> Path:
     """The folder :func:`train_metanet` uses for this run of ``recipe`` on ``spec``'s family."""
@@ -206,7 +162,7 @@ def prefetch_runs(output_dir, runs, *, data: DataRecipe, zoo: ZooRecipe, recipe:
 def _run_cost(job: dict) -> float:
     """A run's relative training time, only to start the long runs first: epochs x the cost of one epoch, which for
     the graph metanets grows with the graph's edges (plus about 200 edges' worth for the zoo networks' own forward)
-    and for NFN is about flat (digits, default run of 2026-12-04: ScaleGMN-B 24 s per MLP epoch and 6 s per CNN
+    and for NFN is about flat (measured on a default digits run: ScaleGMN-B 24 s per MLP epoch and 6 s per CNN
     epoch, NFN 3 - 3.5 s for either). The zoo's default architecture stands in for a zoo read from disk."""
     spec = default_spec(job["family"])
     per_epoch = 230 if METHODS[job["method"]].model == "nfn" else spec.n_edges + 200

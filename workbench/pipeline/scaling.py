@@ -14,20 +14,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..baselines import sgd_finetune
+from ..baselines.sgd import sgd_finetune
 from ..data import Dataset
 from ..nets import map_params, n_networks
-from ..score import score
-from ..optimize import one_shot, train
-from ..parallel import run_parallel
-from ..warmstart import tune_sgd_lr
+from ..measure.score import score
+from ..training.optimize import one_shot, train
+from ..system.parallel import run_parallel
+from ..baselines.warmstart import tune_sgd_lr
 from ..zoo import Zoo
 from .held_out import test_networks
 from .methods import epochs_text
 from .recipe import DataRecipe, Recipe, ZooRecipe
 from .runs import train_metanet, training_splits
 
-__all__ = ["subsample_train", "scaling_study", "scaling_table", "scaling_trend", "lam_sweep"]
+__all__ = ["subsample_train", "scaling_zoo", "scaling_study", "scaling_studies", "scaling_check", "scaling_table",
+           "scaling_trend", "lam_sweep", "lam_choice"]
 
 
 # -- scaling study (notebook 07) ------------------------------------------------------------------------------------
@@ -103,6 +104,29 @@ def scaling_study(output_dir, family: str, *, data: DataRecipe, zoo: ZooRecipe, 
     return (pd.DataFrame([r for r, _ in results]), pd.DataFrame([c for _, cs in results for c in cs]))
 
 
+def scaling_zoo(zoo: ZooRecipe, n_networks: int | None) -> ZooRecipe:
+    """The zoo the scaling study draws from: ``zoo`` itself, or, when ``n_networks`` is set and differs from its size,
+    a zoo of ``n_networks`` networks of its own, cached beside the main one (``-n<n_networks>``)."""
+    if n_networks and n_networks != zoo.n_networks:
+        return dataclasses.replace(zoo, n_networks=n_networks, cache_suffix=f"-n{n_networks}")
+    return zoo
+
+
+def scaling_studies(output_dir, families, **settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`scaling_study` of every family in ``families`` (``settings``: its keyword arguments), stacked in that
+    order: ``(runs, curves)`` of all families."""
+    parts = [scaling_study(output_dir, family, **settings) for family in families]
+    return (pd.concat([p[0] for p in parts], ignore_index=True),
+            pd.concat([p[1] for p in parts], ignore_index=True))
+
+
+def scaling_check(runs: pd.DataFrame, expected: int) -> str:
+    """Notebook 07's check: how many of the ``expected`` (family, size, seed) points were measured, and whether every
+    gain is finite."""
+    return (f"scaling points measured: {len(runs)} of {expected}; "
+            f"every gain finite: {bool(runs[['gain_all', 'gain_trained']].notna().all(axis=None))}")
+
+
 def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per family and training-set size: seeds, steps, and the held-out gain's mean, min and max over seeds."""
     return (runs.groupby(["family", "train_networks"])
@@ -152,9 +176,9 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, recipe: Recipe, lams, *, seed
     keeps the accuracy on trained checkpoints within ``max_acc_drop`` points of the initial networks'.
 
     SGD's learning rate is ``sgd_lr``, or with ``sgd_lr_grid`` the best of the grid for each ``lam`` on the first
-    ``sgd_networks`` of these validation networks (:func:`~workbench.warmstart.tune_sgd_lr`, the smallest budget,
-    criterion CE + lam L1). A reference tuned on the networks it is then scored on is, if anything, flattered: an
-    untuned SGD point would flatter the one shot instead.
+    ``sgd_networks`` of these validation networks (:func:`~workbench.baselines.warmstart.tune_sgd_lr`, the smallest
+    budget, criterion CE + lam L1). A reference tuned on the networks it is then scored on is, if anything, flattered:
+    an untuned SGD point would flatter the one shot instead.
 
     Returns a DataFrame: label (display), kind (``"reference"``, ``"one_shot"``, ``"sgd"``), method (``"initial"``,
     ``"zero"``, ``"scalegmn"``, ``"sgd"``), epochs (SGD rows), lam, acc_trained (%), l1_reduction (%), near_zero (%),
@@ -195,3 +219,15 @@ def lam_sweep(output_dir, zoo: Zoo, data: Dataset, recipe: Recipe, lams, *, seed
     if len(ok):
         frame.loc[ok["lam"].idxmax(), "chosen"] = True
     return frame
+
+
+def lam_choice(sweep: pd.DataFrame, lams, max_acc_drop: float) -> str:
+    """The sentence on :func:`lam_sweep`'s choice: the chosen lambda with its accuracy and L1-norm reduction, or,
+    when no lambda of ``lams`` keeps the accuracy within ``max_acc_drop`` points, what to try instead."""
+    chosen = sweep[sweep["chosen"]]
+    if not len(chosen):
+        return f"no lambda of {lams} keeps the one-shot accuracy within {max_acc_drop:g} points; try smaller values"
+    c = chosen.iloc[0]
+    return (f"chosen lam = {c['lam']:g}: the largest lambda whose one shot keeps the validation accuracy on trained "
+            f"checkpoints within {max_acc_drop:g} points of the initial networks ({c['acc_trained']:.1f}%, "
+            f"L1-norm reduction {c['l1_reduction']:.1f}%).")

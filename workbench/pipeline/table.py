@@ -4,8 +4,8 @@ all measured on the same held-out networks and each headline number with its 95 
 :func:`family_results` assembles them, in this order: the reference rows (initial and all-zero networks); the one
 shots of the metanetwork methods (the first method's cross-entropy one shot with ``seeds`` metanet seeds: the
 headline rests on it); SGD from the initial and from the one-shot networks at every rate of the grid, recorded step
-by step on validation and test networks (:func:`workbench.amortization.sgd_grid`); SGD at each budget at the rate
-tuned on validation networks; matched compute per one-shot method; the warm start per start; the verdicts.
+by step on validation and test networks (:func:`workbench.baselines.amortization.sgd_grid`); SGD at each budget at the
+rate tuned on validation networks; matched compute per one-shot method; the warm start per start; the verdicts.
 :func:`results_for_families` runs it for several families in worker processes.
 """
 from __future__ import annotations
@@ -17,17 +17,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..amortization import best_lr, matched_compute, sgd_grid, step_grid, time_side_by_side, warm_start
+from ..baselines.amortization import best_lr, matched_compute, sgd_grid, step_grid, time_side_by_side, warm_start
 from ..balance import balance_l1
-from ..baselines import sgd_finetune, time_one_at_a_time
+from ..baselines.sgd import sgd_finetune, time_one_at_a_time
 from ..data import Dataset
 from ..nets import Params, map_params
-from ..optimize import one_shot
-from ..parallel import run_parallel
-from ..results import results_table, table_row
-from ..score import Score, score
-from ..uncertainty import Bootstrap
-from ..warmstart import tune_sgd_lr
+from ..training.optimize import one_shot
+from ..system.parallel import run_parallel
+from ..reporting.results import results_table, table_row
+from ..measure.score import Score, score
+from ..measure.uncertainty import Bootstrap
+from ..baselines.warmstart import tune_sgd_lr
 from ..zoo import Zoo
 from .held_out import gain_by_checkpoint, test_networks
 from .methods import epochs_text, method_label
@@ -35,7 +35,7 @@ from .recipe import OBJECTIVES, DataRecipe, Recipe, ZooRecipe
 from .runs import run_exists, train_metanet
 from .verdict_rows import family_verdicts
 
-__all__ = ["FamilyResults", "family_results", "results_for_families"]
+__all__ = ["FamilyResults", "family_results", "results_for_families", "table_plan"]
 
 #: bootstrap draws of every interval (enough for stable 2.5 / 97.5 percentiles; cheap next to any training)
 BOOTSTRAP_DRAWS = 2000
@@ -115,18 +115,11 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, recipe: Rec
     rows += [table_row(m.label, "one_shot", m.key, boot=boot, ce=m.ce, l1=m.l1) for m in shots]
     first = next((m for m in shots if m.ce is not None), None)
     rows += _balanced_rows(zoo, data, test, shots, lam=lam, boot=boot)
-    # SGD step by step from the initial networks and from each method's one shot, at every rate, val and test
-    max_epochs = max(MATCH_EPOCHS, int(finetune_epochs))
     # the warm start from the first method's one shot and, as the control, the symmetry-broken GMN's (every start
     # adds a full SGD grid on validation and test networks)
     starts = [m for m in shots if m.ce_test is not None and (m is first or m.key == "gmn")]
-    grids = {}
-    for split, entries in (("val", val), ("test", test)):
-        per_epoch = -(-len(data.split("train")[1]) // 64)
-        grids[split] = sgd_grid(entries, {"initial": entries.params, **{m.key: (m.ce_val if split == "val" else
-                                                                                m.ce_test) for m in starts}},
-                                grid_lrs, data, steps=step_grid(max_epochs * per_epoch, per_epoch, max_epochs),
-                                split=split, seed=seed)
+    grids = _step_grids(val, test, starts, grid_lrs, data, max_epochs=max(MATCH_EPOCHS, int(finetune_epochs)),
+                        seed=seed)
     val_mask, test_mask = val.meta["epoch"].to_numpy() >= 1, initial.trained
     lrs, lr_tuning = _tuned_rates(zoo, data, val, grids["val"], val_mask, grid_lrs=grid_lrs, sgd_lr=sgd_lr,
                                   sgd_lr_grid=sgd_lr_grid, finetune_epochs=finetune_epochs, sgd_epochs=sgd_epochs,
@@ -134,12 +127,8 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, recipe: Rec
     sgd = _sgd_rows(test, data, lrs=lrs, sgd_lr=sgd_lr, budgets=sorted({int(e) for e in sgd_epochs}),
                     fixed_epochs=int(finetune_epochs), lam=lam, seed=seed, boot=boot, progress=progress)
     rows += sgd.rows
-    zoo_seconds = _training_zoo_seconds(zoo)
-    matched = [matched_compute(m.label, m.ce, m.val_target, grids["val"], grids["test"], val_mask, boot,
-                               seconds_per_step=step_seconds, train_seconds=m.train_seconds,
-                               zoo_seconds=zoo_seconds) for m in shots if m.ce is not None]
-    warm = [warm_start(m.key, e, grids["val"], grids["test"], val_mask, test_mask, boot, label=m.label)
-            for m in starts for e in sorted({1, int(finetune_epochs)}) if finetune_epochs]
+    matched, warm = _matched_and_warm(zoo, shots, starts, grids, val_mask, test_mask, boot,
+                                      seconds_per_step=step_seconds, finetune_epochs=finetune_epochs)
     if first is not None and finetune_epochs:
         rows += _warm_start_rows(test, data, first, grids["val"], val_mask, epochs=int(finetune_epochs), lam=lam,
                                  seed=seed, boot=boot)
@@ -159,6 +148,32 @@ def family_results(output_dir, family: str, zoo: Zoo, data: Dataset, recipe: Rec
         by_checkpoint=by_checkpoint, lr_tuning=lr_tuning, n_entries=len(test),
         n_networks=int(test.meta["net_id"].nunique()), seconds_per_step=step_seconds,
         sgd_sequential_s_per_epoch=sequential, sgd_lr=lrs, lr_tuned=bool(sgd_lr_grid))
+
+
+def _step_grids(val: Zoo, test: Zoo, starts, grid_lrs, data: Dataset, *, max_epochs: int, seed: int) -> dict:
+    """SGD step by step at every rate of ``grid_lrs`` from the initial networks and from each start's CE one shot,
+    on the validation and on the test networks: ``{"val": grid, "test": grid}`` (:func:`sgd_grid`)."""
+    grids = {}
+    for split, entries in (("val", val), ("test", test)):
+        per_epoch = -(-len(data.split("train")[1]) // 64)
+        grids[split] = sgd_grid(entries, {"initial": entries.params, **{m.key: (m.ce_val if split == "val" else
+                                                                                m.ce_test) for m in starts}},
+                                grid_lrs, data, steps=step_grid(max_epochs * per_epoch, per_epoch, max_epochs),
+                                split=split, seed=seed)
+    return grids
+
+
+def _matched_and_warm(zoo: Zoo, shots, starts, grids: dict, val_mask, test_mask, boot, *, seconds_per_step: float,
+                      finetune_epochs: int) -> tuple[list, list]:
+    """The matched-compute comparison of every method with a CE one shot, and the warm start from each start after 1
+    and ``finetune_epochs`` epochs (none when ``finetune_epochs`` is 0)."""
+    zoo_seconds = _training_zoo_seconds(zoo)
+    matched = [matched_compute(m.label, m.ce, m.val_target, grids["val"], grids["test"], val_mask, boot,
+                               seconds_per_step=seconds_per_step, train_seconds=m.train_seconds,
+                               zoo_seconds=zoo_seconds) for m in shots if m.ce is not None]
+    warm = [warm_start(m.key, e, grids["val"], grids["test"], val_mask, test_mask, boot, label=m.label)
+            for m in starts for e in sorted({1, int(finetune_epochs)}) if finetune_epochs]
+    return matched, warm
 
 
 def _one_shots(output_dir, zoo: Zoo, data: Dataset, test: Zoo, val: Zoo, key: str, *, lam: float, seed: int,
@@ -214,7 +229,7 @@ def _tuned_rates(zoo: Zoo, data: Dataset, val: Zoo, val_grid, val_mask, *, grid_
                  finetune_epochs: int, sgd_epochs, lam: float, seed: int) -> tuple[dict, pd.DataFrame]:
     """SGD's rate per objective, chosen on the validation networks: CE from the SGD grid (best accuracy on trained
     checkpoints after ``finetune_epochs`` epochs, else the smallest budget), L1 by
-    :func:`~workbench.warmstart.tune_sgd_lr` (criterion CE + lam L1). Without a grid, ``sgd_lr`` for both.
+    :func:`~workbench.baselines.warmstart.tune_sgd_lr` (criterion CE + lam L1). Without a grid, ``sgd_lr`` for both.
     Returns ``(rates, frame)``: the frame lists every start's validation accuracy per rate and recorded epoch."""
     frame = _tuning_frame(val_grid, val_mask)
     if not sgd_lr_grid:
@@ -325,3 +340,19 @@ def _family_job(job: dict) -> FamilyResults:
     data = job["data"].load()
     zoo = job["zoo"].load(job["output_dir"], job["family"], data, progress=False, verbose=False)
     return family_results(job["output_dir"], job["family"], zoo, data, job["recipe"], progress=False, **job["kwargs"])
+
+
+def table_plan(families, table_methods, *, methods=(), ablation_families=(), seed: int = 0, headline_seeds: int = 1):
+    """What notebook 06 measures: ``(rows_for, reuse_only, runs)``.
+
+    ``rows_for``: per family, the methods of its table -- ``table_methods``, then the ``methods`` notebook 05 trained
+    for the families it ablated (``ablation_families``); ``reuse_only``: those of ``methods`` that are not table
+    methods (reloaded, never trained here, showing only the objectives 05 ran); ``runs``: the runs to train first,
+    ``(family, method, objective, seed)`` for every table method and objective, plus the first table method's CE
+    runs with seeds ``seed + 1`` ... ``seed + headline_seeds - 1`` (the headline's seeds)."""
+    rows_for = {f: list(dict.fromkeys([*table_methods, *(methods if f in ablation_families else [])]))
+                for f in families}
+    reuse_only = [m for m in methods if m not in table_methods]
+    runs = [(f, m, o, seed) for f in families for m in table_methods for o in OBJECTIVES]
+    runs += [(f, table_methods[0], "ce", seed + s) for f in families for s in range(1, headline_seeds)]
+    return rows_for, reuse_only, runs

@@ -1,18 +1,18 @@
 """The verdicts of notebook 06 for one family: the targets and the poster's claims, each judged on its 95 % interval
-over held-out networks and metanet seeds (:mod:`workbench.verdicts`).
+over held-out networks and metanet seeds (:mod:`workbench.measure.verdicts`).
 
 Differences between two methods are paired: both are scored on the same networks and the interval is that of the
-per-network difference (:meth:`workbench.uncertainty.Bootstrap.difference`).
+per-network difference (:meth:`workbench.measure.uncertainty.Bootstrap.difference`).
 """
 from __future__ import annotations
 
 import pandas as pd
 
-from ..amortization import MatchedCompute, WarmStart
-from ..results import find_row
-from ..score import Score
-from ..uncertainty import Bootstrap, Interval
-from ..verdicts import TARGETS, claim_row, verdict_frame
+from ..baselines.amortization import MatchedCompute, WarmStart
+from ..reporting.results import find_row
+from ..measure.score import Score
+from ..measure.uncertainty import Bootstrap, Interval
+from ..measure.verdicts import TARGETS, claim_row, verdict_frame
 from .methods import epochs_text
 
 __all__ = ["family_verdicts"]

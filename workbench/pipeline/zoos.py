@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..data import Dataset, load_dataset
 from ..nets import Params
-from ..optimize import resolve_device
-from ..parallel import run_parallel
+from ..training.train_config import resolve_device
+from ..system.parallel import run_parallel
 from ..records import Family
 from ..zoo import FAMILIES, Zoo, default_spec, load_or_generate, load_small_cnn_zoo
 

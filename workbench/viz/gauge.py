@@ -10,7 +10,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from ..captions import num, set_caption
+from ..reporting.captions import num, set_caption
 from ..gauge import conv_output_size, conv_to_toeplitz, conv_vs_dense_directions, distance_to_convolution
 from ..forward_pass import forward
 from ..nets import NetSpec, Params, check_params, select

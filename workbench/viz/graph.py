@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..captions import set_caption
+from ..reporting.captions import set_caption
 from ..graphs import graph_layout, to_graph
 from ..nets import NetSpec, Params, check_params, map_params, n_networks
 from .widgets import show_in
@@ -79,16 +79,7 @@ def add_network_traces(fig: go.Figure, spec: NetSpec, params: Params, index: int
             ), **where)
     # hover targets at edge midpoints (one per edge): the weight or the kernel values
     mid = (pos[src] + pos[dst]) / 2
-    if spec.kind == "cnn":
-        k = spec.kernel_size
-        text = [
-            f"edge {s}->{d} (layer {l})<br>kernel norm {n:.3g}<br>"
-            + ("<br>".join(" ".join(f"{v:+.2f}" for v in row) for row in vals.reshape(k, k)) if mask[i].all()
-               else f"dense weight {vals[layout.dense_slot]:+.3g}")
-            for i, (s, d, l, n, vals) in enumerate(zip(src, dst, edge_layer, strength, values))
-        ]
-    else:
-        text = [f"edge {s}->{d} (layer {l})<br>weight {v[0]:+.3g}" for s, d, l, v in zip(src, dst, edge_layer, values)]
+    text = _edge_hover_text(spec, layout, src, dst, edge_layer, strength, values, mask)
     fig.add_trace(go.Scatter(x=mid[:, 0], y=mid[:, 1], mode="markers", marker=dict(size=4, opacity=0.0),
                              hovertext=text, hoverinfo="text", showlegend=False), **where)
     bias = graph.x[:, 0].numpy()
@@ -103,6 +94,19 @@ def add_network_traces(fig: go.Figure, spec: NetSpec, params: Params, index: int
                     line=dict(width=1, color="black"),
                     colorbar=dict(title="bias", len=0.6) if showscale else None, showscale=showscale),
     ), **where)
+
+
+def _edge_hover_text(spec: NetSpec, layout, src, dst, edge_layer, strength, values, mask) -> list[str]:
+    """One hover text per edge: its weight, or for a CNN its kernel norm and values (a dense layer's weight)."""
+    if spec.kind != "cnn":
+        return [f"edge {s}->{d} (layer {l})<br>weight {v[0]:+.3g}" for s, d, l, v in zip(src, dst, edge_layer, values)]
+    k = spec.kernel_size
+    return [
+        f"edge {s}->{d} (layer {l})<br>kernel norm {n:.3g}<br>"
+        + ("<br>".join(" ".join(f"{v:+.2f}" for v in row) for row in vals.reshape(k, k)) if mask[i].all()
+           else f"dense weight {vals[layout.dense_slot]:+.3g}")
+        for i, (s, d, l, n, vals) in enumerate(zip(src, dst, edge_layer, strength, values))
+    ]
 
 
 def network_graph_figure(spec: NetSpec, params: Params, index: int = 0, layer: int | None = None,

@@ -1,5 +1,5 @@
 """Figures of notebook 06 -- where the one shot sits on SGD's accuracy-vs-cost curve, the warm start -- and notebook
-05's symmetry response (plotly), each with its caption (:mod:`workbench.captions`).
+05's symmetry response (plotly), each with its caption (:mod:`workbench.reporting.captions`).
 
 Both take the plain frames :func:`workbench.pipeline.family_results` returns (with a ``family`` column added), so
 they can be redrawn from the saved CSVs. Labels go into hover text and legends, never onto the data, so nothing
@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..captions import interval_text, names, plural, set_caption, sig
+from ..reporting.captions import interval_text, names, plural, set_caption, sig
 from .style import METHOD_SYMBOLS, PALETTE, method_symbol
 
 __all__ = ["matched_compute_figure", "warm_start_figure", "symmetry_response_figure", "METHOD_SYMBOLS"]

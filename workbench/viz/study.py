@@ -1,12 +1,12 @@
 """Figures of notebook 07: the lambda sweep's accuracy-vs-sparsity trade-off and the scaling study (plotly), each
-with its caption (:mod:`workbench.captions`). Re-exported by :mod:`.training`, where they used to live."""
+with its caption (:mod:`workbench.reporting.captions`). Re-exported by :mod:`.training`, where they used to live."""
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..captions import names, num, plural, set_caption
+from ..reporting.captions import names, num, plural, set_caption
 from .style import PALETTE
 
 __all__ = ["lam_pareto_figure", "scaling_figure"]
@@ -61,7 +61,7 @@ def lam_pareto_figure(sweep, title: str = "L1 objective: accuracy vs L1-norm red
 def _merged_labels(points, value, prefix: str) -> list[str]:
     """One label per point, ``prefix + value``; points that sit on the same spot (within 0.5 on both axes, in
     order) share one label listing their values, so labels never pile up on each other."""
-    labels, anchor = [], None
+    labels, anchor, first = [], None, 0
     for _, row in points.iterrows():
         spot = (row["l1_reduction"], row["acc_trained"])
         if anchor is not None and abs(spot[0] - anchor[0]) < 0.5 and abs(spot[1] - anchor[1]) < 0.5:

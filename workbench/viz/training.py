@@ -1,8 +1,9 @@
 """Figures for meta-optimizer training and the ablation (pure functions returning plotly Figures, each with its
-caption: :mod:`workbench.captions`). Notebook 07's figures live in :mod:`.study` and are re-exported here.
+caption: :mod:`workbench.reporting.captions`). Notebook 07's figures live in :mod:`.study` and are re-exported here.
 
-A training curve whose last epoch is still its best and still improving (:func:`~workbench.captions.still_improving`)
-is marked where it ends ("still falling"), and its caption says the run had not converged."""
+A training curve whose last epoch is still its best and still improving
+(:func:`~workbench.reporting.captions.still_improving`) is marked where it ends ("still falling"), and its caption says
+the run had not converged."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -11,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..captions import IMPROVING_WINDOW, convergence, names, num, plural, set_caption, sig
+from ..reporting.captions import IMPROVING_WINDOW, convergence, names, num, plural, set_caption, sig
 from ..nets import NetSpec, Params
 from ..records import RunKey
 from .study import lam_pareto_figure, scaling_figure
@@ -205,7 +206,7 @@ def training_curves_grid(histories: Mapping[RunKey, Sequence[dict]], families: S
                          objectives: Sequence[str], key: str = "val_loss",
                          title: str = "Validation loss per epoch") -> go.Figure:
     """Small multiples: one panel per family x objective, one colour, dash and marker per method, one line per seed;
-    a curve still falling at its last epoch (:func:`~workbench.captions.still_improving`) ends in an arrow.
+    a curve still falling at its last epoch (:func:`~workbench.reporting.captions.still_improving`) ends in an arrow.
 
     ``histories``: ``{RunKey(family, objective, method, seed): history}`` as returned by
     :func:`workbench.pipeline.run_ablation`."""

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..captions import names, num, set_caption
+from ..reporting.captions import names, num, set_caption
 from .style import PALETTE
 
 __all__ = ["combined_meta", "accuracy_distribution_figure", "hparam_accuracy_figure", "accuracy_table"]

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ..errors import WorkbenchError
-from ..io import atomic_path, crash_point, sha256_file as _sha256
+from ..system.io import atomic_path, crash_point, sha256_file as _sha256
 from ..nets import NetSpec, Params, SpecError, check_params, map_params, select
 
 __all__ = ["ZooError", "Zoo", "split_networks", "META_COLUMNS", "SPLITS", "FORMAT", "FORMAT_VERSION", "MANIFEST",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import read_regular_bytes
+from ..system.io import read_regular_bytes
 from ..nets import Params, n_networks
 from .container import Zoo
 from .small_cnn_zoo import SPLIT_COLUMN, read_layout
