@@ -183,15 +183,18 @@ def test_snapshot_refuses_a_destination_with_someone_elses_files(tmp_path, capsy
 
 
 def test_the_committed_snapshots_are_recognised_by_their_run_info_and_file_names(tmp_path):
-    """docs/results/<name>/ were written before the rule: a run_info.json of the report's and only snapshot file
-    names make one replaceable; docs/results/study also holds the README's scaling.png, so it is refused."""
-    default = shutil.copytree(ROOT / "docs" / "results" / "default", tmp_path / "default")
-    snapshot(_fake_run(tmp_path / "run"), default)
-    assert json.loads((default / "run_info.json").read_text())["run"] == "run"
-    study = shutil.copytree(ROOT / "docs" / "results" / "study", tmp_path / "study")
+    """docs/results/<name>/ are replaceable by a new snapshot (a run_info.json of the report's and only snapshot file
+    names); the same folder with one file of someone else's beside them (a figure) is refused."""
+    for name in ("default", "study"):
+        copy = shutil.copytree(ROOT / "docs" / "results" / name, tmp_path / name)
+        snapshot(_fake_run(tmp_path / f"run-{name}"), copy)
+        assert json.loads((copy / "run_info.json").read_text())["run"] == f"run-{name}"
+    foreign = shutil.copytree(ROOT / "docs" / "results" / "study", tmp_path / "study-with-figure")
+    (foreign / "scaling.png").write_bytes(b"\x89PNG")
+    before = listing(foreign)
     with pytest.raises(OutputFolderError, match="does not write: scaling.png"):
-        snapshot(_fake_run(tmp_path / "run2"), study)
-    assert listing(study) == listing(ROOT / "docs" / "results" / "study")
+        snapshot(_fake_run(tmp_path / "run2"), foreign)
+    assert listing(foreign) == before
 
 
 @pytest.mark.parametrize("case", ["a-file", "the-run", "holds-the-run", "inside-the-run"])
