@@ -146,6 +146,10 @@ def test_scaling_shows_spread_and_an_axis_from_zero():
     assert "+3.50 points at the smallest, +7.00 at the largest" in caption_of(fig)
     one_seed = scaling_figure(runs[runs["seed"] == 0], curves)
     assert "One seed per size" in caption_of(one_seed)
+    assert "trained" not in caption_of(fig).split("largest.")[1][:40], "no step sentence without a steps column"
+    uneven = scaling_figure(runs.assign(steps=[504, 504, 768, 768]), curves)
+    assert "The largest size trained 768 steps against 504" in caption_of(uneven)
+    assert "The largest size trained" not in caption_of(scaling_figure(runs.assign(steps=500), curves))
 
 
 def test_zoo_figures_show_accuracy_in_percent():

@@ -139,3 +139,17 @@ def test_findings_are_sentences_computed_from_the_snapshot(tmp_path):
     v.to_csv(snap / "verdicts.csv", index=False)
     again = findings_markdown(snap)
     assert "SGD is the cheaper optimizer" not in again and "the one shot is cheaper in cnn-tanh" in again
+
+
+def test_the_scaling_block_says_how_many_steps_each_size_ran(tmp_path):
+    """Sizes train whole epochs of at least the requested steps, so a larger zoo can run more steps; the block names
+    the range instead of calling them equal (and says nothing of the kind when they are equal)."""
+    run = _fake_run(tmp_path / "run")
+    rows = [{"family": "cnn-tanh", "train_networks": n, "seed": 0, "steps": st, "gain_trained": g, "gain_all": g}
+            for n, st, g in ((128, 504, 5.5), (4096, 768, 9.25))]
+    pd.DataFrame(rows).to_csv(run / "results" / "scaling.csv", index=False)
+    md = render(snapshot(run, tmp_path / "snap"))
+    assert "the steps run from 504 to 768" in md and "up to 52 % more steps" in md and "equal steps" not in md
+    pd.DataFrame(rows).assign(steps=500).to_csv(run / "results" / "scaling.csv", index=False)
+    md = render(snapshot(run, tmp_path / "snap2"))
+    assert "Scaling study" in md and "the steps run from" not in md

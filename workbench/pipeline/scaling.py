@@ -59,7 +59,8 @@ def _scaling_job(job: dict) -> tuple[dict, list[dict]]:
     n_entries = n_networks(splits["train"])
     steps_per_epoch = max(1, n_entries // recipe.train.batch_networks)
     epochs = max(1, math.ceil(job["steps"] / steps_per_epoch))  # at least the requested steps for every size
-    # equal steps for every size: the epochs follow from them, and no early stop cuts a size short
+    # at least the same steps for every size, in whole epochs (a larger size may get up to one epoch more than the
+    # steps asked for: the block and the table name the steps each size ran); no early stop cuts a size short
     config = dataclasses.replace(recipe, mlp_epochs=None).with_train(epochs=epochs, patience=None).config(
         zoo.spec, objective="ce", seed=s)
     result = train(zoo.spec, splits["train"], splits["val"], data, config, None, progress=False,
@@ -90,7 +91,7 @@ def scaling_study(output_dir, family: str, *, data: DataRecipe, zoo: ZooRecipe, 
     the held-out test networks (:func:`test_networks`). Per epoch the held-out networks are also scored on the
     validation images (``test_gain_val_images``) for the gain-vs-steps curve; nothing is selected by them.
     ``data``/``zoo``/``recipe``: the sequence's recipes (the zoo must exist; the recipe's epochs, MLP epochs and
-    patience give way to the equal steps); the points run in ``workers`` processes.
+    patience give way to the steps); the points run in ``workers`` processes.
 
     Returns ``(runs, curves)``: one row per (size, seed) with gains over all and over trained checkpoints, the best
     epoch and the generalisation gap (training-network minus validation-network loss at the best epoch); one row

@@ -241,8 +241,12 @@ def _study_lines(folder: Path) -> list[str]:
                .agg(seeds=("seed", "count"), steps=("steps", "mean"), gain_trained=("gain_trained", "mean"),
                     gain_trained_min=("gain_trained", "min"), gain_trained_max=("gain_trained", "max"),
                     gain_all=("gain_all", "mean")).reset_index())
-        lines += ["**Scaling study** (held-out gain in points vs training networks, equal steps per size; min and max "
-                  "over seeds):", ""]
+        low, high = float(agg["steps"].min()), float(agg["steps"].max())
+        # every size trains whole epochs of at least the requested steps, so the larger sizes may get more steps
+        extra = (f", so the steps run from {low:.0f} to {high:.0f} and a larger size's gain may include up to "
+                 f"{100 * (high / low - 1):.0f} % more steps" if high > low else "")
+        lines += ["**Scaling study** (held-out gain in points vs training networks; every size trains whole epochs of "
+                  f"at least the same number of steps{extra}; min and max over seeds):", ""]
         lines += [markdown_table(agg), ""]
     sweep = _read(folder, "lam_sweep.csv")
     if sweep is not None and len(sweep):

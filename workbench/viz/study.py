@@ -160,6 +160,11 @@ def _scaling_sentence(sub, family: str) -> str:
     seeds = int(agg["count"].min())
     text = (f"{family}: {len(agg)} sizes from {agg.index[0]} to {agg.index[-1]} training networks; mean held-out gain "
             f"{num(small['mean'], 2, True)} points at the smallest, {num(large['mean'], 2, True)} at the largest.")
+    if "steps" in sub:
+        steps = sub.groupby("train_networks")["steps"].mean()
+        if steps.iloc[-1] > steps.iloc[0]:  # whole epochs of at least the steps asked for: the largest may get more
+            text += (f" The largest size trained {steps.iloc[-1]:.0f} steps against {steps.iloc[0]:.0f} (whole "
+                     "epochs): part of its lead may be steps; the right panel compares at equal steps.")
     if seeds < 2:
         return text + (" One seed per size: no spread between trainings is shown, so the difference between sizes "
                        "cannot be told from seed noise.")
