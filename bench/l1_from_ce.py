@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from on_validation import emit, load, notebook06_values, one_shot_on_validation  # noqa: E402
+from on_validation import add_run_arguments, emit, load, notebook06_values, one_shot_on_validation  # noqa: E402
 
 
 def run(family: str, lam: float, start: str, values: dict, outputs: Path) -> dict:
@@ -76,9 +76,7 @@ def main(argv=None) -> int:
     p.add_argument("--family", nargs="+", default=["cnn-tanh"])
     p.add_argument("--lam", nargs="+", type=float, default=[0.007])
     p.add_argument("--starts", nargs="+", choices=["scratch", "ce"], default=["scratch", "ce"])
-    p.add_argument("--params", default="params/default.yaml")
-    p.add_argument("--outputs", default="outputs", help="folder holding <params name>/zoo (as make run)")
-    p.add_argument("--log", type=Path, help="append one JSON line per run")
+    add_run_arguments(p)
     p.add_argument("--table", type=Path, help="print the runs of this log as a markdown table and exit")
     a = p.parse_args(argv)
     if a.table:

@@ -12,6 +12,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def add_run_arguments(parser, log_help: str = "append one JSON line per run") -> None:
+    """The options every validation bench takes: the params file, the outputs folder holding its zoo, the log."""
+    parser.add_argument("--params", default="params/default.yaml")
+    parser.add_argument("--outputs", default="outputs", help="folder holding <params name>/zoo (as make run)")
+    parser.add_argument("--log", type=Path, help=log_help)
+
+
 def notebook06_values(params_path: str) -> dict:
     """The values notebook 06 would run with for ``params_path`` (it trains the results table's metanets), plus the
     run's ``name``."""

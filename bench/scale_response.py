@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from on_validation import emit, load, notebook06_values  # noqa: E402
+from on_validation import add_run_arguments, emit, load, notebook06_values  # noqa: E402
 
 SCALES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -67,9 +67,7 @@ def response(model, zoo, data, scales=SCALES) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--families", nargs="+", default=["mlp-relu", "cnn-relu", "mlp-tanh"])
-    p.add_argument("--params", default="params/default.yaml")
-    p.add_argument("--outputs", default="outputs", help="folder holding <params name>/zoo (as make run)")
-    p.add_argument("--log", type=Path, help="append one JSON line per trained model")
+    add_run_arguments(p, "append one JSON line per trained model")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     values = notebook06_values(a.params)

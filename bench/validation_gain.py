@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from on_validation import emit, load, notebook06_values, one_shot_on_validation  # noqa: E402
+from on_validation import add_run_arguments, emit, load, notebook06_values, one_shot_on_validation  # noqa: E402
 
 
 def run(family: str, epochs: int, values: dict, outputs: Path) -> dict:
@@ -47,9 +47,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--family", nargs="+", default=["mlp-tanh"])
     p.add_argument("--epochs", nargs="+", type=int, default=[4, 5])
-    p.add_argument("--params", default="params/default.yaml")
-    p.add_argument("--outputs", default="outputs", help="folder holding <params name>/zoo (as make run)")
-    p.add_argument("--log", type=Path, help="append one JSON line per run")
+    add_run_arguments(p)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     values = notebook06_values(a.params)

@@ -19,6 +19,7 @@ failure a full-page screenshot and the server log land in ``outputs/test-artifac
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -131,12 +132,14 @@ def lab(tmp_path_factory):
             server.wait()
 
 
-@pytest.fixture
-def page(request, lab, chromium, playwright_api):
+@contextlib.contextmanager
+def _headless_page(request, chromium, playwright_api, timeout_ms: int, server_log: Path | None = None):
+    """A headless Chromium page; when the test using it failed, a full-page screenshot (or why there is none) and
+    ``server_log`` are copied to ARTIFACTS."""
     browser = playwright_api.chromium.launch(
         executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(timeout_ms)
     try:
         yield page
     finally:
@@ -148,9 +151,16 @@ def page(request, lab, chromium, playwright_api):
                 page.screenshot(path=str(shot), full_page=True)
             except Exception as err:  # a crashed page cannot be photographed; say so instead
                 shot.with_suffix(".txt").write_text(f"screenshot failed: {err}\n")
-            shutil.copy(lab["log"], ARTIFACTS / f"{request.node.name}.server.log")
-            print(f"browser test failed: screenshot and server log in {ARTIFACTS}")
+            if server_log is not None:
+                shutil.copy(server_log, ARTIFACTS / f"{request.node.name}.server.log")
+            print(f"browser test failed: screenshot and logs in {ARTIFACTS}")
         browser.close()
+
+
+@pytest.fixture
+def page(request, lab, chromium, playwright_api):
+    with _headless_page(request, chromium, playwright_api, 60_000, server_log=lab["log"]) as pg:
+        yield pg
 
 
 def open_and_run_all(page, lab, notebook: str) -> None:
@@ -351,21 +361,8 @@ def test_results_index_and_notebook_pages_work_offline(page, executed_run):
 @pytest.fixture
 def plain_page(request, chromium, playwright_api):
     """A headless Chromium page without JupyterLab (for the run's static pages)."""
-    browser = playwright_api.chromium.launch(
-        executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(30_000)
-    try:
-        yield page
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            try:
-                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-            except Exception:  # a crashed page cannot be photographed
-                pass
-        browser.close()
+    with _headless_page(request, chromium, playwright_api, 30_000) as pg:
+        yield pg
 
 
 @pytest.fixture
